@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Typed view of the RCMOE_* variables (table in params.def), read once per process. */
+#ifndef RCMOE_PARAMS_H
+#define RCMOE_PARAMS_H
+
+#include <stdint.h>
+#include "rcmoe/status.h"
+
+struct rcmoe_params {
+#define RCMOE_PARAM_INT(field, env, def, lo, hi, doc) int64_t field;
+#define RCMOE_PARAM_ENUM(field, env, def, values, doc) int field;
+#define RCMOE_PARAM_STR(field, env, def, doc) char field[256];
+#include "rcmoe/params.def"
+#undef RCMOE_PARAM_INT
+#undef RCMOE_PARAM_ENUM
+#undef RCMOE_PARAM_STR
+};
+
+/* Enum indexes, in the order of the values string in params.def. */
+enum { RCMOE_TRANSPORT_AUTO = 0, RCMOE_TRANSPORT_SOCKET = 1 };
+enum { RCMOE_CUDA_BUFFERS_AUTO = 0, RCMOE_CUDA_BUFFERS_OFF = 1 };
+
+typedef const char *(*rcmoe_getenv_fn)(const char *name);
+
+/* Parse every variable through `get` into `out`. Each invalid value is a WARN naming the
+ * variable, the value and what is allowed; the result is then RCMOE_ERR_USAGE. Values that are
+ * set are logged at INFO when `log_set` is non-zero. */
+rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get, int log_set);
+
+/* The process-wide parameters, parsed from the environment on first call (thread-safe). */
+rcmoe_status_t rcmoe_params_load(const struct rcmoe_params **out);
+
+/* Number of entries and their names, for the README test. */
+int rcmoe_params_count(void);
+const char *rcmoe_params_name(int i);
+
+#endif
