@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The socket transport's operations table (contracts in rcmoe/transport.h). */
+#include "transport/socket/socket.h"
+
+static rcmoe_status_t close_send(struct rcmoe_tsend *comm)
+{
+	sock_comm_destroy(sock_send_comm(comm));
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t close_recv(struct rcmoe_trecv *comm)
+{
+	sock_comm_destroy(sock_recv_comm(comm));
+	return RCMOE_OK;
+}
+
+const struct rcmoe_transport_ops rcmoe_socket_ops = {
+    .name = "socket",
+    .init = sock_init,
+    .device_count = sock_device_count,
+    .device_info = sock_device_info,
+    .listen = sock_listen,
+    .connect = sock_connect,
+    .accept = sock_accept,
+    .isend = sock_isend,
+    .irecv = sock_irecv,
+    .test = sock_test,
+    .close_send = close_send,
+    .close_recv = close_recv,
+    .close_listen = sock_close_listen,
+};

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private state of the socket transport.
+ *
+ * A connection is one control socket (message headers, written and read by the caller's thread
+ * without blocking) plus `nstreams` data sockets (payload, moved by `nthreads` helper threads,
+ * thread t owning the streams s with s % nthreads == t). The caller's thread cuts each message
+ * into pieces (sock_plan_pieces) and queues each piece on its stream; the stream's thread moves
+ * it between the user buffer and the socket and counts it done. Each stream's queue is
+ * single-producer (caller) single-consumer (its thread).
+ *
+ * Threading: one caller thread per comm at a time (NCCL's proxy thread). Fields marked "caller"
+ * are touched only by it; "shared" fields are atomics.
+ */
+#ifndef RCMOE_SOCKET_H
+#define RCMOE_SOCKET_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rcmoe/transport.h"
+#include "transport/socket/wire.h"
+
+#define SOCK_MAX_REQS	  RCMOE_TRANSPORT_MAX_REQUESTS
+#define SOCK_ADDR_STRLEN  64 /* "[v6 address%scope]:port" */
+#define SOCK_SCRATCH_SIZE (64 * 1024)
+
+/* ---- process-wide state (init.c) ---- */
+
+struct sock_global {
+	struct rcmoe_params params; /* copied at init */
+	char ifname[64];
+	union sock_addr addr; /* the address to listen on, port 0 */
+	int speed_mbps;
+	uint64_t guid;
+};
+
+extern struct sock_global sock_global;
+/* RCMOE_OK once init succeeded; an error (with a WARN) before. */
+rcmoe_status_t sock_check_init(void);
+
+/* ---- helpers (sock_util.c, iface.c) ---- */
+
+/* Pick the interface and address to listen on (rules in iface.c). */
+rcmoe_status_t sock_pick_interface(const struct rcmoe_params *params, char *ifname, size_t ifsize,
+				   union sock_addr *addr);
+socklen_t sock_addr_len(const union sock_addr *a);
+void sock_addr_str(const union sock_addr *a, char *buf, size_t size);
+/* "addr:port" of the far end of a connected socket. */
+void sock_peer_str(int fd, char *buf, size_t size);
+/* TCP_NODELAY, keepalive and TCP_USER_TIMEOUT so that a dead peer is noticed in `timeout_s`. */
+rcmoe_status_t sock_set_options(int fd, int timeout_s, const char *peer);
+rcmoe_status_t sock_random64(uint64_t *out);
+uint64_t sock_now_ns(void);
+
+enum sock_io_result { SOCK_IO_DONE, SOCK_IO_AGAIN, SOCK_IO_EOF, SOCK_IO_ERROR };
+/* Move bytes without blocking until `len` are done or the socket would block; *off advances. On
+ * SOCK_IO_ERROR errno is set. */
+enum sock_io_result sock_io(int fd, bool send_dir, void *buf, size_t len, size_t *off);
+/* Send `a` then `b` as one stream of bytes (one syscall when the socket takes both); *off counts
+ * over both. */
+enum sock_io_result sock_send2(int fd, const void *a, size_t alen, const void *b, size_t blen,
+			       size_t *off);
+
+/* ---- requests and comms ---- */
+
+enum sock_req_state {
+	SOCK_REQ_FREE = 0,
+	SOCK_REQ_POSTED, /* recv: waiting for its header */
+	SOCK_REQ_INLINE, /* recv: header read, payload coming on the control socket */
+	SOCK_REQ_MOVING, /* send: posted; recv: header (and inline payload) handled */
+};
+
+struct sock_comm;
+
+struct rcmoe_treq {
+	struct sock_comm *comm;	   /* caller */
+	enum sock_req_state state; /* caller */
+	uint32_t seq;		   /* caller: message number on the connection */
+	uint8_t *buf;		   /* caller until queued, then read-only */
+	size_t len;		   /* caller until queued, then read-only */
+	uint32_t flags;		   /* caller */
+	bool inline_payload;   /* caller: the payload follows the header on the control socket */
+	int tag;	       /* caller */
+	rcmoe_status_t status; /* caller: e.g. the placement callback's error */
+	size_t max_len;	       /* caller (recv) */
+	rcmoe_place_fn place;  /* caller (recv) */
+	void *place_arg;       /* caller (recv) */
+	uint8_t hdr[SOCK_HDR_SIZE];   /* caller (send): the encoded header */
+	_Atomic unsigned pieces_left; /* shared: helper threads count down */
+	_Atomic size_t bytes_done;    /* shared: for error messages */
+};
+
+/* One piece of one message on one stream. buf == NULL on receive: read and discard. */
+struct sock_piece {
+	struct rcmoe_treq *req;
+	uint8_t *buf;
+	size_t len;
+};
+
+struct sock_stream {
+	int fd;
+	int index;
+	/* Queue: the caller writes entries then publishes `tail`; the thread consumes at `head`.
+	 * At most one piece per message per stream, at most SOCK_MAX_REQS messages in flight. */
+	struct sock_piece q[SOCK_MAX_REQS];
+	_Atomic uint32_t head;
+	_Atomic uint32_t tail;
+	size_t off; /* thread: bytes done of the piece at head */
+};
+
+struct sock_thread {
+	struct sock_comm *comm;
+	int index;
+	int efd;	      /* eventfd: new work, failure or stop */
+	_Atomic int sleeping; /* set before polling, so posters know to write efd */
+	bool started;	      /* caller */
+	pthread_t tid;
+	uint8_t *scratch; /* where discarded payload goes */
+};
+
+struct sock_comm {
+	bool is_send;
+	int ctrl_fd;
+	int nstreams;
+	int nthreads;
+	size_t min_chunk; /* the sender's, from its hello */
+	char peer[SOCK_ADDR_STRLEN];
+	struct sock_stream *streams;
+	struct sock_thread *threads;
+
+	struct rcmoe_treq reqs[SOCK_MAX_REQS];
+	uint32_t head;	  /* caller: seq of the next request */
+	uint32_t tail;	  /* caller: seq of the oldest unreleased request */
+	uint32_t hdr_seq; /* caller: next header to write (send) or read (recv) */
+	size_t hdr_off;	  /* caller: bytes of it done (send: with its inline payload) */
+	size_t rx_off;	  /* caller (recv): bytes of the inline payload read */
+	uint8_t rx_hdr[SOCK_HDR_SIZE]; /* caller (recv): header being read */
+	unsigned next_stream;	       /* caller: where the next message's first piece goes */
+
+	_Atomic int failing;  /* shared: set once by whoever reports the failure */
+	_Atomic int error;    /* shared: rcmoe_status_t, RCMOE_OK while healthy */
+	_Atomic int quiesced; /* shared: helper threads that stopped touching requests */
+	_Atomic int stop;     /* shared: close in progress */
+};
+
+/* The opaque send and receive comms of transport.h are both a struct sock_comm; these
+ * conversions are the only place the types meet. */
+static inline struct sock_comm *sock_send_comm(struct rcmoe_tsend *s)
+{
+	return (struct sock_comm *)(void *)s;
+}
+
+static inline struct sock_comm *sock_recv_comm(struct rcmoe_trecv *r)
+{
+	return (struct sock_comm *)(void *)r;
+}
+
+/* comm.c: build a comm around connected sockets (fds[0] control, fds[1..nstreams] data) and
+ * start its threads. On success the comm owns the fds; on failure they are closed. */
+rcmoe_status_t sock_comm_create(bool is_send, int *fds, int nstreams, size_t min_chunk,
+				const char *peer, struct sock_comm **out);
+void sock_comm_destroy(struct sock_comm *c);
+/* Mark the comm failed with `st`: the first caller logs one WARN (naming the peer), later
+ * callers only return. Shuts the sockets down (the peer sees the connection close) and wakes
+ * the threads. */
+void sock_comm_fail(struct sock_comm *c, rcmoe_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Wake thread `t` if it is (about to be) asleep. */
+void sock_thread_wake(struct sock_thread *th);
+void *sock_thread_main(void *arg);
+
+/* data.c */
+rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, int tag,
+			  uint32_t flags, struct rcmoe_treq **req);
+rcmoe_status_t sock_irecv(struct rcmoe_trecv *comm, size_t max_len, int tag, rcmoe_place_fn place,
+			  void *place_arg, struct rcmoe_treq **req);
+rcmoe_status_t sock_test(struct rcmoe_treq *req, int *done, size_t *len, uint32_t *flags);
+
+/* listen.c / accept.c / connect.c */
+struct sock_pending;
+struct sock_group;
+
+struct rcmoe_tlisten {
+	int fd;
+	union sock_addr addr;
+	char addr_str[SOCK_ADDR_STRLEN];
+	uint64_t secret;
+	struct sock_pending *pending; /* accepted sockets whose hello is not complete */
+	struct sock_group *groups;    /* sockets of one connect, by nonce, until all are there */
+};
+
+rcmoe_status_t sock_listen(int dev, void *handle, struct rcmoe_tlisten **out);
+rcmoe_status_t sock_accept(struct rcmoe_tlisten *l, struct rcmoe_trecv **out);
+rcmoe_status_t sock_close_listen(struct rcmoe_tlisten *l);
+/* accept.c: close and free the sockets still waiting in the listener. */
+void sock_listen_drop_all(struct rcmoe_tlisten *l);
+rcmoe_status_t sock_connect(int dev, const void *handle, struct rcmoe_tsend **out);
+
+/* init.c */
+rcmoe_status_t sock_init(const struct rcmoe_params *params);
+rcmoe_status_t sock_device_count(int *ndev);
+rcmoe_status_t sock_device_info(int dev, struct rcmoe_device_info *info);
+
+#endif

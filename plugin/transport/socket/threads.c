@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Helper threads: each owns some data streams of one comm and moves the pieces queued on them,
+ * directly between the user's buffer and the socket. Sockets are non-blocking and one poll()
+ * waits for all of a thread's streams at once, so a thread with several streams keeps them all
+ * busy; its eventfd in the same poll brings new work, a failure or close.
+ *
+ * Pieces go out and come in, per stream, in the order the caller queued them (the message
+ * order), on both sides; that is what keeps the two ends of a stream in step.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "rcmoe/log.h"
+#include "transport/socket/socket.h"
+
+enum turn { TURN_IDLE, TURN_WAIT, TURN_FAILED };
+
+static struct sock_piece *queue_front(struct sock_stream *s)
+{
+	uint32_t head = atomic_load_explicit(&s->head, memory_order_relaxed); /* ours */
+	uint32_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
+	return head == tail ? NULL : &s->q[head % SOCK_MAX_REQS];
+}
+
+static bool queue_empty_now(struct sock_stream *s)
+{
+	/* seq_cst: pairs with the caller's publication of `tail` before it reads `sleeping`. */
+	return atomic_load(&s->head) == atomic_load(&s->tail);
+}
+
+/* Receive a piece whose message had no destination (the placement failed): the bytes must still
+ * leave the stream so the next message starts where it should. */
+static enum sock_io_result discard(struct sock_thread *th, struct sock_stream *s, size_t len)
+{
+	while (s->off < len) {
+		size_t chunk = len - s->off < SOCK_SCRATCH_SIZE ? len - s->off : SOCK_SCRATCH_SIZE;
+		size_t got = 0;
+		enum sock_io_result r = sock_io(s->fd, false, th->scratch, chunk, &got);
+		s->off += got;
+		if (r != SOCK_IO_DONE)
+			return r;
+	}
+	return SOCK_IO_DONE;
+}
+
+static void report(struct sock_comm *c, struct sock_stream *s, struct sock_piece *p,
+		   enum sock_io_result r, int err)
+{
+	struct rcmoe_treq *req = p->req;
+	size_t done = atomic_load_explicit(&req->bytes_done, memory_order_relaxed);
+	if (r == SOCK_IO_EOF) {
+		sock_comm_fail(c, RCMOE_ERR_REMOTE,
+			       "peer closed the connection after %zu of %zu bytes of message %u "
+			       "(data stream %d)",
+			       done, req->len, req->seq, s->index);
+		return;
+	}
+	rcmoe_status_t st = rcmoe_status_from_errno(err);
+	sock_comm_fail(c, st == RCMOE_ERR_SYSTEM ? st : RCMOE_ERR_REMOTE,
+		       "%s on data stream %d after %zu of %zu bytes of message %u%s", strerror(err),
+		       s->index, done, req->len, req->seq,
+		       err == ETIMEDOUT ? " (no progress within RCMOE_SOCKET_TIMEOUT)" : "");
+}
+
+/* Move the stream's queued pieces until it is empty or would block. */
+static enum turn stream_turn(struct sock_thread *th, struct sock_stream *s, short *events)
+{
+	struct sock_comm *c = th->comm;
+	struct sock_piece *p;
+	while ((p = queue_front(s)) != NULL) {
+		size_t before = s->off;
+		enum sock_io_result r;
+		if (p->buf)
+			r = sock_io(s->fd, c->is_send, p->buf, p->len, &s->off);
+		else
+			r = discard(th, s, p->len);
+		if (s->off > before)
+			atomic_fetch_add_explicit(&p->req->bytes_done, s->off - before,
+						  memory_order_relaxed);
+		if (r == SOCK_IO_AGAIN) {
+			*events = c->is_send ? POLLOUT : POLLIN;
+			return TURN_WAIT;
+		}
+		if (r != SOCK_IO_DONE) {
+			report(c, s, p, r, errno);
+			return TURN_FAILED;
+		}
+		/* Free the queue slot before counting the piece done: once the request is
+		 * complete the caller may reuse both. */
+		struct rcmoe_treq *req = p->req;
+		s->off = 0;
+		atomic_store_explicit(&s->head,
+				      atomic_load_explicit(&s->head, memory_order_relaxed) + 1,
+				      memory_order_release);
+		atomic_fetch_sub_explicit(&req->pieces_left, 1, memory_order_release);
+	}
+	return TURN_IDLE;
+}
+
+/* After a failure: promise never to touch a request again, then wait for close. */
+static void quiesce(struct sock_thread *th)
+{
+	struct sock_comm *c = th->comm;
+	struct pollfd pfd = {.fd = th->efd, .events = POLLIN};
+	atomic_fetch_add_explicit(&c->quiesced, 1, memory_order_release);
+	while (!atomic_load_explicit(&c->stop, memory_order_acquire)) {
+		eventfd_t v;
+		poll(&pfd, 1, -1);
+		eventfd_read(th->efd, &v);
+	}
+}
+
+void *sock_thread_main(void *arg)
+{
+	struct sock_thread *th = arg;
+	struct sock_comm *c = th->comm;
+	struct pollfd pfd[SOCK_MAX_STREAMS + 1];
+	int idle[SOCK_MAX_STREAMS];
+
+	for (;;) {
+		if (atomic_load_explicit(&c->stop, memory_order_acquire))
+			break;
+		if (atomic_load_explicit(&c->error, memory_order_acquire) != RCMOE_OK) {
+			quiesce(th);
+			break;
+		}
+		int npfd = 1, nidle = 0;
+		bool failed = false;
+		pfd[0] = (struct pollfd){.fd = th->efd, .events = POLLIN};
+		for (int s = th->index; s < c->nstreams; s += c->nthreads) {
+			short ev = 0;
+			switch (stream_turn(th, &c->streams[s], &ev)) {
+			case TURN_IDLE:
+				idle[nidle++] = s;
+				break;
+			case TURN_WAIT:
+				pfd[npfd++] = (struct pollfd){.fd = c->streams[s].fd, .events = ev};
+				break;
+			case TURN_FAILED:
+				failed = true;
+				break;
+			}
+		}
+		if (failed)
+			continue; /* the top of the loop sees the error */
+
+		/* Announce the sleep, then look once more: a poster that queued work before
+		 * seeing the flag is caught here, one that queued after it writes the eventfd. */
+		atomic_store(&th->sleeping, 1);
+		bool more = false;
+		for (int i = 0; i < nidle && !more; i++)
+			more = !queue_empty_now(&c->streams[idle[i]]);
+		if (!more && poll(pfd, (nfds_t)npfd, -1) < 0 && errno != EINTR) {
+			int err = errno;
+			sock_comm_fail(c, RCMOE_ERR_SYSTEM, "poll in a helper thread failed: %s",
+				       strerror(err));
+		}
+		atomic_store(&th->sleeping, 0);
+		if (pfd[0].revents & POLLIN) {
+			eventfd_t v;
+			eventfd_read(th->efd, &v);
+		}
+		pfd[0].revents = 0;
+	}
+	return NULL;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The socket transport's wire formats: the listen handle, the hello every socket sends first, and
+ * the per-message header on the control socket. Integers are big-endian on the wire, so two
+ * builds on different hosts agree; each format starts with a magic and carries a version so a
+ * stray or foreign peer is refused instead of misread.
+ *
+ *   handle (44 bytes, inside NCCL's 128-byte handle):
+ *     magic u64 | version u32 | family u16 | port u16 | addr 16 B | scope_id u32 | secret u64
+ *   hello (40 bytes, first bytes on every socket of a connection):
+ *     magic u64 | version u32 | index u16 | count u16 | secret u64 | nonce u64 | min_chunk u32 |
+ *     reserved u32
+ *     index 0 is the control socket, 1..count the data streams; nonce groups the sockets of one
+ *     connect; min_chunk lets the receiver cut messages into the same pieces as the sender.
+ *   message header (32 bytes, control socket, one per message):
+ *     magic u32 | seq u32 | tag i32 | flags u32 | len u64 | wire_flags u32 | reserved u32
+ *     flags are the caller's (RCMOE_MSG_*); wire_flags the transport's own. A message that
+ *     would be a single piece (at most the sender's min_chunk, and SOCK_INLINE_MAX) follows its
+ *     header on the control socket (SOCK_WIRE_INLINE) instead of going to a data stream: it
+ *     loses no parallelism and costs no helper-thread wakeup on either side.
+ */
+#ifndef RCMOE_SOCKET_WIRE_H
+#define RCMOE_SOCKET_WIRE_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "rcmoe/status.h"
+
+#define SOCK_PROTO_VERSION 1u
+#define SOCK_HANDLE_MAGIC  0x72636d6f65736b68ull /* "rcmoeskh" */
+#define SOCK_HELLO_MAGIC   0x72636d6f6568656cull /* "rcmoehel" */
+#define SOCK_MSG_MAGIC	   0x524d5347u		 /* "RMSG" */
+
+#define SOCK_HANDLE_SIZE 44
+#define SOCK_HELLO_SIZE	 40
+#define SOCK_HDR_SIZE	 32
+
+#define SOCK_WIRE_INLINE 0x1u
+#define SOCK_INLINE_MAX	 65536u
+
+/* Data streams per connection: params.def allows 1..64. */
+#define SOCK_MAX_STREAMS 64
+/* Pieces are multiples of this, so both sides cut a message identically and copies stay aligned. */
+#define SOCK_PIECE_ALIGN 4096u
+
+union sock_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+struct sock_handle {
+	uint32_t version;
+	union sock_addr addr; /* with the port */
+	uint64_t secret;
+};
+
+struct sock_hello {
+	uint64_t magic;
+	uint32_t version;
+	uint16_t index;
+	uint16_t count;
+	uint64_t secret;
+	uint64_t nonce;
+	uint32_t min_chunk;
+};
+
+struct sock_msg_hdr {
+	uint32_t magic;
+	uint32_t seq;
+	int32_t tag;
+	uint32_t flags;
+	uint64_t len;
+	uint32_t wire_flags;
+};
+
+void sock_handle_encode(const struct sock_handle *h, void *buf);
+/* RCMOE_ERR_MALFORMED for a wrong magic or an unknown address family; the version is returned
+ * as found (the caller decides what to accept). */
+rcmoe_status_t sock_handle_decode(const void *buf, struct sock_handle *h);
+
+void sock_hello_encode(const struct sock_hello *h, uint8_t out[SOCK_HELLO_SIZE]);
+void sock_hello_decode(const uint8_t in[SOCK_HELLO_SIZE], struct sock_hello *h);
+
+void sock_hdr_encode(const struct sock_msg_hdr *h, uint8_t out[SOCK_HDR_SIZE]);
+void sock_hdr_decode(const uint8_t in[SOCK_HDR_SIZE], struct sock_msg_hdr *h);
+
+/*
+ * How a message of `len` bytes is cut: *npieces pieces of *piece bytes (the last one shorter),
+ * piece i on data stream (first + i) % nstreams, where `first` continues round-robin from the
+ * previous message of the connection. Part of the protocol: both sides must compute the same.
+ */
+void sock_plan_pieces(size_t len, unsigned nstreams, size_t min_chunk, size_t *piece,
+		      unsigned *npieces);
+
+#endif
