@@ -14,10 +14,12 @@ static const char *const param_names[] = {
 #define RCMOE_PARAM_INT(field, env, def, lo, hi, doc) env,
 #define RCMOE_PARAM_ENUM(field, env, def, values, doc) env,
 #define RCMOE_PARAM_STR(field, env, def, doc) env,
+#define RCMOE_PARAM_CHOICE(field, env, def, values, doc) env,
 #include "rcmoe/params.def"
 #undef RCMOE_PARAM_INT
 #undef RCMOE_PARAM_ENUM
 #undef RCMOE_PARAM_STR
+#undef RCMOE_PARAM_CHOICE
 };
 
 int rcmoe_params_count(void)
@@ -69,6 +71,21 @@ static int enum_index(const char *values, const char *s)
 	}
 }
 
+/* Is x one of the integers in "1|2|4"? */
+__attribute__((unused)) static int int_in_list(const char *values, int64_t x)
+{
+	for (const char *p = values; *p;) {
+		char *end;
+		long long v = strtoll(p, &end, 10);
+		if (end == p)
+			return 0;
+		if (v == x)
+			return 1;
+		p = *end == '|' ? end + 1 : end;
+	}
+	return 0;
+}
+
 rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get, int log_set)
 {
 	rcmoe_status_t st = RCMOE_OK;
@@ -116,10 +133,25 @@ rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get,
 				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %s", env, v); \
 		}                                                                                  \
 	}
+#define RCMOE_PARAM_CHOICE(field, env, def, values, doc)                                           \
+	out->field = (def);                                                                        \
+	if ((v = get(env)) != NULL && *v) {                                                        \
+		int64_t x;                                                                         \
+		if (parse_int(v, &x) != 0 || !int_in_list(values, x)) {                           \
+			RCMOE_WARN("%s=\"%s\" is invalid: expected one of %s", env, v, values);    \
+			st = RCMOE_ERR_USAGE;                                                      \
+		} else {                                                                           \
+			out->field = x;                                                            \
+			if (log_set)                                                               \
+				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %lld", env, \
+					   (long long)x);                                          \
+		}                                                                                  \
+	}
 #include "rcmoe/params.def"
 #undef RCMOE_PARAM_INT
 #undef RCMOE_PARAM_ENUM
 #undef RCMOE_PARAM_STR
+#undef RCMOE_PARAM_CHOICE
 	return st;
 }
 

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Plugin-wide setup: parameters, transport choice, per-communicator contexts, device properties. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rcmoe/log.h"
+#include "core.h"
+
+#ifndef RCMOE_VERSION
+#define RCMOE_VERSION "unknown"
+#endif
+
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+static rcmoe_status_t setup_status;
+static const struct rcmoe_params *params;
+static const struct rcmoe_transport_ops *transport;
+static int cuda_buffers;
+static struct rcmoe_ctx default_ctx;
+
+/* The one place a transport is chosen. */
+static rcmoe_status_t select_transport(void)
+{
+	switch (params->transport) {
+	case RCMOE_TRANSPORT_AUTO:
+	case RCMOE_TRANSPORT_SOCKET: transport = &rcmoe_socket_ops; break;
+	default: return RCMOE_ERR_USAGE;
+	}
+	return transport->init(params);
+}
+
+static void setup(void)
+{
+	setup_status = rcmoe_params_load(&params);
+	if (setup_status != RCMOE_OK) {
+		RCMOE_WARN("invalid RCMOE_* settings (see the warnings above); refusing to start");
+		return;
+	}
+	setup_status = select_transport();
+	if (setup_status != RCMOE_OK) {
+		RCMOE_WARN("transport %s failed to start: %s", transport ? transport->name : "?",
+			   rcmoe_status_str(setup_status));
+		return;
+	}
+	cuda_buffers = params->cuda_buffers == RCMOE_CUDA_BUFFERS_AUTO && rcmoe_gpu_available();
+	RCMOE_INFO(NCCL_INIT | NCCL_NET,
+		   "rcmoe %s: net ABI v11+v10, profiler v5; transport %s; GPU buffers %s; "
+		   "codecs off (lossless)",
+		   RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed");
+}
+
+const struct rcmoe_transport_ops *rcmoe_core_transport(void)
+{
+	return transport;
+}
+
+const struct rcmoe_params *rcmoe_core_params(void)
+{
+	return params;
+}
+
+int rcmoe_core_props_cuda(void)
+{
+	return cuda_buffers;
+}
+
+struct rcmoe_ctx *rcmoe_core_default_ctx(void)
+{
+	return &default_ctx;
+}
+
+rcmoe_status_t rcmoe_core_init(struct rcmoe_ctx **out, uint64_t comm_id,
+			       ncclDebugLogger_t logger, ncclProfilerCallback_t prof)
+{
+	rcmoe_log_set(logger);
+	pthread_once(&setup_once, setup);
+	if (setup_status != RCMOE_OK)
+		return setup_status;
+	struct rcmoe_ctx *ctx = out ? calloc(1, sizeof(*ctx)) : &default_ctx;
+	if (!ctx)
+		return RCMOE_ERR_NOMEM;
+	ctx->comm_id = comm_id;
+	ctx->prof = prof;
+	clock_gettime(CLOCK_MONOTONIC, &ctx->last_dump);
+	if (out)
+		*out = ctx;
+	return RCMOE_OK;
+}
+
+rcmoe_status_t rcmoe_core_finalize(struct rcmoe_ctx *ctx)
+{
+	rcmoe_status_t st = RCMOE_OK;
+	if (!ctx) /* NCCL calls finalize after a failed init too */
+		return RCMOE_OK;
+	rcmoe_stats_log(&ctx->stats, ctx->comm_id);
+	if (params && params->stats_file[0])
+		st = rcmoe_stats_write(&ctx->stats, ctx->comm_id, params->stats_file, "finalize");
+	if (ctx != &default_ctx)
+		free(ctx);
+	return st;
+}
+
+rcmoe_status_t rcmoe_core_devices(int *ndev)
+{
+	pthread_once(&setup_once, setup);
+	if (setup_status != RCMOE_OK)
+		return setup_status;
+	return transport->device_count(ndev);
+}
+
+rcmoe_status_t rcmoe_core_properties(int dev, struct rcmoe_props *props)
+{
+	/* Names must outlive the call (NCCL keeps the pointers): one record per device, filled
+	 * once under a lock since several communicators may ask at the same time. */
+	static struct rcmoe_device_info infos[8];
+	static int filled[8];
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct rcmoe_device_info *info;
+	rcmoe_status_t st = RCMOE_OK;
+	int ndev;
+	RCMOE_CHECK(rcmoe_core_devices(&ndev));
+	if (dev < 0 || dev >= ndev || dev >= 8)
+		return RCMOE_ERR_INVALID;
+	info = &infos[dev];
+	pthread_mutex_lock(&lock);
+	if (!filled[dev]) {
+		st = transport->device_info(dev, info);
+		filled[dev] = st == RCMOE_OK;
+	}
+	pthread_mutex_unlock(&lock);
+	RCMOE_CHECK(st);
+	memset(props, 0, sizeof(*props));
+	props->name = info->name;
+	props->pci_path = info->pci_path[0] ? info->pci_path : NULL;
+	props->guid = info->guid;
+	props->ptr_support = NCCL_PTR_HOST | (cuda_buffers ? NCCL_PTR_CUDA : 0);
+	props->speed = info->speed_mbps;
+	props->latency = info->latency_us;
+	props->max_p2p_bytes = RCMOE_MAX_P2P_BYTES;
+	return RCMOE_OK;
+}
+
+void rcmoe_core_set_attr(struct rcmoe_ctx *ctx, const ncclNetAttr_v11_t *attr)
+{
+	if (ctx && attr)
+		atomic_store_explicit(&ctx->attr_op, attr->op, memory_order_relaxed);
+}

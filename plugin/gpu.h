@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The CUDA the core needs, behind plain C types so that the core builds without CUDA too.
+ * Only non-blocking calls on the plugin's own streams are used on the data path: anything that
+ * waits for the device (or the legacy default stream) could wait for NCCL's running kernels,
+ * which wait for the proxy thread that is calling us.
+ */
+#ifndef RCMOE_GPU_H
+#define RCMOE_GPU_H
+
+#include <stddef.h>
+#include "rcmoe/status.h"
+
+struct rcmoe_gpu_stream {
+	void *handle; /* cudaStream_t, NULL if none */
+};
+
+struct rcmoe_gpu_event {
+	void *handle; /* cudaEvent_t, NULL if none */
+};
+
+/* 1 when this build has CUDA and a device is visible. */
+int rcmoe_gpu_available(void);
+/* 1 if ptr is device memory. */
+int rcmoe_gpu_is_device_ptr(const void *ptr);
+
+rcmoe_status_t rcmoe_gpu_stream_create(struct rcmoe_gpu_stream *s);
+void rcmoe_gpu_stream_destroy(struct rcmoe_gpu_stream *s);
+rcmoe_status_t rcmoe_gpu_event_create(struct rcmoe_gpu_event *e);
+void rcmoe_gpu_event_destroy(struct rcmoe_gpu_event *e);
+
+rcmoe_status_t rcmoe_gpu_host_alloc(void **ptr, size_t size);
+void rcmoe_gpu_host_free(void *ptr);
+
+/* Data path: asynchronous on `s`, then record `e`; rcmoe_gpu_poll never blocks. */
+rcmoe_status_t rcmoe_gpu_copy_d2h(void *dst, const void *src, size_t n, struct rcmoe_gpu_stream *s);
+rcmoe_status_t rcmoe_gpu_copy_h2d(void *dst, const void *src, size_t n, struct rcmoe_gpu_stream *s);
+rcmoe_status_t rcmoe_gpu_record(struct rcmoe_gpu_event *e, struct rcmoe_gpu_stream *s);
+rcmoe_status_t rcmoe_gpu_poll(struct rcmoe_gpu_event *e, int *done);
+
+/* A job may be capturing a CUDA graph in global mode on another thread; our own stream work
+ * must not be refused for that, so data-path calls switch this thread to relaxed mode and back. */
+int rcmoe_gpu_capture_relax(void);
+void rcmoe_gpu_capture_restore(int saved);
+
+#endif

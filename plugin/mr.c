@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Memory registration. Host regions need nothing from us; GPU regions get a pinned host shadow
+ * of the same size, allocated here (NCCL's service thread), which the data path stages through. */
+#include <stdlib.h>
+
+#include "rcmoe/log.h"
+#include "core.h"
+
+rcmoe_status_t rcmoe_core_reg_mr(struct rcmoe_comm *comm, void *data, size_t size, int type,
+				 struct rcmoe_mr **out)
+{
+	rcmoe_status_t st = RCMOE_OK;
+	struct rcmoe_mr *mr;
+	if (type != NCCL_PTR_HOST && type != NCCL_PTR_CUDA) {
+		RCMOE_WARN("regMr: unsupported memory type %d", type);
+		return RCMOE_ERR_INVALID;
+	}
+	if (type == NCCL_PTR_CUDA && !rcmoe_core_props_cuda()) {
+		RCMOE_WARN("regMr: GPU memory registered, but GPU buffers were not claimed");
+		return RCMOE_ERR_INVALID;
+	}
+	mr = calloc(1, sizeof(*mr));
+	if (!mr)
+		return RCMOE_ERR_NOMEM;
+	mr->base = data;
+	mr->size = size;
+	mr->type = type;
+	if (type == NCCL_PTR_CUDA) {
+		int saved = rcmoe_gpu_capture_relax();
+		st = rcmoe_gpu_host_alloc((void **)&mr->host_shadow, size);
+		rcmoe_gpu_capture_restore(saved);
+		if (st != RCMOE_OK) {
+			RCMOE_WARN("regMr: cannot allocate %zu bytes of pinned staging", size);
+			goto free_mr;
+		}
+	}
+	*out = mr;
+	return RCMOE_OK;
+
+free_mr:
+	free(mr);
+	return st;
+}
+
+rcmoe_status_t rcmoe_core_dereg_mr(struct rcmoe_comm *comm, struct rcmoe_mr *mr)
+{
+	if (!mr)
+		return RCMOE_OK;
+	if (mr->host_shadow) {
+		int saved = rcmoe_gpu_capture_relax();
+		rcmoe_gpu_host_free(mr->host_shadow);
+		rcmoe_gpu_capture_restore(saved);
+	}
+	free(mr);
+	return RCMOE_OK;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Test harness: the plugin's exported net table (v11, or v10 through the same interface), with
+ * a connected send/recv pair over 127.0.0.1 in one process, as NCCL would set it up.
+ */
+#ifndef RCMOE_TEST_NET_PAIR_H
+#define RCMOE_TEST_NET_PAIR_H
+
+#include <stddef.h>
+#include "rcmoe/nccl_abi.h"
+
+struct net_pair {
+	int version; /* 11 or 10 */
+	void *ctx;   /* v11 per-comm context */
+	void *listen;
+	void *send;
+	void *recv;
+};
+
+/* Which table the pair drives: set before net_pair_open. */
+extern int net_version;
+
+/* Init the plugin (with `prof` as the profiler callback, may be NULL) and connect a pair.
+ * Fails the current test if anything goes wrong or takes longer than 10 s. */
+void net_pair_open(struct net_pair *p, ncclProfilerCallback_t prof);
+void net_pair_close(struct net_pair *p);
+
+ncclResult_t net_reg(void *comm, void *data, size_t size, int type, void **mh);
+ncclResult_t net_dereg(void *comm, void *mh);
+ncclResult_t net_isend(void *comm, void *data, size_t size, void *mh, void *ph, void **req);
+ncclResult_t net_irecv(void *comm, void *data, size_t size, void *mh, void *ph, void **req);
+ncclResult_t net_test(void *req, int *done, int *size);
+ncclResult_t net_close_send(void *comm);
+ncclResult_t net_close_recv(void *comm);
+ncclResult_t net_props(int dev, ncclNetProperties_v11_t *props);
+
+/* Post until a request is given (NCCL's retry contract), failing the test after 10 s. */
+void *net_isend_retry(void *comm, void *data, size_t size, void *mh, void *ph);
+void *net_irecv_retry(void *comm, void *data, size_t size, void *mh, void *ph);
+/* Poll until done; returns the size; fails the test on error or after `timeout_s`. */
+int net_wait(void *req, double timeout_s);
+/* Poll until test returns an error; returns it (fails the test if done or after timeout_s). */
+ncclResult_t net_wait_error(void *req, double timeout_s);
+
+/* Move one message of `send_size` bytes into a receive posted as `recv_size`, host memory. */
+void net_exchange(struct net_pair *p, size_t send_size, size_t recv_size, unsigned seed);
+
+void fill_pattern(void *buf, size_t n, unsigned seed);
+/* Index of the first byte that differs from the pattern, or (size_t)-1 if none. */
+size_t check_pattern(const void *buf, size_t n, unsigned seed);
+double now_s(void);
+
+#endif

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Load the built plugin the way NCCL does (dlopen RTLD_NOW|RTLD_LOCAL) and look at what it
+ * exports: every table NCCL looks for, and nothing of the internals. */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rcmoe/nccl_abi.h"
+
+static void *lib;
+
+static void load(void)
+{
+	const char *path = getenv("RCMOE_PLUGIN_PATH");
+	cr_assert_not_null(path, "RCMOE_PLUGIN_PATH not set by the test harness");
+	lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	cr_assert_not_null(lib, "dlopen(%s): %s", path, dlerror());
+}
+
+static void unload(void)
+{
+	if (lib)
+		dlclose(lib);
+}
+
+TestSuite(smoke, .init = load, .fini = unload);
+
+Test(smoke, net_v11_table)
+{
+	const ncclNet_v11_t *t = dlsym(lib, "ncclNetPlugin_v11");
+	cr_assert_not_null(t);
+	cr_expect_str_eq(t->name, "RCMoE");
+	cr_expect(t->init && t->devices && t->getProperties && t->listen && t->connect &&
+		  t->accept && t->regMr && t->regMrDmaBuf && t->deregMr && t->isend && t->irecv &&
+		  t->iflush && t->test && t->closeSend && t->closeRecv && t->closeListen &&
+		  t->finalize && t->setNetAttr);
+}
+
+Test(smoke, net_v10_table)
+{
+	const ncclNet_v10_t *t = dlsym(lib, "ncclNetPlugin_v10");
+	cr_assert_not_null(t);
+	cr_expect_str_eq(t->name, "RCMoE");
+	cr_expect(t->init && t->devices && t->getProperties && t->listen && t->connect &&
+		  t->accept && t->regMr && t->isend && t->irecv && t->test && t->closeSend &&
+		  t->closeRecv && t->closeListen);
+}
+
+Test(smoke, profiler_v5_table)
+{
+	const ncclProfiler_v5_t *t = dlsym(lib, "ncclProfiler_v5");
+	cr_assert_not_null(t);
+	cr_expect(t->init && t->startEvent && t->stopEvent && t->recordEventState && t->finalize);
+}
+
+Test(smoke, internals_are_hidden)
+{
+	static const char *internal[] = {"rcmoe_core_init", "rcmoe_params_load", "rcmoe_socket_ops",
+					 "rcmoe_log_set", "rcmoe_prof_start", "rcmoe_stats_write"};
+	for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+		cr_expect_null(dlsym(lib, internal[i]), "%s is exported", internal[i]);
+}
+
+/* The dynamic symbol table holds only the tables (nm lists what a linker could see). */
+Test(smoke, only_tables_exported)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "nm -D --defined-only '%s' | awk '{print $3}'",
+		 getenv("RCMOE_PLUGIN_PATH"));
+	FILE *p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	char sym[256];
+	int n = 0;
+	while (fgets(sym, sizeof(sym), p)) {
+		sym[strcspn(sym, "\n")] = '\0';
+		if (!*sym)
+			continue;
+		n++;
+		cr_expect(!strcmp(sym, "ncclNetPlugin_v11") || !strcmp(sym, "ncclNetPlugin_v10") ||
+				  !strcmp(sym, "ncclProfiler_v5") || !strncmp(sym, "ncclCollNetPlugin_", 18) ||
+				  !strncmp(sym, "ncclTunerPlugin_", 16),
+			  "unexpected export %s", sym);
+	}
+	cr_expect_eq(pclose(p), 0);
+	cr_expect_geq(n, 3);
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The RCMOE_* table: defaults, valid and invalid values, and that README documents each one. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rcmoe/params.h"
+#include "test_log.h"
+
+static const char *fake_names[8];
+static const char *fake_values[8];
+
+static const char *fake_get(const char *name)
+{
+	for (int i = 0; i < 8 && fake_names[i]; i++)
+		if (!strcmp(fake_names[i], name))
+			return fake_values[i];
+	return NULL;
+}
+
+static void set_env(int i, const char *name, const char *value)
+{
+	fake_names[i] = name;
+	fake_values[i] = value;
+	fake_names[i + 1] = NULL;
+}
+
+static void setup(void)
+{
+	test_log_init();
+	fake_names[0] = NULL;
+}
+
+TestSuite(params, .init = setup);
+
+Test(params, defaults_when_nothing_set)
+{
+	struct rcmoe_params p;
+	cr_assert_eq(rcmoe_params_parse(&p, fake_get, 0), RCMOE_OK);
+	cr_expect_eq(p.transport, RCMOE_TRANSPORT_AUTO);
+	cr_expect_eq(p.socket_nstreams, 8);
+	cr_expect_eq(p.socket_nthreads, 4);
+	cr_expect_eq(p.socket_min_chunk, 65536);
+	cr_expect_str_empty(p.stats_file);
+	cr_expect_eq(test_log_warn_count(), 0);
+}
+
+Test(params, valid_values_and_size_suffixes)
+{
+	struct rcmoe_params p;
+	set_env(0, "RCMOE_SOCKET_NSTREAMS", "3");
+	set_env(1, "RCMOE_SOCKET_MIN_CHUNK", "128K");
+	set_env(2, "RCMOE_TRANSPORT", "socket");
+	set_env(3, "RCMOE_STATS_FILE", "/tmp/x.%p");
+	cr_assert_eq(rcmoe_params_parse(&p, fake_get, 1), RCMOE_OK);
+	cr_expect_eq(p.socket_nstreams, 3);
+	cr_expect_eq(p.socket_min_chunk, 128 * 1024);
+	cr_expect_eq(p.transport, RCMOE_TRANSPORT_SOCKET);
+	cr_expect_str_eq(p.stats_file, "/tmp/x.%p");
+}
+
+Test(params, invalid_values_are_refused_loudly)
+{
+	static const char *bad[][2] = {
+		{"RCMOE_SOCKET_NSTREAMS", "0"},	    {"RCMOE_SOCKET_NSTREAMS", "65"},
+		{"RCMOE_SOCKET_NSTREAMS", "four"},  {"RCMOE_SOCKET_NSTREAMS", "4x"},
+		{"RCMOE_TRANSPORT", "carrier-pigeon"}, {"RCMOE_SOCKET_MIN_CHUNK", "1K"},
+		{"RCMOE_CUDA_BUFFERS", "yes"},	    {"RCMOE_STATS_INTERVAL", "-1"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct rcmoe_params p;
+		int before = test_log_warn_count();
+		set_env(0, bad[i][0], bad[i][1]);
+		cr_expect_eq(rcmoe_params_parse(&p, fake_get, 0), RCMOE_ERR_USAGE, "%s=%s accepted",
+			     bad[i][0], bad[i][1]);
+		cr_expect_gt(test_log_warn_count(), before, "%s=%s refused silently", bad[i][0],
+			     bad[i][1]);
+	}
+}
+
+Test(params, too_long_string_is_refused)
+{
+	struct rcmoe_params p;
+	char longv[400];
+	memset(longv, 'a', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	set_env(0, "RCMOE_STATS_FILE", longv);
+	cr_expect_eq(rcmoe_params_parse(&p, fake_get, 0), RCMOE_ERR_USAGE);
+}
+
+/* Every variable in the table has a row in README.md's variable table. */
+Test(params, every_variable_is_in_the_readme)
+{
+	const char *root = getenv("RCMOE_SOURCE_ROOT");
+	cr_assert_not_null(root, "RCMOE_SOURCE_ROOT not set by the test harness");
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/README.md", root);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "cannot open %s", path);
+	static char text[1 << 20];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	cr_assert_gt(rcmoe_params_count(), 5);
+	for (int i = 0; i < rcmoe_params_count(); i++) {
+		char row[128];
+		snprintf(row, sizeof(row), "| `%s` |", rcmoe_params_name(i));
+		cr_expect_not_null(strstr(text, row), "README.md has no table row for %s",
+				   rcmoe_params_name(i));
+	}
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Counters: accumulation per function and datatype, the JSON lines file, path templates. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rcmoe/nccl_abi.h"
+#include "stats.h"
+#include "test_log.h"
+
+TestSuite(stats, .init = test_log_init);
+
+static struct rcmoe_msg_info msg(int func, int dtype)
+{
+	struct rcmoe_msg_info m;
+	rcmoe_msg_info_reset(&m);
+	m.known = 1;
+	m.func = func;
+	m.dtype = dtype;
+	return m;
+}
+
+Test(stats, cells_accumulate_and_unknown_is_separate)
+{
+	static struct rcmoe_stats st;
+	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info unknown;
+	rcmoe_msg_info_reset(&unknown);
+	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 100, 60, 5);
+	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 50, 30, 5);
+	rcmoe_stats_add(&st, RCMOE_DIR_RECV, &unknown, 7, 7, 0);
+	struct rcmoe_stat_cell *c = &st.cell[RCMOE_DIR_SEND][ncclFuncSend][ncclBfloat16];
+	cr_expect_eq(c->messages, 2);
+	cr_expect_eq(c->logical_bytes, 150);
+	cr_expect_eq(c->wire_bytes, 90);
+	cr_expect_eq(c->codec_ns, 10);
+	cr_expect_eq(st.cell[RCMOE_DIR_RECV][RCMOE_NFUNC][RCMOE_NDTYPE].messages, 1);
+}
+
+Test(stats, json_lines_file)
+{
+	static struct rcmoe_stats st;
+	char tmpl[] = "/tmp/rcmoe-stats-test-XXXXXX";
+	int fd = mkstemp(tmpl);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info i64 = msg(ncclFuncRecv, ncclInt64);
+	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 4096, 4096, 0);
+	rcmoe_stats_add(&st, RCMOE_DIR_RECV, &i64, 32, 32, 0);
+	cr_assert_eq(rcmoe_stats_write(&st, 0xabc, tmpl, "finalize"), RCMOE_OK);
+	FILE *f = fopen(tmpl, "r");
+	char line[1024];
+	int lines = 0, saw_bf = 0, saw_i64 = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lines++;
+		cr_expect_eq(line[0], '{');
+		cr_expect_not_null(strstr(line, "\"comm\":\"0xabc\""));
+		if (strstr(line, "\"func\":\"Send\",\"dtype\":\"ncclBfloat16\"") &&
+		    strstr(line, "\"logical_bytes\":4096"))
+			saw_bf = 1;
+		if (strstr(line, "\"dir\":\"recv\",\"func\":\"Recv\",\"dtype\":\"ncclInt64\""))
+			saw_i64 = 1;
+	}
+	fclose(f);
+	unlink(tmpl);
+	cr_expect_eq(lines, 2);
+	cr_expect(saw_bf && saw_i64);
+}
+
+Test(stats, unwritable_file_is_an_error)
+{
+	static struct rcmoe_stats st;
+	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 1, 1, 0);
+	int warns = test_log_warn_count();
+	cr_expect_eq(rcmoe_stats_write(&st, 1, "/nonexistent-dir/x", "finalize"), RCMOE_ERR_SYSTEM);
+	cr_expect_gt(test_log_warn_count(), warns);
+}
+
+Test(stats, path_template)
+{
+	char out[256], want[64];
+	setenv("NCCL_HOSTID", "h3", 1);
+	rcmoe_stats_expand_path("/tmp/s.%h.%p.jsonl", out, sizeof(out));
+	snprintf(want, sizeof(want), "/tmp/s.h3.%d.jsonl", (int)getpid());
+	cr_expect_str_eq(out, want);
+}
