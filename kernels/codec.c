@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Codec-independent entry points: full validation and CPU decode of any stream. */
+#include "codec_internal.h"
+
+rcmoe_status_t rcmoe_codec_validate(const void *src, size_t len, size_t dst_bytes,
+				    struct rcmoe_wire_header *hdr)
+{
+	struct rcmoe_wire_header h;
+	rcmoe_status_t st;
+	uint64_t out;
+
+	if (!src)
+		return RCMOE_ERR_INVALID;
+	st = rcmoe_wire_parse(src, len, &h);
+	if (st != RCMOE_OK)
+		return st;
+	/* count <= 2^48 (checked by the parser), so this cannot overflow */
+	out = h.codec == RCMOE_CODEC_DEDUP ? h.count : h.count * rcmoe_dt_size(h.dtype);
+	if (out > dst_bytes)
+		return RCMOE_ERR_OVERFLOW;
+	const uint8_t *payload = (const uint8_t *)src + RCMOE_WIRE_HEADER_BYTES;
+	switch (h.codec) {
+	case RCMOE_CODEC_LSQ:
+		st = rcmoe_lsq_validate(payload, &h);
+		break;
+	case RCMOE_CODEC_PTS:
+		st = rcmoe_pts_validate(payload, &h);
+		break;
+	default:
+		st = rcmoe_dedup_validate(payload, &h);
+		break;
+	}
+	if (st == RCMOE_OK && hdr)
+		*hdr = h;
+	return st;
+}
+
+rcmoe_status_t rcmoe_codec_decode(const void *src, size_t len, void *dst, size_t dst_bytes,
+				  size_t *out_bytes)
+{
+	struct rcmoe_wire_header h;
+	rcmoe_status_t st;
+
+	if (!src || (!dst && dst_bytes) || !out_bytes)
+		return RCMOE_ERR_INVALID;
+	st = rcmoe_codec_validate(src, len, dst_bytes, &h);
+	if (st != RCMOE_OK)
+		return st;
+	const uint8_t *payload = (const uint8_t *)src + RCMOE_WIRE_HEADER_BYTES;
+	switch (h.codec) {
+	case RCMOE_CODEC_LSQ:
+		rcmoe_lsq_decode_valid(payload, &h, dst);
+		*out_bytes = h.count * rcmoe_dt_size(h.dtype);
+		return RCMOE_OK;
+	case RCMOE_CODEC_PTS:
+		st = rcmoe_pts_accumulate(&src, &len, 1, h.dtype, dst, h.count);
+		if (st == RCMOE_OK)
+			*out_bytes = h.count * rcmoe_dt_size(h.dtype);
+		return st;
+	default:
+		rcmoe_dedup_decode_valid(payload, &h, dst);
+		*out_bytes = h.count;
+		return RCMOE_OK;
+	}
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal glue between the CPU codec files (and the GPU launchers): byte access helpers, the
+ * header as 16 words, and the per-codec validators and decoders behind rcmoe_codec_*. */
+#ifndef RCMOE_CODEC_INTERNAL_H
+#define RCMOE_CODEC_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+#include "rcmoe/codec.h"
+#include "codec_math.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+static inline uint32_t rcmoe_ld32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline uint16_t rcmoe_ld16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+
+static inline void rcmoe_st32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static inline void rcmoe_st16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+/* Element i of a dtype array as raw bits (16-bit types in the low half). */
+static inline uint32_t rcmoe_ld_elem(const uint8_t *base, uint32_t esize, uint64_t i)
+{
+	return esize == 4 ? rcmoe_ld32(base + 4 * i) : rcmoe_ld16(base + 2 * i);
+}
+
+static inline void rcmoe_st_elem(uint8_t *base, uint32_t esize, uint64_t i, uint32_t v)
+{
+	if (esize == 4)
+		rcmoe_st32(base + 4 * i, v);
+	else
+		rcmoe_st16(base + 2 * i, (uint16_t)v);
+}
+
+/* The header as the 16 words the GPU encoders patch (payload_len) and finish (check word). */
+void rcmoe_wire_words(const struct rcmoe_wire_header *hdr, uint32_t w[RCMOE_HW_WORDS]);
+
+/* Structural validation behind rcmoe_codec_validate, header already parsed; payload points
+ * after the header and holds hdr->payload_len bytes. */
+rcmoe_status_t rcmoe_lsq_validate(const uint8_t *payload, const struct rcmoe_wire_header *hdr);
+rcmoe_status_t rcmoe_pts_validate(const uint8_t *payload, const struct rcmoe_wire_header *hdr);
+rcmoe_status_t rcmoe_dedup_validate(const uint8_t *payload, const struct rcmoe_wire_header *hdr);
+
+/* Decoders of validated streams. */
+void rcmoe_lsq_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr, void *dst);
+void rcmoe_dedup_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr,
+			      void *dst);
+
+/* PTS layout helpers shared with the GPU launchers. */
+static inline uint64_t rcmoe_pts_nchunks(uint64_t n, uint32_t chunk)
+{
+	return (n + chunk - 1) / chunk;
+}
+
+/* Canonical fp64 L1 norm (see RCMOE_PTS_L1_CHUNK). */
+double rcmoe_pts_l1(const void *src, size_t n, int dtype);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

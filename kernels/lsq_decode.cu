@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * LSQ decoder, single pass: each tile reads its part of the kind table, publishes the size of
+ * its blocks, learns where they start by look-back, then every lane decodes its 8 elements and
+ * stores them (16-byte stores for 16-bit types). Same bits as rcmoe_codec_decode (lsq.c).
+ * The stream was validated on the host (rcmoe_codec_validate), so the kind table and sizes are
+ * consistent; the kernel still never reads a code word past its block.
+ *
+ * Launch configuration: see lsq_tile.cuh (256 threads per 8192-element tile, grid = tiles).
+ */
+#include "lsq_tile.cuh"
+
+struct lsq_dec_args {
+	const uint8_t *src; /* stream */
+	uint8_t *dst;
+	struct lsq_geom g;
+	unsigned long long *states;
+	unsigned int *ticket;
+	int vec; /* dst is 16-byte aligned */
+};
+
+template <int DT, int BITS>
+__global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec_args a)
+{
+	__shared__ uint32_t s_tile;
+	__shared__ uint8_t s_kind[256];
+	__shared__ uint32_t s_off[256];
+	__shared__ uint32_t s_scan[33];
+	__shared__ uint64_t s_prefix;
+
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const uint32_t esize = DT == RCMOE_DT_FP32_ ? 4u : 2u;
+	const int L = (1 << (BITS - 1)) - 1;
+	const uint32_t log2b = a.g.log2b, B = 1u << log2b;
+	const uint64_t n = a.g.n;
+	const uint8_t *kinds = a.src + RCMOE_WIRE_HEADER_BYTES;
+
+	if (threadIdx.x == 0)
+		s_tile = atomicAdd(a.ticket, 1u);
+	__syncthreads();
+	const uint32_t tile = s_tile;
+	const uint64_t te0 = (uint64_t)tile * LSQ_TILE;
+
+	uint32_t size = 0;
+	{
+		uint64_t blk = (uint64_t)tile * a.g.tb + threadIdx.x;
+		int kind = RCMOE_LSQ_ZERO;
+		if (threadIdx.x < a.g.tb && blk < a.g.nblocks) {
+			kind = (kinds[blk / 4] >> (2 * (blk % 4))) & 3;
+			if (kind == RCMOE_LSQ_BAD)
+				kind = RCMOE_LSQ_ZERO; /* ruled out by validation */
+			uint64_t b0 = blk << log2b;
+			uint32_t m = (uint32_t)min((uint64_t)B, n - b0);
+			size = rcmoe_lsq_block_bytes(kind, m, BITS, esize);
+		}
+		s_kind[threadIdx.x] = (uint8_t)kind;
+	}
+	uint32_t total, ex = block_exclusive_scan(size, &total, s_scan);
+	s_off[threadIdx.x] = ex;
+	if (threadIdx.x == 0)
+		lb_store(&a.states[tile], (tile == 0 ? RCMOE_LB_INC : RCMOE_LB_AGG) | total);
+	if (warp == 0) {
+		uint64_t p = tile ? lb_exclusive_prefix(a.states, tile) : 0;
+		if (lane == 0) {
+			s_prefix = p;
+			if (tile)
+				lb_store(&a.states[tile], RCMOE_LB_INC | (p + total));
+		}
+	}
+	__syncthreads();
+
+	const uint8_t *pl = kinds + a.g.kinds_bytes + s_prefix;
+	const bool vec = a.vec && te0 + LSQ_TILE <= n;
+#pragma unroll
+	for (int st = 0; st < LSQ_STEPS; st++) {
+		uint32_t off = lsq_off(warp, st, lane), bt = off >> log2b, j0 = off & (B - 1);
+		uint64_t e = te0 + off, b0 = te0 + ((uint64_t)bt << log2b);
+		if (b0 >= n)
+			continue;
+		uint32_t m = (uint32_t)min((uint64_t)B, n - b0), v[8];
+		const uint8_t *base = pl + s_off[bt];
+		int kind = s_kind[bt];
+		if (kind == RCMOE_LSQ_QUANT) {
+			float s = rcmoe_bitsf(*(const uint32_t *)base);
+			const uint32_t *cw = (const uint32_t *)(base + 4);
+			uint32_t words = (m * BITS + 31) / 32, w0 = j0 * BITS / 32, c[2] = {0, 0};
+			if (BITS == 8) {
+				c[0] = w0 < words ? cw[w0] : 0;
+				c[1] = w0 + 1 < words ? cw[w0 + 1] : 0;
+			} else if (BITS == 4) {
+				c[0] = w0 < words ? cw[w0] : 0;
+			} else {
+				c[0] = w0 < words ? ((const uint16_t *)cw)[j0 / 8] : 0;
+			}
+			for (int k = 0; k < 8; k++) {
+				uint32_t code = BITS == 8
+						    ? (c[k / 4] >> (8 * (k % 4))) & 0xffu
+						    : (c[0] >> (BITS * k)) & ((1u << BITS) - 1);
+				v[k] = rcmoe_from_f32(DT, rcmoe_lsq_value(code, s, L));
+			}
+			st8<DT>(a.dst, e, n, vec, v);
+		} else if (kind == RCMOE_LSQ_RAW) {
+			for (int k = 0; k < 8; k++)
+				if (e + k < n)
+					st_elem<DT>(a.dst, e + k, ld_elem<DT>(base, j0 + k));
+		} else {
+			for (int k = 0; k < 8; k++)
+				v[k] = 0;
+			st8<DT>(a.dst, e, n, vec, v);
+		}
+	}
+}
+
+template <int DT, int BITS> static void launch(const struct lsq_dec_args *a, cudaStream_t stream)
+{
+	lsq_decode_kernel<DT, BITS><<<a->g.ntiles, LSQ_NT, 0, stream>>>(*a);
+}
+
+template <int DT> static void launch_bits(const struct lsq_dec_args *a, int bits, cudaStream_t s)
+{
+	if (bits == 8)
+		launch<DT, 8>(a, s);
+	else if (bits == 4)
+		launch<DT, 4>(a, s);
+	else
+		launch<DT, 2>(a, s);
+}
+
+size_t rcmoe_gpu_lsq_decode_work_bytes(const struct rcmoe_wire_header *hdr)
+{
+	struct lsq_geom g;
+	lsq_geometry(hdr->count, hdr->block, &g);
+	return lsq_work_bytes(&g);
+}
+
+rcmoe_status_t rcmoe_gpu_lsq_decode(const void *d_src, const struct rcmoe_wire_header *hdr,
+				    void *d_dst, void *d_work, size_t work_bytes,
+				    cudaStream_t stream)
+{
+	struct lsq_dec_args a;
+	lsq_geometry(hdr->count, hdr->block, &a.g);
+	if (work_bytes < lsq_work_bytes(&a.g))
+		return RCMOE_ERR_INVALID;
+	a.src = (const uint8_t *)d_src;
+	a.dst = (uint8_t *)d_dst;
+	a.states = (unsigned long long *)d_work;
+	a.ticket = (unsigned int *)(a.states + a.g.ntiles);
+	a.vec = ((uintptr_t)d_dst % 16) == 0;
+	if (cudaMemsetAsync(d_work, 0, 8ull * a.g.ntiles + 8, stream) != cudaSuccess)
+		return RCMOE_ERR_CUDA;
+	if (hdr->dtype == RCMOE_DT_BF16)
+		launch_bits<RCMOE_DT_BF16_>(&a, hdr->bits, stream);
+	else if (hdr->dtype == RCMOE_DT_FP16)
+		launch_bits<RCMOE_DT_FP16_>(&a, hdr->bits, stream);
+	else
+		launch_bits<RCMOE_DT_FP32_>(&a, hdr->bits, stream);
+	return rcmoe_cuda_launch_status();
+}

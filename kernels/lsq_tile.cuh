@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The tiling shared by the LSQ encode and decode kernels.
+ *
+ * Launch configuration: one CTA of 256 threads (8 warps) per tile of 8192 elements, i.e.
+ * 8192 / B LSQ blocks (8 to 256). Warp w covers tile elements [1024 w, 1024 (w + 1)) in 4 steps
+ * of 256; in each step lane l holds 8 consecutive elements (one 16-byte load for 16-bit types).
+ * So a block of B <= 256 elements is B/8 consecutive lanes of one step, and a block of 512 or
+ * 1024 is 2 or 4 whole steps of one warp: block reductions are shuffles within lane groups plus,
+ * for large blocks, a max across steps. Tiles are taken in order from an atomic ticket and
+ * chained by decoupled look-back (gpu_common.cuh), so each tile learns where its compacted bytes
+ * go in a single pass over the input.
+ */
+#ifndef RCMOE_LSQ_TILE_CUH
+#define RCMOE_LSQ_TILE_CUH
+
+#include "gpu_common.cuh"
+
+#define LSQ_NT	  256
+#define LSQ_TILE  8192
+#define LSQ_STEPS 4
+
+/* Tile element offset of (warp, step, lane)'s first element. */
+static __device__ __forceinline__ uint32_t lsq_off(int warp, int step, int lane)
+{
+	return (uint32_t)warp * 1024u + (uint32_t)step * 256u + (uint32_t)lane * 8u;
+}
+
+struct lsq_geom {
+	uint64_t n, nblocks, kinds_bytes;
+	uint32_t log2b, tb, ntiles;
+};
+
+static inline void lsq_geometry(uint64_t n, uint32_t block, struct lsq_geom *g)
+{
+	uint32_t log2b = 0;
+	while ((1u << log2b) < block)
+		log2b++;
+	g->n = n;
+	g->log2b = log2b;
+	g->nblocks = (n + block - 1) / block;
+	g->kinds_bytes = rcmoe_lsq_kinds_bytes(g->nblocks);
+	g->tb = LSQ_TILE >> log2b;
+	uint64_t nt = (g->nblocks + g->tb - 1) / g->tb;
+	g->ntiles = (uint32_t)(nt ? nt : 1);
+}
+
+/* Scratch: one look-back status per tile, then the ticket. */
+static inline size_t lsq_work_bytes(const struct lsq_geom *g)
+{
+	return (size_t)rcmoe_align_up(8ull * g->ntiles + 8, 256);
+}
+
+#endif

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * PTS, CPU reference: encode, validate, accumulate. The GPU kernels (pts_encode.cu,
+ * pts_decode.cu) produce the same bytes and the same sums. Payload (docs/wire-format.md):
+ * sparse: a directory of one u32 per chunk (small count | large count << 16), then each chunk's
+ * body (codec_math.h, struct rcmoe_pts_chunk); dense: the n raw elements.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_internal.h"
+
+rcmoe_status_t rcmoe_pts_check_cfg(const struct rcmoe_pts_cfg *cfg)
+{
+	if (!cfg || rcmoe_dt_size(cfg->dtype) == 0)
+		return RCMOE_ERR_INVALID;
+	if (!(cfg->density > 0.0 && cfg->density <= 1.0))
+		return RCMOE_ERR_INVALID;
+	if (cfg->chunk != 0 &&
+	    (cfg->chunk < RCMOE_PTS_MIN_CHUNK || cfg->chunk > RCMOE_PTS_MAX_CHUNK ||
+	     (cfg->chunk & (cfg->chunk - 1)) != 0))
+		return RCMOE_ERR_INVALID;
+	return RCMOE_OK;
+}
+
+static uint32_t cfg_chunk(const struct rcmoe_pts_cfg *cfg)
+{
+	return cfg->chunk ? cfg->chunk : RCMOE_PTS_DEFAULT_CHUNK;
+}
+
+size_t rcmoe_pts_bound(size_t n, const struct rcmoe_pts_cfg *cfg)
+{
+	if (rcmoe_pts_check_cfg(cfg) != RCMOE_OK || n > RCMOE_CODEC_MAX_COUNT)
+		return 0;
+	uint64_t nchunks = rcmoe_pts_nchunks(n, cfg_chunk(cfg));
+	/* worst case: every element large (position + value, each padded per chunk); this is
+	 * also more than the dense form */
+	return RCMOE_WIRE_HEADER_BYTES + 4 * nchunks + 8 * nchunks +
+	       (uint64_t)n * (2 + rcmoe_dt_size(cfg->dtype));
+}
+
+double rcmoe_pts_l1(const void *src, size_t n, int dtype)
+{
+	const uint8_t *in = src;
+	uint32_t esize = rcmoe_dt_size(dtype);
+	double lanes[RCMOE_PTS_L1_LANES] = {0}, v[RCMOE_PTS_L1_LANES];
+	uint64_t nchunks = (n + RCMOE_PTS_L1_CHUNK - 1) / RCMOE_PTS_L1_CHUNK, c;
+	int t, s, i;
+
+	for (c = 0; c < nchunks; c++) {
+		memset(v, 0, sizeof(v));
+		for (i = 0; i < RCMOE_PTS_L1_CHUNK / RCMOE_PTS_L1_LANES; i++) {
+			for (t = 0; t < RCMOE_PTS_L1_LANES; t++) {
+				uint64_t idx =
+				    c * RCMOE_PTS_L1_CHUNK + (uint64_t)i * RCMOE_PTS_L1_LANES + t;
+				if (idx >= n)
+					break;
+				float x = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, idx));
+				v[t] += (double)rcmoe_bitsf(rcmoe_fbits(x) & 0x7fffffffu);
+			}
+		}
+		for (s = RCMOE_PTS_L1_LANES / 2; s >= 1; s >>= 1)
+			for (t = 0; t < s; t++)
+				v[t] += v[t + s];
+		lanes[c % RCMOE_PTS_L1_LANES] += v[0];
+	}
+	for (s = RCMOE_PTS_L1_LANES / 2; s >= 1; s >>= 1)
+		for (t = 0; t < s; t++)
+			lanes[t] += lanes[t + s];
+	return lanes[0];
+}
+
+static void set_bit(uint8_t *words, uint64_t bit)
+{
+	uint8_t *p = words + 4 * (bit / 32);
+	rcmoe_st32(p, rcmoe_ld32(p) | 1u << (bit % 32));
+}
+
+static int get_bit(const uint8_t *words, uint64_t bit)
+{
+	return (rcmoe_ld32(words + 4 * (bit / 32)) >> (bit % 32)) & 1;
+}
+
+/* k (<= 15) bits at bit offset `bit` of a little-endian word array. */
+static uint32_t get_bits(const uint8_t *words, uint64_t bit, uint32_t k)
+{
+	if (k == 0)
+		return 0;
+	uint32_t sh = (uint32_t)(bit % 32);
+	uint32_t v = rcmoe_ld32(words + 4 * (bit / 32)) >> sh;
+	if (sh + k > 32)
+		v |= rcmoe_ld32(words + 4 * (bit / 32 + 1)) << (32 - sh);
+	return v & ((1u << k) - 1);
+}
+
+static void put_bits(uint8_t *words, uint64_t bit, uint32_t k, uint32_t v)
+{
+	uint32_t j;
+	for (j = 0; j < k; j++)
+		if ((v >> j) & 1)
+			set_bit(words, bit + j);
+}
+
+/* One chunk body. sel[] holds each element's selection, raw[] its bits. */
+static void write_chunk(uint8_t *body, const struct rcmoe_pts_chunk *L, uint32_t len,
+			uint32_t esize, const uint8_t *sel, const uint8_t *raw, const uint8_t *neg)
+{
+	uint8_t *idx = body, *sign = body + 4 * L->idx_words;
+	uint8_t *pos = sign + 4 * L->sign_words, *val = pos + L->pos_bytes;
+	uint32_t p, j = 0, e = 0;
+
+	memset(body, 0, L->bytes);
+	for (p = 0; p < len; p++) {
+		if (sel[p] == RCMOE_PTS_SMALL) {
+			if (!L->ef) {
+				set_bit(idx, p);
+			} else {
+				put_bits(idx, (uint64_t)j * L->k, L->k, p & ((1u << L->k) - 1));
+				set_bit(idx + 4 * L->low_words, (p >> L->k) + j);
+			}
+			if (neg[p])
+				set_bit(sign, j);
+			j++;
+		} else if (sel[p] == RCMOE_PTS_LARGE) {
+			rcmoe_st16(pos + 2 * e, (uint16_t)p);
+			memcpy(val + (size_t)esize * e, raw + (size_t)esize * p, esize);
+			e++;
+		}
+	}
+}
+
+rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pts_cfg *cfg,
+				void *dst, size_t cap, size_t *len)
+{
+	rcmoe_status_t st = rcmoe_pts_check_cfg(cfg);
+	if (st != RCMOE_OK)
+		return st;
+	if ((!src && n) || !dst || !len)
+		return RCMOE_ERR_INVALID;
+	size_t bound = rcmoe_pts_bound(n, cfg);
+	if (bound == 0)
+		return RCMOE_ERR_INVALID;
+	if (cap < bound)
+		return RCMOE_ERR_OVERFLOW;
+
+	const uint8_t *in = src;
+	uint8_t *payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES;
+	uint32_t esize = rcmoe_dt_size(cfg->dtype), C = cfg_chunk(cfg), tau_bits;
+	uint64_t key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank);
+	int dense =
+	    rcmoe_pts_tau(rcmoe_pts_l1(src, n, cfg->dtype), cfg->density, n, cfg->dtype, &tau_bits);
+	uint64_t off;
+
+	if (dense) {
+		memcpy(payload, in, (size_t)n * esize);
+		off = (uint64_t)n * esize;
+	} else {
+		uint64_t nchunks = rcmoe_pts_nchunks(n, C), c;
+		float tau = rcmoe_bitsf(tau_bits);
+		uint8_t *sel = malloc((size_t)C * 2);
+		if (!sel)
+			return RCMOE_ERR_NOMEM;
+		uint8_t *neg = sel + C;
+		off = 4 * nchunks;
+		for (c = 0; c < nchunks; c++) {
+			uint64_t e0 = c * C;
+			uint32_t l = (uint32_t)(n - e0 < C ? n - e0 : C), p, m = 0, nl = 0;
+			struct rcmoe_pts_chunk L;
+			for (p = 0; p < l; p++) {
+				uint32_t raw = rcmoe_ld_elem(in, esize, e0 + p);
+				float g = rcmoe_to_f32(cfg->dtype, raw);
+				sel[p] =
+				    (uint8_t)rcmoe_pts_select(g, tau, rcmoe_rng_at(key, e0 + p));
+				neg[p] = (uint8_t)(rcmoe_fbits(g) >> 31);
+				m += sel[p] == RCMOE_PTS_SMALL;
+				nl += sel[p] == RCMOE_PTS_LARGE;
+			}
+			rcmoe_pts_chunk_layout(m, nl, l, esize, &L);
+			rcmoe_st32(payload + 4 * c, m | nl << 16);
+			write_chunk(payload + off, &L, l, esize, sel, in + e0 * esize, neg);
+			off += L.bytes;
+		}
+		free(sel);
+	}
+
+	struct rcmoe_wire_header h = {
+	    .magic = RCMOE_WIRE_MAGIC,
+	    .version = RCMOE_WIRE_VERSION,
+	    .codec = RCMOE_CODEC_PTS,
+	    .dtype = (uint8_t)cfg->dtype,
+	    .flags = dense ? RCMOE_PTS_DENSE : 0,
+	    .block = C,
+	    .count = n,
+	    .seed = cfg->seed,
+	    .op_id = cfg->op_id,
+	    .rank = cfg->rank,
+	    .payload_len = off,
+	    .aux = tau_bits,
+	};
+	rcmoe_wire_write(dst, &h);
+	*len = RCMOE_WIRE_HEADER_BYTES + off;
+	return RCMOE_OK;
+}
+
+/* Small positions of a chunk body into pos[] (ascending), with checks when `check`: exactly m
+ * of them, strictly increasing, < len, and zero padding bits. Returns 0 when malformed. */
+static int small_positions(const uint8_t *body, const struct rcmoe_pts_chunk *L, uint32_t m,
+			   uint32_t len, uint16_t *pos, int check)
+{
+	uint32_t j = 0, w, b;
+	if (m == 0)
+		return 1;
+	if (!L->ef) {
+		for (w = 0; w < L->idx_words; w++) {
+			uint32_t word = rcmoe_ld32(body + 4 * w);
+			for (b = 0; word && b < 32; b++, word >>= 1) {
+				if (!(word & 1))
+					continue;
+				if (check && (w * 32 + b >= len || j >= m))
+					return 0;
+				pos[j++] = (uint16_t)(w * 32 + b);
+			}
+		}
+		return !check || j == m;
+	}
+	const uint8_t *low = body, *high = body + 4 * L->low_words;
+	uint64_t lowbits = (uint64_t)m * L->k;
+	int64_t prev = -1;
+	if (check)
+		for (uint64_t bit = lowbits; bit < (uint64_t)L->low_words * 32; bit++)
+			if (get_bit(low, bit))
+				return 0;
+	for (w = 0; w < L->high_words; w++) {
+		uint32_t word = rcmoe_ld32(high + 4 * w);
+		for (b = 0; word && b < 32; b++, word >>= 1) {
+			if (!(word & 1))
+				continue;
+			if (check && j >= m)
+				return 0;
+			uint32_t bucket = w * 32 + b - j;
+			uint32_t p = bucket << L->k | get_bits(low, (uint64_t)j * L->k, L->k);
+			if (check && (p >= len || (int64_t)p <= prev))
+				return 0;
+			prev = p;
+			pos[j++] = (uint16_t)p;
+		}
+	}
+	return !check || j == m;
+}
+
+rcmoe_status_t rcmoe_pts_validate(const uint8_t *payload, const struct rcmoe_wire_header *hdr)
+{
+	uint32_t esize = rcmoe_dt_size(hdr->dtype), C = hdr->block;
+	uint64_t n = hdr->count;
+
+	if (hdr->flags & RCMOE_PTS_DENSE)
+		return hdr->payload_len == n * esize ? RCMOE_OK : RCMOE_ERR_MALFORMED;
+
+	uint64_t nchunks = rcmoe_pts_nchunks(n, C), off = 4 * nchunks, c;
+	if (hdr->payload_len < off)
+		return RCMOE_ERR_MALFORMED;
+	uint16_t *pos = malloc((size_t)C * sizeof(uint16_t) + (size_t)C / 8);
+	if (!pos)
+		return RCMOE_ERR_NOMEM;
+	uint8_t *member = (uint8_t *)(pos + C);
+	rcmoe_status_t st = RCMOE_ERR_MALFORMED;
+
+	for (c = 0; c < nchunks; c++) {
+		uint32_t entry = rcmoe_ld32(payload + 4 * c), m = entry & 0xffffu, nl = entry >> 16;
+		uint32_t len = (uint32_t)(n - c * C < C ? n - c * C : C), j, bit;
+		struct rcmoe_pts_chunk L;
+		if ((uint64_t)m + nl > len || (m > 0 && hdr->aux == 0))
+			goto out;
+		rcmoe_pts_chunk_layout(m, nl, len, esize, &L);
+		if (L.bytes > hdr->payload_len - off)
+			goto out;
+		const uint8_t *body = payload + off, *sign = body + 4 * L.idx_words;
+		const uint8_t *lpos = sign + 4 * L.sign_words, *val = lpos + L.pos_bytes;
+		if (!small_positions(body, &L, m, len, pos, 1))
+			goto out;
+		for (bit = m; bit < L.sign_words * 32; bit++)
+			if (get_bit(sign, bit))
+				goto out;
+		memset(member, 0, (len + 7) / 8);
+		for (j = 0; j < m; j++)
+			member[pos[j] / 8] |= (uint8_t)(1u << (pos[j] % 8));
+		for (j = 0; j < nl; j++) {
+			uint32_t p = rcmoe_ld16(lpos + 2 * j);
+			if (p >= len || (member[p / 8] >> (p % 8)) & 1)
+				goto out;
+			if (j > 0 && p <= rcmoe_ld16(lpos + 2 * (j - 1)))
+				goto out;
+		}
+		for (j = 2 * nl; j < L.pos_bytes; j++)
+			if (lpos[j])
+				goto out;
+		for (j = esize * nl; j < L.val_bytes; j++)
+			if (val[j])
+				goto out;
+		off += L.bytes;
+	}
+	if (off == hdr->payload_len)
+		st = RCMOE_OK;
+out:
+	free(pos);
+	return st;
+}
+
+/* acc += one validated payload. pos: scratch of `chunk` u16. */
+static void accumulate_one(float *acc, const uint8_t *payload, const struct rcmoe_wire_header *h,
+			   uint16_t *pos)
+{
+	uint32_t esize = rcmoe_dt_size(h->dtype), C = h->block;
+	uint64_t n = h->count, i;
+
+	if (h->flags & RCMOE_PTS_DENSE) {
+		for (i = 0; i < n; i++)
+			acc[i] = rcmoe_fadd_acc(
+			    acc[i], rcmoe_to_f32(h->dtype, rcmoe_ld_elem(payload, esize, i)));
+		return;
+	}
+	float tau = rcmoe_bitsf(h->aux), ntau = rcmoe_bitsf(h->aux | 0x80000000u);
+	uint64_t nchunks = rcmoe_pts_nchunks(n, C), off = 4 * nchunks, c;
+	for (c = 0; c < nchunks; c++) {
+		uint32_t entry = rcmoe_ld32(payload + 4 * c), m = entry & 0xffffu, nl = entry >> 16;
+		uint32_t len = (uint32_t)(n - c * C < C ? n - c * C : C), j;
+		struct rcmoe_pts_chunk L;
+		float *a = acc + c * C;
+		rcmoe_pts_chunk_layout(m, nl, len, esize, &L);
+		const uint8_t *body = payload + off, *sign = body + 4 * L.idx_words;
+		const uint8_t *lpos = sign + 4 * L.sign_words, *val = lpos + L.pos_bytes;
+		small_positions(body, &L, m, len, pos, 0);
+		for (j = 0; j < m; j++)
+			a[pos[j]] = rcmoe_fadd_acc(a[pos[j]], get_bit(sign, j) ? ntau : tau);
+		for (j = 0; j < nl; j++) {
+			uint32_t p = rcmoe_ld16(lpos + 2 * j);
+			a[p] = rcmoe_fadd_acc(a[p],
+					      rcmoe_to_f32(h->dtype, rcmoe_ld_elem(val, esize, j)));
+		}
+		off += L.bytes;
+	}
+}
+
+rcmoe_status_t rcmoe_pts_accumulate(const void *const *payloads, const size_t *lens, int npayloads,
+				    int dtype, void *dst, size_t n)
+{
+	uint32_t esize = rcmoe_dt_size(dtype), maxc = 0;
+	struct rcmoe_wire_header h;
+	rcmoe_status_t st;
+	int r;
+
+	if (esize == 0 || npayloads < 0 || (npayloads > 0 && (!payloads || !lens)) || (!dst && n) ||
+	    n > RCMOE_CODEC_MAX_COUNT)
+		return RCMOE_ERR_INVALID;
+	for (r = 0; r < npayloads; r++) {
+		st = rcmoe_codec_validate(payloads[r], lens[r], (size_t)n * esize, &h);
+		if (st != RCMOE_OK)
+			return st;
+		if (h.codec != RCMOE_CODEC_PTS || h.dtype != dtype || h.count != n)
+			return RCMOE_ERR_INVALID;
+		maxc = h.block > maxc ? h.block : maxc;
+	}
+	float *acc = calloc(n ? n : 1, sizeof(float));
+	uint16_t *pos = malloc((maxc ? maxc : 1) * sizeof(uint16_t));
+	if (!acc || !pos) {
+		free(acc);
+		free(pos);
+		return RCMOE_ERR_NOMEM;
+	}
+	for (r = 0; r < npayloads; r++) {
+		rcmoe_wire_parse(payloads[r], lens[r], &h);
+		accumulate_one(acc, (const uint8_t *)payloads[r] + RCMOE_WIRE_HEADER_BYTES, &h,
+			       pos);
+	}
+	for (size_t i = 0; i < n; i++)
+		rcmoe_st_elem(dst, esize, i, rcmoe_from_f32(dtype, acc[i]));
+	free(acc);
+	free(pos);
+	return RCMOE_OK;
+}

@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * PTS encoder: two kernels, same bytes as rcmoe_pts_encode (pts.c).
+ *
+ * 1. pts_l1_kernel: the L1 norm in the canonical fixed order (codec_math.h,
+ *    RCMOE_PTS_L1_CHUNK): grid = one CTA of 256 threads per 4096 elements; thread t sums
+ *    elements t, t+256, ... of its chunk in fp64, then a shared-memory tree. The last CTA to
+ *    finish (atomic counter) sums the chunk partials the same way and derives tau and the mode.
+ * 2. pts_encode_kernel: grid = one CTA of 512 threads per chunk of C elements (ticket order),
+ *    ~12 KB of shared memory. Warp w takes elements 512 i + 32 w + lane (C/512 of them per
+ *    thread, loaded first), so three ballots give each 32-element word of the small, sign and
+ *    large bitmaps; a block scan of the popcounts ranks the elements; the chunk publishes its body
+ * size (decoupled look-back), builds its index set (bitmap or Elias-Fano) and compacted signs in
+ * shared memory, then writes them, its directory entry and its large elements at the offset the
+ * look-back gave.
+ */
+#include "gpu_common.cuh"
+
+#define PTS_L1_NT     RCMOE_PTS_L1_LANES
+#define PTS_ENC_NT    512
+#define PTS_MAX_WORDS (RCMOE_PTS_MAX_CHUNK / 32)
+
+struct pts_ctl {
+	unsigned int done;   /* L1 CTAs finished */
+	unsigned int ticket; /* encode tiles taken */
+	unsigned int dense;
+	unsigned int tau_bits;
+};
+
+struct pts_l1_args {
+	const uint8_t *src;
+	uint64_t n;
+	double rho;
+	double *partials;
+	struct pts_ctl *ctl;
+	int dtype;
+};
+
+/* Pairwise tree over 256 shared values, as the CPU reference does it. */
+static __device__ double tree256(double *v)
+{
+	for (int s = PTS_L1_NT / 2; s >= 1; s >>= 1) {
+		__syncthreads();
+		if ((int)threadIdx.x < s)
+			v[threadIdx.x] = rcmoe_dadd(v[threadIdx.x], v[threadIdx.x + s]);
+	}
+	__syncthreads();
+	return v[0];
+}
+
+template <int DT>
+__global__ void __launch_bounds__(PTS_L1_NT) pts_l1_kernel(const struct pts_l1_args a)
+{
+	__shared__ double v[PTS_L1_NT];
+	__shared__ int s_last;
+	const uint64_t c = blockIdx.x, base = c * RCMOE_PTS_L1_CHUNK + threadIdx.x;
+	double acc = 0.0;
+	uint32_t raw[RCMOE_PTS_L1_CHUNK / PTS_L1_NT];
+#pragma unroll
+	for (int i = 0; i < RCMOE_PTS_L1_CHUNK / PTS_L1_NT; i++) {
+		uint64_t idx = base + (uint64_t)i * PTS_L1_NT;
+		raw[i] = idx < a.n ? ld_elem<DT>(a.src, idx) : 0u;
+	}
+#pragma unroll
+	for (int i = 0; i < RCMOE_PTS_L1_CHUNK / PTS_L1_NT; i++) {
+		float x = rcmoe_to_f32(DT, raw[i]);
+		if (base + (uint64_t)i * PTS_L1_NT < a.n)
+			acc = rcmoe_dadd(acc, (double)rcmoe_bitsf(rcmoe_fbits(x) & 0x7fffffffu));
+	}
+	v[threadIdx.x] = acc;
+	double sum = tree256(v);
+	if (threadIdx.x == 0) {
+		a.partials[c] = sum;
+		__threadfence();
+		s_last = atomicAdd(&a.ctl->done, 1u) == gridDim.x - 1;
+	}
+	__syncthreads();
+	if (!s_last)
+		return;
+	__threadfence();
+	acc = 0.0;
+	for (uint64_t k = threadIdx.x; k < gridDim.x; k += PTS_L1_NT)
+		acc = rcmoe_dadd(acc, *(volatile double *)&a.partials[k]);
+	v[threadIdx.x] = acc;
+	double l1 = tree256(v);
+	if (threadIdx.x == 0) {
+		uint32_t tau;
+		a.ctl->dense = (unsigned)rcmoe_pts_tau(l1, a.rho, a.n, DT, &tau);
+		a.ctl->tau_bits = tau;
+	}
+}
+
+struct pts_enc_args {
+	const uint8_t *src;
+	uint8_t *dst;
+	uint64_t n, nchunks;
+	uint64_t key;
+	unsigned long long *states;
+	struct pts_ctl *ctl;
+	uint32_t chunk;
+	uint32_t hdr[RCMOE_HW_WORDS];
+};
+
+/* The selection of one chunk into its bit words. All loads are issued first (16-bit elements
+ * stay packed two to a register); FULL chunks skip the bounds checks. */
+template <int DT, bool FULL>
+static __device__ __forceinline__ void
+select_words(const uint8_t *src, uint32_t len, uint32_t iters, uint32_t lo0, uint32_t hikey,
+	     float tau, uint32_t *s_small, uint32_t *s_sign, uint32_t *s_large)
+{
+	constexpr uint32_t ES = DT == RCMOE_DT_FP32_ ? 4 : 2, PER = 4 / ES;
+	constexpr uint32_t MAXI = RCMOE_PTS_MAX_CHUNK / PTS_ENC_NT;
+	const uint32_t lane = threadIdx.x & 31, base = threadIdx.x - lane;
+	uint32_t raw[MAXI / PER];
+#pragma unroll
+	for (uint32_t i = 0; i < MAXI; i++) {
+		uint32_t p = i * PTS_ENC_NT + base + lane;
+		uint32_t v = i < iters && (FULL || p < len) ? ld_elem<DT>(src, p) : 0u;
+		if (PER == 1)
+			raw[i] = v;
+		else if (i % 2 == 0)
+			raw[i / PER] = v;
+		else
+			raw[i / PER] |= v << 16;
+	}
+#pragma unroll
+	for (uint32_t i = 0; i < MAXI; i++) {
+		if (i >= iters)
+			break;
+		uint32_t p = i * PTS_ENC_NT + base + lane;
+		uint32_t v = PER == 1 ? raw[i] : (raw[i / PER] >> (16 * (i % 2))) & 0xffffu;
+		float g = rcmoe_to_f32(DT, v);
+		int sel = rcmoe_pts_select(g, tau, rcmoe_rng_lo(hikey, lo0 + p));
+		if (!FULL && p >= len)
+			sel = RCMOE_PTS_DROP;
+		uint32_t bs = __ballot_sync(RCMOE_FULL_MASK, sel == RCMOE_PTS_SMALL);
+		uint32_t bn = __ballot_sync(RCMOE_FULL_MASK, rcmoe_fbits(g) >> 31);
+		uint32_t bl = __ballot_sync(RCMOE_FULL_MASK, sel == RCMOE_PTS_LARGE);
+		if (lane == 0) {
+			s_small[p / 32] = bs;
+			s_sign[p / 32] = bs & bn;
+			s_large[p / 32] = bl;
+		}
+	}
+}
+
+template <int DT>
+__global__ void __launch_bounds__(PTS_ENC_NT, 3) pts_encode_kernel(const struct pts_enc_args a)
+{
+	constexpr uint32_t ES = DT == RCMOE_DT_FP32_ ? 4 : 2;
+	__shared__ uint32_t s_small[PTS_MAX_WORDS], s_sign[PTS_MAX_WORDS], s_large[PTS_MAX_WORDS];
+	__shared__ uint32_t s_idx[PTS_MAX_WORDS], s_signc[PTS_MAX_WORDS];
+	__shared__ uint32_t s_scan[33];
+	__shared__ uint32_t s_tile;
+	__shared__ uint64_t s_prefix;
+
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+	const uint32_t C = a.chunk, nwords_max = C / 32;
+	if (tid == 0)
+		s_tile = atomicAdd(&a.ctl->ticket, 1u);
+	__syncthreads();
+	const uint32_t c = s_tile;
+	const uint64_t e0 = (uint64_t)c * C;
+	const uint32_t len = e0 < a.n ? (uint32_t)min((uint64_t)C, a.n - e0) : 0u;
+	const uint32_t dense = a.ctl->dense, tau_bits = a.ctl->tau_bits;
+	const uint64_t dir_bytes = 4 * a.nchunks;
+	uint8_t *payload = a.dst + RCMOE_WIRE_HEADER_BYTES;
+
+	if (dense) { /* raw copy at a fixed place; no look-back needed */
+		for (uint32_t i = tid; i < len; i += PTS_ENC_NT)
+			st_elem<DT>(payload, e0 + i, ld_elem<DT>(a.src, e0 + i));
+		if (c == a.nchunks - 1 && tid == 0)
+			write_header(a.dst, a.hdr, a.n * ES, RCMOE_PTS_DENSE, 0);
+		return;
+	}
+
+	/* select: warp w takes elements 512 i + 32 w + lane, so one ballot per predicate gives the
+	 * small / sign / large bit words directly */
+	const float tau = rcmoe_bitsf(tau_bits);
+	const uint32_t hikey = rcmoe_rng_hikey(a.key, (uint32_t)(e0 >> 32)); /* chunk within 2^32 */
+	const uint8_t *src = a.src + e0 * ES;
+	if (len == C)
+		select_words<DT, true>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_small,
+				       s_sign, s_large);
+	else
+		select_words<DT, false>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_small,
+					s_sign, s_large);
+	__syncthreads();
+
+	/* ranks: small count in the low half, large in the high half (each <= 16384) */
+	uint32_t ws = 0, wl = 0;
+	if ((uint32_t)tid < nwords_max) {
+		ws = s_small[tid];
+		wl = s_large[tid];
+	}
+	uint32_t tot,
+	    ex = block_exclusive_scan(__popc(ws) | (uint32_t)__popc(wl) << 16, &tot, s_scan);
+	const uint32_t m = tot & 0xffffu, nl = tot >> 16;
+	struct rcmoe_pts_chunk L;
+	rcmoe_pts_chunk_layout(m, nl, len, ES, &L);
+	if (tid == 0) {
+		if (len > 0)
+			lb_store(&a.states[c], (c == 0 ? RCMOE_LB_INC : RCMOE_LB_AGG) | L.bytes);
+		else
+			lb_store(&a.states[c], RCMOE_LB_INC); /* n == 0: the lone empty tile */
+		if (len > 0)
+			*(uint32_t *)(payload + 4 * c) = m | nl << 16;
+	}
+
+	/* index set and compacted signs in shared memory */
+	if ((uint32_t)tid < nwords_max) {
+		s_idx[tid] = L.ef ? 0u : ws;
+		s_signc[tid] = 0;
+	}
+	__syncthreads();
+	if ((uint32_t)tid < nwords_max) {
+		uint32_t j = ex & 0xffffu, w = ws, sg = s_sign[tid];
+		while (w) {
+			uint32_t b = __ffs(w) - 1, p = tid * 32 + b;
+			w &= w - 1;
+			if ((sg >> b) & 1)
+				atomicOr(&s_signc[j / 32], 1u << (j % 32));
+			if (L.ef) {
+				uint32_t k = L.k, low = p & ((1u << k) - 1), bit = j * k,
+					 sh = bit % 32;
+				if (k) {
+					atomicOr(&s_idx[bit / 32], low << sh);
+					if (sh + k > 32)
+						atomicOr(&s_idx[bit / 32 + 1], low >> (32 - sh));
+				}
+				uint32_t hb = (p >> k) + j;
+				atomicOr(&s_idx[L.low_words + hb / 32], 1u << (hb % 32));
+			}
+			j++;
+		}
+	}
+
+	if (warp == 0) {
+		uint64_t p = c ? lb_exclusive_prefix(a.states, c) : 0;
+		if (lane == 0) {
+			s_prefix = p;
+			if (c && len > 0)
+				lb_store(&a.states[c], RCMOE_LB_INC | (p + L.bytes));
+			if (c == a.nchunks - 1 || a.nchunks == 0)
+				write_header(a.dst, a.hdr, dir_bytes + p + (len ? L.bytes : 0), 0,
+					     tau_bits);
+		}
+	}
+	__syncthreads();
+	if (len == 0)
+		return;
+
+	uint8_t *body = payload + dir_bytes + s_prefix;
+	uint32_t *wbody = (uint32_t *)body;
+	for (uint32_t t = tid; t < L.idx_words; t += PTS_ENC_NT)
+		wbody[t] = s_idx[t];
+	for (uint32_t t = tid; t < L.sign_words; t += PTS_ENC_NT)
+		wbody[L.idx_words + t] = s_signc[t];
+	uint8_t *pos = body + 4 * (L.idx_words + L.sign_words), *val = pos + L.pos_bytes;
+	if ((uint32_t)tid < nwords_max) {
+		uint32_t e = ex >> 16, w = wl;
+		while (w) {
+			uint32_t b = __ffs(w) - 1, p = tid * 32 + b;
+			w &= w - 1;
+			((uint16_t *)pos)[e] = (uint16_t)p;
+			st_elem<DT>(val, e, ld_elem<DT>(a.src, e0 + p));
+			e++;
+		}
+	}
+	if (tid == 0) {
+		if (nl % 2)
+			((uint16_t *)pos)[nl] = 0;
+		if (ES == 2 && nl % 2)
+			((uint16_t *)val)[nl] = 0;
+	}
+}
+
+static uint32_t cfg_chunk(const struct rcmoe_pts_cfg *cfg)
+{
+	return cfg->chunk ? cfg->chunk : RCMOE_PTS_DEFAULT_CHUNK;
+}
+
+struct pts_work {
+	uint64_t nl1, nchunks;
+	size_t partials, states, ctl, total;
+};
+
+static void pts_work_layout(uint64_t n, uint32_t chunk, struct pts_work *w)
+{
+	w->nl1 = (n + RCMOE_PTS_L1_CHUNK - 1) / RCMOE_PTS_L1_CHUNK;
+	if (w->nl1 == 0)
+		w->nl1 = 1;
+	w->nchunks = rcmoe_pts_nchunks(n, chunk);
+	w->ctl = 0;
+	w->states = 256;
+	w->partials = w->states + rcmoe_align_up(8 * (w->nchunks ? w->nchunks : 1), 256);
+	w->total = w->partials + rcmoe_align_up(8 * w->nl1, 256);
+}
+
+extern "C" size_t rcmoe_gpu_pts_work_bytes(size_t n, const struct rcmoe_pts_cfg *cfg)
+{
+	struct pts_work w;
+	if (rcmoe_pts_check_cfg(cfg) != RCMOE_OK)
+		return 0;
+	pts_work_layout(n, cfg_chunk(cfg), &w);
+	return w.total;
+}
+
+template <int DT>
+static void launch(const struct pts_l1_args *l, const struct pts_enc_args *e, uint64_t grid,
+		   cudaStream_t stream)
+{
+	pts_l1_kernel<DT>
+	    <<<(unsigned)(l->n ? (l->n + RCMOE_PTS_L1_CHUNK - 1) / RCMOE_PTS_L1_CHUNK : 1),
+	       PTS_L1_NT, 0, stream>>>(*l);
+	pts_encode_kernel<DT><<<(unsigned)grid, PTS_ENC_NT, 0, stream>>>(*e);
+}
+
+extern "C" rcmoe_status_t rcmoe_gpu_pts_encode(const void *d_src, size_t n,
+					       const struct rcmoe_pts_cfg *cfg, void *d_dst,
+					       size_t cap, void *d_work, size_t work_bytes,
+					       cudaStream_t stream)
+{
+	struct pts_work w;
+	struct pts_l1_args l;
+	struct pts_enc_args e;
+	rcmoe_status_t st = rcmoe_pts_check_cfg(cfg);
+	if (st != RCMOE_OK)
+		return st;
+	size_t esize = rcmoe_dtype_size(cfg->dtype), bound = rcmoe_pts_bound(n, cfg);
+	if (bound == 0 || (!d_src && n) || !d_dst || !d_work || ((uintptr_t)d_src % esize) ||
+	    ((uintptr_t)d_dst % 16) || ((uintptr_t)d_work % 16))
+		return RCMOE_ERR_INVALID;
+	if (cap < bound)
+		return RCMOE_ERR_OVERFLOW;
+	pts_work_layout(n, cfg_chunk(cfg), &w);
+	if (work_bytes < w.total || w.nl1 > 0x7fffffffu)
+		return RCMOE_ERR_INVALID;
+	uint8_t *work = (uint8_t *)d_work;
+
+	l.src = (const uint8_t *)d_src;
+	l.n = n;
+	l.rho = cfg->density;
+	l.partials = (double *)(work + w.partials);
+	l.ctl = (struct pts_ctl *)(work + w.ctl);
+	l.dtype = cfg->dtype;
+
+	struct rcmoe_wire_header h = {
+	    .magic = RCMOE_WIRE_MAGIC,
+	    .version = RCMOE_WIRE_VERSION,
+	    .codec = RCMOE_CODEC_PTS,
+	    .dtype = (uint8_t)cfg->dtype,
+	    .bits = 0,
+	    .flags = 0,
+	    .block = cfg_chunk(cfg),
+	    .count = n,
+	    .seed = cfg->seed,
+	    .op_id = cfg->op_id,
+	    .rank = cfg->rank,
+	    .payload_len = 0,
+	    .aux = 0,
+	};
+	/* flags and tau are only known on the device: the encode kernel patches them in */
+	rcmoe_wire_words(&h, e.hdr);
+	e.src = (const uint8_t *)d_src;
+	e.dst = (uint8_t *)d_dst;
+	e.n = n;
+	e.nchunks = w.nchunks;
+	e.key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank);
+	e.states = (unsigned long long *)(work + w.states);
+	e.ctl = l.ctl;
+	e.chunk = cfg_chunk(cfg);
+	if (cudaMemsetAsync(d_work, 0, w.partials, stream) != cudaSuccess)
+		return RCMOE_ERR_CUDA;
+	uint64_t grid = w.nchunks ? w.nchunks : 1;
+	if (cfg->dtype == RCMOE_DT_BF16)
+		launch<RCMOE_DT_BF16_>(&l, &e, grid, stream);
+	else if (cfg->dtype == RCMOE_DT_FP16)
+		launch<RCMOE_DT_FP16_>(&l, &e, grid, stream);
+	else
+		launch<RCMOE_DT_FP32_>(&l, &e, grid, stream);
+	return rcmoe_cuda_launch_status();
+}
