@@ -7,6 +7,8 @@
 #ifdef RCMOE_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
+#include "rcmoe/kernels.h"
+
 #define CUDA_CHECK(call)                                                                           \
 	do {                                                                                       \
 		cudaError_t e_ = (call);                                                           \
@@ -69,9 +71,19 @@ void rcmoe_gpu_event_destroy(struct rcmoe_gpu_event *e)
 	e->handle = NULL;
 }
 
+/* Pinned and mapped into the device: the staging kernels address it directly. With unified
+ * addressing (every 64-bit Linux system CUDA supports) the device address is the host address. */
 rcmoe_status_t rcmoe_gpu_host_alloc(void **ptr, size_t size)
 {
-	CUDA_CHECK(cudaHostAlloc(ptr, size ? size : 1, cudaHostAllocPortable));
+	void *dev = NULL;
+	CUDA_CHECK(cudaHostAlloc(ptr, size ? size : 1, cudaHostAllocPortable | cudaHostAllocMapped));
+	if (cudaHostGetDevicePointer(&dev, *ptr, 0) != cudaSuccess || dev != *ptr) {
+		(void)cudaGetLastError();
+		RCMOE_WARN("pinned staging is not addressable from the GPU at its host address");
+		cudaFreeHost(*ptr);
+		*ptr = NULL;
+		return RCMOE_ERR_CUDA;
+	}
 	return RCMOE_OK;
 }
 
@@ -81,16 +93,25 @@ void rcmoe_gpu_host_free(void *ptr)
 		cudaFreeHost(ptr);
 }
 
+/* Staging copies are kernels, never cudaMemcpyAsync: see kernels/stage_copy.cu for the
+ * deadlock a memcpy on the proxy thread runs into. `host` side buffers come from
+ * rcmoe_gpu_host_alloc (mapped). */
 rcmoe_status_t rcmoe_gpu_copy_d2h(void *dst, const void *src, size_t n, struct rcmoe_gpu_stream *s)
 {
-	CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, (cudaStream_t)s->handle));
-	return RCMOE_OK;
+	rcmoe_status_t st = rcmoe_gpu_stage_copy(dst, src, n, (cudaStream_t)s->handle);
+	if (st != RCMOE_OK)
+		RCMOE_WARN("staging copy of %zu bytes to the host failed: %s", n,
+			   cudaGetErrorString(cudaGetLastError()));
+	return st;
 }
 
 rcmoe_status_t rcmoe_gpu_copy_h2d(void *dst, const void *src, size_t n, struct rcmoe_gpu_stream *s)
 {
-	CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, (cudaStream_t)s->handle));
-	return RCMOE_OK;
+	rcmoe_status_t st = rcmoe_gpu_stage_copy(dst, src, n, (cudaStream_t)s->handle);
+	if (st != RCMOE_OK)
+		RCMOE_WARN("staging copy of %zu bytes to the GPU failed: %s", n,
+			   cudaGetErrorString(cudaGetLastError()));
+	return st;
 }
 
 rcmoe_status_t rcmoe_gpu_record(struct rcmoe_gpu_event *e, struct rcmoe_gpu_stream *s)

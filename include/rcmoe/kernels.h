@@ -72,6 +72,13 @@ rcmoe_status_t rcmoe_gpu_dedup_encode(const void *d_src, size_t bytes, uint32_t 
 				      void *d_dst, size_t cap, void *d_work, size_t work_bytes,
 				      cudaStream_t stream);
 
+/* ---- staging ---- */
+
+/* Copy n bytes between device memory and pinned host memory mapped into the device (either
+ * direction) with a kernel on `stream`: unlike cudaMemcpyAsync it cannot block on the driver's
+ * memcpy lock, which another thread's synchronous copy may hold while it waits for NCCL. */
+rcmoe_status_t rcmoe_gpu_stage_copy(void *dst, const void *src, size_t n, cudaStream_t stream);
+
 /* ---- decode, any codec ---- */
 
 /* Scratch bytes rcmoe_gpu_decode needs for a stream with this (validated) header. */

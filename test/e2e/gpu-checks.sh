@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# GPU-machine checks, run from the repository root: test/e2e/gpu-checks.sh BUILD_DIR [OUT_DIR]
+# Starts MPS (ranks share GPU 0), then runs the PyTorch end-to-end checks with 2 and 4 ranks,
+# with GPU buffers (NCCL_NET_GDR_LEVEL=SYS) and with host buffers. Exit status 0 only if all pass.
+set -uo pipefail
+build=${1:?usage: gpu-checks.sh BUILD_DIR [OUT_DIR]}
+out=${2:-${OUT:-/tmp/rcmoe-gpu-checks}}
+mkdir -p "$out"
+plugin=$(readlink -f "$build/plugin/libnccl-net-rcmoe.so")
+[ -f "$plugin" ] || { echo "no plugin at $plugin"; exit 1; }
+
+nvidia-smi -L
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/rcmoe-mps CUDA_MPS_LOG_DIRECTORY=/tmp/rcmoe-mps-log
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+started_mps=0
+if nvidia-cuda-mps-control -d 2>/dev/null; then started_mps=1; fi
+stop_mps() { [ $started_mps = 1 ] && echo quit | nvidia-cuda-mps-control; }
+trap stop_mps EXIT
+
+status=0
+for gdr in ${RCMOE_E2E_GDR:-SYS default}; do
+	for n in ${RCMOE_E2E_RANKS:-2 4}; do
+		log="$out/torch-n$n-gdr$gdr.log"
+		if [ $gdr = SYS ]; then export NCCL_NET_GDR_LEVEL=SYS; else unset NCCL_NET_GDR_LEVEL; fi
+		echo "== torch e2e: $n ranks, GPU buffers: $gdr"
+		if ! NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET PYTHONUNBUFFERED=1 timeout 900 \
+			python3 test/e2e/torch_collectives.py --plugin "$plugin" --nranks $n \
+			--out "$out/e2e-n$n-$gdr" --hang-s "${RCMOE_E2E_HANG:-300}" >"$log" 2>&1; then
+			status=1
+		fi
+		grep -E "^(rank|counters|e2e|\[rank)" "$log"
+		grep -m3 -E "GDRDMA|via NET/RCMoE" "$log" || true
+	done
+done
+exit $status

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up, build and run the main benchmark.
+#  - With a GPU: rcmoe-bench, 4 ranks on GPU 0 under MPS, bf16 all-to-all and all-reduce at
+#    64 MiB and 256 MiB, NCCL's built-in Socket transport then rcmoe in the same invocation,
+#    3 runs, median ratios. Extra arguments go to rcmoe-bench (e.g. -n 2).
+#  - Without a GPU: the loopback benchmark (the plugin's net table over 127.0.0.1 against one
+#    plain TCP stream).
+# Results: results/bench.json (and the tables on stdout).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/lib/setup.sh
+rcmoe_install_deps 0
+rcmoe_find_cuda
+rcmoe_build build-bench -Dbuildtype=release -Dtests=disabled
+mkdir -p results
+bench=build-bench/tools/bench/rcmoe-bench
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 &&
+	grep -q "RCMOE_HAVE_CUDA" build-bench/build.ninja; then
+	# Use the NCCL that PyTorch ships when there is one (the version jobs really run), else the
+	# system's or the toolkit's.
+	torch_nccl=$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib"))' \
+		2>/dev/null || true)
+	[ -n "$torch_nccl" ] && export LD_LIBRARY_PATH="$torch_nccl:${LD_LIBRARY_PATH:-}"
+	# Host buffers (NCCL's default for a virtual NIC): the GPU-buffer path is not verified yet.
+	exec "$bench" --mps -n 4 -O alltoall,allreduce -d bfloat16 -b 64M -e 256M -f 4 --runs 3 \
+		--gdr-level unset --json results/bench.json "$@"
+fi
+echo "# no GPU here: loopback benchmark of the plugin's transport"
+exec "$bench" --loopback --json results/bench-loopback.json "$@"
