@@ -6,13 +6,40 @@
 
 #include "rcmoe/log.h"
 #include "core.h"
+#ifdef RCMOE_HAVE_CUDA
+#include "rcmoe/kernels.h"
+#else
+static size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg *c) { return 0; }
+static size_t rcmoe_gpu_decode_work_bytes(const struct rcmoe_wire_header *h) { return 0; }
+#endif
 
 static void comm_free(struct rcmoe_comm *c)
 {
 	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
 		rcmoe_gpu_event_destroy(&c->reqs[i].ev);
+	rcmoe_gpu_dev_free(c->gpu_work);
 	rcmoe_gpu_stream_destroy(&c->stream);
 	free(c);
+}
+
+/* Codec scratch for the largest transfer NCCL may post (RCMOE_MAX_P2P_BYTES): a few bytes per
+ * thousand elements, so it is allocated once here rather than grown on the data path. */
+static size_t gpu_work_bytes(void)
+{
+	const struct rcmoe_params *p = rcmoe_core_params();
+	size_t n = RCMOE_MAX_P2P_BYTES / 2, need = 0;
+	static const int bits[] = {2, 4, 8};
+	for (int i = 0; i < 3; i++) {
+		struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = bits[i],
+					    .block = (uint32_t)p->lsq_block};
+		struct rcmoe_wire_header h = {.magic = RCMOE_WIRE_MAGIC, .version = RCMOE_WIRE_VERSION,
+					      .codec = RCMOE_CODEC_LSQ, .dtype = RCMOE_DT_BF16,
+					      .bits = (uint8_t)bits[i], .block = 32, .count = n};
+		size_t e = rcmoe_gpu_lsq_work_bytes(n, &cfg), d = rcmoe_gpu_decode_work_bytes(&h);
+		need = e > need ? e : need;
+		need = d > need ? d : need;
+	}
+	return need;
 }
 
 static rcmoe_status_t comm_alloc(struct rcmoe_ctx *ctx, int is_send, struct rcmoe_comm **out)
@@ -29,6 +56,11 @@ static rcmoe_status_t comm_alloc(struct rcmoe_ctx *ctx, int is_send, struct rcmo
 		RCMOE_CHECK_GOTO(rcmoe_gpu_stream_create(&c->stream), st, free_comm);
 		for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
 			RCMOE_CHECK_GOTO(rcmoe_gpu_event_create(&c->reqs[i].ev), st, free_comm);
+		if (rcmoe_core_compressing()) {
+			c->gpu_work_bytes = gpu_work_bytes();
+			RCMOE_CHECK_GOTO(rcmoe_gpu_dev_alloc(&c->gpu_work, c->gpu_work_bytes), st,
+					 free_comm);
+		}
 	}
 	*out = c;
 	return RCMOE_OK;

@@ -39,15 +39,20 @@ struct rcmoe_mr {
 	char *base;
 	size_t size;
 	int type; /* NCCL_PTR_HOST or NCCL_PTR_CUDA */
+	/* Host bytes the wire sees: GPU regions always have one (pinned, mapped into the GPU);
+	 * with compression on, every region has one twice its size, so an encoded stream (which
+	 * may briefly exceed its input while being built) of the transfer at offset k fits at 2k. */
 	char *host_shadow;
+	size_t shadow_factor; /* 1 or 2 */
 };
 
 enum rcmoe_req_state {
 	REQ_FREE = 0,
+	REQ_ENCODING,  /* send: GPU encoder writing the stream into the shadow */
 	REQ_STAGING,   /* send: device -> host copy in flight */
 	REQ_WAIT_POST, /* send: ready, waiting for earlier sends to be posted (FIFO) */
 	REQ_XFER,      /* the transport owns it */
-	REQ_UNSTAGING, /* recv: host -> device copy in flight */
+	REQ_UNSTAGING, /* recv: host -> device copy or GPU decode in flight */
 	REQ_DONE,
 };
 
@@ -65,6 +70,8 @@ struct rcmoe_request {
 	size_t wire_len;
 	uint32_t flags;
 	size_t result; /* bytes reported to NCCL */
+	uint64_t codec_start_ns; /* GPU codec: when it was launched */
+	uint64_t codec_ns;	 /* encode or decode time, for the counters */
 	struct rcmoe_treq *treq;
 	struct rcmoe_gpu_event ev;
 	struct rcmoe_msg_info info;
@@ -80,6 +87,8 @@ struct rcmoe_comm {
 	uint64_t next_seq;  /* sequence number of the next isend/irecv */
 	uint64_t next_post; /* send: next sequence number to hand to the transport */
 	struct rcmoe_gpu_stream stream;
+	void *gpu_work; /* codec scratch on the GPU (kernels on `stream` run one at a time) */
+	size_t gpu_work_bytes;
 	int failed; /* sticky: after an error every call fails */
 };
 
@@ -111,6 +120,8 @@ const struct rcmoe_transport_ops *rcmoe_core_transport(void);
 const struct rcmoe_params *rcmoe_core_params(void);
 /* 1 when GPU buffers are claimed (NCCL_PTR_CUDA): comms then get a stream and events. */
 int rcmoe_core_props_cuda(void);
+/* 1 when eligible sends are compressed (RCMOE_A2A_BITS, see policy.h). */
+int rcmoe_core_compressing(void);
 
 /* conn.c */
 rcmoe_status_t rcmoe_core_listen(struct rcmoe_ctx *ctx, int dev, void *handle,

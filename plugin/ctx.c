@@ -2,11 +2,13 @@
 /* Plugin-wide setup: parameters, transport choice, per-communicator contexts, device properties. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "rcmoe/log.h"
 #include "core.h"
+#include "policy.h"
 
 #ifndef RCMOE_VERSION
 #define RCMOE_VERSION "unknown"
@@ -17,6 +19,7 @@ static rcmoe_status_t setup_status;
 static const struct rcmoe_params *params;
 static const struct rcmoe_transport_ops *transport;
 static int cuda_buffers;
+static int compressing;
 static struct rcmoe_ctx default_ctx;
 
 /* The one place a transport is chosen. */
@@ -44,10 +47,19 @@ static void setup(void)
 		return;
 	}
 	cuda_buffers = params->cuda_buffers == RCMOE_CUDA_BUFFERS_AUTO && rcmoe_gpu_available();
+	compressing = rcmoe_policy_setup(params);
+	char codecs[160];
+	if (compressing)
+		snprintf(codecs, sizeof(codecs),
+			 "LSQ %lld-bit (block %lld) on %s float sends of at least %lld bytes",
+			 (long long)params->a2a_bits, (long long)params->lsq_block,
+			 params->a2a_scope == RCMOE_A2A_SCOPE_P2P ? "all p2p" : "all-to-all",
+			 (long long)params->min_bytes);
+	else
+		snprintf(codecs, sizeof(codecs), "off (lossless)");
 	RCMOE_INFO(NCCL_INIT | NCCL_NET,
-		   "rcmoe %s: net ABI v11+v10, profiler v5; transport %s; GPU buffers %s; "
-		   "codecs off (lossless)",
-		   RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed");
+		   "rcmoe %s: net ABI v11+v10, profiler v5; transport %s; GPU buffers %s; codecs %s",
+		   RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed", codecs);
 }
 
 const struct rcmoe_transport_ops *rcmoe_core_transport(void)
@@ -63,6 +75,11 @@ const struct rcmoe_params *rcmoe_core_params(void)
 int rcmoe_core_props_cuda(void)
 {
 	return cuda_buffers;
+}
+
+int rcmoe_core_compressing(void)
+{
+	return compressing;
 }
 
 struct rcmoe_ctx *rcmoe_core_default_ctx(void)

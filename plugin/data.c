@@ -8,12 +8,31 @@
  * transport in sequence order (REQ_WAIT_POST -> REQ_XFER), so messages leave in the order NCCL
  * posted them even when their copies finish out of order. A receive into a GPU buffer lands in
  * the shadow and is copied up (REQ_UNSTAGING) before test reports it done with its size.
+ *
+ * With compression on (policy.h), an eligible send is LSQ-encoded into the region's shadow: on
+ * the CPU for host buffers, by the GPU encoder for GPU buffers (REQ_ENCODING; its length is in
+ * the stream's header once the kernel is done). It is sent with RCMOE_MSG_ENCODED only when it
+ * is shorter than the raw bytes. The receiver places encoded messages in its shadow, validates
+ * the whole stream on the CPU, then decodes into NCCL's buffer (CPU, or GPU kernel) and reports
+ * the original size.
  */
 #include <string.h>
 #include <time.h>
 
+#include "rcmoe/codec.h"
 #include "rcmoe/log.h"
 #include "core.h"
+#include "policy.h"
+#ifdef RCMOE_HAVE_CUDA
+#include "rcmoe/kernels.h"
+#endif
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
 
 /* Ask the profiler side, through NCCL, which operation this transfer belongs to. */
 static void attribute(struct rcmoe_comm *c, void *phandle, struct rcmoe_msg_info *info)
@@ -60,7 +79,13 @@ static int is_gpu(const struct rcmoe_request *r)
 
 static char *shadow_of(const struct rcmoe_request *r)
 {
-	return r->mr->host_shadow + (r->data - r->mr->base);
+	return r->mr->host_shadow + (size_t)(r->data - r->mr->base) * r->mr->shadow_factor;
+}
+
+/* Room the shadow has for this transfer's wire bytes. */
+static size_t shadow_room(const struct rcmoe_request *r)
+{
+	return r->size * r->mr->shadow_factor;
 }
 
 static int in_region(const struct rcmoe_mr *mr, const char *data, size_t size)
@@ -78,12 +103,60 @@ static struct rcmoe_request *req_by_seq(struct rcmoe_comm *c, uint64_t seq)
 	return NULL;
 }
 
+/* Launch the raw device -> shadow copy of a GPU send. */
+static rcmoe_status_t stage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
+{
+	int saved = rcmoe_gpu_capture_relax();
+	rcmoe_status_t st = rcmoe_gpu_copy_d2h(shadow_of(r), r->data, r->size, &c->stream);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_record(&r->ev, &c->stream);
+	rcmoe_gpu_capture_restore(saved);
+	r->wire = shadow_of(r);
+	r->wire_len = r->size;
+	r->flags = 0;
+	r->state = REQ_STAGING;
+	return st;
+}
+
+/* A GPU encode finished? Then send its stream if it is shorter than the raw bytes, else stage
+ * the raw bytes instead (incompressible data: NaN/Inf blocks). */
+static rcmoe_status_t encoded_ready(struct rcmoe_comm *c, struct rcmoe_request *r)
+{
+	struct rcmoe_wire_header hdr;
+	int done;
+	RCMOE_CHECK(rcmoe_gpu_poll(&r->ev, &done));
+	if (!done)
+		return RCMOE_OK;
+	r->codec_ns = now_ns() - r->codec_start_ns;
+	rcmoe_status_t st = rcmoe_wire_parse(shadow_of(r), shadow_room(r), &hdr);
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("GPU encoder wrote an invalid stream (%s)", rcmoe_status_str(st));
+		return RCMOE_ERR_INTERNAL;
+	}
+	size_t len = RCMOE_WIRE_HEADER_BYTES + hdr.payload_len;
+	if (len < r->size) {
+		r->wire = shadow_of(r);
+		r->wire_len = len;
+		r->flags = RCMOE_MSG_ENCODED;
+		r->state = REQ_WAIT_POST;
+		return RCMOE_OK;
+	}
+	return stage_raw(c, r);
+}
+
 /* Hand staged sends to the transport, strictly in the order they were posted. */
 static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 {
 	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
 	struct rcmoe_request *r;
 	while (c->next_post < c->next_seq && (r = req_by_seq(c, c->next_post)) != NULL) {
+		if (r->state == REQ_ENCODING) {
+			rcmoe_status_t st = encoded_ready(c, r);
+			if (st != RCMOE_OK)
+				return comm_fail(c, r, st);
+			if (r->state == REQ_ENCODING)
+				return RCMOE_OK;
+		}
 		if (r->state == REQ_STAGING) {
 			int done;
 			rcmoe_status_t st = rcmoe_gpu_poll(&r->ev, &done);
@@ -104,6 +177,50 @@ static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 		c->next_post++;
 	}
 	return RCMOE_OK;
+}
+
+/* Host buffers: encode on this thread with the CPU codec (the reference itself). */
+static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq_cfg *cfg)
+{
+	size_t len = 0, n = r->size / rcmoe_dtype_size(cfg->dtype);
+	uint64_t t0 = now_ns();
+	rcmoe_status_t st = rcmoe_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r), &len);
+	r->codec_ns = now_ns() - t0;
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("LSQ encode of %zu bytes failed: %s", r->size, rcmoe_status_str(st));
+		return st;
+	}
+	if (len < r->size) {
+		r->wire = shadow_of(r);
+		r->wire_len = len;
+		r->flags = RCMOE_MSG_ENCODED;
+	}
+	return RCMOE_OK;
+}
+
+/* GPU buffers: the encoder writes the stream straight into the mapped shadow. */
+static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
+				 const struct rcmoe_lsq_cfg *cfg)
+{
+#ifdef RCMOE_HAVE_CUDA
+	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
+	int saved = rcmoe_gpu_capture_relax();
+	r->codec_start_ns = now_ns();
+	rcmoe_status_t st = rcmoe_gpu_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r),
+						 c->gpu_work, c->gpu_work_bytes,
+						 (cudaStream_t)c->stream.handle);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_record(&r->ev, &c->stream);
+	rcmoe_gpu_capture_restore(saved);
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("GPU LSQ encode of %zu bytes failed: %s", r->size, rcmoe_status_str(st));
+		return st;
+	}
+	r->state = REQ_ENCODING;
+	return RCMOE_OK;
+#else
+	return RCMOE_ERR_UNSUPPORTED;
+#endif
 }
 
 rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, int tag,
@@ -131,18 +248,23 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 
 	r->wire = data;
 	r->wire_len = size;
+	r->codec_ns = 0;
+	r->codec_start_ns = 0;
 	r->state = REQ_WAIT_POST;
-	if (is_gpu(r) && size > 0) {
-		int saved = rcmoe_gpu_capture_relax();
-		rcmoe_status_t st = rcmoe_gpu_copy_d2h(shadow_of(r), data, size, &c->stream);
-		if (st == RCMOE_OK)
-			st = rcmoe_gpu_record(&r->ev, &c->stream);
-		rcmoe_gpu_capture_restore(saved);
-		if (st != RCMOE_OK)
-			return comm_fail(c, r, st);
-		r->wire = shadow_of(r);
-		r->state = REQ_STAGING;
-	}
+	struct rcmoe_lsq_cfg cfg;
+	int encode = rcmoe_core_compressing() && mr &&
+		     rcmoe_policy_lsq(rcmoe_core_params(), &r->info,
+				      atomic_load_explicit(&c->ctx->attr_op, memory_order_relaxed),
+				      size, c->next_seq, &cfg);
+	rcmoe_status_t st = RCMOE_OK;
+	if (encode && is_gpu(r))
+		st = encode_gpu(c, r, &cfg);
+	else if (encode)
+		st = encode_cpu(r, &cfg);
+	else if (is_gpu(r) && size > 0)
+		st = stage_raw(c, r);
+	if (st != RCMOE_OK)
+		return comm_fail(c, r, st);
 	r->seq = c->next_seq++;
 	RCMOE_CHECK(progress_sends(c));
 	*out = r;
@@ -153,17 +275,18 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, void **dest)
 {
 	struct rcmoe_request *r = arg;
-	if (flags & RCMOE_MSG_ENCODED) {
-		RCMOE_WARN("received an encoded message, but compression is off on this side");
-		return RCMOE_ERR_MALFORMED;
-	}
 	if (wire_len > r->size) {
 		RCMOE_WARN("peer sent %zu bytes into a receive of at most %zu", wire_len, r->size);
 		return RCMOE_ERR_OVERFLOW;
 	}
+	if ((flags & RCMOE_MSG_ENCODED) && !(r->mr && r->mr->shadow_factor == 2)) {
+		RCMOE_WARN("peer sent a compressed message, but RCMOE_A2A_BITS=0 here: set the same "
+			   "RCMOE_* variables on every rank");
+		return RCMOE_ERR_USAGE;
+	}
 	r->wire_len = wire_len;
 	r->flags = flags;
-	*dest = is_gpu(r) ? shadow_of(r) : r->data;
+	*dest = (is_gpu(r) || (flags & RCMOE_MSG_ENCODED)) ? shadow_of(r) : r->data;
 	return RCMOE_OK;
 }
 
@@ -188,6 +311,8 @@ rcmoe_status_t rcmoe_core_irecv(struct rcmoe_comm *c, void *data, size_t size, i
 	r->mr = mr;
 	r->wire_len = 0;
 	r->flags = 0;
+	r->codec_ns = 0;
+	r->codec_start_ns = 0;
 	attribute(c, phandle, &r->info);
 	r->state = REQ_XFER;
 	st = rcmoe_core_transport()->irecv(c->trecv, size, 0, place_recv, r, &r->treq);
@@ -216,7 +341,7 @@ static void account(struct rcmoe_request *r, size_t logical)
 	struct rcmoe_ctx *ctx = r->comm->ctx;
 	const struct rcmoe_params *p = rcmoe_core_params();
 	rcmoe_stats_add(&ctx->stats, r->is_send ? RCMOE_DIR_SEND : RCMOE_DIR_RECV, &r->info,
-			logical, r->wire_len, 0);
+			logical, r->wire_len, r->codec_ns);
 	if (p->stats_interval > 0 && p->stats_file[0] &&
 	    elapsed_s(&ctx->last_dump) >= (uint64_t)p->stats_interval) {
 		clock_gettime(CLOCK_MONOTONIC, &ctx->last_dump);
@@ -227,10 +352,69 @@ static void account(struct rcmoe_request *r, size_t logical)
 static rcmoe_status_t finish(struct rcmoe_request *r, int *done, size_t *size)
 {
 	*done = 1;
-	*size = r->is_send ? r->size : r->wire_len;
+	*size = r->is_send ? r->size : r->result;
 	account(r, *size);
 	req_release(r);
 	return RCMOE_OK;
+}
+
+/* Raw bytes landed in the shadow of a GPU buffer: copy them up. */
+static rcmoe_status_t unstage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
+{
+	int saved = rcmoe_gpu_capture_relax();
+	rcmoe_status_t st = rcmoe_gpu_copy_h2d(r->data, shadow_of(r), r->wire_len, &c->stream);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_record(&r->ev, &c->stream);
+	rcmoe_gpu_capture_restore(saved);
+	r->state = REQ_UNSTAGING;
+	return st;
+}
+
+/* An encoded message is in the shadow: validate all of it here, then decode into NCCL's buffer
+ * (CPU for host buffers, GPU kernel reading the mapped shadow for GPU buffers). */
+static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
+{
+	struct rcmoe_wire_header hdr;
+	const char *src = shadow_of(r);
+	rcmoe_status_t st = rcmoe_codec_validate(src, r->wire_len, r->size, &hdr);
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("refused a compressed message of %zu bytes for a %zu-byte receive: %s",
+			   r->wire_len, r->size, rcmoe_status_str(st));
+		return st;
+	}
+	size_t out = hdr.codec == RCMOE_CODEC_DEDUP ? hdr.count
+						    : hdr.count * rcmoe_dtype_size(hdr.dtype);
+	r->result = out;
+	if (!is_gpu(r)) {
+		uint64_t t0 = now_ns();
+		size_t got = 0;
+		st = rcmoe_codec_decode(src, r->wire_len, r->data, r->size, &got);
+		r->codec_ns = now_ns() - t0;
+		if (st == RCMOE_OK && got != out)
+			st = RCMOE_ERR_INTERNAL;
+		if (st != RCMOE_OK)
+			RCMOE_WARN("decode of a validated stream failed: %s", rcmoe_status_str(st));
+		return st;
+	}
+#ifdef RCMOE_HAVE_CUDA
+	if (rcmoe_gpu_decode_work_bytes(&hdr) > c->gpu_work_bytes) {
+		RCMOE_WARN("compressed message needs more GPU scratch than allocated");
+		return RCMOE_ERR_OVERFLOW;
+	}
+	int saved = rcmoe_gpu_capture_relax();
+	r->codec_start_ns = now_ns();
+	st = rcmoe_gpu_decode(src, &hdr, r->data, r->size, c->gpu_work, c->gpu_work_bytes,
+			      (cudaStream_t)c->stream.handle);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_record(&r->ev, &c->stream);
+	rcmoe_gpu_capture_restore(saved);
+	if (st != RCMOE_OK)
+		RCMOE_WARN("GPU decode failed: %s", rcmoe_status_str(st));
+	r->state = REQ_UNSTAGING;
+	return st;
+#else
+	return RCMOE_ERR_UNSUPPORTED;
+#endif
 }
 
 rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
@@ -255,24 +439,29 @@ rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
 		if (!tdone)
 			return RCMOE_OK;
 		r->treq = NULL;
-		if (r->is_send || !is_gpu(r) || r->wire_len == 0)
+		r->result = r->wire_len;
+		st = RCMOE_OK;
+		if (r->is_send)
 			return finish(r, done, size);
-		int saved = rcmoe_gpu_capture_relax();
-		st = rcmoe_gpu_copy_h2d(r->data, shadow_of(r), r->wire_len, &c->stream);
-		if (st == RCMOE_OK)
-			st = rcmoe_gpu_record(&r->ev, &c->stream);
-		rcmoe_gpu_capture_restore(saved);
+		if (r->flags & RCMOE_MSG_ENCODED)
+			st = decode(c, r);
+		else if (is_gpu(r) && r->wire_len > 0)
+			st = unstage_raw(c, r);
 		if (st != RCMOE_OK)
 			return comm_fail(c, r, st);
-		r->state = REQ_UNSTAGING;
+		if (r->state != REQ_UNSTAGING)
+			return finish(r, done, size);
 	}
 	if (r->state == REQ_UNSTAGING) {
 		int gdone;
 		st = rcmoe_gpu_poll(&r->ev, &gdone);
 		if (st != RCMOE_OK)
 			return comm_fail(c, r, st);
-		if (gdone)
+		if (gdone) {
+			if (r->codec_start_ns)
+				r->codec_ns = now_ns() - r->codec_start_ns;
 			return finish(r, done, size);
+		}
 	}
 	return RCMOE_OK;
 }

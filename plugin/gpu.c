@@ -93,6 +93,18 @@ void rcmoe_gpu_host_free(void *ptr)
 		cudaFreeHost(ptr);
 }
 
+rcmoe_status_t rcmoe_gpu_dev_alloc(void **ptr, size_t size)
+{
+	CUDA_CHECK(cudaMalloc(ptr, size ? size : 1));
+	return RCMOE_OK;
+}
+
+void rcmoe_gpu_dev_free(void *ptr)
+{
+	if (ptr)
+		cudaFree(ptr);
+}
+
 /* Staging copies are kernels, never cudaMemcpyAsync: see kernels/stage_copy.cu for the
  * deadlock a memcpy on the proxy thread runs into. `host` side buffers come from
  * rcmoe_gpu_host_alloc (mapped). */
@@ -160,6 +172,8 @@ rcmoe_status_t rcmoe_gpu_event_create(struct rcmoe_gpu_event *e) { e->handle = N
 void rcmoe_gpu_event_destroy(struct rcmoe_gpu_event *e) { e->handle = NULL; }
 rcmoe_status_t rcmoe_gpu_host_alloc(void **ptr, size_t size) { *ptr = malloc(size ? size : 1); return *ptr ? RCMOE_OK : RCMOE_ERR_NOMEM; }
 void rcmoe_gpu_host_free(void *ptr) { free(ptr); }
+rcmoe_status_t rcmoe_gpu_dev_alloc(void **ptr, size_t size) { *ptr = NULL; return RCMOE_ERR_UNSUPPORTED; }
+void rcmoe_gpu_dev_free(void *ptr) { (void)ptr; }
 rcmoe_status_t rcmoe_gpu_copy_d2h(void *d, const void *s, size_t n, struct rcmoe_gpu_stream *st) { return RCMOE_ERR_UNSUPPORTED; }
 rcmoe_status_t rcmoe_gpu_copy_h2d(void *d, const void *s, size_t n, struct rcmoe_gpu_stream *st) { return RCMOE_ERR_UNSUPPORTED; }
 rcmoe_status_t rcmoe_gpu_record(struct rcmoe_gpu_event *e, struct rcmoe_gpu_stream *s) { return RCMOE_ERR_UNSUPPORTED; }

@@ -31,6 +31,9 @@ void rcmoe_gpu_event_destroy(struct rcmoe_gpu_event *e);
 
 rcmoe_status_t rcmoe_gpu_host_alloc(void **ptr, size_t size);
 void rcmoe_gpu_host_free(void *ptr);
+/* Device scratch for the codecs, allocated with the comm (never on the data path). */
+rcmoe_status_t rcmoe_gpu_dev_alloc(void **ptr, size_t size);
+void rcmoe_gpu_dev_free(void *ptr);
 
 /* Data path: asynchronous on `s`, then record `e`; rcmoe_gpu_poll never blocks. */
 rcmoe_status_t rcmoe_gpu_copy_d2h(void *dst, const void *src, size_t n, struct rcmoe_gpu_stream *s);

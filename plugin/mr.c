@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Memory registration. Host regions need nothing from us; GPU regions get a pinned host shadow
- * of the same size, allocated here (NCCL's service thread), which the data path stages through. */
+/* Memory registration. GPU regions get a pinned host shadow (mapped into the GPU) that the data
+ * path stages through; with compression on, every region gets one, twice its size, for the
+ * encoded streams. All of it is allocated here (NCCL's service thread), never per message. */
 #include <stdlib.h>
 
 #include "rcmoe/log.h"
@@ -25,12 +26,20 @@ rcmoe_status_t rcmoe_core_reg_mr(struct rcmoe_comm *comm, void *data, size_t siz
 	mr->base = data;
 	mr->size = size;
 	mr->type = type;
+	mr->shadow_factor = rcmoe_core_compressing() ? 2 : 1;
 	if (type == NCCL_PTR_CUDA) {
 		int saved = rcmoe_gpu_capture_relax();
-		st = rcmoe_gpu_host_alloc((void **)&mr->host_shadow, size);
+		st = rcmoe_gpu_host_alloc((void **)&mr->host_shadow, size * mr->shadow_factor);
 		rcmoe_gpu_capture_restore(saved);
 		if (st != RCMOE_OK) {
-			RCMOE_WARN("regMr: cannot allocate %zu bytes of pinned staging", size);
+			RCMOE_WARN("regMr: cannot allocate %zu bytes of pinned staging",
+				   size * mr->shadow_factor);
+			goto free_mr;
+		}
+	} else if (rcmoe_core_compressing()) {
+		mr->host_shadow = malloc(size ? size * 2 : 1);
+		if (!mr->host_shadow) {
+			st = RCMOE_ERR_NOMEM;
 			goto free_mr;
 		}
 	}
@@ -46,10 +55,12 @@ rcmoe_status_t rcmoe_core_dereg_mr(struct rcmoe_comm *comm, struct rcmoe_mr *mr)
 {
 	if (!mr)
 		return RCMOE_OK;
-	if (mr->host_shadow) {
+	if (mr->host_shadow && mr->type == NCCL_PTR_CUDA) {
 		int saved = rcmoe_gpu_capture_relax();
 		rcmoe_gpu_host_free(mr->host_shadow);
 		rcmoe_gpu_capture_restore(saved);
+	} else {
+		free(mr->host_shadow);
 	}
 	free(mr);
 	return RCMOE_OK;

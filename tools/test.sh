@@ -13,13 +13,24 @@ passed_cases=0
 failed_cases=0
 skipped_cases=0
 
-# count_tap LOG: add the TAP case results Meson logged to the totals.
-count_tap() {
-	local log=$1 p f s
-	p=$(grep -cE '^ok [0-9]+' "$log" || true)
-	s=$(grep -cE '^ok [0-9]+.*# SKIP' "$log" || true)
-	f=$(grep -cE '^not ok [0-9]+' "$log" || true)
+# count_cases DIR: add the run's results to the totals: TAP cases from Meson's log (Criterion
+# prints "ok - suite::case"), and one case for each test that speaks no TAP (tools) or was
+# skipped whole (GPU suites on a machine without a GPU).
+count_cases() {
+	local dir=$1 p f s
+	p=$(grep -cE '^ok( |$)' "$dir/meson-logs/testlog.txt" || true)
+	s=$(grep -cE '^ok( |$).*# SKIP' "$dir/meson-logs/testlog.txt" || true)
+	f=$(grep -cE '^not ok( |$)' "$dir/meson-logs/testlog.txt" || true)
 	passed_cases=$((passed_cases + p - s))
+	skipped_cases=$((skipped_cases + s))
+	failed_cases=$((failed_cases + f))
+	p=$(grep -E '^ *[0-9]+/[0-9]+ ' "$dir/test.out" | grep -v 'subtests' |
+		grep -cE ' (OK|EXPECTEDFAIL) ' || true)
+	s=$(grep -E '^ *[0-9]+/[0-9]+ ' "$dir/test.out" | grep -v 'subtests' | grep -cE ' SKIP ' ||
+		true)
+	f=$(grep -E '^ *[0-9]+/[0-9]+ ' "$dir/test.out" | grep -v 'subtests' |
+		grep -cE ' (FAIL|ERROR|TIMEOUT|UNEXPECTEDPASS) ' || true)
+	passed_cases=$((passed_cases + p))
 	skipped_cases=$((skipped_cases + s))
 	failed_cases=$((failed_cases + f))
 }
@@ -39,7 +50,7 @@ run_suites() {
 		echo "# $name: FAILED"
 	fi
 	grep -E '^ *[0-9]+/[0-9]+ ' "$dir/test.out" || true
-	count_tap "$dir/meson-logs/testlog.txt"
+	count_cases "$dir"
 }
 
 echo "# build (CUDA objects included when nvcc is present)"

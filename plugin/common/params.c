@@ -72,7 +72,7 @@ static int enum_index(const char *values, const char *s)
 }
 
 /* Is x one of the integers in "1|2|4"? */
-__attribute__((unused)) static int int_in_list(const char *values, int64_t x)
+static int int_in_list(const char *values, int64_t x)
 {
 	for (const char *p = values; *p;) {
 		char *end;

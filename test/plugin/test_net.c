@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "net_pair.h"
+#include "prof_chain.h"
 #include "rcmoe/log.h"
 #include "test_log.h"
 
@@ -193,55 +194,6 @@ Test(net, invalid_setting_fails_init_loudly)
 	cr_expect_gt(test_log_warn_count(), 0);
 }
 
-/* ---- the profiler chain, with a stand-in for NCCL's callback ---- */
-
-/* What NCCL's phandle leads to: the step event the profiler side created. */
-struct fake_phandle {
-	void *prof_ctx;
-	void *step;
-};
-
-/* Does what NCCL's ncclProfilerCallback does for a net plugin event. */
-static ncclResult_t fake_nccl_callback(void **eh, int type, void *phandle, int64_t id, void *data)
-{
-	struct fake_phandle *ph = phandle;
-	if (type == ncclProfilerNetEventStart) {
-		ncclProfilerEventDescr_v5_t d = {.type = ncclProfileNetPlugin, .parentObj = ph->step};
-		d.netPlugin.id = id;
-		d.netPlugin.data = data;
-		return ncclProfiler_v5.startEvent(ph->prof_ctx, eh, &d);
-	}
-	if (type == ncclProfilerNetEventStop)
-		return ncclProfiler_v5.stopEvent(*eh);
-	return ncclSuccess;
-}
-
-static void *prof_event(void *pctx, ncclProfilerEventDescr_v5_t *d)
-{
-	void *h = NULL;
-	cr_assert_eq(ncclProfiler_v5.startEvent(pctx, &h, d), ncclSuccess);
-	return h;
-}
-
-static struct fake_phandle chain(void *pctx, const char *func, const char *dtype, size_t count)
-{
-	ncclProfilerEventDescr_v5_t g = {.type = ncclProfileGroup};
-	void *grp = prof_event(pctx, &g);
-	ncclProfilerEventDescr_v5_t op = {.type = ncclProfileP2p, .parentObj = grp};
-	op.p2p.func = func;
-	op.p2p.datatype = dtype;
-	op.p2p.count = count;
-	op.p2p.peer = 1;
-	op.p2p.parentGroup = grp;
-	void *p2p = prof_event(pctx, &op);
-	ncclProfilerEventDescr_v5_t px = {.type = ncclProfileProxyOp, .parentObj = p2p};
-	px.proxyOp.pid = getpid();
-	void *pop = prof_event(pctx, &px);
-	ncclProfilerEventDescr_v5_t st = {.type = ncclProfileProxyStep, .parentObj = pop};
-	struct fake_phandle ph = {.prof_ctx = pctx, .step = prof_event(pctx, &st)};
-	return ph;
-}
-
 static int count_lines(const char *path, const char *a, const char *b)
 {
 	FILE *f = fopen(path, "r");
@@ -263,11 +215,7 @@ Test(net, profiler_chain_attributes_datatypes_in_counters)
 	close(fd);
 	setenv("RCMOE_STATS_FILE", stats, 1);
 
-	void *pctx = NULL;
-	int mask = 0;
-	cr_assert_eq(ncclProfiler_v5.init(&pctx, 0x42, &mask, "t", 2, 2, 0, rcmoe_log_get()),
-		     ncclSuccess);
-	cr_assert(mask & ncclProfileNetPlugin);
+	void *pctx = prof_chain_init(2, 0);
 	struct net_pair p;
 	net_version = 11;
 	net_pair_open(&p, fake_nccl_callback);
@@ -278,10 +226,10 @@ Test(net, profiler_chain_attributes_datatypes_in_counters)
 	fill_pattern(src, SZ, 5);
 	cr_assert_eq(net_reg(p.send, src, SZ, NCCL_PTR_HOST, &smh), ncclSuccess);
 	cr_assert_eq(net_reg(p.recv, dst, SZ, NCCL_PTR_HOST, &rmh), ncclSuccess);
-	struct fake_phandle sbf = chain(pctx, "Send", "ncclBfloat16", 4096);
-	struct fake_phandle rbf = chain(pctx, "Recv", "ncclBfloat16", 4096);
-	struct fake_phandle si64 = chain(pctx, "Send", "ncclInt64", 4);
-	struct fake_phandle ri64 = chain(pctx, "Recv", "ncclInt64", 4);
+	struct fake_phandle sbf = prof_chain(pctx, "Send", "ncclBfloat16", 4096, 1);
+	struct fake_phandle rbf = prof_chain(pctx, "Recv", "ncclBfloat16", 4096, 1);
+	struct fake_phandle si64 = prof_chain(pctx, "Send", "ncclInt64", 4, 1);
+	struct fake_phandle ri64 = prof_chain(pctx, "Recv", "ncclInt64", 4, 1);
 	for (int i = 0; i < 3; i++) {
 		void *rr = net_irecv_retry(p.recv, dst, SZ, rmh, &rbf);
 		void *sr = net_isend_retry(p.send, src, SZ, smh, &sbf);

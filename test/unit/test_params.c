@@ -43,6 +43,9 @@ Test(params, defaults_when_nothing_set)
 	cr_expect_eq(p.socket_nthreads, 4);
 	cr_expect_eq(p.socket_min_chunk, 65536);
 	cr_expect_str_empty(p.stats_file);
+	cr_expect_eq(p.a2a_bits, 0, "lossless unless asked");
+	cr_expect_eq(p.lsq_block, 128);
+	cr_expect_eq(p.a2a_scope, RCMOE_A2A_SCOPE_ALLTOALL);
 	cr_expect_eq(test_log_warn_count(), 0);
 }
 
@@ -53,7 +56,11 @@ Test(params, valid_values_and_size_suffixes)
 	set_env(1, "RCMOE_SOCKET_MIN_CHUNK", "128K");
 	set_env(2, "RCMOE_TRANSPORT", "socket");
 	set_env(3, "RCMOE_STATS_FILE", "/tmp/x.%p");
+	set_env(4, "RCMOE_A2A_BITS", "4");
+	set_env(5, "RCMOE_LSQ_BLOCK", "256");
 	cr_assert_eq(rcmoe_params_parse(&p, fake_get, 1), RCMOE_OK);
+	cr_expect_eq(p.a2a_bits, 4);
+	cr_expect_eq(p.lsq_block, 256);
 	cr_expect_eq(p.socket_nstreams, 3);
 	cr_expect_eq(p.socket_min_chunk, 128 * 1024);
 	cr_expect_eq(p.transport, RCMOE_TRANSPORT_SOCKET);
@@ -67,6 +74,8 @@ Test(params, invalid_values_are_refused_loudly)
 		{"RCMOE_SOCKET_NSTREAMS", "four"},  {"RCMOE_SOCKET_NSTREAMS", "4x"},
 		{"RCMOE_TRANSPORT", "carrier-pigeon"}, {"RCMOE_SOCKET_MIN_CHUNK", "1K"},
 		{"RCMOE_CUDA_BUFFERS", "yes"},	    {"RCMOE_STATS_INTERVAL", "-1"},
+		{"RCMOE_A2A_BITS", "3"},	    {"RCMOE_A2A_BITS", "16"},
+		{"RCMOE_LSQ_BLOCK", "100"},	    {"RCMOE_A2A_SCOPE", "pp"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct rcmoe_params p;

@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Compressed all-to-all on the CPU path (host buffers, the C codec), through the exported v11
+ * table over 127.0.0.1: eligible sends arrive within the LSQ bound with their original size,
+ * ineligible ones byte-exact, the counters' wire bytes equal the codec's stream length, and a
+ * malformed compressed message is refused without touching the posted buffer.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec_math.h"
+#include "net_pair.h"
+#include "prof_chain.h"
+#include "rcmoe/codec.h"
+#include "rcmoe/log.h"
+#include "rcmoe/transport.h"
+#include "test_log.h"
+
+extern const ncclProfiler_v5_t ncclProfiler_v5;
+extern const ncclNet_v11_t ncclNetPlugin_v11;
+
+static char stats_path[64];
+
+static void setup(void)
+{
+	test_log_init();
+	setenv("RCMOE_SOCKET_IFNAME", "lo", 1);
+	setenv("RCMOE_A2A_BITS", "8", 1);
+	snprintf(stats_path, sizeof(stats_path), "/tmp/rcmoe-compress-%d.jsonl", (int)getpid());
+	unlink(stats_path);
+	setenv("RCMOE_STATS_FILE", stats_path, 1);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void teardown(void)
+{
+	unlink(stats_path);
+}
+
+TestSuite(compress, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Gaussian-like values (Box-Muller on a hash) in dtype, with a per-row scale. */
+static void fill_float(void *buf, size_t n, int dtype, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t h = rcmoe_mix64(((uint64_t)seed << 40) ^ (i * 2 + 1));
+		double u1 = ((h >> 11) + 1.0) / 9007199254740993.0;
+		double u2 = (rcmoe_mix64(h) >> 11) / 9007199254740992.0;
+		float v = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+		v *= (float)(1 + (i / 1024) % 7); /* rows of different magnitude */
+		uint32_t raw = rcmoe_from_f32(dtype, v);
+		if (dtype == RCMOE_DT_FP32)
+			memcpy((char *)buf + i * 4, &raw, 4);
+		else {
+			uint16_t r16 = (uint16_t)raw;
+			memcpy((char *)buf + i * 2, &r16, 2);
+		}
+	}
+}
+
+static float get_f32(const void *buf, size_t i, int dtype)
+{
+	uint32_t raw = 0;
+	if (dtype == RCMOE_DT_FP32)
+		memcpy(&raw, (const char *)buf + i * 4, 4);
+	else {
+		uint16_t r16;
+		memcpy(&r16, (const char *)buf + i * 2, 2);
+		raw = r16;
+	}
+	return rcmoe_to_f32(dtype, raw);
+}
+
+/* Every element within its block's scale (plus half an ulp of the 16-bit type). Returns the
+ * number of elements out of bound. */
+static size_t count_out_of_bound(const void *orig, const void *got, size_t n, int dtype, int bits,
+				 uint32_t block)
+{
+	int levels = (1 << (bits - 1)) - 1;
+	size_t bad = 0;
+	for (size_t b = 0; b < n; b += block) {
+		size_t end = b + block < n ? b + block : n;
+		float amax = 0;
+		for (size_t i = b; i < end; i++)
+			amax = fmaxf(amax, fabsf(get_f32(orig, i, dtype)));
+		float scale = amax / (float)levels;
+		for (size_t i = b; i < end; i++) {
+			float x = get_f32(orig, i, dtype), y = get_f32(got, i, dtype);
+			float ulp = dtype == RCMOE_DT_BF16 ? fabsf(x) / 128.0f
+				    : dtype == RCMOE_DT_FP16 ? fabsf(x) / 1024.0f
+							     : 0.0f;
+			if (!(fabsf(y - x) <= scale * 1.0001f + ulp + 1e-30f))
+				bad++;
+		}
+	}
+	return bad;
+}
+
+/* Send n elements with the given chains; returns the receiver's reported size. */
+static int transfer(struct net_pair *p, const void *src, size_t bytes, void *dst, size_t cap,
+		    struct fake_phandle *sph, struct fake_phandle *rph)
+{
+	void *smh, *rmh;
+	cr_assert_eq(net_reg(p->send, (void *)src, bytes, NCCL_PTR_HOST, &smh), ncclSuccess);
+	cr_assert_eq(net_reg(p->recv, dst, cap, NCCL_PTR_HOST, &rmh), ncclSuccess);
+	void *rr = net_irecv_retry(p->recv, dst, cap, rmh, rph);
+	void *sr = net_isend_retry(p->send, (void *)src, bytes, smh, sph);
+	net_wait(sr, 20);
+	int got = net_wait(rr, 20);
+	net_dereg(p->send, smh);
+	net_dereg(p->recv, rmh);
+	return got;
+}
+
+/* logical and wire bytes of the send cell for func/dtype in the stats file. */
+static int read_cell(const char *func, const char *dtype, unsigned long *logical,
+		     unsigned long *wire)
+{
+	char want[128], line[1024];
+	snprintf(want, sizeof(want), "\"dir\":\"send\",\"func\":\"%s\",\"dtype\":\"%s\"", func,
+		 dtype);
+	FILE *f = fopen(stats_path, "r");
+	if (!f)
+		return 0;
+	int found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *at = strstr(line, want);
+		if (!at)
+			continue;
+		found = sscanf(strstr(line, "\"logical_bytes\":"), "\"logical_bytes\":%lu,\"wire_bytes\":%lu",
+			       logical, wire) == 2;
+	}
+	fclose(f);
+	return found;
+}
+
+static const char *dtype_str(int dtype)
+{
+	return dtype == RCMOE_DT_BF16 ? "ncclBfloat16" : dtype == RCMOE_DT_FP16 ? "ncclFloat16"
+										: "ncclFloat32";
+}
+
+static void lsq_roundtrip(int dtype, int bits)
+{
+	char v[4];
+	snprintf(v, sizeof(v), "%d", bits);
+	setenv("RCMOE_A2A_BITS", v, 1);
+	size_t n = (1 << 18) + 77, es = rcmoe_dtype_size(dtype), bytes = n * es;
+	char *src = malloc(bytes), *dst = malloc(bytes + 4096);
+	fill_float(src, n, dtype, (unsigned)(dtype * 10 + bits));
+	memset(dst, 0x5a, bytes + 4096);
+
+	void *pctx = prof_chain_init(4, 1);
+	struct net_pair p;
+	net_version = 11;
+	net_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s = prof_chain(pctx, "Send", dtype_str(dtype), n, 4);
+	struct fake_phandle r = prof_chain(pctx, "Recv", dtype_str(dtype), n, 4);
+	int got = transfer(&p, src, bytes, dst, bytes + 4096, &s, &r);
+	cr_expect_eq(got, (int)bytes, "reported %d bytes, original %zu", got, bytes);
+	size_t bad = count_out_of_bound(src, dst, n, dtype, bits, 128);
+	cr_expect_eq(bad, 0, "%zu of %zu elements outside the LSQ bound (%d bits)", bad, n, bits);
+	cr_expect_neq(memcmp(src, dst, bytes), 0, "arrived bit-exact: it was not compressed");
+	cr_expect_eq((uint8_t)dst[bytes], 0x5a, "decoder wrote past the message");
+	net_pair_close(&p);
+	ncclProfiler_v5.finalize(pctx);
+
+	/* The wire carried exactly the codec's stream (its length does not depend on the seed). */
+	struct rcmoe_lsq_cfg cfg = {.dtype = dtype, .bits = bits, .block = 128, .seed = 1};
+	size_t len = 0, cap = rcmoe_lsq_bound(n, &cfg);
+	char *enc = malloc(cap);
+	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
+	unsigned long logical = 0, wire = 0;
+	cr_assert(read_cell("Send", dtype_str(dtype), &logical, &wire), "no counters for the send");
+	cr_expect_eq(logical, bytes);
+	cr_expect_eq(wire, len, "wire bytes %lu, codec stream %zu", wire, len);
+	cr_expect_lt(wire, bytes);
+	free(enc);
+	free(src);
+	free(dst);
+}
+
+Test(compress, bf16_8_bits)
+{
+	lsq_roundtrip(RCMOE_DT_BF16, 8);
+}
+
+Test(compress, bf16_4_bits)
+{
+	lsq_roundtrip(RCMOE_DT_BF16, 4);
+}
+
+Test(compress, bf16_2_bits)
+{
+	lsq_roundtrip(RCMOE_DT_BF16, 2);
+}
+
+Test(compress, fp16_8_bits)
+{
+	lsq_roundtrip(RCMOE_DT_FP16, 8);
+}
+
+Test(compress, fp32_4_bits)
+{
+	lsq_roundtrip(RCMOE_DT_FP32, 4);
+}
+
+/* A stream mixing eligible and ineligible messages, several in flight. */
+Test(compress, mixed_stream_ineligible_exact)
+{
+	enum { SZ = 1 << 20, N = 8 };
+	void *pctx = prof_chain_init(4, 0);
+	struct net_pair p;
+	net_version = 11;
+	net_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s_a2a = prof_chain(pctx, "Send", "ncclBfloat16", SZ / 2, 4);
+	struct fake_phandle s_i64 = prof_chain(pctx, "Send", "ncclInt64", SZ / 8, 4);
+	struct fake_phandle s_pp = prof_chain(pctx, "Send", "ncclBfloat16", SZ / 2, 1);
+	struct fake_phandle s_small = prof_chain(pctx, "Send", "ncclBfloat16", 1000, 4);
+	struct fake_phandle r_any = prof_chain(pctx, "Recv", "ncclBfloat16", SZ / 2, 4);
+	/* kind per message: 0 a2a bf16 (lossy), 1 int64, 2 lone send, 3 unknown, 4 small */
+	int kind[N] = {0, 1, 0, 2, 3, 0, 4, 1};
+	struct fake_phandle *sph[] = {&s_a2a, &s_i64, &s_pp, NULL, &s_small};
+	size_t len[N];
+	char *src = malloc((size_t)N * SZ), *dst = malloc((size_t)N * SZ);
+	void *smh, *rmh, *sr[N], *rr[N];
+	for (int i = 0; i < N; i++) {
+		len[i] = kind[i] == 4 ? 2000 : SZ;
+		if (kind[i] == 1)
+			fill_pattern(src + (size_t)i * SZ, len[i], 77 + i); /* integers: any bits */
+		else
+			fill_float(src + (size_t)i * SZ, len[i] / 2, RCMOE_DT_BF16, 7 + i);
+	}
+	memset(dst, 0, (size_t)N * SZ);
+	cr_assert_eq(net_reg(p.send, src, (size_t)N * SZ, NCCL_PTR_HOST, &smh), ncclSuccess);
+	cr_assert_eq(net_reg(p.recv, dst, (size_t)N * SZ, NCCL_PTR_HOST, &rmh), ncclSuccess);
+	for (int i = 0; i < N; i++) {
+		rr[i] = net_irecv_retry(p.recv, dst + (size_t)i * SZ, SZ, rmh, &r_any);
+		sr[i] = net_isend_retry(p.send, src + (size_t)i * SZ, len[i], smh, sph[kind[i]]);
+	}
+	for (int i = 0; i < N; i++) {
+		net_wait(sr[i], 20);
+		cr_expect_eq(net_wait(rr[i], 20), (int)len[i]);
+		const char *a = src + (size_t)i * SZ, *b = dst + (size_t)i * SZ;
+		if (kind[i] == 0) {
+			cr_expect_neq(memcmp(a, b, len[i]), 0, "message %d was not compressed", i);
+			cr_expect_eq(count_out_of_bound(a, b, len[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
+				     "message %d outside the bound", i);
+		} else {
+			cr_expect_eq(memcmp(a, b, len[i]), 0, "ineligible message %d (kind %d) not exact",
+				     i, kind[i]);
+		}
+	}
+	net_dereg(p.send, smh);
+	net_dereg(p.recv, rmh);
+	net_pair_close(&p);
+	ncclProfiler_v5.finalize(pctx);
+	free(src);
+	free(dst);
+}
+
+/* RCMOE_A2A_SCOPE=p2p compresses a lone send too. */
+Test(compress, scope_p2p_compresses_pipeline_sends)
+{
+	setenv("RCMOE_A2A_SCOPE", "p2p", 1);
+	size_t n = 1 << 17, bytes = n * 2;
+	char *src = malloc(bytes), *dst = malloc(bytes);
+	fill_float(src, n, RCMOE_DT_BF16, 3);
+	void *pctx = prof_chain_init(2, 0);
+	struct net_pair p;
+	net_version = 11;
+	net_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s = prof_chain(pctx, "Send", "ncclBfloat16", n, 1);
+	struct fake_phandle r = prof_chain(pctx, "Recv", "ncclBfloat16", n, 1);
+	cr_expect_eq(transfer(&p, src, bytes, dst, bytes, &s, &r), (int)bytes);
+	cr_expect_neq(memcmp(src, dst, bytes), 0, "lone send not compressed under scope p2p");
+	cr_expect_eq(count_out_of_bound(src, dst, n, RCMOE_DT_BF16, 8, 128), 0);
+	net_pair_close(&p);
+	ncclProfiler_v5.finalize(pctx);
+	free(src);
+	free(dst);
+}
+
+/* A block holding NaN or Inf travels raw; the others are quantized. */
+Test(compress, nan_and_inf_blocks_arrive_raw)
+{
+	size_t n = 1 << 16, bytes = n * 2;
+	uint16_t *src = malloc(bytes), *dst = malloc(bytes);
+	fill_float(src, n, RCMOE_DT_BF16, 11);
+	src[300] = 0x7fc0;  /* NaN in block 2 */
+	src[1000] = 0x7f80; /* +Inf in block 7 */
+	void *pctx = prof_chain_init(4, 0);
+	struct net_pair p;
+	net_version = 11;
+	net_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s = prof_chain(pctx, "Send", "ncclBfloat16", n, 4);
+	struct fake_phandle r = prof_chain(pctx, "Recv", "ncclBfloat16", n, 4);
+	cr_expect_eq(transfer(&p, src, bytes, dst, bytes, &s, &r), (int)bytes);
+	cr_expect_eq(memcmp(src + 256, dst + 256, 256), 0, "NaN block not raw");
+	cr_expect_eq(memcmp(src + 896, dst + 896, 256), 0, "Inf block not raw");
+	cr_expect_eq(count_out_of_bound(src, dst, 256, RCMOE_DT_BF16, 8, 128), 0);
+	cr_expect_neq(memcmp(src + 2048, dst + 2048, bytes - 4096), 0, "rest not compressed");
+	net_pair_close(&p);
+	ncclProfiler_v5.finalize(pctx);
+	free(src);
+	free(dst);
+}
+
+/* A peer that claims to send a compressed stream but sends garbage, or a cut stream: the
+ * receive fails with a WARN and its buffer is never written. */
+static void refuse_encoded(const void *payload, size_t len)
+{
+	char handle[NCCL_NET_HANDLE_MAXSIZE];
+	void *ctx = NULL, *listen = NULL, *recv = NULL, *rmh;
+	struct rcmoe_tsend *ts = NULL;
+	struct rcmoe_treq *treq = NULL;
+	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
+	const struct rcmoe_params *params;
+	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 7, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
+	cr_assert_eq(rcmoe_params_load(&params), RCMOE_OK);
+	cr_assert_eq(ncclNetPlugin_v11.listen(ctx, 0, handle, &listen), ncclSuccess);
+	double t0 = now_s();
+	while (!ts || !recv) {
+		ncclNetDeviceHandle_v11_t *dh;
+		if (!ts)
+			cr_assert_eq(rcmoe_socket_ops.connect(0, handle, &ts), RCMOE_OK);
+		if (!recv)
+			cr_assert_eq(ncclNetPlugin_v11.accept(listen, &recv, &dh), ncclSuccess);
+		cr_assert_lt(now_s() - t0, 10.0);
+	}
+	enum { CAP = 1 << 20 };
+	char *dst = malloc(CAP);
+	memset(dst, 0x33, CAP);
+	cr_assert_eq(net_reg(recv, dst, CAP, NCCL_PTR_HOST, &rmh), ncclSuccess);
+	void *rr = net_irecv_retry(recv, dst, CAP, rmh, NULL);
+	cr_assert_eq(rcmoe_socket_ops.isend(ts, payload, len, 0, RCMOE_MSG_ENCODED, &treq),
+		     RCMOE_OK);
+	int warns = test_log_warn_count();
+	ncclResult_t res = net_wait_error(rr, 10);
+	cr_expect_neq(res, ncclSuccess);
+	cr_expect_gt(test_log_warn_count(), warns, "refusal was silent");
+	for (size_t i = 0; i < CAP; i++)
+		if ((uint8_t)dst[i] != 0x33) {
+			cr_expect(0, "byte %zu of the posted buffer was written", i);
+			break;
+		}
+	rcmoe_socket_ops.close_send(ts);
+	net_close_recv(recv);
+	ncclNetPlugin_v11.closeListen(listen);
+	ncclNetPlugin_v11.finalize(ctx);
+	free(dst);
+}
+
+Test(compress, garbage_claiming_to_be_compressed_is_refused)
+{
+	static char junk[5000];
+	fill_pattern(junk, sizeof(junk), 9);
+	refuse_encoded(junk, sizeof(junk));
+}
+
+Test(compress, truncated_stream_is_refused)
+{
+	size_t n = 1 << 16, len = 0;
+	uint16_t *src = malloc(n * 2);
+	fill_float(src, n, RCMOE_DT_BF16, 5);
+	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = 8, .block = 128, .seed = 1};
+	size_t cap = rcmoe_lsq_bound(n, &cfg);
+	char *enc = malloc(cap);
+	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
+	refuse_encoded(enc, len - 100);
+	free(enc);
+	free(src);
+}
+
+/* A receiver with compression off cannot take compressed messages: a clear error, not garbage. */
+Test(compress, receiver_without_compression_refuses)
+{
+	setenv("RCMOE_A2A_BITS", "0", 1);
+	size_t n = 1 << 16, len = 0;
+	uint16_t *src = malloc(n * 2);
+	fill_float(src, n, RCMOE_DT_BF16, 5);
+	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = 8, .block = 128, .seed = 1};
+	size_t cap = rcmoe_lsq_bound(n, &cfg);
+	char *enc = malloc(cap);
+	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
+	refuse_encoded(enc, len);
+	free(enc);
+	free(src);
+}
