@@ -37,25 +37,53 @@ static const char *dir_name(int dir)
 	return dir == RCMOE_DIR_SEND ? "send" : "recv";
 }
 
-void rcmoe_stats_log(const struct rcmoe_stats *st, uint64_t comm_id)
+/* One non-empty cell, read once, for the log line and the JSON line alike. */
+struct cell_view {
+	const char *dir, *func, *dtype;
+	uint64_t messages, logical, wire;
+	double ratio, codec_us;
+};
+
+/* Calls fn for each non-empty cell, in a fixed order; stops at the first non-zero return. */
+static int for_each_cell(const struct rcmoe_stats *st, int (*fn)(const struct cell_view *, void *),
+			 void *arg)
 {
 	for (int dir = 0; dir < 2; dir++)
 		for (int f = 0; f <= RCMOE_NFUNC; f++)
 			for (int d = 0; d <= RCMOE_NDTYPE; d++) {
 				const struct rcmoe_stat_cell *c = &st->cell[dir][f][d];
-				uint64_t msgs = atomic_load(&c->messages);
-				if (!msgs)
+				struct cell_view v = {.dir = dir_name(dir),
+						      .func = rcmoe_func_name(f),
+						      .dtype = rcmoe_dtype_name(d),
+						      .messages = atomic_load(&c->messages)};
+				if (!v.messages)
 					continue;
-				uint64_t lb = atomic_load(&c->logical_bytes);
-				uint64_t wb = atomic_load(&c->wire_bytes);
-				RCMOE_INFO(NCCL_NET,
-					   "stats comm 0x%lx %s func=%s dtype=%s messages=%lu "
-					   "logical_bytes=%lu wire_bytes=%lu ratio=%.3f codec_us=%.1f",
-					   (unsigned long)comm_id, dir_name(dir), rcmoe_func_name(f),
-					   rcmoe_dtype_name(d), (unsigned long)msgs, (unsigned long)lb,
-					   (unsigned long)wb, wb ? (double)lb / (double)wb : 1.0,
-					   atomic_load(&c->codec_ns) / 1e3);
+				v.logical = atomic_load(&c->logical_bytes);
+				v.wire = atomic_load(&c->wire_bytes);
+				v.ratio = v.wire ? (double)v.logical / (double)v.wire : 1.0;
+				v.codec_us = atomic_load(&c->codec_ns) / 1e3;
+				int r = fn(&v, arg);
+				if (r)
+					return r;
 			}
+	return 0;
+}
+
+static int log_cell(const struct cell_view *v, void *arg)
+{
+	RCMOE_INFO(NCCL_NET,
+		   "stats comm 0x%lx %s func=%s dtype=%s messages=%lu logical_bytes=%lu "
+		   "wire_bytes=%lu ratio=%.3f codec_us=%.1f",
+		   *(const unsigned long *)arg, v->dir, v->func, v->dtype,
+		   (unsigned long)v->messages, (unsigned long)v->logical, (unsigned long)v->wire,
+		   v->ratio, v->codec_us);
+	return 0;
+}
+
+void rcmoe_stats_log(const struct rcmoe_stats *st, uint64_t comm_id)
+{
+	unsigned long id = (unsigned long)comm_id;
+	for_each_cell(st, log_cell, &id);
 }
 
 void rcmoe_stats_expand_path(const char *tmpl, char *out, size_t out_size)
@@ -93,51 +121,48 @@ void rcmoe_stats_expand_path(const char *tmpl, char *out, size_t out_size)
 	out[o] = '\0';
 }
 
+struct json_out {
+	int fd;
+	const char *event, *host;
+	unsigned long comm;
+	double ts;
+};
+
+static int write_cell(const struct cell_view *v, void *arg)
+{
+	const struct json_out *o = arg;
+	char line[768];
+	/* One write per line: O_APPEND keeps the lines of ranks sharing a file whole. */
+	int n = snprintf(line, sizeof(line),
+			 "{\"ts\":%.3f,\"event\":\"%s\",\"pid\":%d,\"host\":\"%s\",\"comm\":\"0x%lx\","
+			 "\"dir\":\"%s\",\"func\":\"%s\",\"dtype\":\"%s\",\"messages\":%lu,"
+			 "\"logical_bytes\":%lu,\"wire_bytes\":%lu,\"ratio\":%.4f,\"codec_us\":%.1f}\n",
+			 o->ts, o->event, (int)getpid(), o->host, o->comm, v->dir, v->func, v->dtype,
+			 (unsigned long)v->messages, (unsigned long)v->logical,
+			 (unsigned long)v->wire, v->ratio, v->codec_us);
+	return (n <= 0 || write(o->fd, line, (size_t)n) != n) ? -1 : 0;
+}
+
 rcmoe_status_t rcmoe_stats_write(const struct rcmoe_stats *st, uint64_t comm_id,
 				 const char *path_template, const char *event)
 {
-	char path[512];
+	char path[512], host[128];
+	struct timespec now;
 	rcmoe_stats_expand_path(path_template, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		RCMOE_WARN("cannot open RCMOE_STATS_FILE %s: %s", path, strerror(errno));
 		return RCMOE_ERR_SYSTEM;
 	}
-	char host[128];
 	rcmoe_stats_expand_path("%h", host, sizeof(host));
-	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
+	struct json_out o = {.fd = fd, .event = event, .host = host, .comm = (unsigned long)comm_id,
+			     .ts = now.tv_sec + now.tv_nsec / 1e9};
 	rcmoe_status_t status = RCMOE_OK;
-	for (int dir = 0; dir < 2; dir++)
-		for (int f = 0; f <= RCMOE_NFUNC; f++)
-			for (int d = 0; d <= RCMOE_NDTYPE; d++) {
-				const struct rcmoe_stat_cell *c = &st->cell[dir][f][d];
-				uint64_t msgs = atomic_load(&c->messages);
-				if (!msgs)
-					continue;
-				uint64_t lb = atomic_load(&c->logical_bytes);
-				uint64_t wb = atomic_load(&c->wire_bytes);
-				char line[768];
-				/* One write per line: O_APPEND keeps lines of ranks sharing a file whole. */
-				int n = snprintf(
-					line, sizeof(line),
-					"{\"ts\":%.3f,\"event\":\"%s\",\"pid\":%d,\"host\":\"%s\","
-					"\"comm\":\"0x%lx\",\"dir\":\"%s\",\"func\":\"%s\",\"dtype\":\"%s\","
-					"\"messages\":%lu,\"logical_bytes\":%lu,\"wire_bytes\":%lu,"
-					"\"ratio\":%.4f,\"codec_us\":%.1f}\n",
-					now.tv_sec + now.tv_nsec / 1e9, event, (int)getpid(), host,
-					(unsigned long)comm_id, dir_name(dir), rcmoe_func_name(f),
-					rcmoe_dtype_name(d), (unsigned long)msgs, (unsigned long)lb,
-					(unsigned long)wb, wb ? (double)lb / (double)wb : 1.0,
-					atomic_load(&c->codec_ns) / 1e3);
-				if (n <= 0 || write(fd, line, (size_t)n) != n) {
-					RCMOE_WARN("cannot write RCMOE_STATS_FILE %s: %s", path,
-						   strerror(errno));
-					status = RCMOE_ERR_SYSTEM;
-					goto close_file;
-				}
-			}
-close_file:
+	if (for_each_cell(st, write_cell, &o) != 0) {
+		RCMOE_WARN("cannot write RCMOE_STATS_FILE %s: %s", path, strerror(errno));
+		status = RCMOE_ERR_SYSTEM;
+	}
 	close(fd);
 	return status;
 }

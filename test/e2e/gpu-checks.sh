@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # GPU-machine checks, run from the repository root: test/e2e/gpu-checks.sh BUILD_DIR [OUT_DIR]
 # Starts MPS (ranks share GPU 0), then runs the PyTorch end-to-end checks with 2 and 4 ranks,
-# with GPU buffers (NCCL_NET_GDR_LEVEL=SYS) and with host buffers. Exit status 0 only if all pass.
+# with GPU buffers (NCCL_NET_GDR_LEVEL=SYS) and with host buffers, lossless and with 8, 4 and
+# 2-bit LSQ (lossy runs also replay an all-to-all captured in a CUDA graph).
+# Narrow it with RCMOE_E2E_GDR="SYS default", RCMOE_E2E_RANKS="2 4", RCMOE_E2E_BITS="0 8 4 2",
+# RCMOE_E2E_HANG (seconds before a rank counts as hung). Exit status 0 only if all pass.
 set -uo pipefail
 build=${1:?usage: gpu-checks.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-/tmp/rcmoe-gpu-checks}}
@@ -20,16 +23,21 @@ trap stop_mps EXIT
 status=0
 for gdr in ${RCMOE_E2E_GDR:-SYS default}; do
 	for n in ${RCMOE_E2E_RANKS:-2 4}; do
-		log="$out/torch-n$n-gdr$gdr.log"
-		if [ $gdr = SYS ]; then export NCCL_NET_GDR_LEVEL=SYS; else unset NCCL_NET_GDR_LEVEL; fi
-		echo "== torch e2e: $n ranks, GPU buffers: $gdr"
-		if ! NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET PYTHONUNBUFFERED=1 timeout 900 \
-			python3 test/e2e/torch_collectives.py --plugin "$plugin" --nranks $n \
-			--out "$out/e2e-n$n-$gdr" --hang-s "${RCMOE_E2E_HANG:-300}" >"$log" 2>&1; then
-			status=1
-		fi
-		grep -E "^(rank|counters|e2e|\[rank)" "$log"
-		grep -m3 -E "GDRDMA|via NET/RCMoE" "$log" || true
+		for bits in ${RCMOE_E2E_BITS:-0 8 4 2}; do
+			log="$out/torch-n$n-gdr$gdr-b$bits.log"
+			if [ $gdr = SYS ]; then export NCCL_NET_GDR_LEVEL=SYS; else unset NCCL_NET_GDR_LEVEL; fi
+			extra=()
+			[ "$bits" != 0 ] && extra=(--graph)
+			echo "== torch e2e: $n ranks, GPU buffers: $gdr, bits: $bits"
+			if ! NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET PYTHONUNBUFFERED=1 timeout 900 \
+				python3 test/e2e/torch_collectives.py --plugin "$plugin" --nranks $n \
+				--bits "$bits" "${extra[@]}" --out "$out/e2e-n$n-$gdr-b$bits" \
+				--hang-s "${RCMOE_E2E_HANG:-300}" >"$log" 2>&1; then
+				status=1
+			fi
+			grep -E "^(rank|counters|e2e|\[rank)" "$log"
+			grep -m3 -E "GDRDMA|via NET/RCMoE" "$log" || true
+		done
 	done
 done
 exit $status
