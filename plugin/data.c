@@ -256,6 +256,9 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 		     rcmoe_policy_lsq(rcmoe_core_params(), &r->info,
 				      atomic_load_explicit(&c->ctx->attr_op, memory_order_relaxed),
 				      size, c->next_seq, &cfg);
+	/* The encoder needs room for its worst case (raw blocks plus header) in the shadow. */
+	if (encode && rcmoe_lsq_bound(size / rcmoe_dtype_size(cfg.dtype), &cfg) > shadow_room(r))
+		encode = 0;
 	rcmoe_status_t st = RCMOE_OK;
 	if (encode && is_gpu(r))
 		st = encode_gpu(c, r, &cfg);

@@ -392,3 +392,25 @@ Test(compress, receiver_without_compression_refuses)
 	free(enc);
 	free(src);
 }
+
+/* With RCMOE_MIN_BYTES=0 even tiny sends are eligible; those too small for a stream go raw. */
+Test(compress, tiny_sends_with_min_bytes_zero)
+{
+	setenv("RCMOE_MIN_BYTES", "0", 1);
+	void *pctx = prof_chain_init(4, 0);
+	struct net_pair p;
+	net_version = 11;
+	net_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s = prof_chain(pctx, "Send", "ncclBfloat16", 1, 4);
+	struct fake_phandle r = prof_chain(pctx, "Recv", "ncclBfloat16", 1, 4);
+	size_t sizes[] = {2, 8, 64, 256, 4096};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint16_t src[2048], dst[2048];
+		fill_float(src, sizes[i] / 2, RCMOE_DT_BF16, (unsigned)i);
+		cr_expect_eq(transfer(&p, src, sizes[i], dst, sizeof(dst), &s, &r), (int)sizes[i]);
+		cr_expect_eq(count_out_of_bound(src, dst, sizes[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
+			     "%zu-byte send outside the bound", sizes[i]);
+	}
+	net_pair_close(&p);
+	ncclProfiler_v5.finalize(pctx);
+}
