@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "rcmoe/log.h"
+#include "rcmoe/codec.h"
 #include "core.h"
 #ifdef RCMOE_HAVE_CUDA
 #include "rcmoe/kernels.h"
