@@ -4,7 +4,7 @@
 #    64 MiB and 256 MiB, NCCL's built-in Socket transport then rcmoe in the same invocation,
 #    3 runs, median ratios. Extra arguments go to rcmoe-bench (e.g. -n 2).
 #  - Without a GPU: the loopback benchmark (the plugin's net table over 127.0.0.1 against one
-#    plain TCP stream).
+#    plain TCP stream), then the CPU codec benchmark (LSQ against memcpy in the same run).
 # Results: results/bench.json (and the tables on stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +27,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 &&
 		--gdr-level unset --json results/bench.json "$@"
 fi
 echo "# no GPU here: loopback benchmark of the plugin's transport"
-exec "$bench" --loopback --json results/bench-loopback.json "$@"
+"$bench" --loopback --json results/bench-loopback.json "$@"
+echo
+echo "# CPU codec benchmark (the host-buffer path's encoder and decoder)"
+exec build-bench/tools/cbench/rcmoe-cbench -b 64K -e 64M -f 4 --json results/cbench.json

@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rcmoe-cbench: the CPU reference codecs (what the plugin runs on NCCL's proxy thread for host
+ * buffers) against memcpy of the same bytes in the same run. For each codec, dtype and size:
+ * encode and decode throughput in GB/s of uncompressed bytes, each as a fraction of memcpy
+ * (bytes copied per second), the compression ratio and the relative L2 error, medians of
+ * --reps repetitions.
+ *
+ *   rcmoe-cbench [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--reps N] [--json FILE]
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec_math.h"
+#include "rcmoe/codec.h"
+#include "rcmoe/log.h"
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static size_t parse_size(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	switch (*end) {
+	case 'K': case 'k': v *= 1024; break;
+	case 'M': case 'm': v *= 1024 * 1024; break;
+	case 'G': case 'g': v *= 1024.0 * 1024 * 1024; break;
+	default: break;
+	}
+	return (size_t)v;
+}
+
+/* Gaussian rows (Box-Muller on a hash), rows of 1024 with magnitudes 1..7. */
+static void fill(void *buf, size_t n, int dtype)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t h = rcmoe_mix64(i * 2 + 1);
+		double u1 = ((h >> 11) + 1.0) / 9007199254740993.0;
+		double u2 = (rcmoe_mix64(h) >> 11) / 9007199254740992.0;
+		float v = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+		v *= (float)(1 + (i / 1024) % 7);
+		uint32_t raw = rcmoe_from_f32(dtype, v);
+		if (dtype == RCMOE_DT_FP32)
+			memcpy((char *)buf + 4 * i, &raw, 4);
+		else {
+			uint16_t r = (uint16_t)raw;
+			memcpy((char *)buf + 2 * i, &r, 2);
+		}
+	}
+}
+
+static double rel_l2(const void *a, const void *b, size_t n, int dtype)
+{
+	double num = 0, den = 0;
+	size_t es = rcmoe_dtype_size(dtype);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t ra = 0, rb = 0;
+		memcpy(&ra, (const char *)a + es * i, es);
+		memcpy(&rb, (const char *)b + es * i, es);
+		double x = rcmoe_to_f32(dtype, ra), y = rcmoe_to_f32(dtype, rb);
+		num += (x - y) * (x - y);
+		den += x * x;
+	}
+	return den > 0 ? sqrt(num / den) : 0;
+}
+
+int main(int argc, char **argv)
+{
+	size_t minb = 64 << 10, maxb = 64 << 20;
+	double factor = 4;
+	int reps = 5;
+	const char *json = NULL;
+	static const struct option opts[] = {{"reps", required_argument, NULL, 'r'},
+					     {"json", required_argument, NULL, 'j'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "b:e:f:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': minb = parse_size(optarg); break;
+		case 'e': maxb = parse_size(optarg); break;
+		case 'f': factor = atof(optarg); break;
+		case 'r': reps = atoi(optarg); break;
+		case 'j': json = optarg; break;
+		default:
+			fprintf(stderr, "usage: rcmoe-cbench [-b 64K] [-e 64M] [-f 4] [--reps 5] "
+					"[--json FILE]\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (minb < 4096 || maxb < minb || factor <= 1 || reps < 1) {
+		fprintf(stderr, "rcmoe-cbench: bad sizes or repetitions\n");
+		return 2;
+	}
+	rcmoe_log_set(rcmoe_log_stderr);
+	FILE *jf = json ? fopen(json, "w") : NULL;
+	if (json && !jf) {
+		perror(json);
+		return 1;
+	}
+	if (jf)
+		fprintf(jf, "{\"tool\":\"rcmoe-cbench\",\"rows\":[");
+	printf("# rcmoe-cbench: CPU reference LSQ, one thread, medians of %d; fractions are of memcpy "
+	       "in the same run (bytes copied per second)\n",
+	       reps);
+	printf("#%11s %5s %4s %9s %9s %6s %9s %6s %7s %8s\n", "size(B)", "type", "bits",
+	       "memcpy", "encode", "xcopy", "decode", "xcopy", "ratio", "relL2");
+	int first = 1;
+	static const int bits_list[] = {8, 4, 2};
+	static const int dtypes[] = {RCMOE_DT_BF16, RCMOE_DT_FP32};
+	for (size_t bytes = minb; bytes <= maxb; bytes = (size_t)(bytes * factor)) {
+		for (int di = 0; di < 2; di++) {
+			int dtype = dtypes[di];
+			size_t n = bytes / rcmoe_dtype_size(dtype);
+			char *src = malloc(bytes), *out = malloc(bytes), *cp = malloc(bytes);
+			fill(src, n, dtype);
+			for (int bi = 0; bi < 3; bi++) {
+				struct rcmoe_lsq_cfg cfg = {.dtype = dtype, .bits = bits_list[bi],
+							    .block = 128, .seed = 1};
+				size_t cap = rcmoe_lsq_bound(n, &cfg), len = 0, got = 0;
+				char *enc = malloc(cap);
+				double tc[64], te[64], td[64];
+				int k = reps < 64 ? reps : 64;
+				for (int r = 0; r < k; r++) {
+					double t0 = now_s();
+					memcpy(cp, src, bytes);
+					double t1 = now_s();
+					cfg.op_id = (uint64_t)r;
+					if (rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len) != RCMOE_OK)
+						return 1;
+					double t2 = now_s();
+					if (rcmoe_codec_decode(enc, len, out, bytes, &got) != RCMOE_OK ||
+					    got != bytes)
+						return 1;
+					double t3 = now_s();
+					tc[r] = t1 - t0;
+					te[r] = t2 - t1;
+					td[r] = t3 - t2;
+				}
+				double copy = bytes / median(tc, k) / 1e9;
+				double e = bytes / median(te, k) / 1e9, d = bytes / median(td, k) / 1e9;
+				double err = rel_l2(src, out, n, dtype);
+				printf(" %11zu %5s %4d %9.2f %9.2f %6.2f %9.2f %6.2f %7.2f %8.4f\n", bytes,
+				       dtype == RCMOE_DT_BF16 ? "bf16" : "fp32", bits_list[bi], copy, e,
+				       e / copy, d, d / copy, (double)bytes / len, err);
+				if (jf)
+					fprintf(jf,
+						"%s{\"bytes\":%zu,\"dtype\":\"%s\",\"bits\":%d,\"memcpy_gbs\":%.3f,"
+						"\"encode_gbs\":%.3f,\"decode_gbs\":%.3f,\"ratio\":%.4f,"
+						"\"rel_l2\":%.6f}",
+						first ? "" : ",", bytes, dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
+						bits_list[bi], copy, e, d, (double)bytes / len, err);
+				first = 0;
+				free(enc);
+			}
+			free(src);
+			free(out);
+			free(cp);
+		}
+	}
+	if (jf) {
+		fprintf(jf, "]}\n");
+		fclose(jf);
+	}
+	return 0;
+}
