@@ -3,6 +3,9 @@
  * Exact block dedup on the GPU: the same matching rule and bytes as rcmoe_dedup_encode
  * (dedup.c). Launch configuration (all kernels 256 threads = 8 warps, one warp per block where a
  * block is handled at all):
+ * 0. rcmoe_gpu_fill (fill.cu: up to 32 blocks of 256 threads, grid-stride), twice on the same
+ *    stream: zeroes keys, tile states, ticket and literal count, and sets the first indexes
+ *    to 0xff bytes (UINT32_MAX, "no block yet").
  * 1. dedup_hash_kernel: grid = full blocks / 8. Each warp folds its block's 8-byte words into
  *    the order-free hash sum, then inserts the hash into an open-addressing table (atomicCAS on
  *    the key) and lowers the slot's first index (atomicMin): after the kernel each distinct hash
@@ -262,8 +265,11 @@ extern "C" rcmoe_status_t rcmoe_gpu_dedup_encode(const void *d_src, size_t bytes
 	a.hashes = (uint64_t *)(work + w.hashes);
 	a.srcblk = (uint32_t *)(work + w.srcblk);
 	a.ord = (uint32_t *)(work + w.ord);
-	if (cudaMemsetAsync(work, 0, w.zero_end, stream) != cudaSuccess ||
-	    cudaMemsetAsync(work + w.first, 0xff, 4 * w.tsize, stream) != cudaSuccess)
+	/* Scratch set by kernels, not cudaMemsetAsync: this may run on NCCL's proxy thread, where
+	 * the driver's memset path could block on the lock another thread's synchronous copy holds
+	 * while it waits for NCCL (fill.cu). Same bytes as before: zeros, then 0xff. */
+	if (rcmoe_gpu_fill(work, 0, w.zero_end, stream) != RCMOE_OK ||
+	    rcmoe_gpu_fill(work + w.first, 0xff, 4 * w.tsize, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
 	dedup_hash_kernel<<<grid_for(w.nfull, DD_WARPS), DD_NT, 0, stream>>>(a);
 	dedup_match_kernel<<<grid_for(w.nblocks, DD_WARPS), DD_NT, 0, stream>>>(a);

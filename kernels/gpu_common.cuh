@@ -35,6 +35,12 @@ static inline rcmoe_status_t rcmoe_cuda_launch_status(void)
 	return cudaGetLastError() == cudaSuccess ? RCMOE_OK : RCMOE_ERR_CUDA;
 }
 
+/* Set `bytes` bytes at device address d to `value` with a kernel on `stream` (fill.cu). The
+ * launchers clear their scratch with it, never with cudaMemsetAsync: they run on NCCL's proxy
+ * thread, and the driver's memset path may block on the lock a synchronous copy on another thread
+ * holds while it waits for NCCL (see fill.cu). RCMOE_ERR_CUDA if the launch failed. */
+extern "C" rcmoe_status_t rcmoe_gpu_fill(void *d, uint8_t value, size_t bytes, cudaStream_t stream);
+
 static __device__ __forceinline__ void lb_store(unsigned long long *p, unsigned long long v)
 {
 	*(volatile unsigned long long *)p = v;

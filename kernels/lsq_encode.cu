@@ -6,7 +6,8 @@
  * table. The last tile writes the header. Same bytes as rcmoe_lsq_encode (lsq.c).
  *
  * Launch configuration: see lsq_tile.cuh (256 threads per 8192-element tile, grid = tiles,
- * 2.3 KB of static shared memory). One cudaMemsetAsync clears the tile states first.
+ * 2.3 KB of static shared memory). First rcmoe_gpu_fill (fill.cu: up to 32 blocks of 256
+ * threads, grid-stride) zeroes the tile states and the ticket on the same stream.
  */
 #include "lsq_tile.cuh"
 
@@ -268,7 +269,10 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
 	a.states = (unsigned long long *)d_work;
 	a.ticket = (unsigned int *)(a.states + a.g.ntiles);
 	a.vec = ((uintptr_t)d_src % 16) == 0;
-	if (cudaMemsetAsync(d_work, 0, 8ull * a.g.ntiles + 8, stream) != cudaSuccess)
+	/* Zero the tile states and the ticket with a kernel, not cudaMemsetAsync: this runs on
+	 * NCCL's proxy thread, where the driver's memset path could block on the lock another
+	 * thread's synchronous copy holds while it waits for NCCL (fill.cu). */
+	if (rcmoe_gpu_fill(d_work, 0, 8ull * a.g.ntiles + 8, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
 	if (cfg->dtype == RCMOE_DT_BF16)
 		launch_bits<RCMOE_DT_BF16_>(&a, cfg->bits, stream);

@@ -2,6 +2,8 @@
 /*
  * PTS encoder: two kernels, same bytes as rcmoe_pts_encode (pts.c).
  *
+ * 0. rcmoe_gpu_fill (fill.cu: up to 32 blocks of 256 threads, grid-stride) first zeroes the
+ *    control words and the look-back states on the same stream.
  * 1. pts_l1_kernel: the L1 norm in the canonical fixed order (codec_math.h,
  *    RCMOE_PTS_L1_CHUNK): grid = one CTA of 256 threads per 4096 elements; thread t sums
  *    elements t, t+256, ... of its chunk in fp64, then a shared-memory tree. The last CTA to
@@ -370,7 +372,10 @@ extern "C" rcmoe_status_t rcmoe_gpu_pts_encode(const void *d_src, size_t n,
 	e.states = (unsigned long long *)(work + w.states);
 	e.ctl = l.ctl;
 	e.chunk = cfg_chunk(cfg);
-	if (cudaMemsetAsync(d_work, 0, w.partials, stream) != cudaSuccess)
+	/* Control words and look-back states zeroed by a kernel, not cudaMemsetAsync: this may run
+	 * on NCCL's proxy thread, where the driver's memset path could block on the lock another
+	 * thread's synchronous copy holds while it waits for NCCL (fill.cu). */
+	if (rcmoe_gpu_fill(d_work, 0, w.partials, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
 	uint64_t grid = w.nchunks ? w.nchunks : 1;
 	if (cfg->dtype == RCMOE_DT_BF16)

@@ -27,7 +27,8 @@ __global__ void stage_copy_vec16(uint4 *__restrict__ dst, const uint4 *__restric
 		dst[i] = src[i];
 }
 
-__global__ void stage_copy_bytes(uint8_t *__restrict__ dst, const uint8_t *__restrict__ src, size_t n)
+__global__ void stage_copy_bytes(uint8_t *__restrict__ dst, const uint8_t *__restrict__ src,
+				 size_t n)
 {
 	size_t stride = (size_t)gridDim.x * blockDim.x;
 	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Run the GPU codec tests and rcmoe-kbench on a GPU machine from an existing build directory
-# (built elsewhere with -Dgpu_arch matching the GPU). The binaries are run directly, so the build
-# directory may have moved. Criterion's shared libraries, when the machine lacks them, can sit in
-# .carry/lib (or $RCMOE_CARRY_LIB): they are put on LD_LIBRARY_PATH.
+# Run the GPU tests (test_gpu_codec: kernels against the CPU references; test_gpu_net: the net
+# table with device buffers, and the proxy-thread deadlock model) and rcmoe-kbench on a GPU
+# machine from an existing build directory (built elsewhere with -Dgpu_arch matching the GPU).
+# The binaries are run directly, so the build directory may have moved. Criterion's shared
+# libraries, when the machine lacks them, can sit in .carry/lib (or $RCMOE_CARRY_LIB): they are
+# put on LD_LIBRARY_PATH.
 #
 #   test/gpu/run-on-gpu.sh BUILD_DIR [OUT_DIR] [rcmoe-kbench options...]
 #
-# Writes OUT_DIR/gpu-tests.tap, OUT_DIR/kbench.txt and OUT_DIR/kbench.json; exits non-zero if a
-# GPU test failed or kbench did not finish.
+# Writes OUT_DIR/gpu-tests.tap and .log (codec), OUT_DIR/gpu-net-tests.tap and .log (net; the
+# .log holds the deadlock model's "MODEL CHECK" lines), OUT_DIR/kbench.txt and kbench.json; exits
+# non-zero if a GPU test failed or was skipped (none may skip on a GPU machine) or kbench did not
+# finish.
 set -uo pipefail
 build=${1:?usage: run-on-gpu.sh BUILD_DIR [OUT_DIR] [kbench options]}
 out=${2:-${OUT:-.}}
@@ -18,13 +22,31 @@ lib=${RCMOE_CARRY_LIB:-$here/.carry/lib}
 mkdir -p "$out"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-missing=$(ldd "$build/test/gpu/test_gpu_codec" | grep "not found")
-[ -n "$missing" ] && echo "missing libraries: $missing"
+export RCMOE_SOCKET_IFNAME=lo # test_gpu_net sets it too: its pair runs over 127.0.0.1
 
 status=0
-"$build/test/gpu/test_gpu_codec" --tap -j1 >"$out/gpu-tests.tap" 2>"$out/gpu-tests.log" || status=1
-grep -E "^(ok|not ok)|^  - |Assertion" "$out/gpu-tests.tap" | head -60
-grep -c "^ok" "$out/gpu-tests.tap" | sed 's/^/gpu tests passed: /'
+# name of the executable, then the base name of its outputs ("$@" stays kbench's options)
+for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests"; do
+	read -r name base <<<"$t"
+	exe="$build/test/gpu/$name"
+	echo "== $name"
+	if [ ! -x "$exe" ]; then
+		echo "$exe is missing (was the build configured with CUDA and Criterion?)"
+		status=1
+		continue
+	fi
+	missing=$(ldd "$exe" | grep "not found")
+	[ -n "$missing" ] && echo "missing libraries: $missing"
+	"$exe" --tap -j1 >"$out/$base.tap" 2>"$out/$base.log" || status=1
+	grep -E "^(ok|not ok)|^  - |Assertion" "$out/$base.tap" | head -60
+	passed=$(grep -E "^ok" "$out/$base.tap" | grep -vc "# SKIP")
+	skipped=$(grep -c "# SKIP" "$out/$base.tap")
+	failed=$(grep -c "^not ok" "$out/$base.tap")
+	echo "$name: $passed passed, $failed failed, $skipped skipped"
+	[ "$skipped" -eq 0 ] || status=1
+done
+echo "== the deadlock model (test_gpu_net's log)"
+grep -E "MODEL CHECK|beside the waiting copy" "$out/gpu-net-tests.log"
 
 "$build/tools/kbench/rcmoe-kbench" -J "$out/kbench.json" "$@" 2>&1 | tee "$out/kbench.txt" ||
 	status=1

@@ -213,6 +213,32 @@ ncclResult_t net_wait_error(void *req, double timeout_s)
 	}
 }
 
+void net_wait_all(void *const *reqs, int n, int *sizes, double timeout_s)
+{
+	char *done = calloc(n > 0 ? (size_t)n : 1, 1);
+	int left = n;
+	double t0 = now_s();
+	cr_assert_not_null(done);
+	while (left > 0) {
+		for (int i = 0; i < n; i++) {
+			int d = 0, size = -1;
+			if (done[i])
+				continue;
+			cr_assert_eq(net_test(reqs[i], &d, &size), ncclSuccess,
+				     "test of request %d failed", i);
+			if (d) {
+				done[i] = 1;
+				left--;
+				if (sizes)
+					sizes[i] = size;
+			}
+		}
+		cr_assert_lt(now_s() - t0, timeout_s, "%d of %d requests not done after %.0f s",
+			     left, n, timeout_s);
+	}
+	free(done);
+}
+
 void net_exchange(struct net_pair *p, size_t send_size, size_t recv_size, unsigned seed)
 {
 	char *src = malloc(send_size ? send_size : 1);

@@ -41,6 +41,10 @@ void *net_irecv_retry(void *comm, void *data, size_t size, void *mh, void *ph);
 int net_wait(void *req, double timeout_s);
 /* Poll until test returns an error; returns it (fails the test if done or after timeout_s). */
 ncclResult_t net_wait_error(void *req, double timeout_s);
+/* Poll n requests together until all are done (a receive progresses only when tested, as a
+ * send of a GPU buffer does, so waiting on one at a time can stall); sizes[i] (may be NULL) gets
+ * request i's size. Fails the test on an error or after timeout_s. */
+void net_wait_all(void *const *reqs, int n, int *sizes, double timeout_s);
 
 /* Move one message of `send_size` bytes into a receive posted as `recv_size`, host memory. */
 void net_exchange(struct net_pair *p, size_t send_size, size_t recv_size, unsigned seed);

@@ -1,0 +1,1000 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The exported ncclNetPlugin_v11 table with GPU buffers (NCCL_PTR_CUDA, what NCCL hands the
+ * plugin with NCCL_NET_GDR_LEVEL=SYS), over 127.0.0.1 in one process, linked statically:
+ *  - lossless: sizes 0 B to 64 MiB, 8 in flight, aligned and misaligned, byte for byte, sizes
+ *    reported right, nothing written past a message;
+ *  - compressed (RCMOE_A2A_BITS=8): the GPU encoder and decoder inside the plugin, within the LSQ
+ *    bound, the counters' wire bytes equal to the CPU codec's stream length, and the stream the
+ *    plugin puts on the wire (and what it decodes from one) equal to the CPU reference's bytes;
+ *  - compressed bf16 and exact int64 messages in flight together;
+ *  - the deadlock of the first GPU version, modelled without NCCL (see "The deadlock model").
+ * Each test skips, saying why, when no GPU is visible. CUDA is touched only inside the tests
+ * (each runs in its own forked process), never in Criterion's runner.
+ */
+#include <criterion/criterion.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec_test_util.h"
+#include "gpu_spin.h"
+#include "net_pair.h"
+#include "prof_chain.h"
+#include "rcmoe/codec.h"
+#include "rcmoe/kernels.h"
+#include "rcmoe/log.h"
+#include "rcmoe/transport.h"
+#include "test_log.h"
+
+extern const ncclNet_v11_t ncclNetPlugin_v11;
+extern const ncclProfiler_v5_t ncclProfiler_v5;
+
+#define POISON 0xa5
+#define GUARD  4096
+
+/* Bounds on every wait: transfers, connection setup, the deadlock model's kernel. */
+#define XFER_TIMEOUT_S	 60.0
+#define MODEL_XFER_S	 30.0 /* the transfer while the application's copy waits */
+#define MODEL_SPIN_S	 20.0 /* the spin kernel gives up after this: must be < MODEL_XFER_S */
+#define MODEL_CONTROL_S	 5.0  /* the same, for the model check (which expects to block) */
+#define MODEL_SETTLE_MS	 300  /* let the application thread get into its copy */
+#define MODEL_COPY_WORDS (1u << 20)
+
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		cr_assert_eq(e_, cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));            \
+	} while (0)
+
+static char stats_path[96];
+
+static void setup(void)
+{
+	int count = 0;
+	test_log_init();
+	setenv("RCMOE_SOCKET_IFNAME", "lo", 1);
+	setenv("RCMOE_CUDA_BUFFERS", "auto", 1);
+	unsetenv("RCMOE_A2A_BITS");
+	snprintf(stats_path, sizeof(stats_path), "/tmp/rcmoe-gpu-net-%d.jsonl", (int)getpid());
+	unlink(stats_path);
+	setenv("RCMOE_STATS_FILE", stats_path, 1);
+	signal(SIGPIPE, SIG_IGN);
+	cudaError_t e = cudaGetDeviceCount(&count);
+	if (e != cudaSuccess || count == 0)
+		cr_skip_test("no CUDA device visible (cudaGetDeviceCount: %s, %d devices): the "
+			     "plugin's GPU-buffer path needs one",
+			     cudaGetErrorString(e), count);
+}
+
+static void teardown(void)
+{
+	unlink(stats_path);
+}
+
+TestSuite(gpu_net, .init = setup, .fini = teardown, .timeout = 300);
+
+static void sleep_ms(int ms)
+{
+	struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	nanosleep(&t, NULL);
+}
+
+/* Compression on, with the defaults spelled out so that the environment cannot change them. */
+static void compress_env(void)
+{
+	setenv("RCMOE_A2A_BITS", "8", 1);
+	setenv("RCMOE_LSQ_BLOCK", "128", 1);
+	setenv("RCMOE_MIN_BYTES", "65536", 1);
+	setenv("RCMOE_A2A_SCOPE", "alltoall", 1);
+}
+
+/* A connected v11 pair; the plugin must claim GPU buffers, since a GPU is visible. */
+static void gpu_pair_open(struct net_pair *p, ncclProfilerCallback_t prof)
+{
+	ncclNetProperties_v11_t props;
+	net_version = 11;
+	net_pair_open(p, prof);
+	cr_assert_eq(net_props(0, &props), ncclSuccess);
+	cr_assert(props.ptrSupport & NCCL_PTR_CUDA,
+		  "a GPU is visible, but the plugin does not claim NCCL_PTR_CUDA (ptrSupport 0x%x)",
+		  props.ptrSupport);
+}
+
+static void *dev_alloc(size_t bytes)
+{
+	void *p = NULL;
+	CK(cudaMalloc(&p, bytes ? bytes : 1));
+	return p;
+}
+
+static void *host_alloc(size_t bytes)
+{
+	void *p = malloc(bytes ? bytes : 1);
+	cr_assert_not_null(p);
+	return p;
+}
+
+static void to_dev(void *d, const void *h, size_t bytes)
+{
+	if (bytes)
+		CK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+}
+
+static void to_host(void *h, const void *d, size_t bytes)
+{
+	if (bytes)
+		CK(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost));
+}
+
+/* Index of the first byte in [from, to) that is not POISON, or (size_t)-1. */
+static size_t first_unpoisoned(const uint8_t *b, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++)
+		if (b[i] != POISON)
+			return i;
+	return (size_t)-1;
+}
+
+static size_t first_difference(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	if (memcmp(a, b, n) == 0)
+		return (size_t)-1;
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return i;
+	return (size_t)-1;
+}
+
+/* Elements of got outside the LSQ bound of orig, per block of `block`: |y - x| <= scale + a half
+ * ulp of the 16-bit result, scale = block amax / levels. Bounded here as scale (1 + 2^-7) +
+ * |x| 2^-7, which covers the half ulp of |y| <= |x| + scale for bf16 and fp16. */
+static size_t count_out_of_bound(const void *orig, const void *got, size_t n, int dtype, int bits,
+				 uint32_t block)
+{
+	const double levels = (double)((1 << (bits - 1)) - 1);
+	const double rel = dtype == RCMOE_DT_FP32 ? 1e-6 : 1.0 / 128;
+	size_t bad = 0;
+	for (size_t b = 0; b < n; b += block) {
+		size_t end = b + block < n ? b + block : n;
+		double amax = 0;
+		for (size_t i = b; i < end; i++)
+			amax = fmax(amax, fabs(tu_get(dtype, orig, i)));
+		double scale = amax / levels;
+		for (size_t i = b; i < end; i++) {
+			double x = tu_get(dtype, orig, i), y = tu_get(dtype, got, i);
+			if (!(fabs(y - x) <= scale * (1 + rel) + fabs(x) * rel + 1e-30))
+				bad++;
+		}
+	}
+	return bad;
+}
+
+/* Length of the CPU codec's stream for these elements (it does not depend on the seed). */
+static size_t cpu_lsq_len(const void *src, size_t n, int bits)
+{
+	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = bits, .block = 128, .seed = 1};
+	size_t len = 0, cap = rcmoe_lsq_bound(n, &cfg);
+	void *enc = host_alloc(cap);
+	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
+	free(enc);
+	return len;
+}
+
+/* The send counters for func/dtype from the stats file (written at finalize). */
+static int read_send_cell(const char *func, const char *dtype, unsigned long *messages,
+			  unsigned long *logical, unsigned long *wire)
+{
+	char want[128], line[1024];
+	snprintf(want, sizeof(want), "\"dir\":\"send\",\"func\":\"%s\",\"dtype\":\"%s\"", func,
+		 dtype);
+	FILE *f = fopen(stats_path, "r");
+	if (!f)
+		return 0;
+	int found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *m = strstr(line, want) ? strstr(line, "\"messages\":") : NULL;
+		if (m)
+			found =
+			    sscanf(m, "\"messages\":%lu,\"logical_bytes\":%lu,\"wire_bytes\":%lu",
+				   messages, logical, wire) == 3;
+	}
+	fclose(f);
+	return found;
+}
+
+/* ---- lossless ---- */
+
+/* Eight messages of `size` bytes from device memory into device memory, all in flight, each
+ * receive posted larger than its send; odd messages start off 16-byte alignment (the staging
+ * kernels' byte path). The whole destination is poisoned first: afterwards each message's bytes
+ * equal the source, and every other byte still holds the poison. */
+static void lossless_in_flight(struct net_pair *p, size_t size, unsigned seed)
+{
+	enum { N = 8 };
+	const size_t slack = 4099, stride = (size + slack + 64 + 4095) / 4096 * 4096;
+	const size_t total = N * stride;
+	size_t off[N];
+	void *smh, *rmh, *reqs[2 * N];
+	int sizes[2 * N];
+	uint8_t *hsrc = host_alloc(total), *hdst = host_alloc(total);
+	uint8_t *dsrc = dev_alloc(total), *ddst = dev_alloc(total);
+	memset(hsrc, 0x3c, total);
+	for (int i = 0; i < N; i++) {
+		off[i] = (size_t)i * stride + (i % 2 ? 3 * (size_t)i : 0);
+		fill_pattern(hsrc + off[i], size, seed + i);
+	}
+	to_dev(dsrc, hsrc, total);
+	CK(cudaMemset(ddst, POISON, total));
+	CK(cudaDeviceSynchronize());
+	cr_assert_eq(net_reg(p->send, dsrc, total, NCCL_PTR_CUDA, &smh), ncclSuccess);
+	cr_assert_eq(net_reg(p->recv, ddst, total, NCCL_PTR_CUDA, &rmh), ncclSuccess);
+	for (int i = 0; i < N; i++) {
+		reqs[2 * i] = net_irecv_retry(p->recv, ddst + off[i], size + slack, rmh, NULL);
+		reqs[2 * i + 1] = net_isend_retry(p->send, dsrc + off[i], size, smh, NULL);
+	}
+	net_wait_all(reqs, 2 * N, sizes, XFER_TIMEOUT_S);
+
+	to_host(hdst, ddst, total);
+	size_t prev_end = 0;
+	for (int i = 0; i < N; i++) {
+		cr_expect_eq(sizes[2 * i], (int)size,
+			     "message %d of %zu bytes: receiver reported %d", i, size,
+			     sizes[2 * i]);
+		cr_expect_eq(sizes[2 * i + 1], (int)size,
+			     "message %d of %zu bytes: sender reported %d", i, size,
+			     sizes[2 * i + 1]);
+		size_t bad = first_difference(hdst + off[i], hsrc + off[i], size);
+		cr_expect_eq(bad, (size_t)-1, "message %d of %zu bytes: byte %zu differs", i, size,
+			     bad);
+		bad = first_unpoisoned(hdst, prev_end, off[i]);
+		cr_expect_eq(bad, (size_t)-1,
+			     "size %zu: byte %zu outside every message was written", size, bad);
+		prev_end = off[i] + size;
+	}
+	size_t bad = first_unpoisoned(hdst, prev_end, total);
+	cr_expect_eq(bad, (size_t)-1, "size %zu: byte %zu after the last message was written", size,
+		     bad);
+	/* a send leaves its source alone */
+	to_host(hdst, dsrc, total);
+	cr_expect_eq(first_difference(hdst, hsrc, total), (size_t)-1, "a send modified its source");
+
+	cr_expect_eq(net_dereg(p->send, smh), ncclSuccess);
+	cr_expect_eq(net_dereg(p->recv, rmh), ncclSuccess);
+	CK(cudaFree(dsrc));
+	CK(cudaFree(ddst));
+	free(hsrc);
+	free(hdst);
+}
+
+Test(gpu_net, lossless_small_and_odd_sizes)
+{
+	static const size_t sizes[] = {0, 1, 4097, (1u << 20) + 3};
+	struct net_pair p;
+	gpu_pair_open(&p, NULL);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		lossless_in_flight(&p, sizes[i], 100 + (unsigned)i * 8);
+	net_pair_close(&p);
+}
+
+Test(gpu_net, lossless_64_mib)
+{
+	struct net_pair p;
+	gpu_pair_open(&p, NULL);
+	lossless_in_flight(&p, 64u << 20, 200);
+	net_pair_close(&p);
+}
+
+/* ---- compressed ---- */
+
+/* 1 MiB of bf16 rows through the plugin with compression on: encoded by the GPU encoder into the
+ * mapped shadow, decoded by the GPU decoder into device memory. */
+Test(gpu_net, compressed_bf16_within_bound)
+{
+	compress_env();
+	const size_t n = 1u << 19, bytes = 2 * n;
+	struct tu_rng rng = {31};
+	uint16_t *hsrc = host_alloc(bytes);
+	uint8_t *hdst = host_alloc(bytes + GUARD);
+	tu_fill(RCMOE_DT_BF16, hsrc, n, TU_GAUSS, &rng);
+	uint8_t *dsrc = dev_alloc(bytes), *ddst = dev_alloc(bytes + GUARD);
+	to_dev(dsrc, hsrc, bytes);
+	CK(cudaMemset(ddst, POISON, bytes + GUARD));
+	CK(cudaDeviceSynchronize());
+
+	void *pctx = prof_chain_init(4, 1);
+	struct net_pair p;
+	gpu_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s = prof_chain(pctx, "Send", "ncclBfloat16", n, 4);
+	struct fake_phandle r = prof_chain(pctx, "Recv", "ncclBfloat16", n, 4);
+	void *smh, *rmh, *reqs[2];
+	int sizes[2];
+	cr_assert_eq(net_reg(p.send, dsrc, bytes, NCCL_PTR_CUDA, &smh), ncclSuccess);
+	cr_assert_eq(net_reg(p.recv, ddst, bytes + GUARD, NCCL_PTR_CUDA, &rmh), ncclSuccess);
+	reqs[0] = net_irecv_retry(p.recv, ddst, bytes + GUARD, rmh, &r);
+	reqs[1] = net_isend_retry(p.send, dsrc, bytes, smh, &s);
+	net_wait_all(reqs, 2, sizes, XFER_TIMEOUT_S);
+	cr_expect_eq(sizes[0], (int)bytes, "receiver reported %d bytes, original %zu", sizes[0],
+		     bytes);
+	cr_expect_eq(sizes[1], (int)bytes, "sender reported %d bytes", sizes[1]);
+
+	to_host(hdst, ddst, bytes + GUARD);
+	size_t bad = count_out_of_bound(hsrc, hdst, n, RCMOE_DT_BF16, 8, 128);
+	cr_expect_eq(bad, 0, "%zu of %zu elements outside the 8-bit LSQ bound", bad, n);
+	cr_expect_neq(memcmp(hsrc, hdst, bytes), 0, "arrived bit-exact: it was not compressed");
+	bad = first_unpoisoned(hdst, bytes, bytes + GUARD);
+	cr_expect_eq(bad, (size_t)-1, "the decoder wrote byte %zu, past the %zu-byte message", bad,
+		     bytes);
+	cr_expect_eq(net_dereg(p.send, smh), ncclSuccess);
+	cr_expect_eq(net_dereg(p.recv, rmh), ncclSuccess);
+	net_pair_close(&p); /* finalize writes the counters */
+	ncclProfiler_v5.finalize(pctx);
+
+	unsigned long messages = 0, logical = 0, wire = 0;
+	size_t len = cpu_lsq_len(hsrc, n, 8);
+	cr_assert(read_send_cell("Send", "ncclBfloat16", &messages, &logical, &wire),
+		  "no send counters for Send/ncclBfloat16 in %s", stats_path);
+	cr_expect_eq(messages, 1);
+	cr_expect_eq(logical, bytes);
+	cr_expect_eq(wire, len, "wire bytes %lu, CPU codec stream %zu", wire, len);
+	cr_expect_lt(wire, bytes);
+	CK(cudaFree(dsrc));
+	CK(cudaFree(ddst));
+	free(hsrc);
+	free(hdst);
+}
+
+/* The place callback of a raw transport receive: everything into one host buffer. */
+struct host_sink {
+	void *buf;
+	size_t cap;
+};
+
+static rcmoe_status_t place_host(void *arg, size_t wire_len, uint32_t flags, void **dest)
+{
+	struct host_sink *s = arg;
+	(void)flags;
+	if (wire_len > s->cap)
+		return RCMOE_ERR_OVERFLOW;
+	*dest = s->buf;
+	return RCMOE_OK;
+}
+
+/* The plugin's GPU codecs against the CPU reference, with the wire in between opened up: the
+ * plugin's send comm (GPU encoder) talks to a raw transport receiver, which captures the stream
+ * exactly as it crossed the wire; that stream must equal rcmoe_lsq_encode's bytes for the
+ * configuration its header records (seed, op_id, rank). Then a raw transport sender replays it
+ * into the plugin's receive comm (GPU decoder), whose output must equal rcmoe_codec_decode's
+ * bytes. An element count with a partial last block and a partial last tile. */
+Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
+{
+	compress_env();
+	const size_t n = (1u << 19) + 77, bytes = 2 * n;
+	char handle[NCCL_NET_HANDLE_MAXSIZE];
+	struct tu_rng rng = {47};
+	uint16_t *hsrc = host_alloc(bytes);
+	uint8_t *hdst = host_alloc(bytes + GUARD), *wire = host_alloc(bytes);
+	tu_fill(RCMOE_DT_BF16, hsrc, n, TU_GAUSS, &rng);
+	uint8_t *dsrc = dev_alloc(bytes), *ddst = dev_alloc(bytes + GUARD);
+	to_dev(dsrc, hsrc, bytes);
+	CK(cudaMemset(ddst, POISON, bytes + GUARD));
+	CK(cudaDeviceSynchronize());
+
+	void *pctx = prof_chain_init(4, 2), *ctx = NULL;
+	ncclNetCommConfig_v11_t cfg = {.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF};
+	ncclNetProperties_v11_t props;
+	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 0x47, &cfg, rcmoe_log_get(), fake_nccl_callback),
+		     ncclSuccess);
+	cr_assert_eq(ncclNetPlugin_v11.getProperties(0, &props), ncclSuccess);
+	cr_assert(props.ptrSupport & NCCL_PTR_CUDA, "NCCL_PTR_CUDA not claimed (ptrSupport 0x%x)",
+		  props.ptrSupport);
+	struct fake_phandle sph = prof_chain(pctx, "Send", "ncclBfloat16", n, 4);
+	struct fake_phandle rph = prof_chain(pctx, "Recv", "ncclBfloat16", n, 4);
+
+	/* 1. plugin send comm -> raw receiver: capture the GPU encoder's stream */
+	struct rcmoe_tlisten *tl = NULL;
+	struct rcmoe_trecv *tr = NULL;
+	void *send = NULL, *smh;
+	memset(handle, 0, sizeof(handle));
+	cr_assert_eq(rcmoe_socket_ops.listen(0, handle, &tl), RCMOE_OK);
+	double t0 = now_s();
+	while (!send || !tr) {
+		ncclNetDeviceHandle_v11_t *dh = NULL;
+		if (!send)
+			cr_assert_eq(ncclNetPlugin_v11.connect(ctx, 0, handle, &send, &dh),
+				     ncclSuccess);
+		if (!tr)
+			cr_assert_eq(rcmoe_socket_ops.accept(tl, &tr), RCMOE_OK);
+		cr_assert_lt(now_s() - t0, 10.0, "connect/accept did not complete in 10 s");
+	}
+	cr_assert_eq(net_reg(send, dsrc, bytes, NCCL_PTR_CUDA, &smh), ncclSuccess);
+	struct host_sink sink = {.buf = wire, .cap = bytes};
+	struct rcmoe_treq *treq = NULL;
+	cr_assert_eq(rcmoe_socket_ops.irecv(tr, bytes, 0, place_host, &sink, &treq), RCMOE_OK);
+	cr_assert_not_null(treq);
+	void *sreq = net_isend_retry(send, dsrc, bytes, smh, &sph);
+	int sdone = 0, rdone = 0, ssize = -1;
+	size_t len = 0;
+	uint32_t flags = 0;
+	t0 = now_s();
+	while (!sdone || !rdone) {
+		if (!sdone)
+			cr_assert_eq(net_test(sreq, &sdone, &ssize), ncclSuccess);
+		if (!rdone)
+			cr_assert_eq(rcmoe_socket_ops.test(treq, &rdone, &len, &flags), RCMOE_OK);
+		cr_assert_lt(now_s() - t0, XFER_TIMEOUT_S, "capture did not complete");
+	}
+	cr_expect_eq(ssize, (int)bytes);
+	cr_assert(flags & RCMOE_MSG_ENCODED, "the plugin sent the message raw (flags 0x%x)", flags);
+
+	struct rcmoe_wire_header h;
+	cr_assert_eq(rcmoe_codec_validate(wire, len, bytes, &h), RCMOE_OK,
+		     "the GPU encoder's stream does not validate");
+	cr_expect_eq(h.codec, RCMOE_CODEC_LSQ);
+	cr_expect_eq(h.dtype, RCMOE_DT_BF16);
+	cr_expect_eq(h.bits, 8);
+	cr_expect_eq(h.block, 128);
+	cr_expect_eq(h.count, n);
+	struct rcmoe_lsq_cfg lc = {.dtype = h.dtype,
+				   .bits = h.bits,
+				   .block = h.block,
+				   .seed = h.seed,
+				   .op_id = h.op_id,
+				   .rank = h.rank};
+	size_t cap = rcmoe_lsq_bound(n, &lc), ref_len = 0, out = 0;
+	uint8_t *ref = host_alloc(cap), *dec = host_alloc(bytes);
+	cr_assert_eq(rcmoe_lsq_encode(hsrc, n, &lc, ref, cap, &ref_len), RCMOE_OK);
+	cr_assert_eq(len, ref_len, "GPU stream %zu bytes, CPU %zu (seed %lu op %lu rank %u)", len,
+		     ref_len, (unsigned long)h.seed, (unsigned long)h.op_id, h.rank);
+	size_t bad = first_difference(wire, ref, len);
+	cr_expect_eq(bad, (size_t)-1, "GPU stream differs from the CPU's at byte %zu of %zu", bad,
+		     len);
+	cr_assert_eq(rcmoe_codec_decode(ref, ref_len, dec, bytes, &out), RCMOE_OK);
+	cr_assert_eq(out, bytes);
+
+	/* 2. raw sender -> plugin receive comm: the GPU decoder on the CPU's stream */
+	void *listen = NULL, *recv = NULL, *rmh;
+	struct rcmoe_tsend *ts = NULL;
+	cr_assert_eq(ncclNetPlugin_v11.listen(ctx, 0, handle, &listen), ncclSuccess);
+	t0 = now_s();
+	while (!ts || !recv) {
+		ncclNetDeviceHandle_v11_t *dh = NULL;
+		if (!ts)
+			cr_assert_eq(rcmoe_socket_ops.connect(0, handle, &ts), RCMOE_OK);
+		if (!recv)
+			cr_assert_eq(ncclNetPlugin_v11.accept(listen, &recv, &dh), ncclSuccess);
+		cr_assert_lt(now_s() - t0, 10.0, "connect/accept did not complete in 10 s");
+	}
+	cr_assert_eq(net_reg(recv, ddst, bytes + GUARD, NCCL_PTR_CUDA, &rmh), ncclSuccess);
+	void *rreq = net_irecv_retry(recv, ddst, bytes + GUARD, rmh, &rph);
+	struct rcmoe_treq *tsreq = NULL;
+	cr_assert_eq(rcmoe_socket_ops.isend(ts, ref, ref_len, 0, RCMOE_MSG_ENCODED, &tsreq),
+		     RCMOE_OK);
+	cr_assert_not_null(tsreq);
+	int got = -1;
+	sdone = rdone = 0;
+	t0 = now_s();
+	while (!sdone || !rdone) {
+		size_t l;
+		uint32_t f;
+		if (!sdone)
+			cr_assert_eq(rcmoe_socket_ops.test(tsreq, &sdone, &l, &f), RCMOE_OK);
+		if (!rdone)
+			cr_assert_eq(net_test(rreq, &rdone, &got), ncclSuccess);
+		cr_assert_lt(now_s() - t0, XFER_TIMEOUT_S, "replay did not complete");
+	}
+	cr_expect_eq(got, (int)bytes, "receiver reported %d bytes, original %zu", got, bytes);
+	to_host(hdst, ddst, bytes + GUARD);
+	bad = first_difference(hdst, dec, bytes);
+	cr_expect_eq(bad, (size_t)-1, "GPU decode differs from the CPU's at byte %zu of %zu", bad,
+		     bytes);
+	bad = first_unpoisoned(hdst, bytes, bytes + GUARD);
+	cr_expect_eq(bad, (size_t)-1, "the decoder wrote byte %zu, past the message", bad);
+
+	cr_expect_eq(net_dereg(send, smh), ncclSuccess);
+	cr_expect_eq(net_dereg(recv, rmh), ncclSuccess);
+	cr_expect_eq(ncclNetPlugin_v11.closeSend(send), ncclSuccess);
+	cr_expect_eq(ncclNetPlugin_v11.closeRecv(recv), ncclSuccess);
+	cr_expect_eq(ncclNetPlugin_v11.closeListen(listen), ncclSuccess);
+	rcmoe_socket_ops.close_send(ts);
+	rcmoe_socket_ops.close_recv(tr);
+	rcmoe_socket_ops.close_listen(tl);
+	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
+	ncclProfiler_v5.finalize(pctx);
+	CK(cudaFree(dsrc));
+	CK(cudaFree(ddst));
+	free(ref);
+	free(dec);
+	free(wire);
+	free(hsrc);
+	free(hdst);
+}
+
+/* Compressed bf16 all-to-all sends and exact int64 sends (PyTorch's split sizes) in flight
+ * together on one connection, GPU buffers both sides. */
+Test(gpu_net, mixed_bf16_and_int64_in_flight)
+{
+	enum { SZ = 1 << 20, N = 8 };
+	static const int is_i64[N] = {0, 1, 0, 1, 1, 0, 0, 1};
+	compress_env();
+	size_t len[N];
+	void *smh, *rmh, *reqs[2 * N];
+	int sizes[2 * N];
+	struct tu_rng rng = {53};
+	uint8_t *hsrc = host_alloc((size_t)N * SZ), *hdst = host_alloc((size_t)N * SZ);
+	uint8_t *dsrc = dev_alloc((size_t)N * SZ), *ddst = dev_alloc((size_t)N * SZ);
+	for (int i = 0; i < N; i++) {
+		len[i] = is_i64[i] ? SZ - 24 : SZ;
+		if (is_i64[i])
+			fill_pattern(hsrc + (size_t)i * SZ, SZ, 300 + i); /* integers: any bits */
+		else
+			tu_fill(RCMOE_DT_BF16, hsrc + (size_t)i * SZ, SZ / 2, TU_GAUSS, &rng);
+	}
+	to_dev(dsrc, hsrc, (size_t)N * SZ);
+	CK(cudaMemset(ddst, POISON, (size_t)N * SZ));
+	CK(cudaDeviceSynchronize());
+
+	void *pctx = prof_chain_init(4, 0);
+	struct net_pair p;
+	gpu_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s_bf = prof_chain(pctx, "Send", "ncclBfloat16", SZ / 2, 4);
+	struct fake_phandle s_i64 = prof_chain(pctx, "Send", "ncclInt64", (SZ - 24) / 8, 4);
+	struct fake_phandle r_bf = prof_chain(pctx, "Recv", "ncclBfloat16", SZ / 2, 4);
+	struct fake_phandle r_i64 = prof_chain(pctx, "Recv", "ncclInt64", (SZ - 24) / 8, 4);
+	cr_assert_eq(net_reg(p.send, dsrc, (size_t)N * SZ, NCCL_PTR_CUDA, &smh), ncclSuccess);
+	cr_assert_eq(net_reg(p.recv, ddst, (size_t)N * SZ, NCCL_PTR_CUDA, &rmh), ncclSuccess);
+	for (int i = 0; i < N; i++) {
+		reqs[2 * i] = net_irecv_retry(p.recv, ddst + (size_t)i * SZ, SZ, rmh,
+					      is_i64[i] ? &r_i64 : &r_bf);
+		reqs[2 * i + 1] = net_isend_retry(p.send, dsrc + (size_t)i * SZ, len[i], smh,
+						  is_i64[i] ? &s_i64 : &s_bf);
+	}
+	net_wait_all(reqs, 2 * N, sizes, XFER_TIMEOUT_S);
+
+	to_host(hdst, ddst, (size_t)N * SZ);
+	size_t bf_wire = 0, i64_bytes = 0;
+	for (int i = 0; i < N; i++) {
+		const uint8_t *a = hsrc + (size_t)i * SZ, *b = hdst + (size_t)i * SZ;
+		cr_expect_eq(sizes[2 * i], (int)len[i],
+			     "message %d: receiver reported %d, sent %zu", i, sizes[2 * i], len[i]);
+		cr_expect_eq(sizes[2 * i + 1], (int)len[i], "message %d: sender reported %d", i,
+			     sizes[2 * i + 1]);
+		if (is_i64[i]) {
+			size_t bad = first_difference(a, b, len[i]);
+			cr_expect_eq(bad, (size_t)-1, "int64 message %d: byte %zu differs", i, bad);
+			bad = first_unpoisoned(b, len[i], SZ);
+			cr_expect_eq(bad, (size_t)-1, "int64 message %d: byte %zu past it written",
+				     i, bad);
+			i64_bytes += len[i];
+		} else {
+			cr_expect_neq(memcmp(a, b, SZ), 0, "bf16 message %d was not compressed", i);
+			size_t bad = count_out_of_bound(a, b, SZ / 2, RCMOE_DT_BF16, 8, 128);
+			cr_expect_eq(bad, 0, "bf16 message %d: %zu elements outside the bound", i,
+				     bad);
+			bf_wire += cpu_lsq_len(a, SZ / 2, 8);
+		}
+	}
+	cr_expect_eq(net_dereg(p.send, smh), ncclSuccess);
+	cr_expect_eq(net_dereg(p.recv, rmh), ncclSuccess);
+	net_pair_close(&p);
+	ncclProfiler_v5.finalize(pctx);
+
+	unsigned long messages = 0, logical = 0, wire = 0;
+	cr_assert(read_send_cell("Send", "ncclBfloat16", &messages, &logical, &wire),
+		  "no counters for Send/ncclBfloat16");
+	cr_expect_eq(messages, 4);
+	cr_expect_eq(logical, 4ul * SZ);
+	cr_expect_eq(wire, bf_wire, "bf16 wire bytes %lu, CPU codec streams %zu", wire, bf_wire);
+	cr_assert(read_send_cell("Send", "ncclInt64", &messages, &logical, &wire),
+		  "no counters for Send/ncclInt64");
+	cr_expect_eq(messages, 4);
+	cr_expect_eq(logical, i64_bytes);
+	cr_expect_eq(wire, i64_bytes, "int64 went compressed: wire %lu, logical %zu", wire,
+		     i64_bytes);
+	CK(cudaFree(dsrc));
+	CK(cudaFree(ddst));
+	free(hsrc);
+	free(hdst);
+}
+
+/* ---- The deadlock model ----
+ *
+ * In the job that hung (H100, PyTorch, NCCL_NET_GDR_LEVEL=SYS): NCCL's kernel waited for data
+ * that NCCL's proxy thread moves through the plugin. The application's main thread had its
+ * stream wait for NCCL's stream (work.wait()) and called tensor.cpu(), a synchronous copy into
+ * pageable memory, which waits inside the driver, holding a driver lock, until NCCL's kernel is
+ * done. The proxy thread then called cudaMemcpyAsync in the plugin, which needs that lock: no
+ * thread could move again.
+ *
+ * Here, without NCCL: gpu_spin_kernel on its own non-blocking stream plays NCCL's kernel; it
+ * cannot finish until the test thread sets a flag in mapped pinned memory, which the test thread
+ * does only after the plugin reported its transfer done. app_thread plays the main thread: it
+ * makes the legacy default stream wait for the spin kernel's event and copies the kernel's
+ * output into pageable memory with cudaMemcpy, so the copy waits for a kernel that waits for our
+ * transfer. The test thread plays the proxy thread: while the copy waits, it posts and tests the
+ * plugin's requests, and the plugin launches its staging (and codec) kernels and records and
+ * queries events on its own stream. Everything the plugin allocates (pinned shadows, streams,
+ * events, codec scratch) is set up before the copy starts, as NCCL does on its service thread.
+ *
+ * If a plugin call blocked on the copy's lock, this would be the deadlock; it does not hang the
+ * test: the spin kernel gives up by itself after MODEL_SPIN_S (device clock), then the copy
+ * returns and releases the lock, the plugin call returns, and the test fails because the copy
+ * returned before the transfer was done, or because the kernel reports that it timed out. Each
+ * host wait is bounded as well.
+ *
+ * The model is only as good as the driver's copy really holding the lock while it waits: the
+ * test deadlock_model_check measures that with the calls the plugin used to make
+ * (cudaMemcpyAsync, cudaMemsetAsync) and prints what it found ("MODEL CHECK" lines).
+ */
+struct app_copy {
+	cudaEvent_t after_spin; /* recorded on the "NCCL" stream after the spin kernel */
+	const uint32_t *d_out;	/* what the spin kernel writes */
+	uint32_t *host;		/* pageable */
+	size_t nwords;
+	atomic_int entered, returned;
+	cudaError_t err;
+};
+
+static void *app_thread(void *arg)
+{
+	struct app_copy *a = arg;
+	cudaError_t e = cudaStreamWaitEvent(cudaStreamLegacy, a->after_spin, 0);
+	atomic_store(&a->entered, 1);
+	if (e == cudaSuccess)
+		e = cudaMemcpy(a->host, a->d_out, a->nwords * sizeof(uint32_t),
+			       cudaMemcpyDeviceToHost);
+	a->err = e;
+	atomic_store(&a->returned, 1);
+	return NULL;
+}
+
+struct model {
+	uint32_t *ctl; /* mapped pinned: GPU_SPIN_* words */
+	uint32_t *d_out;
+	cudaStream_t nccl_stream;
+	pthread_t thread;
+	struct app_copy app;
+};
+
+static uint32_t ctl_load(const struct model *m, int word)
+{
+	return __atomic_load_n(&m->ctl[word], __ATOMIC_SEQ_CST);
+}
+
+static void model_release(struct model *m)
+{
+	__atomic_store_n(&m->ctl[GPU_SPIN_RELEASE], 1u, __ATOMIC_SEQ_CST);
+}
+
+/* Start the spin kernel and the application's copy behind it; returns once the copy waits. */
+static void model_start(struct model *m, double spin_timeout_s)
+{
+	memset(m, 0, sizeof(*m));
+	CK(cudaHostAlloc((void **)&m->ctl, 64, cudaHostAllocMapped | cudaHostAllocPortable));
+	void *dev_ctl = NULL;
+	CK(cudaHostGetDevicePointer(&dev_ctl, m->ctl, 0));
+	cr_assert_eq(dev_ctl, (void *)m->ctl, "mapped memory not at its host address (no UVA?)");
+	m->ctl[GPU_SPIN_RELEASE] = 0;
+	m->ctl[GPU_SPIN_STATE] = GPU_SPIN_IDLE;
+	m->d_out = dev_alloc(MODEL_COPY_WORDS * sizeof(uint32_t));
+	m->app.d_out = m->d_out;
+	m->app.nwords = MODEL_COPY_WORDS;
+	m->app.host = host_alloc(MODEL_COPY_WORDS * sizeof(uint32_t));
+	memset(m->app.host, 0, MODEL_COPY_WORDS * sizeof(uint32_t));
+	atomic_init(&m->app.entered, 0);
+	atomic_init(&m->app.returned, 0);
+	CK(cudaStreamCreateWithFlags(&m->nccl_stream, cudaStreamNonBlocking));
+	CK(cudaEventCreateWithFlags(&m->app.after_spin, cudaEventDisableTiming));
+	CK(cudaDeviceSynchronize());
+
+	CK(gpu_spin_launch(m->ctl, m->d_out, MODEL_COPY_WORDS, spin_timeout_s, m->nccl_stream));
+	CK(cudaEventRecord(m->app.after_spin, m->nccl_stream));
+	double t0 = now_s();
+	while (ctl_load(m, GPU_SPIN_STATE) != GPU_SPIN_RUNNING) {
+		if (now_s() - t0 > 10.0) {
+			model_release(m);
+			cr_assert_fail("the spin kernel did not start within 10 s");
+		}
+		sleep_ms(1);
+	}
+	cr_assert_eq(pthread_create(&m->thread, NULL, app_thread, &m->app), 0);
+	t0 = now_s();
+	while (!atomic_load(&m->app.entered)) {
+		if (now_s() - t0 > 10.0) {
+			model_release(m);
+			cr_assert_fail("the application thread did not reach its copy within 10 s");
+		}
+		sleep_ms(1);
+	}
+	sleep_ms(MODEL_SETTLE_MS);
+	if (atomic_load(&m->app.returned)) {
+		model_release(m);
+		cr_assert_fail(
+		    "the application's copy returned while the spin kernel ran: it did not "
+		    "wait for the kernel, so nothing is modelled");
+	}
+}
+
+/* Release the kernel, wait (bounded) for the copy, check that it carried the kernel's output
+ * (so it really was ordered after the kernel), free everything; returns the kernel's final
+ * state (GPU_SPIN_RELEASED or GPU_SPIN_TIMED_OUT). */
+static uint32_t model_finish(struct model *m)
+{
+	model_release(m);
+	double t0 = now_s();
+	while (!atomic_load(&m->app.returned)) {
+		cr_assert_lt(now_s() - t0, 30.0,
+			     "the application's copy had not returned 30 s after the release");
+		sleep_ms(1);
+	}
+	pthread_join(m->thread, NULL);
+	cr_assert_eq(m->app.err, cudaSuccess, "the application's copy failed: %s",
+		     cudaGetErrorString(m->app.err));
+	uint32_t state = ctl_load(m, GPU_SPIN_STATE);
+	cr_assert(state == GPU_SPIN_RELEASED || state == GPU_SPIN_TIMED_OUT,
+		  "spin kernel state 0x%x after the copy", state);
+	for (size_t i = 0; i < MODEL_COPY_WORDS; i++)
+		if (m->app.host[i] != state)
+			cr_assert_fail(
+			    "the copy carried 0x%x at word %zu, the kernel wrote 0x%x: it "
+			    "was not ordered after the kernel",
+			    m->app.host[i], i, state);
+	CK(cudaStreamSynchronize(m->nccl_stream));
+	CK(cudaEventDestroy(m->app.after_spin));
+	CK(cudaStreamDestroy(m->nccl_stream));
+	CK(cudaFree(m->d_out));
+	CK(cudaFreeHost(m->ctl));
+	free(m->app.host);
+	return state;
+}
+
+/* Longest single plugin call so far, and which: tells a call blocked in the driver apart from
+ * GPU work that could not run. */
+struct call_watch {
+	double longest;
+	const char *which;
+};
+
+static void watch(struct call_watch *w, const char *which, double since)
+{
+	double d = now_s() - since;
+	if (d > w->longest) {
+		w->longest = d;
+		w->which = which;
+	}
+}
+
+/* One send and one receive through the plugin, tested until both are done, that never fails
+ * the test itself (the spin kernel must be released first): NULL when both completed, else what
+ * went wrong. No CUDA call here but the plugin's own. */
+static const char *xfer_unchecked(struct net_pair *p, void *src, size_t bytes, void *smh, void *sph,
+				  void *dst, size_t cap, void *rmh, void *rph, int sizes[2],
+				  struct call_watch *w)
+{
+	void *reqs[2] = {NULL, NULL};
+	int done[2] = {0, 0};
+	ncclResult_t r;
+	double t0 = now_s(), t;
+	while (!reqs[0] || !reqs[1]) {
+		if (!reqs[0]) {
+			t = now_s();
+			r = net_irecv(p->recv, dst, cap, rmh, rph, &reqs[0]);
+			watch(w, "irecv", t);
+			if (r != ncclSuccess)
+				return "irecv failed";
+		}
+		if (!reqs[1]) {
+			t = now_s();
+			r = net_isend(p->send, src, bytes, smh, sph, &reqs[1]);
+			watch(w, "isend", t);
+			if (r != ncclSuccess)
+				return "isend failed";
+		}
+		if (now_s() - t0 > MODEL_XFER_S)
+			return "the plugin did not take the requests";
+	}
+	while (!done[0] || !done[1]) {
+		for (int i = 0; i < 2; i++) {
+			if (done[i])
+				continue;
+			t = now_s();
+			r = net_test(reqs[i], &done[i], &sizes[i]);
+			watch(w, i ? "test of the send" : "test of the receive", t);
+			if (r != ncclSuccess)
+				return "test failed";
+		}
+		if (now_s() - t0 > MODEL_XFER_S)
+			return "the transfer was not done in time";
+	}
+	return NULL;
+}
+
+/* Run one transfer inside the model and check that it completed while the copy still waited. */
+static void transfer_beside_blocked_copy(struct net_pair *p, void *src, size_t bytes, void *smh,
+					 void *sph, void *dst, size_t cap, void *rmh, void *rph,
+					 const char *what)
+{
+	struct model m;
+	struct call_watch w = {0, "none"};
+	int sizes[2] = {-1, -1};
+	model_start(&m, MODEL_SPIN_S);
+	double t0 = now_s();
+	const char *err = xfer_unchecked(p, src, bytes, smh, sph, dst, cap, rmh, rph, sizes, &w);
+	double took = now_s() - t0;
+	int copy_returned = atomic_load(&m.app.returned);
+	uint32_t state = model_finish(&m);
+	fprintf(stderr,
+		"%s: transfer took %.3f s beside the waiting copy; longest plugin call "
+		"%.3f s (%s)\n",
+		what, took, w.longest, w.which);
+	cr_assert_null(err, "%s: %s (after %.1f s; longest plugin call %.1f s: %s)", what, err,
+		       took, w.longest, w.which);
+	cr_expect(
+	    !copy_returned && state == GPU_SPIN_RELEASED,
+	    "%s: the transfer completed only after the application's synchronous copy "
+	    "returned (%.1f s, spin kernel %s; longest plugin call %.1f s: %s). A call that "
+	    "long blocked in the driver while the copy waited for the kernel; if every call "
+	    "was short, the plugin's GPU work could not run beside it. In a job either is the "
+	    "deadlock.",
+	    what, took, state == GPU_SPIN_TIMED_OUT ? "timed out" : "released", w.longest, w.which);
+	cr_expect_eq(sizes[0], (int)bytes, "%s: receiver reported %d of %zu bytes", what, sizes[0],
+		     bytes);
+	cr_expect_eq(sizes[1], (int)bytes, "%s: sender reported %d", what, sizes[1]);
+}
+
+/* 64 MiB from device memory to device memory, losslessly (staging kernels both ways), twice:
+ * the first time the plugin's kernels have never run in this process (CUDA loads kernels
+ * lazily by default, on their first launch), the second time they have. */
+Test(gpu_net, no_deadlock_beside_sync_copy_lossless)
+{
+	const size_t bytes = 64u << 20;
+	const char *lazy = getenv("CUDA_MODULE_LOADING");
+	uint8_t *hsrc = host_alloc(bytes), *hdst = host_alloc(bytes);
+	uint8_t *dsrc = dev_alloc(bytes), *ddst = dev_alloc(bytes);
+	fill_pattern(hsrc, bytes, 400);
+	to_dev(dsrc, hsrc, bytes);
+	struct net_pair p;
+	void *smh, *rmh;
+	gpu_pair_open(&p, NULL);
+	cr_assert_eq(net_reg(p.send, dsrc, bytes, NCCL_PTR_CUDA, &smh), ncclSuccess);
+	cr_assert_eq(net_reg(p.recv, ddst, bytes, NCCL_PTR_CUDA, &rmh), ncclSuccess);
+	cr_log_info("CUDA_MODULE_LOADING=%s", lazy ? lazy : "(unset: lazy)");
+	for (int round = 0; round < 2; round++) {
+		CK(cudaMemset(ddst, POISON, bytes));
+		CK(cudaDeviceSynchronize());
+		transfer_beside_blocked_copy(&p, dsrc, bytes, smh, NULL, ddst, bytes, rmh, NULL,
+					     round ? "lossless, kernels loaded"
+						   : "lossless, first launch of the kernels");
+		to_host(hdst, ddst, bytes);
+		size_t bad = first_difference(hdst, hsrc, bytes);
+		cr_expect_eq(bad, (size_t)-1, "round %d: byte %zu differs", round, bad);
+	}
+	cr_expect_eq(net_dereg(p.send, smh), ncclSuccess);
+	cr_expect_eq(net_dereg(p.recv, rmh), ncclSuccess);
+	net_pair_close(&p);
+	CK(cudaFree(dsrc));
+	CK(cudaFree(ddst));
+	free(hsrc);
+	free(hdst);
+}
+
+/* The same with compression on: GPU encode (scratch cleared by rcmoe_gpu_fill, not
+ * cudaMemsetAsync) into the mapped shadow, GPU decode from it; first launch, then again. */
+Test(gpu_net, no_deadlock_beside_sync_copy_compressed)
+{
+	compress_env();
+	const size_t n = 8u << 20, bytes = 2 * n;
+	struct tu_rng rng = {61};
+	uint16_t *hsrc = host_alloc(bytes);
+	uint8_t *hdst = host_alloc(bytes);
+	uint8_t *dsrc = dev_alloc(bytes), *ddst = dev_alloc(bytes);
+	tu_fill(RCMOE_DT_BF16, hsrc, n, TU_GAUSS, &rng);
+	to_dev(dsrc, hsrc, bytes);
+	void *pctx = prof_chain_init(4, 3);
+	struct net_pair p;
+	void *smh, *rmh;
+	gpu_pair_open(&p, fake_nccl_callback);
+	struct fake_phandle s = prof_chain(pctx, "Send", "ncclBfloat16", n, 4);
+	struct fake_phandle r = prof_chain(pctx, "Recv", "ncclBfloat16", n, 4);
+	cr_assert_eq(net_reg(p.send, dsrc, bytes, NCCL_PTR_CUDA, &smh), ncclSuccess);
+	cr_assert_eq(net_reg(p.recv, ddst, bytes, NCCL_PTR_CUDA, &rmh), ncclSuccess);
+	for (int round = 0; round < 2; round++) {
+		CK(cudaMemset(ddst, POISON, bytes));
+		CK(cudaDeviceSynchronize());
+		transfer_beside_blocked_copy(&p, dsrc, bytes, smh, &s, ddst, bytes, rmh, &r,
+					     round ? "compressed, kernels loaded"
+						   : "compressed, first launch of the kernels");
+		to_host(hdst, ddst, bytes);
+		cr_expect_neq(memcmp(hdst, hsrc, bytes), 0, "round %d: not compressed", round);
+		size_t bad = count_out_of_bound(hsrc, hdst, n, RCMOE_DT_BF16, 8, 128);
+		cr_expect_eq(bad, 0, "round %d: %zu elements outside the bound", round, bad);
+	}
+	cr_expect_eq(net_dereg(p.send, smh), ncclSuccess);
+	cr_expect_eq(net_dereg(p.recv, rmh), ncclSuccess);
+	net_pair_close(&p);
+	ncclProfiler_v5.finalize(pctx);
+	CK(cudaFree(dsrc));
+	CK(cudaFree(ddst));
+	free(hsrc);
+	free(hdst);
+}
+
+/* Does this machine reproduce the lock the model is about? Not a test of the plugin: it calls,
+ * from the "proxy" thread while the copy waits, what the plugin used to call and what it calls
+ * now, and prints how long each call took ("MODEL CHECK" lines on stderr). A call that blocks
+ * returns only when the spin kernel gives up (MODEL_CONTROL_S). If cudaMemcpyAsync does not
+ * block here, the no_deadlock tests pass without proving anything on this driver. Passes either
+ * way; fails only if the model itself does not work (see model_start and model_finish). */
+Test(gpu_net, deadlock_model_check)
+{
+	static const char *const names[] = {
+	    "kernel launch, first time (rcmoe_gpu_stage_copy)",
+	    "cudaMemcpyAsync device->pinned (the first GPU version)",
+	    "cudaMemsetAsync (the codecs before rcmoe_gpu_fill)",
+	    "kernel launch, loaded (rcmoe_gpu_stage_copy)",
+	};
+	const size_t bytes = 1u << 20;
+	void *pinned = NULL;
+	uint8_t *dbuf = dev_alloc(bytes);
+	cudaStream_t st;
+	cudaEvent_t ev;
+	int lo, hi;
+	CK(cudaHostAlloc(&pinned, bytes, cudaHostAllocMapped | cudaHostAllocPortable));
+	CK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
+	CK(cudaStreamCreateWithPriority(&st, cudaStreamNonBlocking, hi)); /* as the plugin's */
+	CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+	for (int op = 0; op < 4; op++) {
+		struct model m;
+		cudaError_t e = cudaSuccess;
+		model_start(&m, MODEL_CONTROL_S);
+		double t0 = now_s();
+		switch (op) {
+		case 0:
+		case 3:
+			if (rcmoe_gpu_stage_copy(pinned, dbuf, bytes, st) != RCMOE_OK)
+				e = cudaErrorLaunchFailure;
+			break;
+		case 1:
+			e = cudaMemcpyAsync(pinned, dbuf, bytes, cudaMemcpyDeviceToHost, st);
+			break;
+		default:
+			e = cudaMemsetAsync(dbuf, 0, bytes, st);
+			break;
+		}
+		double call = now_s() - t0;
+		int returned_in_call = atomic_load(&m.app.returned);
+		if (e == cudaSuccess)
+			e = cudaEventRecord(ev, st);
+		/* the plugin's completion check: poll the event (bounded) */
+		while (e == cudaSuccess && cudaEventQuery(ev) == cudaErrorNotReady &&
+		       now_s() - t0 < MODEL_CONTROL_S + 5)
+			;
+		double done = now_s() - t0;
+		int returned_at_done = atomic_load(&m.app.returned);
+		uint32_t state = model_finish(&m);
+		cr_expect_eq(e, cudaSuccess, "%s: %s", names[op], cudaGetErrorString(e));
+		/* The call itself lasting until the copy returned is the lock; the work finishing
+		 * only after it (short call) means the GPU serialized it behind the copy instead.
+		 */
+		fprintf(
+		    stderr,
+		    "MODEL CHECK: %s: call %.3f s, done after %.3f s (spin kernel %s): %s\n",
+		    names[op], call, done, state == GPU_SPIN_TIMED_OUT ? "timed out" : "released",
+		    returned_in_call   ? "the CALL BLOCKED until the copy returned: lock reproduced"
+		    : returned_at_done ? "call returned at once, but the work completed only after "
+					 "the copy"
+				       : "did not block");
+		CK(cudaStreamSynchronize(st));
+	}
+	CK(cudaEventDestroy(ev));
+	CK(cudaStreamDestroy(st));
+	CK(cudaFreeHost(pinned));
+	CK(cudaFree(dbuf));
+}
