@@ -25,7 +25,11 @@ for gdr in ${RCMOE_E2E_GDR:-SYS default}; do
 	for n in ${RCMOE_E2E_RANKS:-2 4}; do
 		for bits in ${RCMOE_E2E_BITS:-0 8 4 2}; do
 			log="$out/torch-n$n-gdr$gdr-b$bits.log"
-			if [ $gdr = SYS ]; then export NCCL_NET_GDR_LEVEL=SYS; else unset NCCL_NET_GDR_LEVEL; fi
+			if [ $gdr = SYS ]; then
+				export NCCL_NET_GDR_LEVEL=SYS RCMOE_CUDA_BUFFERS=auto
+			else
+				unset NCCL_NET_GDR_LEVEL RCMOE_CUDA_BUFFERS
+			fi
 			extra=()
 			[ "$bits" != 0 ] && extra=(--graph)
 			echo "== torch e2e: $n ranks, GPU buffers: $gdr, bits: $bits"
