@@ -262,3 +262,16 @@ Test(net, profiler_chain_attributes_datatypes_in_counters)
 				 "\"messages\":1,"), 2);
 	unlink(stats);
 }
+
+/* A stats file that cannot be written is loud but does not fail the communicator's teardown. */
+Test(net, unwritable_stats_file_warns_without_failing_finalize)
+{
+	setenv("RCMOE_STATS_FILE", "/nonexistent-dir/rcmoe-stats.jsonl", 1);
+	struct net_pair p;
+	net_version = 11;
+	net_pair_open(&p, NULL);
+	net_exchange(&p, 1000, 1000, 3);
+	int warns = test_log_warn_count();
+	net_pair_close(&p); /* expects finalize to succeed */
+	cr_expect_gt(test_log_warn_count(), warns, "the unwritable stats file went unreported");
+}
