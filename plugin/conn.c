@@ -10,8 +10,14 @@
 #ifdef RCMOE_HAVE_CUDA
 #include "rcmoe/kernels.h"
 #else
-static size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg *c) { return 0; }
-static size_t rcmoe_gpu_decode_work_bytes(const struct rcmoe_wire_header *h) { return 0; }
+static size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg *c)
+{
+	return 0;
+}
+static size_t rcmoe_gpu_decode_work_bytes(const struct rcmoe_wire_header *h)
+{
+	return 0;
+}
 #endif
 
 static void comm_free(struct rcmoe_comm *c)
@@ -29,13 +35,18 @@ static size_t gpu_work_bytes(void)
 {
 	const struct rcmoe_params *p = rcmoe_core_params();
 	size_t n = RCMOE_MAX_P2P_BYTES / 2, need = 0;
-	static const int bits[] = {2, 4, 8};
+	static const int bits[] = { 2, 4, 8 };
 	for (int i = 0; i < 3; i++) {
-		struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = bits[i],
-					    .block = (uint32_t)p->lsq_block};
-		struct rcmoe_wire_header h = {.magic = RCMOE_WIRE_MAGIC, .version = RCMOE_WIRE_VERSION,
-					      .codec = RCMOE_CODEC_LSQ, .dtype = RCMOE_DT_BF16,
-					      .bits = (uint8_t)bits[i], .block = 32, .count = n};
+		struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_BF16,
+					     .bits = bits[i],
+					     .block = (uint32_t)p->lsq_block };
+		struct rcmoe_wire_header h = { .magic = RCMOE_WIRE_MAGIC,
+					       .version = RCMOE_WIRE_VERSION,
+					       .codec = RCMOE_CODEC_LSQ,
+					       .dtype = RCMOE_DT_BF16,
+					       .bits = (uint8_t)bits[i],
+					       .block = 32,
+					       .count = n };
 		size_t e = rcmoe_gpu_lsq_work_bytes(n, &cfg), d = rcmoe_gpu_decode_work_bytes(&h);
 		need = e > need ? e : need;
 		need = d > need ? d : need;

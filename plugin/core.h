@@ -20,7 +20,7 @@
 #include "msginfo.h"
 #include "stats.h"
 
-#define RCMOE_NET_NAME "RCMoE"
+#define RCMOE_NET_NAME      "RCMoE"
 #define RCMOE_MAX_P2P_BYTES (1ull << 30) /* test() reports sizes as int */
 
 /* One per NCCL communicator (net v11 init), or one for the process (net v10). */
@@ -41,7 +41,8 @@ struct rcmoe_mr {
 	int type; /* NCCL_PTR_HOST or NCCL_PTR_CUDA */
 	/* Host bytes the wire sees: GPU regions always have one (pinned, mapped into the GPU);
 	 * with compression on, every region has one twice its size, so an encoded stream (which
-	 * may briefly exceed its input while being built) of the transfer at offset k fits at 2k. */
+	 * may briefly exceed its input while being built) of the transfer at offset k fits at 2k.
+	 */
 	char *host_shadow;
 	size_t shadow_factor; /* 1 or 2 */
 };
@@ -63,15 +64,15 @@ struct rcmoe_request {
 	int is_send;
 	struct rcmoe_comm *comm;
 	uint64_t seq;
-	char *data; /* NCCL's buffer */
+	char *data;  /* NCCL's buffer */
 	size_t size; /* send: bytes; recv: posted maximum */
 	struct rcmoe_mr *mr;
 	char *wire; /* host bytes handed to the transport */
 	size_t wire_len;
 	uint32_t flags;
-	size_t result; /* bytes reported to NCCL */
+	size_t result;           /* bytes reported to NCCL */
 	uint64_t codec_start_ns; /* GPU codec: when it was launched */
-	uint64_t codec_ns;	 /* encode or decode time, for the counters */
+	uint64_t codec_ns;       /* encode or decode time, for the counters */
 	struct rcmoe_treq *treq;
 	struct rcmoe_gpu_event ev;
 	struct rcmoe_msg_info info;
@@ -110,8 +111,8 @@ struct rcmoe_props {
 };
 
 /* ctx.c */
-rcmoe_status_t rcmoe_core_init(struct rcmoe_ctx **ctx, uint64_t comm_id,
-			       ncclDebugLogger_t logger, ncclProfilerCallback_t prof);
+rcmoe_status_t rcmoe_core_init(struct rcmoe_ctx **ctx, uint64_t comm_id, ncclDebugLogger_t logger,
+			       ncclProfilerCallback_t prof);
 rcmoe_status_t rcmoe_core_finalize(struct rcmoe_ctx *ctx);
 rcmoe_status_t rcmoe_core_devices(int *ndev);
 rcmoe_status_t rcmoe_core_properties(int dev, struct rcmoe_props *props);

@@ -57,9 +57,10 @@ static void setup(void)
 			 (long long)params->min_bytes);
 	else
 		snprintf(codecs, sizeof(codecs), "off (lossless)");
-	RCMOE_INFO(NCCL_INIT | NCCL_NET,
-		   "rcmoe %s: net ABI v11+v10, profiler v5; transport %s; GPU buffers %s; codecs %s",
-		   RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed", codecs);
+	RCMOE_INFO(
+		NCCL_INIT | NCCL_NET,
+		"rcmoe %s: net ABI v11+v10, profiler v5; transport %s; GPU buffers %s; codecs %s",
+		RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed", codecs);
 }
 
 const struct rcmoe_transport_ops *rcmoe_core_transport(void)
@@ -87,8 +88,8 @@ struct rcmoe_ctx *rcmoe_core_default_ctx(void)
 	return &default_ctx;
 }
 
-rcmoe_status_t rcmoe_core_init(struct rcmoe_ctx **out, uint64_t comm_id,
-			       ncclDebugLogger_t logger, ncclProfilerCallback_t prof)
+rcmoe_status_t rcmoe_core_init(struct rcmoe_ctx **out, uint64_t comm_id, ncclDebugLogger_t logger,
+			       ncclProfilerCallback_t prof)
 {
 	rcmoe_log_set(logger);
 	pthread_once(&setup_once, setup);

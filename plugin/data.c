@@ -90,7 +90,8 @@ static size_t shadow_room(const struct rcmoe_request *r)
 
 static int in_region(const struct rcmoe_mr *mr, const char *data, size_t size)
 {
-	return !mr || (data >= mr->base && size <= mr->size && (size_t)(data - mr->base) <= mr->size - size);
+	return !mr || (data >= mr->base && size <= mr->size &&
+		       (size_t)(data - mr->base) <= mr->size - size);
 }
 
 static struct rcmoe_request *req_by_seq(struct rcmoe_comm *c, uint64_t seq)
@@ -185,9 +186,10 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq
 	static atomic_int warned;
 	size_t len = 0, n = r->size / rcmoe_dtype_size(cfg->dtype);
 	if (!atomic_exchange(&warned, 1))
-		RCMOE_WARN("compressing host buffers on the CPU (about 0.2 GB/s: slower than sending "
-			   "them raw); NCCL_NET_GDR_LEVEL=SYS lets NCCL hand GPU buffers, which the "
-			   "GPU codec compresses");
+		RCMOE_WARN(
+			"compressing host buffers on the CPU (about 0.2 GB/s: slower than sending "
+			"them raw); NCCL_NET_GDR_LEVEL=SYS lets NCCL hand GPU buffers, which the "
+			"GPU codec compresses");
 	uint64_t t0 = now_ns();
 	rcmoe_status_t st = rcmoe_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r), &len);
 	r->codec_ns = now_ns() - t0;
@@ -211,9 +213,9 @@ static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
 	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
 	int saved = rcmoe_gpu_capture_relax();
 	r->codec_start_ns = now_ns();
-	rcmoe_status_t st = rcmoe_gpu_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r),
-						 c->gpu_work, c->gpu_work_bytes,
-						 (cudaStream_t)c->stream.handle);
+	rcmoe_status_t st =
+		rcmoe_gpu_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r), c->gpu_work,
+				     c->gpu_work_bytes, (cudaStream_t)c->stream.handle);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_record(&r->ev, &c->stream);
 	rcmoe_gpu_capture_restore(saved);
@@ -288,8 +290,9 @@ static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, voi
 		return RCMOE_ERR_OVERFLOW;
 	}
 	if ((flags & RCMOE_MSG_ENCODED) && !(r->mr && r->mr->shadow_factor == 2)) {
-		RCMOE_WARN("peer sent a compressed message, but RCMOE_A2A_BITS=0 here: set the same "
-			   "RCMOE_* variables on every rank");
+		RCMOE_WARN(
+			"peer sent a compressed message, but RCMOE_A2A_BITS=0 here: set the same "
+			"RCMOE_* variables on every rank");
 		return RCMOE_ERR_USAGE;
 	}
 	r->wire_len = wire_len;

@@ -76,7 +76,8 @@ void rcmoe_gpu_event_destroy(struct rcmoe_gpu_event *e)
 rcmoe_status_t rcmoe_gpu_host_alloc(void **ptr, size_t size)
 {
 	void *dev = NULL;
-	CUDA_CHECK(cudaHostAlloc(ptr, size ? size : 1, cudaHostAllocPortable | cudaHostAllocMapped));
+	CUDA_CHECK(
+		cudaHostAlloc(ptr, size ? size : 1, cudaHostAllocPortable | cudaHostAllocMapped));
 	if (cudaHostGetDevicePointer(&dev, *ptr, 0) != cudaSuccess || dev != *ptr) {
 		(void)cudaGetLastError();
 		RCMOE_WARN("pinned staging is not addressable from the GPU at its host address");
@@ -164,21 +165,75 @@ void rcmoe_gpu_capture_restore(int saved)
 
 #else /* no CUDA in this build: GPU buffers are never claimed */
 
-int rcmoe_gpu_available(void) { return 0; }
-int rcmoe_gpu_is_device_ptr(const void *ptr) { (void)ptr; return 0; }
-rcmoe_status_t rcmoe_gpu_stream_create(struct rcmoe_gpu_stream *s) { s->handle = NULL; return RCMOE_ERR_UNSUPPORTED; }
-void rcmoe_gpu_stream_destroy(struct rcmoe_gpu_stream *s) { s->handle = NULL; }
-rcmoe_status_t rcmoe_gpu_event_create(struct rcmoe_gpu_event *e) { e->handle = NULL; return RCMOE_ERR_UNSUPPORTED; }
-void rcmoe_gpu_event_destroy(struct rcmoe_gpu_event *e) { e->handle = NULL; }
-rcmoe_status_t rcmoe_gpu_host_alloc(void **ptr, size_t size) { *ptr = malloc(size ? size : 1); return *ptr ? RCMOE_OK : RCMOE_ERR_NOMEM; }
-void rcmoe_gpu_host_free(void *ptr) { free(ptr); }
-rcmoe_status_t rcmoe_gpu_dev_alloc(void **ptr, size_t size) { *ptr = NULL; return RCMOE_ERR_UNSUPPORTED; }
-void rcmoe_gpu_dev_free(void *ptr) { (void)ptr; }
-rcmoe_status_t rcmoe_gpu_copy_d2h(void *d, const void *s, size_t n, struct rcmoe_gpu_stream *st) { return RCMOE_ERR_UNSUPPORTED; }
-rcmoe_status_t rcmoe_gpu_copy_h2d(void *d, const void *s, size_t n, struct rcmoe_gpu_stream *st) { return RCMOE_ERR_UNSUPPORTED; }
-rcmoe_status_t rcmoe_gpu_record(struct rcmoe_gpu_event *e, struct rcmoe_gpu_stream *s) { return RCMOE_ERR_UNSUPPORTED; }
-rcmoe_status_t rcmoe_gpu_poll(struct rcmoe_gpu_event *e, int *done) { *done = 1; return RCMOE_ERR_UNSUPPORTED; }
-int rcmoe_gpu_capture_relax(void) { return -1; }
-void rcmoe_gpu_capture_restore(int saved) { (void)saved; }
+int rcmoe_gpu_available(void)
+{
+	return 0;
+}
+int rcmoe_gpu_is_device_ptr(const void *ptr)
+{
+	(void)ptr;
+	return 0;
+}
+rcmoe_status_t rcmoe_gpu_stream_create(struct rcmoe_gpu_stream *s)
+{
+	s->handle = NULL;
+	return RCMOE_ERR_UNSUPPORTED;
+}
+void rcmoe_gpu_stream_destroy(struct rcmoe_gpu_stream *s)
+{
+	s->handle = NULL;
+}
+rcmoe_status_t rcmoe_gpu_event_create(struct rcmoe_gpu_event *e)
+{
+	e->handle = NULL;
+	return RCMOE_ERR_UNSUPPORTED;
+}
+void rcmoe_gpu_event_destroy(struct rcmoe_gpu_event *e)
+{
+	e->handle = NULL;
+}
+rcmoe_status_t rcmoe_gpu_host_alloc(void **ptr, size_t size)
+{
+	*ptr = malloc(size ? size : 1);
+	return *ptr ? RCMOE_OK : RCMOE_ERR_NOMEM;
+}
+void rcmoe_gpu_host_free(void *ptr)
+{
+	free(ptr);
+}
+rcmoe_status_t rcmoe_gpu_dev_alloc(void **ptr, size_t size)
+{
+	*ptr = NULL;
+	return RCMOE_ERR_UNSUPPORTED;
+}
+void rcmoe_gpu_dev_free(void *ptr)
+{
+	(void)ptr;
+}
+rcmoe_status_t rcmoe_gpu_copy_d2h(void *d, const void *s, size_t n, struct rcmoe_gpu_stream *st)
+{
+	return RCMOE_ERR_UNSUPPORTED;
+}
+rcmoe_status_t rcmoe_gpu_copy_h2d(void *d, const void *s, size_t n, struct rcmoe_gpu_stream *st)
+{
+	return RCMOE_ERR_UNSUPPORTED;
+}
+rcmoe_status_t rcmoe_gpu_record(struct rcmoe_gpu_event *e, struct rcmoe_gpu_stream *s)
+{
+	return RCMOE_ERR_UNSUPPORTED;
+}
+rcmoe_status_t rcmoe_gpu_poll(struct rcmoe_gpu_event *e, int *done)
+{
+	*done = 1;
+	return RCMOE_ERR_UNSUPPORTED;
+}
+int rcmoe_gpu_capture_relax(void)
+{
+	return -1;
+}
+void rcmoe_gpu_capture_restore(int saved)
+{
+	(void)saved;
+}
 
 #endif

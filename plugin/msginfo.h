@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define RCMOE_PROFILER_PLUGIN_ID ((int64_t)0x52434d00) /* "RCM\0": our NetPlugin events */
-#define RCMOE_MSGINFO_MAGIC	 0x4d534731u
+#define RCMOE_MSGINFO_MAGIC      0x4d534731u
 
 enum { RCMOE_PROTO_LL = 0, RCMOE_PROTO_LL128 = 1, RCMOE_PROTO_SIMPLE = 2 };
 
@@ -20,13 +20,13 @@ enum { RCMOE_PROTO_LL = 0, RCMOE_PROTO_LL128 = 1, RCMOE_PROTO_SIMPLE = 2 };
 #define RCMOE_NDTYPE 12
 
 struct rcmoe_msg_info {
-	uint32_t magic;	   /* RCMOE_MSGINFO_MAGIC, set by the net side before the callback */
-	int known;	   /* 1 once the profiler chain resolved this message */
-	int func;	   /* ncclFunc_t, -1 unknown */
-	int dtype;	   /* ncclDataType_t, -1 unknown */
-	int proto;	   /* RCMOE_PROTO_*, -1 unknown (p2p events carry no protocol) */
-	int peer;	   /* peer rank of the op, -1 unknown */
-	size_t count;	   /* elements of the whole operation */
+	uint32_t magic;       /* RCMOE_MSGINFO_MAGIC, set by the net side before the callback */
+	int known;            /* 1 once the profiler chain resolved this message */
+	int func;             /* ncclFunc_t, -1 unknown */
+	int dtype;            /* ncclDataType_t, -1 unknown */
+	int proto;            /* RCMOE_PROTO_*, -1 unknown (p2p events carry no protocol) */
+	int peer;             /* peer rank of the op, -1 unknown */
+	size_t count;         /* elements of the whole operation */
 	int group_send_peers; /* distinct peers this rank sends to in the op's group (p2p) */
 	int rank;
 	int nranks;

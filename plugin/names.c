@@ -8,13 +8,14 @@
 
 static const char *const func_names[RCMOE_NFUNC] = {
 	"Broadcast", "Reduce", "AllGather", "ReduceScatter", "AllReduce", "SendRecv",
-	"Send",	     "Recv",   "AlltoAll",  "Scatter",	     "Gather",
+	"Send",      "Recv",   "AlltoAll",  "Scatter",       "Gather",
 };
 
 /* ncclUint8 is printed "Unknown" by NCCL 2.28, so it never resolves: treated as unknown. */
 static const char *const dtype_names[RCMOE_NDTYPE] = {
-	"ncclInt8",    "ncclUint8",   "ncclInt32",    "ncclUint32",	"ncclInt64",	  "ncclUint64",
-	"ncclFloat16", "ncclFloat32", "ncclFloat64", "ncclBfloat16", "ncclFloat8e4m3", "ncclFloat8e5m2",
+	"ncclInt8",    "ncclUint8",    "ncclInt32",      "ncclUint32",
+	"ncclInt64",   "ncclUint64",   "ncclFloat16",    "ncclFloat32",
+	"ncclFloat64", "ncclBfloat16", "ncclFloat8e4m3", "ncclFloat8e5m2",
 };
 
 static int lookup(const char *const *names, int n, const char *s)

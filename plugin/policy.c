@@ -14,10 +14,11 @@ int rcmoe_policy_setup(const struct rcmoe_params *p)
 	if (enabled && ll && atoi(ll) != 0) {
 		/* p2p messages may then be LL: flags inside the payload that a lossy codec would
 		 * destroy, and p2p events do not say which protocol a transfer uses. */
-		RCMOE_WARN("RCMOE_A2A_BITS=%lld ignored: NCCL_ALLOC_P2P_NET_LL_BUFFERS=%s lets NCCL "
-			   "send LL data on p2p connections, which must pass byte-exact; all traffic "
-			   "goes losslessly",
-			   (long long)p->a2a_bits, ll);
+		RCMOE_WARN(
+			"RCMOE_A2A_BITS=%lld ignored: NCCL_ALLOC_P2P_NET_LL_BUFFERS=%s lets NCCL "
+			"send LL data on p2p connections, which must pass byte-exact; all traffic "
+			"goes losslessly",
+			(long long)p->a2a_bits, ll);
 		enabled = 0;
 	}
 	return enabled;

@@ -22,13 +22,13 @@
 enum prof_kind { KIND_GROUP, KIND_OP, KIND_PROXYOP, KIND_STEP, KIND_COUNT };
 
 /* Ring sizes per kind (powers of two). */
-static const uint32_t ring_size[KIND_COUNT] = {1024, 8192, 4096, 16384};
+static const uint32_t ring_size[KIND_COUNT] = { 1024, 8192, 4096, 16384 };
 
 struct prof_obj {
 	enum prof_kind kind;
 	struct rcmoe_msg_info info;
 	_Atomic uint64_t send_peer_mask; /* groups: bit (peer % 64) per peer sent to */
-	int32_t group_slot;		 /* p2p: ring index of its group, -1 if none */
+	int32_t group_slot;              /* p2p: ring index of its group, -1 if none */
 };
 
 struct prof_ctx {
@@ -87,9 +87,10 @@ rcmoe_status_t rcmoe_prof_init(void **context, uint64_t comm_id, int *mask, cons
 	if (mask)
 		*mask |= RCMOE_PROF_MASK;
 	*context = ctx;
-	RCMOE_INFO(NCCL_INIT | NCCL_PROFILE,
-		   "profiler side on for comm %s (0x%lx), rank %d of %d, %d nodes: tracking datatypes",
-		   name ? name : "-", (unsigned long)comm_id, rank, nranks, nnodes);
+	RCMOE_INFO(
+		NCCL_INIT | NCCL_PROFILE,
+		"profiler side on for comm %s (0x%lx), rank %d of %d, %d nodes: tracking datatypes",
+		name ? name : "-", (unsigned long)comm_id, rank, nranks, nnodes);
 	return RCMOE_OK;
 
 free_rings:

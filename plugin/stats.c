@@ -52,10 +52,10 @@ static int for_each_cell(const struct rcmoe_stats *st, int (*fn)(const struct ce
 		for (int f = 0; f <= RCMOE_NFUNC; f++)
 			for (int d = 0; d <= RCMOE_NDTYPE; d++) {
 				const struct rcmoe_stat_cell *c = &st->cell[dir][f][d];
-				struct cell_view v = {.dir = dir_name(dir),
-						      .func = rcmoe_func_name(f),
-						      .dtype = rcmoe_dtype_name(d),
-						      .messages = atomic_load(&c->messages)};
+				struct cell_view v = { .dir = dir_name(dir),
+						       .func = rcmoe_func_name(f),
+						       .dtype = rcmoe_dtype_name(d),
+						       .messages = atomic_load(&c->messages) };
 				if (!v.messages)
 					continue;
 				v.logical = atomic_load(&c->logical_bytes);
@@ -133,13 +133,14 @@ static int write_cell(const struct cell_view *v, void *arg)
 	const struct json_out *o = arg;
 	char line[768];
 	/* One write per line: O_APPEND keeps the lines of ranks sharing a file whole. */
-	int n = snprintf(line, sizeof(line),
-			 "{\"ts\":%.3f,\"event\":\"%s\",\"pid\":%d,\"host\":\"%s\",\"comm\":\"0x%lx\","
-			 "\"dir\":\"%s\",\"func\":\"%s\",\"dtype\":\"%s\",\"messages\":%lu,"
-			 "\"logical_bytes\":%lu,\"wire_bytes\":%lu,\"ratio\":%.4f,\"codec_us\":%.1f}\n",
-			 o->ts, o->event, (int)getpid(), o->host, o->comm, v->dir, v->func, v->dtype,
-			 (unsigned long)v->messages, (unsigned long)v->logical,
-			 (unsigned long)v->wire, v->ratio, v->codec_us);
+	int n = snprintf(
+		line, sizeof(line),
+		"{\"ts\":%.3f,\"event\":\"%s\",\"pid\":%d,\"host\":\"%s\",\"comm\":\"0x%lx\","
+		"\"dir\":\"%s\",\"func\":\"%s\",\"dtype\":\"%s\",\"messages\":%lu,"
+		"\"logical_bytes\":%lu,\"wire_bytes\":%lu,\"ratio\":%.4f,\"codec_us\":%.1f}\n",
+		o->ts, o->event, (int)getpid(), o->host, o->comm, v->dir, v->func, v->dtype,
+		(unsigned long)v->messages, (unsigned long)v->logical, (unsigned long)v->wire,
+		v->ratio, v->codec_us);
 	return (n <= 0 || write(o->fd, line, (size_t)n) != n) ? -1 : 0;
 }
 
@@ -156,8 +157,11 @@ rcmoe_status_t rcmoe_stats_write(const struct rcmoe_stats *st, uint64_t comm_id,
 	}
 	rcmoe_stats_expand_path("%h", host, sizeof(host));
 	clock_gettime(CLOCK_REALTIME, &now);
-	struct json_out o = {.fd = fd, .event = event, .host = host, .comm = (unsigned long)comm_id,
-			     .ts = now.tv_sec + now.tv_nsec / 1e9};
+	struct json_out o = { .fd = fd,
+			      .event = event,
+			      .host = host,
+			      .comm = (unsigned long)comm_id,
+			      .ts = now.tv_sec + now.tv_nsec / 1e9 };
 	rcmoe_status_t status = RCMOE_OK;
 	if (for_each_cell(st, write_cell, &o) != 0) {
 		RCMOE_WARN("cannot write RCMOE_STATS_FILE %s: %s", path, strerror(errno));

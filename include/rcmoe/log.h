@@ -18,7 +18,7 @@ void rcmoe_log_stderr(ncclDebugLogLevel level, unsigned long flags, const char *
 #define RCMOE_LOG_(level, flags, fmt, ...)                                                         \
 	rcmoe_log_get()((level), (flags), __FILE__, __LINE__, "NET/RCMoE " fmt, ##__VA_ARGS__)
 
-#define RCMOE_WARN(fmt, ...) RCMOE_LOG_(NCCL_LOG_WARN, NCCL_NET, fmt, ##__VA_ARGS__)
+#define RCMOE_WARN(fmt, ...)        RCMOE_LOG_(NCCL_LOG_WARN, NCCL_NET, fmt, ##__VA_ARGS__)
 #define RCMOE_INFO(flags, fmt, ...) RCMOE_LOG_(NCCL_LOG_INFO, (flags), fmt, ##__VA_ARGS__)
 #ifdef RCMOE_ENABLE_TRACE
 #define RCMOE_TRACE(fmt, ...) RCMOE_LOG_(NCCL_LOG_TRACE, NCCL_NET, fmt, ##__VA_ARGS__)

@@ -67,7 +67,8 @@ typedef enum {
 #define NCCL_PROFILE 0x4000
 
 typedef void (*ncclDebugLogger_t)(ncclDebugLogLevel level, unsigned long flags, const char *file,
-				  int line, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+				  int line, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
 /* Callback NCCL hands to net init; the plugin uses it to reach the profiler (NetPlugin events). */
 typedef ncclResult_t (*ncclProfilerCallback_t)(void **eHandle, int type, void *pHandle,
@@ -95,15 +96,15 @@ enum {
 };
 
 /* ---- net constants ---- */
-#define NCCL_NET_HANDLE_MAXSIZE		 128
-#define NCCL_MAX_NET_SIZE_BYTES		 (1ull << 40)
+#define NCCL_NET_HANDLE_MAXSIZE           128
+#define NCCL_MAX_NET_SIZE_BYTES           (1ull << 40)
 #define NCCL_NET_OPTIONAL_RECV_COMPLETION 0x1
-#define NCCL_PTR_HOST			 0x1
-#define NCCL_PTR_CUDA			 0x2
-#define NCCL_PTR_DMABUF			 0x4
-#define NCCL_NET_MAX_REQUESTS		 32
-#define NCCL_NET_MAX_DEVS_PER_NIC	 4
-#define NCCL_NET_TRAFFIC_CLASS_UNDEF	 -1
+#define NCCL_PTR_HOST                     0x1
+#define NCCL_PTR_CUDA                     0x2
+#define NCCL_PTR_DMABUF                   0x4
+#define NCCL_NET_MAX_REQUESTS             32
+#define NCCL_NET_MAX_DEVS_PER_NIC         4
+#define NCCL_NET_TRAFFIC_CLASS_UNDEF      -1
 
 typedef enum {
 	NCCL_NET_DEVICE_HOST = 0,
@@ -155,22 +156,22 @@ typedef struct {
 
 /* Device properties; v10 is the same without the last member. */
 typedef struct {
-	char *name;	       /* used in logs, and to merge net and collNet devices */
-	char *pciPath;	       /* /sys PCI path, or NULL for a virtual NIC (attached to a CPU) */
-	uint64_t guid;	       /* unique per device */
-	int ptrSupport;	       /* NCCL_PTR_* bits */
-	int regIsGlobal;       /* registration covers any later buffer inside it */
-	int forceFlush;	       /* ask NCCL to call iflush after receives into GPU memory */
-	int speed;	       /* Mbit/s */
-	int port;	       /* port number */
-	float latency;	       /* microseconds */
-	int maxComms;	       /* comms this device can hold */
-	int maxRecvs;	       /* receives grouped in one irecv */
+	char *name;      /* used in logs, and to merge net and collNet devices */
+	char *pciPath;   /* /sys PCI path, or NULL for a virtual NIC (attached to a CPU) */
+	uint64_t guid;   /* unique per device */
+	int ptrSupport;  /* NCCL_PTR_* bits */
+	int regIsGlobal; /* registration covers any later buffer inside it */
+	int forceFlush;  /* ask NCCL to call iflush after receives into GPU memory */
+	int speed;       /* Mbit/s */
+	int port;        /* port number */
+	float latency;   /* microseconds */
+	int maxComms;    /* comms this device can hold */
+	int maxRecvs;    /* receives grouped in one irecv */
 	ncclNetDeviceType netDeviceType;
 	int netDeviceVersion;
 	ncclNetVDeviceProps_v11_t vProps;
-	size_t maxP2pBytes;    /* largest isend/irecv, 1 .. NCCL_MAX_NET_SIZE_BYTES */
-	size_t maxCollBytes;   /* largest collNet operation */
+	size_t maxP2pBytes;      /* largest isend/irecv, 1 .. NCCL_MAX_NET_SIZE_BYTES */
+	size_t maxCollBytes;     /* largest collNet operation */
 	int maxMultiRequestSize; /* v11 only */
 } ncclNetProperties_v11_t;
 
@@ -276,7 +277,7 @@ enum {
 typedef int ncclProfilerEventState_v5_t; /* an enum in NCCL; passed by value, never inspected */
 
 typedef struct {
-	uint64_t type;	 /* one ncclProfile* bit */
+	uint64_t type;   /* one ncclProfile* bit */
 	void *parentObj; /* the profiler's own handle of the parent event */
 	int rank;
 	union {

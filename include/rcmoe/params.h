@@ -7,9 +7,9 @@
 #include "rcmoe/status.h"
 
 struct rcmoe_params {
-#define RCMOE_PARAM_INT(field, env, def, lo, hi, doc) int64_t field;
-#define RCMOE_PARAM_ENUM(field, env, def, values, doc) int field;
-#define RCMOE_PARAM_STR(field, env, def, doc) char field[256];
+#define RCMOE_PARAM_INT(field, env, def, lo, hi, doc)    int64_t field;
+#define RCMOE_PARAM_ENUM(field, env, def, values, doc)   int field;
+#define RCMOE_PARAM_STR(field, env, def, doc)            char field[256];
 #define RCMOE_PARAM_CHOICE(field, env, def, values, doc) int64_t field;
 #include "rcmoe/params.def"
 #undef RCMOE_PARAM_INT

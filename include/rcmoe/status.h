@@ -11,16 +11,16 @@
 
 typedef enum {
 	RCMOE_OK = 0,
-	RCMOE_ERR_INVALID,   /* a caller passed a bad argument (a bug on the caller's side) */
-	RCMOE_ERR_USAGE,     /* bad configuration: an RCMOE_* value, a missing device */
-	RCMOE_ERR_NOMEM,     /* allocation failed */
-	RCMOE_ERR_SYSTEM,    /* a system call or the network failed */
-	RCMOE_ERR_REMOTE,    /* the peer closed, died, or broke the protocol */
-	RCMOE_ERR_MALFORMED, /* a wire header or payload does not parse */
-	RCMOE_ERR_TRUNCATED, /* a payload ends before its header says it should */
-	RCMOE_ERR_OVERFLOW,  /* the data would not fit in the destination */
-	RCMOE_ERR_CUDA,	     /* a CUDA call failed */
-	RCMOE_ERR_INTERNAL,  /* an invariant of rcmoe itself broke */
+	RCMOE_ERR_INVALID,     /* a caller passed a bad argument (a bug on the caller's side) */
+	RCMOE_ERR_USAGE,       /* bad configuration: an RCMOE_* value, a missing device */
+	RCMOE_ERR_NOMEM,       /* allocation failed */
+	RCMOE_ERR_SYSTEM,      /* a system call or the network failed */
+	RCMOE_ERR_REMOTE,      /* the peer closed, died, or broke the protocol */
+	RCMOE_ERR_MALFORMED,   /* a wire header or payload does not parse */
+	RCMOE_ERR_TRUNCATED,   /* a payload ends before its header says it should */
+	RCMOE_ERR_OVERFLOW,    /* the data would not fit in the destination */
+	RCMOE_ERR_CUDA,        /* a CUDA call failed */
+	RCMOE_ERR_INTERNAL,    /* an invariant of rcmoe itself broke */
 	RCMOE_ERR_UNSUPPORTED, /* not available in this build or on this machine */
 } rcmoe_status_t;
 

@@ -33,7 +33,7 @@
 #define RCMOE_MSG_ENCODED 0x1u /* the payload is a codec stream (rcmoe/codec.h), not raw bytes */
 
 struct rcmoe_device_info {
-	char name[64];	   /* e.g. "eth0" */
+	char name[64];      /* e.g. "eth0" */
 	char pci_path[256]; /* empty: a virtual NIC */
 	int speed_mbps;
 	float latency_us;

@@ -35,8 +35,8 @@ static inline ncclResult_t rcmoe_to_nccl(rcmoe_status_t st)
 ncclResult_t rcmoe_abi_devices(int *ndev);
 ncclResult_t rcmoe_abi_accept(void *listen, void **recv, ncclNetDeviceHandle_v11_t **dev);
 ncclResult_t rcmoe_abi_reg_mr(void *comm, void *data, size_t size, int type, void **mhandle);
-ncclResult_t rcmoe_abi_reg_mr_dmabuf(void *comm, void *data, size_t size, int type,
-				     uint64_t offset, int fd, void **mhandle);
+ncclResult_t rcmoe_abi_reg_mr_dmabuf(void *comm, void *data, size_t size, int type, uint64_t offset,
+				     int fd, void **mhandle);
 ncclResult_t rcmoe_abi_dereg_mr(void *comm, void *mhandle);
 ncclResult_t rcmoe_abi_isend(void *comm, void *data, size_t size, int tag, void *mhandle,
 			     void *phandle, void **request);

@@ -47,11 +47,12 @@ ncclResult_t rcmoe_abi_accept(void *listen, void **recv, ncclNetDeviceHandle_v11
 
 ncclResult_t rcmoe_abi_reg_mr(void *comm, void *data, size_t size, int type, void **mhandle)
 {
-	return rcmoe_to_nccl(rcmoe_core_reg_mr(comm, data, size, type, (struct rcmoe_mr **)mhandle));
+	return rcmoe_to_nccl(
+		rcmoe_core_reg_mr(comm, data, size, type, (struct rcmoe_mr **)mhandle));
 }
 
-ncclResult_t rcmoe_abi_reg_mr_dmabuf(void *comm, void *data, size_t size, int type,
-				     uint64_t offset, int fd, void **mhandle)
+ncclResult_t rcmoe_abi_reg_mr_dmabuf(void *comm, void *data, size_t size, int type, uint64_t offset,
+				     int fd, void **mhandle)
 {
 	/* DMA-BUF is not claimed (ptrSupport); the address is enough for our staging. */
 	return rcmoe_abi_reg_mr(comm, data, size, type, mhandle);
@@ -76,10 +77,9 @@ ncclResult_t rcmoe_abi_irecv(void *comm, int n, void **data, size_t *sizes, int 
 		RCMOE_WARN("irecv: %d receives grouped, but maxRecvs is 1", n);
 		return ncclInternalError;
 	}
-	return rcmoe_to_nccl(rcmoe_core_irecv(comm, data[0], sizes[0], tags ? tags[0] : 0,
-					      mhandles ? mhandles[0] : NULL,
-					      phandles ? phandles[0] : NULL,
-					      (struct rcmoe_request **)request));
+	return rcmoe_to_nccl(rcmoe_core_irecv(
+		comm, data[0], sizes[0], tags ? tags[0] : 0, mhandles ? mhandles[0] : NULL,
+		phandles ? phandles[0] : NULL, (struct rcmoe_request **)request));
 }
 
 ncclResult_t rcmoe_abi_iflush(void *comm, int n, void **data, int *sizes, void **mhandles,

@@ -27,8 +27,8 @@ static ncclResult_t v10_listen(int dev, void *handle, void **listen)
 		rcmoe_core_listen(NULL, dev, handle, (struct rcmoe_listen_comm **)listen));
 }
 
-static ncclResult_t v10_connect(int dev, ncclNetCommConfig_v10_t *config, void *handle,
-				void **send, ncclNetDeviceHandle_v10_t **dev_comm)
+static ncclResult_t v10_connect(int dev, ncclNetCommConfig_v10_t *config, void *handle, void **send,
+				ncclNetDeviceHandle_v10_t **dev_comm)
 {
 	(void)config;
 	if (dev_comm)

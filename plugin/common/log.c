@@ -55,7 +55,9 @@ void rcmoe_log_stderr(ncclDebugLogLevel level, unsigned long flags, const char *
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	const char *tag = level == NCCL_LOG_WARN ? "WARN" : level == NCCL_LOG_INFO ? "INFO" : "TRACE";
+	const char *tag = level == NCCL_LOG_WARN   ? "WARN"
+			  : level == NCCL_LOG_INFO ? "INFO"
+						   : "TRACE";
 	if (level == NCCL_LOG_WARN)
 		fprintf(stderr, "[%d] %s %s:%d %s\n", (int)getpid(), tag, file, line, buf);
 	else

@@ -11,9 +11,9 @@
 #include "rcmoe/params.h"
 
 static const char *const param_names[] = {
-#define RCMOE_PARAM_INT(field, env, def, lo, hi, doc) env,
-#define RCMOE_PARAM_ENUM(field, env, def, values, doc) env,
-#define RCMOE_PARAM_STR(field, env, def, doc) env,
+#define RCMOE_PARAM_INT(field, env, def, lo, hi, doc)    env,
+#define RCMOE_PARAM_ENUM(field, env, def, values, doc)   env,
+#define RCMOE_PARAM_STR(field, env, def, doc)            env,
 #define RCMOE_PARAM_CHOICE(field, env, def, values, doc) env,
 #include "rcmoe/params.def"
 #undef RCMOE_PARAM_INT
@@ -42,9 +42,18 @@ static int parse_int(const char *s, int64_t *out)
 		return -1;
 	int64_t mult = 1;
 	switch (toupper((unsigned char)*end)) {
-	case 'K': mult = 1ll << 10; end++; break;
-	case 'M': mult = 1ll << 20; end++; break;
-	case 'G': mult = 1ll << 30; end++; break;
+	case 'K':
+		mult = 1ll << 10;
+		end++;
+		break;
+	case 'M':
+		mult = 1ll << 20;
+		end++;
+		break;
+	case 'G':
+		mult = 1ll << 30;
+		end++;
+		break;
 	default: break;
 	}
 	if (*end != '\0')
@@ -97,14 +106,14 @@ rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get,
 	if ((v = get(env)) != NULL && *v) {                                                        \
 		int64_t x;                                                                         \
 		if (parse_int(v, &x) != 0 || x < (lo) || x > (hi)) {                               \
-			RCMOE_WARN("%s=\"%s\" is invalid: expected an integer in [%lld, %lld]", env, \
-				   v, (long long)(lo), (long long)(hi));                           \
+			RCMOE_WARN("%s=\"%s\" is invalid: expected an integer in [%lld, %lld]",    \
+				   env, v, (long long)(lo), (long long)(hi));                      \
 			st = RCMOE_ERR_USAGE;                                                      \
 		} else {                                                                           \
 			out->field = x;                                                            \
 			if (log_set)                                                               \
-				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %lld", env, \
-					   (long long)x);                                          \
+				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %lld",  \
+					   env, (long long)x);                                     \
 		}                                                                                  \
 	}
 #define RCMOE_PARAM_ENUM(field, env, def, values, doc)                                             \
@@ -117,11 +126,12 @@ rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get,
 		} else {                                                                           \
 			out->field = x;                                                            \
 			if (log_set)                                                               \
-				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %s", env, v); \
+				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %s",    \
+					   env, v);                                                \
 		}                                                                                  \
 	}
 #define RCMOE_PARAM_STR(field, env, def, doc)                                                      \
-	snprintf(out->field, sizeof(out->field), "%s", def);                                      \
+	snprintf(out->field, sizeof(out->field), "%s", def);                                       \
 	if ((v = get(env)) != NULL && *v) {                                                        \
 		if (strlen(v) >= sizeof(out->field)) {                                             \
 			RCMOE_WARN("%s is too long (%zu bytes, at most %zu)", env, strlen(v),      \
@@ -130,21 +140,22 @@ rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get,
 		} else {                                                                           \
 			snprintf(out->field, sizeof(out->field), "%s", v);                         \
 			if (log_set)                                                               \
-				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %s", env, v); \
+				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %s",    \
+					   env, v);                                                \
 		}                                                                                  \
 	}
 #define RCMOE_PARAM_CHOICE(field, env, def, values, doc)                                           \
 	out->field = (def);                                                                        \
 	if ((v = get(env)) != NULL && *v) {                                                        \
 		int64_t x;                                                                         \
-		if (parse_int(v, &x) != 0 || !int_in_list(values, x)) {                           \
+		if (parse_int(v, &x) != 0 || !int_in_list(values, x)) {                            \
 			RCMOE_WARN("%s=\"%s\" is invalid: expected one of %s", env, v, values);    \
 			st = RCMOE_ERR_USAGE;                                                      \
 		} else {                                                                           \
 			out->field = x;                                                            \
 			if (log_set)                                                               \
-				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %lld", env, \
-					   (long long)x);                                          \
+				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %lld",  \
+					   env, (long long)x);                                     \
 		}                                                                                  \
 	}
 #include "rcmoe/params.def"

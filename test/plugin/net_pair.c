@@ -83,10 +83,10 @@ ncclResult_t net_isend(void *comm, void *data, size_t size, void *mh, void *ph, 
 ncclResult_t net_irecv(void *comm, void *data, size_t size, void *mh, void *ph, void **req)
 {
 	int tag = 0;
-	void *phs[1] = {ph};
-	void *mhs[1] = {mh};
-	void *datas[1] = {data};
-	size_t sizes[1] = {size};
+	void *phs[1] = { ph };
+	void *mhs[1] = { mh };
+	void *datas[1] = { data };
+	size_t sizes[1] = { size };
 	return net_version == 11
 		       ? ncclNetPlugin_v11.irecv(comm, 1, datas, sizes, &tag, mhs, phs, req)
 		       : ncclNetPlugin_v10.irecv(comm, 1, datas, sizes, &tag, mhs, phs, req);
@@ -117,7 +117,7 @@ void net_pair_open(struct net_pair *p, ncclProfilerCallback_t prof)
 	memset(p, 0, sizeof(*p));
 	p->version = net_version;
 	if (net_version == 11) {
-		ncclNetCommConfig_v11_t cfg = {.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF};
+		ncclNetCommConfig_v11_t cfg = { .trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF };
 		cr_assert_eq(ncclNetPlugin_v11.init(&p->ctx, 0x42, &cfg, rcmoe_log_get(), prof),
 			     ncclSuccess);
 		cr_assert_eq(ncclNetPlugin_v11.devices(&ndev), ncclSuccess);
@@ -134,12 +134,14 @@ void net_pair_open(struct net_pair *p, ncclProfilerCallback_t prof)
 		ncclNetDeviceHandle_v11_t *dh = NULL;
 		if (!p->send) {
 			if (net_version == 11)
-				cr_assert_eq(ncclNetPlugin_v11.connect(p->ctx, 0, handle, &p->send, &dh),
-					     ncclSuccess);
+				cr_assert_eq(
+					ncclNetPlugin_v11.connect(p->ctx, 0, handle, &p->send, &dh),
+					ncclSuccess);
 			else {
-				ncclNetCommConfig_v10_t cfg = {.trafficClass = -1};
-				cr_assert_eq(ncclNetPlugin_v10.connect(0, &cfg, handle, &p->send, &dh),
-					     ncclSuccess);
+				ncclNetCommConfig_v10_t cfg = { .trafficClass = -1 };
+				cr_assert_eq(
+					ncclNetPlugin_v10.connect(0, &cfg, handle, &p->send, &dh),
+					ncclSuccess);
 			}
 		}
 		if (!p->recv)

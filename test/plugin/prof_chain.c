@@ -11,7 +11,8 @@ ncclResult_t fake_nccl_callback(void **eh, int type, void *phandle, int64_t id, 
 {
 	struct fake_phandle *ph = phandle;
 	if (type == ncclProfilerNetEventStart) {
-		ncclProfilerEventDescr_v5_t d = {.type = ncclProfileNetPlugin, .parentObj = ph->step};
+		ncclProfilerEventDescr_v5_t d = { .type = ncclProfileNetPlugin,
+						  .parentObj = ph->step };
 		d.netPlugin.id = id;
 		d.netPlugin.data = data;
 		return ncclProfiler_v5.startEvent(ph->prof_ctx, eh, &d);
@@ -42,10 +43,10 @@ void *prof_chain_init(int nranks, int rank)
 struct fake_phandle prof_chain(void *pctx, const char *func, const char *dtype, size_t count,
 			       int npeers)
 {
-	ncclProfilerEventDescr_v5_t g = {.type = ncclProfileGroup};
+	ncclProfilerEventDescr_v5_t g = { .type = ncclProfileGroup };
 	void *grp = prof_event(pctx, &g), *first = NULL;
 	for (int peer = 0; peer < npeers; peer++) {
-		ncclProfilerEventDescr_v5_t op = {.type = ncclProfileP2p, .parentObj = grp};
+		ncclProfilerEventDescr_v5_t op = { .type = ncclProfileP2p, .parentObj = grp };
 		op.p2p.func = func;
 		op.p2p.datatype = dtype;
 		op.p2p.count = count;
@@ -55,10 +56,10 @@ struct fake_phandle prof_chain(void *pctx, const char *func, const char *dtype, 
 		if (!first)
 			first = p2p;
 	}
-	ncclProfilerEventDescr_v5_t px = {.type = ncclProfileProxyOp, .parentObj = first};
+	ncclProfilerEventDescr_v5_t px = { .type = ncclProfileProxyOp, .parentObj = first };
 	px.proxyOp.pid = getpid();
 	void *pop = prof_event(pctx, &px);
-	ncclProfilerEventDescr_v5_t st = {.type = ncclProfileProxyStep, .parentObj = pop};
-	struct fake_phandle ph = {.prof_ctx = pctx, .step = prof_event(pctx, &st)};
+	ncclProfilerEventDescr_v5_t st = { .type = ncclProfileProxyStep, .parentObj = pop };
+	struct fake_phandle ph = { .prof_ctx = pctx, .step = prof_event(pctx, &st) };
 	return ph;
 }

@@ -91,7 +91,7 @@ static size_t count_out_of_bound(const void *orig, const void *got, size_t n, in
 		float scale = amax / (float)levels;
 		for (size_t i = b; i < end; i++) {
 			float x = get_f32(orig, i, dtype), y = get_f32(got, i, dtype);
-			float ulp = dtype == RCMOE_DT_BF16 ? fabsf(x) / 128.0f
+			float ulp = dtype == RCMOE_DT_BF16   ? fabsf(x) / 128.0f
 				    : dtype == RCMOE_DT_FP16 ? fabsf(x) / 1024.0f
 							     : 0.0f;
 			if (!(fabsf(y - x) <= scale * 1.0001f + ulp + 1e-30f))
@@ -132,8 +132,8 @@ static int read_cell(const char *func, const char *dtype, unsigned long *logical
 		char *at = strstr(line, want);
 		if (!at)
 			continue;
-		found = sscanf(strstr(line, "\"logical_bytes\":"), "\"logical_bytes\":%lu,\"wire_bytes\":%lu",
-			       logical, wire) == 2;
+		found = sscanf(strstr(line, "\"logical_bytes\":"),
+			       "\"logical_bytes\":%lu,\"wire_bytes\":%lu", logical, wire) == 2;
 	}
 	fclose(f);
 	return found;
@@ -141,8 +141,9 @@ static int read_cell(const char *func, const char *dtype, unsigned long *logical
 
 static const char *dtype_str(int dtype)
 {
-	return dtype == RCMOE_DT_BF16 ? "ncclBfloat16" : dtype == RCMOE_DT_FP16 ? "ncclFloat16"
-										: "ncclFloat32";
+	return dtype == RCMOE_DT_BF16   ? "ncclBfloat16"
+	       : dtype == RCMOE_DT_FP16 ? "ncclFloat16"
+					: "ncclFloat32";
 }
 
 static void lsq_roundtrip(int dtype, int bits)
@@ -171,7 +172,7 @@ static void lsq_roundtrip(int dtype, int bits)
 	ncclProfiler_v5.finalize(pctx);
 
 	/* The wire carried exactly the codec's stream (its length does not depend on the seed). */
-	struct rcmoe_lsq_cfg cfg = {.dtype = dtype, .bits = bits, .block = 128, .seed = 1};
+	struct rcmoe_lsq_cfg cfg = { .dtype = dtype, .bits = bits, .block = 128, .seed = 1 };
 	size_t len = 0, cap = rcmoe_lsq_bound(n, &cfg);
 	char *enc = malloc(cap);
 	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
@@ -224,8 +225,8 @@ Test(compress, mixed_stream_ineligible_exact)
 	struct fake_phandle s_small = prof_chain(pctx, "Send", "ncclBfloat16", 1000, 4);
 	struct fake_phandle r_any = prof_chain(pctx, "Recv", "ncclBfloat16", SZ / 2, 4);
 	/* kind per message: 0 a2a bf16 (lossy), 1 int64, 2 lone send, 3 unknown, 4 small */
-	int kind[N] = {0, 1, 0, 2, 3, 0, 4, 1};
-	struct fake_phandle *sph[] = {&s_a2a, &s_i64, &s_pp, NULL, &s_small};
+	int kind[N] = { 0, 1, 0, 2, 3, 0, 4, 1 };
+	struct fake_phandle *sph[] = { &s_a2a, &s_i64, &s_pp, NULL, &s_small };
 	size_t len[N];
 	char *src = malloc((size_t)N * SZ), *dst = malloc((size_t)N * SZ);
 	void *smh, *rmh, *sr[N], *rr[N];
@@ -252,8 +253,8 @@ Test(compress, mixed_stream_ineligible_exact)
 			cr_expect_eq(count_out_of_bound(a, b, len[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
 				     "message %d outside the bound", i);
 		} else {
-			cr_expect_eq(memcmp(a, b, len[i]), 0, "ineligible message %d (kind %d) not exact",
-				     i, kind[i]);
+			cr_expect_eq(memcmp(a, b, len[i]), 0,
+				     "ineligible message %d (kind %d) not exact", i, kind[i]);
 		}
 	}
 	net_dereg(p.send, smh);
@@ -319,7 +320,7 @@ static void refuse_encoded(const void *payload, size_t len)
 	void *ctx = NULL, *listen = NULL, *recv = NULL, *rmh;
 	struct rcmoe_tsend *ts = NULL;
 	struct rcmoe_treq *treq = NULL;
-	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
 	const struct rcmoe_params *params;
 	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 7, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
 	cr_assert_eq(rcmoe_params_load(&params), RCMOE_OK);
@@ -368,7 +369,7 @@ Test(compress, truncated_stream_is_refused)
 	size_t n = 1 << 16, len = 0;
 	uint16_t *src = malloc(n * 2);
 	fill_float(src, n, RCMOE_DT_BF16, 5);
-	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = 8, .block = 128, .seed = 1};
+	struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_BF16, .bits = 8, .block = 128, .seed = 1 };
 	size_t cap = rcmoe_lsq_bound(n, &cfg);
 	char *enc = malloc(cap);
 	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
@@ -384,7 +385,7 @@ Test(compress, receiver_without_compression_refuses)
 	size_t n = 1 << 16, len = 0;
 	uint16_t *src = malloc(n * 2);
 	fill_float(src, n, RCMOE_DT_BF16, 5);
-	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = 8, .block = 128, .seed = 1};
+	struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_BF16, .bits = 8, .block = 128, .seed = 1 };
 	size_t cap = rcmoe_lsq_bound(n, &cfg);
 	char *enc = malloc(cap);
 	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
@@ -403,7 +404,7 @@ Test(compress, tiny_sends_with_min_bytes_zero)
 	net_pair_open(&p, fake_nccl_callback);
 	struct fake_phandle s = prof_chain(pctx, "Send", "ncclBfloat16", 1, 4);
 	struct fake_phandle r = prof_chain(pctx, "Recv", "ncclBfloat16", 1, 4);
-	size_t sizes[] = {2, 8, 64, 256, 4096};
+	size_t sizes[] = { 2, 8, 64, 256, 4096 };
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		uint16_t src[2048], dst[2048];
 		fill_float(src, sizes[i] / 2, RCMOE_DT_BF16, (unsigned)i);

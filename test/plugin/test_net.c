@@ -57,14 +57,15 @@ Test(net, properties)
 		cr_expect_gt(props.maxP2pBytes, 0);
 		cr_expect_leq(props.maxP2pBytes, NCCL_MAX_NET_SIZE_BYTES);
 		cr_expect_eq(props.vProps.ndevs, 1);
-		cr_expect_neq(net_props(ndev + 3, &props), ncclSuccess, "a bad device was accepted");
+		cr_expect_neq(net_props(ndev + 3, &props), ncclSuccess,
+			      "a bad device was accepted");
 		net_pair_close(&p);
 	}
 }
 
 Test(net, zero_and_small_sizes)
 {
-	size_t sizes[] = {0, 1, 7, 4095, 4096, 4097, 65536 + 3};
+	size_t sizes[] = { 0, 1, 7, 4095, 4096, 4097, 65536 + 3 };
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		both_versions_exchange(sizes[i], sizes[i]);
 }
@@ -187,7 +188,7 @@ Test(net, finalize_tolerates_null_context)
 Test(net, invalid_setting_fails_init_loudly)
 {
 	void *ctx = NULL;
-	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
 	setenv("RCMOE_SOCKET_NSTREAMS", "zero", 1);
 	cr_expect_eq(ncclNetPlugin_v11.init(&ctx, 1, &cfg, rcmoe_log_get(), NULL),
 		     ncclInvalidUsage);
@@ -250,16 +251,23 @@ Test(net, profiler_chain_attributes_datatypes_in_counters)
 	net_pair_close(&p); /* finalize writes the counters */
 	ncclProfiler_v5.finalize(pctx);
 
-	cr_expect_eq(count_lines(stats, "\"dir\":\"send\",\"func\":\"Send\",\"dtype\":\"ncclBfloat16\"",
-				 "\"messages\":3,\"logical_bytes\":24576"), 1);
-	cr_expect_eq(count_lines(stats, "\"dir\":\"recv\",\"func\":\"Recv\",\"dtype\":\"ncclBfloat16\"",
-				 "\"messages\":3,"), 1);
-	cr_expect_eq(count_lines(stats, "\"func\":\"Send\",\"dtype\":\"ncclInt64\"",
-				 "\"logical_bytes\":32,"), 1);
-	cr_expect_eq(count_lines(stats, "\"func\":\"Recv\",\"dtype\":\"ncclInt64\"", "\"messages\":1,"),
+	cr_expect_eq(count_lines(stats,
+				 "\"dir\":\"send\",\"func\":\"Send\",\"dtype\":\"ncclBfloat16\"",
+				 "\"messages\":3,\"logical_bytes\":24576"),
 		     1);
-	cr_expect_eq(count_lines(stats, "\"func\":\"unknown\",\"dtype\":\"unknown\"",
-				 "\"messages\":1,"), 2);
+	cr_expect_eq(count_lines(stats,
+				 "\"dir\":\"recv\",\"func\":\"Recv\",\"dtype\":\"ncclBfloat16\"",
+				 "\"messages\":3,"),
+		     1);
+	cr_expect_eq(count_lines(stats, "\"func\":\"Send\",\"dtype\":\"ncclInt64\"",
+				 "\"logical_bytes\":32,"),
+		     1);
+	cr_expect_eq(
+		count_lines(stats, "\"func\":\"Recv\",\"dtype\":\"ncclInt64\"", "\"messages\":1,"),
+		1);
+	cr_expect_eq(
+		count_lines(stats, "\"func\":\"unknown\",\"dtype\":\"unknown\"", "\"messages\":1,"),
+		2);
 	unlink(stats);
 }
 

@@ -57,8 +57,9 @@ Test(smoke, profiler_v5_table)
 
 Test(smoke, internals_are_hidden)
 {
-	static const char *internal[] = {"rcmoe_core_init", "rcmoe_params_load", "rcmoe_socket_ops",
-					 "rcmoe_log_set", "rcmoe_prof_start", "rcmoe_stats_write"};
+	static const char *internal[] = { "rcmoe_core_init",  "rcmoe_params_load",
+					  "rcmoe_socket_ops", "rcmoe_log_set",
+					  "rcmoe_prof_start", "rcmoe_stats_write" };
 	for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
 		cr_expect_null(dlsym(lib, internal[i]), "%s is exported", internal[i]);
 }
@@ -79,7 +80,8 @@ Test(smoke, only_tables_exported)
 			continue;
 		n++;
 		cr_expect(!strcmp(sym, "ncclNetPlugin_v11") || !strcmp(sym, "ncclNetPlugin_v10") ||
-				  !strcmp(sym, "ncclProfiler_v5") || !strncmp(sym, "ncclCollNetPlugin_", 18) ||
+				  !strcmp(sym, "ncclProfiler_v5") ||
+				  !strncmp(sym, "ncclCollNetPlugin_", 18) ||
 				  !strncmp(sym, "ncclTunerPlugin_", 16),
 			  "unexpected export %s", sym);
 	}

@@ -71,12 +71,18 @@ Test(params, valid_values_and_size_suffixes)
 Test(params, invalid_values_are_refused_loudly)
 {
 	static const char *bad[][2] = {
-		{"RCMOE_SOCKET_NSTREAMS", "0"},	    {"RCMOE_SOCKET_NSTREAMS", "65"},
-		{"RCMOE_SOCKET_NSTREAMS", "four"},  {"RCMOE_SOCKET_NSTREAMS", "4x"},
-		{"RCMOE_TRANSPORT", "carrier-pigeon"}, {"RCMOE_SOCKET_MIN_CHUNK", "1K"},
-		{"RCMOE_CUDA_BUFFERS", "yes"},	    {"RCMOE_STATS_INTERVAL", "-1"},
-		{"RCMOE_A2A_BITS", "3"},	    {"RCMOE_A2A_BITS", "16"},
-		{"RCMOE_LSQ_BLOCK", "100"},	    {"RCMOE_A2A_SCOPE", "pp"},
+		{ "RCMOE_SOCKET_NSTREAMS", "0" },
+		{ "RCMOE_SOCKET_NSTREAMS", "65" },
+		{ "RCMOE_SOCKET_NSTREAMS", "four" },
+		{ "RCMOE_SOCKET_NSTREAMS", "4x" },
+		{ "RCMOE_TRANSPORT", "carrier-pigeon" },
+		{ "RCMOE_SOCKET_MIN_CHUNK", "1K" },
+		{ "RCMOE_CUDA_BUFFERS", "yes" },
+		{ "RCMOE_STATS_INTERVAL", "-1" },
+		{ "RCMOE_A2A_BITS", "3" },
+		{ "RCMOE_A2A_BITS", "16" },
+		{ "RCMOE_LSQ_BLOCK", "100" },
+		{ "RCMOE_A2A_SCOPE", "pp" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct rcmoe_params p;

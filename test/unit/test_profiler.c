@@ -38,13 +38,13 @@ static void *start(ncclProfilerEventDescr_v5_t *d)
 
 static void *group(void)
 {
-	ncclProfilerEventDescr_v5_t d = {.type = ncclProfileGroup};
+	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileGroup };
 	return start(&d);
 }
 
 static void *p2p(void *grp, const char *func, const char *dtype, size_t count, int peer)
 {
-	ncclProfilerEventDescr_v5_t d = {.type = ncclProfileP2p, .parentObj = grp};
+	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileP2p, .parentObj = grp };
 	d.p2p.func = func;
 	d.p2p.datatype = dtype;
 	d.p2p.count = count;
@@ -55,7 +55,7 @@ static void *p2p(void *grp, const char *func, const char *dtype, size_t count, i
 
 static void *proxy_op(void *parent, pid_t pid)
 {
-	ncclProfilerEventDescr_v5_t d = {.type = ncclProfileProxyOp, .parentObj = parent};
+	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileProxyOp, .parentObj = parent };
 	d.proxyOp.pid = pid;
 	d.proxyOp.isSend = 1;
 	return start(&d);
@@ -63,7 +63,7 @@ static void *proxy_op(void *parent, pid_t pid)
 
 static void *step(void *op)
 {
-	ncclProfilerEventDescr_v5_t d = {.type = ncclProfileProxyStep, .parentObj = op};
+	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileProxyStep, .parentObj = op };
 	return start(&d);
 }
 
@@ -71,7 +71,7 @@ static struct rcmoe_msg_info ask(void *stp, int64_t id)
 {
 	struct rcmoe_msg_info info;
 	rcmoe_msg_info_reset(&info);
-	ncclProfilerEventDescr_v5_t d = {.type = ncclProfileNetPlugin, .parentObj = stp};
+	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileNetPlugin, .parentObj = stp };
 	d.netPlugin.id = id;
 	d.netPlugin.data = &info;
 	void *h = (void *)0x1;
@@ -109,7 +109,7 @@ Test(profiler, int64_split_exchange_is_int64)
 
 Test(profiler, collective_chain_carries_protocol)
 {
-	ncclProfilerEventDescr_v5_t d = {.type = ncclProfileColl};
+	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileColl };
 	d.coll.func = "AllReduce";
 	d.coll.datatype = "ncclFloat32";
 	d.coll.proto = "Simple";
@@ -145,7 +145,8 @@ Test(profiler, broken_chains_stay_unknown)
 {
 	void *op = p2p(group(), "Send", "ncclBfloat16", 10, 1);
 	/* another process's proxy op (PXN): its parent is not ours to read */
-	struct rcmoe_msg_info info = ask(step(proxy_op(op, getpid() + 1)), RCMOE_PROFILER_PLUGIN_ID);
+	struct rcmoe_msg_info info =
+		ask(step(proxy_op(op, getpid() + 1)), RCMOE_PROFILER_PLUGIN_ID);
 	cr_expect_eq(info.known, 0);
 	/* a parent pointer that is not one of our objects */
 	static char junk[256];
