@@ -62,6 +62,16 @@ rcmoe_status_t rcmoe_dedup_validate(const uint8_t *payload, const struct rcmoe_w
 
 /* Decoders of validated streams. */
 void rcmoe_lsq_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr, void *dst);
+
+/* The element-at-a-time LSQ reference (lsq_ref.c) that rcmoe_lsq_encode and
+ * rcmoe_lsq_decode_valid (specialised per dtype and bits) must match byte for byte; for tests. */
+rcmoe_status_t rcmoe_lsq_encode_ref(const void *src, size_t n, const struct rcmoe_lsq_cfg *cfg,
+				    void *dst, size_t cap, size_t *len);
+void rcmoe_lsq_decode_valid_ref(const uint8_t *payload, const struct rcmoe_wire_header *hdr,
+				void *dst);
+/* The fast path's branch-free fp16 widening (finite inputs), for an exhaustive test against
+ * rcmoe_f16_to_f32. */
+float rcmoe_lsq_f16_widen(uint16_t h);
 void rcmoe_dedup_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr,
 			      void *dst);
 

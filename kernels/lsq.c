@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * LSQ, CPU reference: encode, validate, decode. The GPU kernels (lsq_encode.cu, lsq_decode.cu)
- * must produce the same bytes; every value-level decision is in codec_math.h, shared by both.
+ * LSQ on the CPU: encode, validate, decode. What the plugin runs on NCCL's proxy thread for host
+ * buffers, so it is written for speed: one loop per stage of a block, specialised per dtype and
+ * bits, so that the compiler vectorises them. Its output is defined by the element-at-a-time
+ * reference in lsq_ref.c (whose bytes the GPU kernels lsq_encode.cu and lsq_decode.cu reproduce):
+ * every value-level step below either calls codec_math.h or repeats its fp32 operations in the
+ * same order, and the codec tests compare both byte for byte.
  * Payload: kind table (2 bits per block, padded to 4 bytes), then per block in order:
  * quantized: fp32 scale + codes (b bits per element, LSB first, padded to 4 bytes);
  * raw: the elements as given; zero: nothing.
@@ -32,27 +36,251 @@ size_t rcmoe_lsq_bound(size_t n, const struct rcmoe_lsq_cfg *cfg)
 	       (uint64_t)n * rcmoe_dt_size(cfg->dtype);
 }
 
-/* Pack one block's codes (m elements starting at element e0) after its scale. */
-static void encode_block_codes(const uint8_t *in, uint32_t esize, int dtype, uint64_t e0,
-			       uint32_t m, int bits, int levels, float inv, uint64_t key,
-			       uint8_t *out)
+/* ---- fast path ----
+ * A quantized block goes through small loops, each with its dtype and bit width fixed at compile
+ * time (LSQ_INLINE bodies instantiated per (dtype, bits) below): encode: max |x|, the block's
+ * random draws, the codes (one byte each), packing; decode: unpacking, values. The loops run
+ * over whole chunks of LSQ_CHUNK elements through restrict pointers: gcc -O2 (its "very cheap"
+ * vectorizer cost model) vectorises only loops that need neither a scalar epilogue nor alias
+ * checks. Every full block is a whole number of chunks (blocks are powers of two >= 32); a short
+ * last block is staged through zero-padded scratch. The scratch arrays stay in L1. Elements are
+ * loaded and stored with fixed-size memcpy, so any alignment is fine. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LSQ_INLINE static inline __attribute__((always_inline))
+#else
+#define LSQ_INLINE static inline
+#endif
+
+#define LSQ_MAXB RCMOE_LSQ_MAX_BLOCK
+#define LSQ_CHUNK RCMOE_LSQ_MIN_BLOCK
+
+_Static_assert(RCMOE_LSQ_MIN_BLOCK == 32 && LSQ_MAXB % LSQ_CHUNK == 0, "chunking of blocks");
+
+LSQ_INLINE uint16_t lsq_ld16(const uint8_t *p, uint32_t j)
 {
-	uint32_t words = (m * (uint32_t)bits + 31) / 32;
-	uint32_t acc = 0;
-	uint32_t per_word = 32 / (uint32_t)bits, w = 0, j;
-	for (j = 0; j < m; j++) {
-		float x = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, e0 + j));
-		uint32_t r = rcmoe_rng_at(key, (e0 + j) >> 1);
-		uint32_t c = rcmoe_lsq_code(x, inv, rcmoe_lsq_rand(r, e0 + j), levels);
-		acc |= c << ((j % per_word) * (uint32_t)bits);
-		if (j % per_word == per_word - 1) {
-			rcmoe_st32(out + 4 * w++, acc);
-			acc = 0;
+	uint16_t v;
+	memcpy(&v, p + 2 * (size_t)j, 2);
+	return v;
+}
+
+LSQ_INLINE uint32_t lsq_ld32(const uint8_t *p, uint32_t j)
+{
+	uint32_t v;
+	memcpy(&v, p + 4 * (size_t)j, 4);
+	return v;
+}
+
+/* |x| of element j as an integer that orders like the widened fp32 magnitude: fp32 bits with
+ * the sign cleared, or the 15 magnitude bits of a 16-bit type. Widening is strictly increasing
+ * in those (bf16: a shift; fp16: exponent then mantissa, Inf and NaN above every finite value),
+ * so the maximum can be widened afterwards. */
+LSQ_INLINE int32_t lsq_mag(const uint8_t *in, uint32_t j, int dtype)
+{
+	if (dtype == RCMOE_DT_FP32_)
+		return (int32_t)(lsq_ld32(in, j) & 0x7fffffffu);
+	return (int32_t)(lsq_ld16(in, j) & 0x7fffu);
+}
+
+/* max |x| over m elements as fp32 bits with the sign cleared, as the reference computes it. The
+ * magnitudes fit in 31 bits, so a signed max (what SSE2 has) orders them. */
+LSQ_INLINE uint32_t lsq_amax(const uint8_t *restrict in, uint32_t m, int dtype)
+{
+	int32_t a = 0;
+	uint32_t c0, j;
+	for (c0 = 0; c0 + LSQ_CHUNK <= m; c0 += LSQ_CHUNK) {
+		const uint8_t *restrict p = in + (size_t)c0 * (dtype == RCMOE_DT_FP32_ ? 4 : 2);
+		for (j = 0; j < LSQ_CHUNK; j++) {
+			int32_t v = lsq_mag(p, j, dtype);
+			a = v > a ? v : a;
 		}
 	}
-	if (w < words)
-		rcmoe_st32(out + 4 * w, acc);
+	for (j = c0; j < m; j++) {
+		int32_t v = lsq_mag(in, j, dtype);
+		a = v > a ? v : a;
+	}
+	if (dtype == RCMOE_DT_FP32_)
+		return (uint32_t)a;
+	if (dtype == RCMOE_DT_BF16_)
+		return (uint32_t)a << 16;
+	return rcmoe_fbits(rcmoe_f16_to_f32((uint16_t)a));
 }
+
+/* Element j widened to fp32, exactly as rcmoe_to_f32, for quantized blocks (which hold no Inf or
+ * NaN). fp16 without branches or loops: a normal's fields move into place and its exponent is
+ * rebiased; a subnormal m * 2^-24 is (float)m (an exact conversion, whatever the rounding or
+ * denormal modes) with 24 taken off its exponent, which leaves it normal. */
+LSQ_INLINE float lsq_widen(const uint8_t *in, uint32_t j, int dtype)
+{
+	if (dtype == RCMOE_DT_FP32_)
+		return rcmoe_bitsf(lsq_ld32(in, j));
+	uint32_t h = lsq_ld16(in, j);
+	if (dtype == RCMOE_DT_BF16_)
+		return rcmoe_bitsf(h << 16);
+	uint32_t a = h & 0x7fffu;
+	uint32_t normal = (a << 13) + ((uint32_t)(127 - 15) << 23);
+	uint32_t sub = rcmoe_fbits((float)(int32_t)a) - (24u << 23);
+	/* masks rather than ?: so that gcc keeps the loop free of branches and vectorises it */
+	uint32_t is_normal = 0u - (uint32_t)(a >= 0x400u);
+	uint32_t is_sub = 0u - (uint32_t)(a - 1u < 0x3ffu); /* 1 <= a < 0x400 */
+	uint32_t mag = (normal & is_normal) | (sub & is_sub);
+	return rcmoe_bitsf(mag | ((h & 0x8000u) << 16));
+}
+
+float rcmoe_lsq_f16_widen(uint16_t h)
+{
+	uint8_t b[2];
+	memcpy(b, &h, 2);
+	return lsq_widen(b, 0, RCMOE_DT_FP16_);
+}
+
+/* The 15-bit random offsets of a block's elements, r16[j] = rcmoe_lsq_rand(r((e0 + j) / 2),
+ * e0 + j) for j < mpad (a whole number of chunks): one draw per pair. hi32 of the pair index is
+ * the same for the whole block (e0 = b B with B a power of two <= 1024: the block's pair indices
+ * lie in [b B/2, (b+1) B/2), which no multiple of 2^32 splits), so hikey is computed once. */
+static void lsq_draws(uint64_t key, uint64_t e0, uint32_t mpad, uint16_t *restrict r16)
+{
+	uint64_t p0 = e0 >> 1;
+	uint32_t hikey = rcmoe_rng_hikey(key, (uint32_t)(p0 >> 32)), lo0 = (uint32_t)p0, c0, k;
+	const uint32_t mask = (1u << RCMOE_LSQ_FRAC) - 1;
+	for (c0 = 0; c0 < mpad; c0 += LSQ_CHUNK) {
+		uint16_t *restrict r = r16 + c0;
+		uint32_t lo = lo0 + c0 / 2;
+		for (k = 0; k < LSQ_CHUNK / 2; k++) {
+			uint32_t x = rcmoe_rng_lo(hikey, lo + k);
+			r[2 * k] = (uint16_t)(x & mask);
+			r[2 * k + 1] = (uint16_t)((x >> 16) & mask);
+		}
+	}
+}
+
+/* Codes of mpad elements of a quantized block: rcmoe_lsq_code per element, its operations
+ * spelled out so that the loop vectorises. The clamp fmaxf(fminf(y, L), -L) is done on the bits
+ * of y = x * inv, which is never NaN here (finite x and inv): clamping the magnitude, which
+ * orders like an integer, gives the same float, the sign of a zero included. */
+LSQ_INLINE void lsq_codes(const uint8_t *restrict in, uint32_t mpad, int dtype, float inv,
+			  int levels, const uint16_t *restrict r16, uint8_t *restrict codes)
+{
+	const float l = (float)levels, lb = rcmoe_fadd(l, 256.0f);
+	const int32_t lbits = (int32_t)rcmoe_fbits(l);
+	uint32_t c0, j;
+	for (c0 = 0; c0 < mpad; c0 += LSQ_CHUNK) {
+		const uint8_t *restrict p = in + (size_t)c0 * (dtype == RCMOE_DT_FP32_ ? 4 : 2);
+		const uint16_t *restrict r = r16 + c0;
+		uint8_t *restrict c = codes + c0;
+		for (j = 0; j < LSQ_CHUNK; j++) {
+			uint32_t yb = rcmoe_fbits(rcmoe_fmul(lsq_widen(p, j, dtype), inv));
+			int32_t mag = (int32_t)(yb & 0x7fffffffu);
+			mag = mag < lbits ? mag : lbits;
+			float y = rcmoe_bitsf((uint32_t)mag | (yb & 0x80000000u));
+			uint32_t v = rcmoe_fbits(rcmoe_fadd(y, lb)) & 0x7fffffu;
+			c[j] = (uint8_t)((v + r[j]) >> RCMOE_LSQ_FRAC);
+		}
+	}
+}
+
+/* Codes (one per byte, zero past the block) of mpad elements (whole chunks) into 32-bit
+ * little-endian words, element j at bits bits * (j mod (32 / bits)) of word j / (32 / bits):
+ * bytewise, byte k holds elements k * (8 / bits) upwards from its low bits. Each output byte is
+ * gathered from a 16- or 32-bit load of its codes with shifts of those widths (SSE2 has no byte
+ * shifts): 4 bits: w = c0 | c1 << 8, w | w >> 4 has c0 | c1 << 4 in its low byte; 2 bits:
+ * w | w >> 6 has c0 | c1 << 2 at bit 0 and c2 | c3 << 2 at bit 16, which the second step joins. */
+LSQ_INLINE void lsq_pack(const uint8_t *restrict codes, uint32_t mpad, int bits,
+			 uint8_t *restrict out)
+{
+	uint32_t c0, k;
+	if (bits == 8) {
+		memcpy(out, codes, mpad);
+		return;
+	}
+	for (c0 = 0; c0 < mpad; c0 += LSQ_CHUNK) {
+		const uint8_t *restrict c = codes + c0;
+		uint8_t *restrict o = out + c0 * (uint32_t)bits / 8;
+		if (bits == 4) {
+			for (k = 0; k < LSQ_CHUNK / 2; k++) {
+				uint16_t w;
+				memcpy(&w, c + 2 * k, 2);
+				o[k] = (uint8_t)(w | w >> 4);
+			}
+		} else {
+			for (k = 0; k < LSQ_CHUNK / 4; k++) {
+				uint32_t w;
+				memcpy(&w, c + 4 * k, 4);
+				w = (w | w >> 6) & 0x000f000fu;
+				o[k] = (uint8_t)(w | w >> 12);
+			}
+		}
+	}
+}
+
+struct lsq_enc {
+	const uint8_t *in;
+	uint8_t *payload;
+	uint64_t n, key;
+	uint32_t B;
+};
+
+/* All blocks of one (dtype, bits); returns the payload length. */
+LSQ_INLINE uint64_t lsq_encode_blocks(const struct lsq_enc *e, int dtype, int bits)
+{
+	const uint32_t esize = dtype == RCMOE_DT_FP32_ ? 4u : 2u, B = e->B;
+	const int levels = rcmoe_lsq_levels(bits);
+	uint64_t nblocks = (e->n + B - 1) / B, off = rcmoe_lsq_kinds_bytes(nblocks), b;
+	uint16_t r16[LSQ_MAXB];
+	uint8_t codes[LSQ_MAXB], cstage[LSQ_MAXB];
+	uint32_t stage[LSQ_MAXB]; /* a short last block, zero-padded to whole chunks */
+
+	memset(e->payload, 0, off);
+	for (b = 0; b < nblocks; b++) {
+		uint64_t e0 = b * B;
+		uint32_t m = (uint32_t)(e->n - e0 < B ? e->n - e0 : B);
+		const uint8_t *in = e->in + e0 * esize;
+		uint8_t *out = e->payload + off;
+		float s = 0, inv = 0;
+		int kind = rcmoe_lsq_block_kind(lsq_amax(in, m, dtype), m, bits, esize, &s, &inv);
+		e->payload[b / 4] |= (uint8_t)(kind << (2 * (b % 4)));
+		if (kind == RCMOE_LSQ_QUANT) {
+			uint32_t nbytes = (m * (uint32_t)bits + 31) / 32 * 4;
+			uint32_t mpad = (m + LSQ_CHUNK - 1) / LSQ_CHUNK * LSQ_CHUNK;
+			if (mpad != m) {
+				memcpy(stage, in, (size_t)m * esize);
+				memset((uint8_t *)stage + (size_t)m * esize, 0,
+				       (size_t)(mpad - m) * esize);
+				in = (const uint8_t *)stage;
+			}
+			rcmoe_st32(out, rcmoe_fbits(s));
+			lsq_draws(e->key, e0, mpad, r16);
+			lsq_codes(in, mpad, dtype, inv, levels, r16, codes);
+			/* fields past the block (padding of the last word) are 0 */
+			memset(codes + m, 0, mpad - m);
+			if (mpad == m) {
+				lsq_pack(codes, mpad, bits, out + 4);
+			} else { /* whole chunks would end past the block's words */
+				lsq_pack(codes, mpad, bits, cstage);
+				memcpy(out + 4, cstage, nbytes);
+			}
+		} else if (kind == RCMOE_LSQ_RAW) {
+			memcpy(out, in, (size_t)m * esize);
+		}
+		off += rcmoe_lsq_block_bytes(kind, m, bits, esize);
+	}
+	return off;
+}
+
+#define LSQ_ENC_FN(name, dtype, bits)                                                           \
+	static uint64_t name(const struct lsq_enc *e)                                           \
+	{                                                                                       \
+		return lsq_encode_blocks(e, dtype, bits);                                       \
+	}
+LSQ_ENC_FN(lsq_enc_bf16_8, RCMOE_DT_BF16_, 8)
+LSQ_ENC_FN(lsq_enc_bf16_4, RCMOE_DT_BF16_, 4)
+LSQ_ENC_FN(lsq_enc_bf16_2, RCMOE_DT_BF16_, 2)
+LSQ_ENC_FN(lsq_enc_fp16_8, RCMOE_DT_FP16_, 8)
+LSQ_ENC_FN(lsq_enc_fp16_4, RCMOE_DT_FP16_, 4)
+LSQ_ENC_FN(lsq_enc_fp16_2, RCMOE_DT_FP16_, 2)
+LSQ_ENC_FN(lsq_enc_fp32_8, RCMOE_DT_FP32_, 8)
+LSQ_ENC_FN(lsq_enc_fp32_4, RCMOE_DT_FP32_, 4)
+LSQ_ENC_FN(lsq_enc_fp32_2, RCMOE_DT_FP32_, 2)
 
 rcmoe_status_t rcmoe_lsq_encode(const void *src, size_t n, const struct rcmoe_lsq_cfg *cfg,
 				void *dst, size_t cap, size_t *len)
@@ -68,43 +296,30 @@ rcmoe_status_t rcmoe_lsq_encode(const void *src, size_t n, const struct rcmoe_ls
 	if (cap < bound)
 		return RCMOE_ERR_OVERFLOW;
 
-	const uint8_t *in = src;
-	uint8_t *payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES;
-	uint32_t esize = rcmoe_dt_size(cfg->dtype), B = cfg->block;
-	int bits = cfg->bits, levels = rcmoe_lsq_levels(bits);
-	uint64_t nblocks = (n + B - 1) / B, kb = rcmoe_lsq_kinds_bytes(nblocks);
-	uint64_t key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank);
-	uint64_t off = kb, b;
-
-	memset(payload, 0, kb);
-	for (b = 0; b < nblocks; b++) {
-		uint64_t e0 = b * B;
-		uint32_t m = (uint32_t)(n - e0 < B ? n - e0 : B), j, amax = 0;
-		float s = 0, inv = 0;
-		for (j = 0; j < m; j++) {
-			float x = rcmoe_to_f32(cfg->dtype, rcmoe_ld_elem(in, esize, e0 + j));
-			uint32_t a = rcmoe_fbits(x) & 0x7fffffffu;
-			amax = a > amax ? a : amax;
-		}
-		int kind = rcmoe_lsq_block_kind(amax, m, bits, esize, &s, &inv);
-		payload[b / 4] |= (uint8_t)(kind << (2 * (b % 4)));
-		if (kind == RCMOE_LSQ_QUANT) {
-			rcmoe_st32(payload + off, rcmoe_fbits(s));
-			encode_block_codes(in, esize, cfg->dtype, e0, m, bits, levels, inv, key,
-					   payload + off + 4);
-		} else if (kind == RCMOE_LSQ_RAW) {
-			memcpy(payload + off, in + e0 * esize, (size_t)m * esize);
-		}
-		off += rcmoe_lsq_block_bytes(kind, m, bits, esize);
-	}
+	struct lsq_enc e = {
+	    .in = src,
+	    .payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES,
+	    .n = n,
+	    .key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank),
+	    .B = cfg->block,
+	};
+	/* check_cfg admits exactly these dtypes and bit widths */
+	uint64_t (*const fns[3][3])(const struct lsq_enc *) = {
+	    {lsq_enc_bf16_8, lsq_enc_bf16_4, lsq_enc_bf16_2},
+	    {lsq_enc_fp16_8, lsq_enc_fp16_4, lsq_enc_fp16_2},
+	    {lsq_enc_fp32_8, lsq_enc_fp32_4, lsq_enc_fp32_2},
+	};
+	int di = cfg->dtype == RCMOE_DT_BF16 ? 0 : cfg->dtype == RCMOE_DT_FP16 ? 1 : 2;
+	int bi = cfg->bits == 8 ? 0 : cfg->bits == 4 ? 1 : 2;
+	uint64_t off = fns[di][bi](&e);
 
 	struct rcmoe_wire_header h = {
 	    .magic = RCMOE_WIRE_MAGIC,
 	    .version = RCMOE_WIRE_VERSION,
 	    .codec = RCMOE_CODEC_LSQ,
 	    .dtype = (uint8_t)cfg->dtype,
-	    .bits = (uint8_t)bits,
-	    .block = B,
+	    .bits = (uint8_t)cfg->bits,
+	    .block = cfg->block,
 	    .count = n,
 	    .seed = cfg->seed,
 	    .op_id = cfg->op_id,
@@ -147,33 +362,159 @@ rcmoe_status_t rcmoe_lsq_validate(const uint8_t *payload, const struct rcmoe_wir
 	return off == hdr->payload_len ? RCMOE_OK : RCMOE_ERR_MALFORMED;
 }
 
-void rcmoe_lsq_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr, void *dst)
+
+/* Codes of mpad elements (whole chunks), one per byte: code j is at bits bits * (j mod (32 /
+ * bits)) of word j / (32 / bits), i.e. of byte j / (8 / bits) in little-endian order. The
+ * inverse of lsq_pack's shifts, in 16- and 32-bit lanes: 4 bits: (b | b << 4) & 0x0f0f puts
+ * c0 in the low byte and c1 in the high one; 2 bits: the high nibble moves to bit 16, then each
+ * nibble's high pair to the next byte. */
+LSQ_INLINE void lsq_unpack(const uint8_t *restrict w, uint32_t mpad, int bits,
+			   uint8_t *restrict codes)
 {
-	uint32_t esize = rcmoe_dt_size(hdr->dtype), B = hdr->block;
-	int bits = hdr->bits, levels = rcmoe_lsq_levels(bits), dtype = hdr->dtype;
-	uint64_t n = hdr->count, nblocks = (n + B - 1) / B;
-	uint64_t off = rcmoe_lsq_kinds_bytes(nblocks), b;
-	uint32_t mask = (1u << bits) - 1, per_word = 32 / (uint32_t)bits;
-	uint8_t *out = dst;
+	uint32_t c0, k;
+	for (c0 = 0; c0 < mpad; c0 += LSQ_CHUNK) {
+		const uint8_t *restrict p = w + c0 * (uint32_t)bits / 8;
+		uint8_t *restrict c = codes + c0;
+		if (bits == 4) {
+			for (k = 0; k < LSQ_CHUNK / 2; k++) {
+				uint16_t x = (uint16_t)((p[k] | p[k] << 4) & 0x0f0f);
+				memcpy(c + 2 * k, &x, 2);
+			}
+		} else {
+			for (k = 0; k < LSQ_CHUNK / 4; k++) {
+				uint32_t x = p[k];
+				x = (x | x << 12) & 0x000f000fu;
+				x = (x | x << 6) & 0x03030303u;
+				memcpy(c + 4 * k, &x, 4);
+			}
+		}
+	}
+}
+
+/* rcmoe_f32_to_bf16 with its NaN test as a select rather than a branch, so that the loop
+ * vectorises (a quantized block never produces NaN, but the test costs little). */
+LSQ_INLINE uint16_t lsq_bf16(float f)
+{
+	uint32_t x = rcmoe_fbits(f);
+	uint32_t nan = (x >> 16) | 0x40u, rne = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+	return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? nan : rne);
+}
+
+/* Values of mpad codes (whole chunks) into out: rcmoe_lsq_value, then narrowed like
+ * rcmoe_from_f32. fp16 narrowing branches on the exponent, so fp16 goes through a table of the
+ * 2^bits possible outputs when the block is long enough to pay for it (the entries are those
+ * functions' results). */
+LSQ_INLINE void lsq_values(const uint8_t *restrict codes, uint32_t mpad, int dtype, int levels,
+			   float s, uint8_t *restrict out)
+{
+	uint32_t c0, j;
+	if (dtype == RCMOE_DT_FP16_) {
+		if ((uint32_t)(2 * levels + 2) <= mpad) {
+			uint16_t tab[256];
+			for (j = 0; j < (uint32_t)(2 * levels + 2); j++)
+				tab[j] = rcmoe_f32_to_f16(rcmoe_lsq_value(j, s, levels));
+			for (j = 0; j < mpad; j++)
+				memcpy(out + 2 * (size_t)j, &tab[codes[j]], 2);
+		} else {
+			for (j = 0; j < mpad; j++) {
+				uint16_t v = rcmoe_f32_to_f16(rcmoe_lsq_value(codes[j], s, levels));
+				memcpy(out + 2 * (size_t)j, &v, 2);
+			}
+		}
+		return;
+	}
+	for (c0 = 0; c0 < mpad; c0 += LSQ_CHUNK) {
+		const uint8_t *restrict c = codes + c0;
+		if (dtype == RCMOE_DT_FP32_) {
+			uint8_t *restrict o = out + 4 * (size_t)c0;
+			for (j = 0; j < LSQ_CHUNK; j++) {
+				uint32_t v = rcmoe_fbits(rcmoe_lsq_value(c[j], s, levels));
+				memcpy(o + 4 * j, &v, 4);
+			}
+		} else {
+			uint8_t *restrict o = out + 2 * (size_t)c0;
+			for (j = 0; j < LSQ_CHUNK; j++) {
+				uint16_t v = lsq_bf16(rcmoe_lsq_value(c[j], s, levels));
+				memcpy(o + 2 * j, &v, 2);
+			}
+		}
+	}
+}
+
+struct lsq_dec {
+	const uint8_t *payload;
+	uint8_t *out;
+	uint64_t n;
+	uint32_t B;
+};
+
+LSQ_INLINE void lsq_decode_blocks(const struct lsq_dec *d, int dtype, int bits)
+{
+	const uint32_t esize = dtype == RCMOE_DT_FP32_ ? 4u : 2u, B = d->B;
+	const int levels = rcmoe_lsq_levels(bits);
+	const uint8_t *payload = d->payload;
+	uint64_t nblocks = (d->n + B - 1) / B, off = rcmoe_lsq_kinds_bytes(nblocks), b;
+	uint8_t codes[LSQ_MAXB], cstage[LSQ_MAXB];
+	uint32_t stage[LSQ_MAXB]; /* a short last block's values, whole chunks */
 
 	for (b = 0; b < nblocks; b++) {
 		int kind = (payload[b / 4] >> (2 * (b % 4))) & 3;
 		uint64_t e0 = b * B;
-		uint32_t m = (uint32_t)(n - e0 < B ? n - e0 : B), j;
+		uint32_t m = (uint32_t)(d->n - e0 < B ? d->n - e0 : B);
+		uint8_t *out = d->out + e0 * esize;
 		if (kind == RCMOE_LSQ_QUANT) {
 			float s = rcmoe_bitsf(rcmoe_ld32(payload + off));
-			const uint8_t *codes = payload + off + 4;
-			for (j = 0; j < m; j++) {
-				uint32_t word = rcmoe_ld32(codes + 4 * (j / per_word));
-				uint32_t c = (word >> ((j % per_word) * (uint32_t)bits)) & mask;
-				float v = rcmoe_lsq_value(c, s, levels);
-				rcmoe_st_elem(out, esize, e0 + j, rcmoe_from_f32(dtype, v));
+			const uint8_t *c = payload + off + 4;
+			uint32_t mpad = (m + LSQ_CHUNK - 1) / LSQ_CHUNK * LSQ_CHUNK;
+			if (mpad != m) {
+				/* the block's words end inside the last chunk: stage them */
+				uint32_t nbytes = (m * (uint32_t)bits + 31) / 32 * 4;
+				memcpy(cstage, c, nbytes);
+				memset(cstage + nbytes, 0, mpad * (uint32_t)bits / 8 - nbytes);
+				c = cstage;
 			}
+			if (bits != 8) {
+				lsq_unpack(c, mpad, bits, codes);
+				c = codes;
+			}
+			lsq_values(c, mpad, dtype, levels, s, mpad != m ? (uint8_t *)stage : out);
+			if (mpad != m)
+				memcpy(out, stage, (size_t)m * esize);
 		} else if (kind == RCMOE_LSQ_RAW) {
-			memcpy(out + e0 * esize, payload + off, (size_t)m * esize);
+			memcpy(out, payload + off, (size_t)m * esize);
 		} else {
-			memset(out + e0 * esize, 0, (size_t)m * esize);
+			memset(out, 0, (size_t)m * esize);
 		}
 		off += rcmoe_lsq_block_bytes(kind, m, bits, esize);
 	}
+}
+
+#define LSQ_DEC_FN(name, dtype, bits)                                                           \
+	static void name(const struct lsq_dec *d)                                               \
+	{                                                                                       \
+		lsq_decode_blocks(d, dtype, bits);                                              \
+	}
+LSQ_DEC_FN(lsq_dec_bf16_8, RCMOE_DT_BF16_, 8)
+LSQ_DEC_FN(lsq_dec_bf16_4, RCMOE_DT_BF16_, 4)
+LSQ_DEC_FN(lsq_dec_bf16_2, RCMOE_DT_BF16_, 2)
+LSQ_DEC_FN(lsq_dec_fp16_8, RCMOE_DT_FP16_, 8)
+LSQ_DEC_FN(lsq_dec_fp16_4, RCMOE_DT_FP16_, 4)
+LSQ_DEC_FN(lsq_dec_fp16_2, RCMOE_DT_FP16_, 2)
+LSQ_DEC_FN(lsq_dec_fp32_8, RCMOE_DT_FP32_, 8)
+LSQ_DEC_FN(lsq_dec_fp32_4, RCMOE_DT_FP32_, 4)
+LSQ_DEC_FN(lsq_dec_fp32_2, RCMOE_DT_FP32_, 2)
+
+/* hdr has passed rcmoe_lsq_validate: dtype and bits are among those below, and every block's
+ * bytes lie inside the payload. */
+void rcmoe_lsq_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr, void *dst)
+{
+	struct lsq_dec d = {.payload = payload, .out = dst, .n = hdr->count, .B = hdr->block};
+	void (*const fns[3][3])(const struct lsq_dec *) = {
+	    {lsq_dec_bf16_8, lsq_dec_bf16_4, lsq_dec_bf16_2},
+	    {lsq_dec_fp16_8, lsq_dec_fp16_4, lsq_dec_fp16_2},
+	    {lsq_dec_fp32_8, lsq_dec_fp32_4, lsq_dec_fp32_2},
+	};
+	int di = hdr->dtype == RCMOE_DT_BF16 ? 0 : hdr->dtype == RCMOE_DT_FP16 ? 1 : 2;
+	int bi = hdr->bits == 8 ? 0 : hdr->bits == 4 ? 1 : 2;
+	fns[di][bi](&d);
 }
