@@ -252,7 +252,8 @@ LSQ_INLINE uint64_t lsq_encode_blocks(const struct lsq_enc *e, int dtype, int bi
 			lsq_draws(e->key, e0, mpad, r16);
 			lsq_codes(in, mpad, dtype, inv, levels, r16, codes);
 			/* fields past the block (padding of the last word) are 0 */
-			memset(codes + m, 0, mpad - m);
+			if (mpad > m)
+				memset(codes + m, 0, mpad - m);
 			if (mpad == m) {
 				lsq_pack(codes, mpad, bits, out + 4);
 			} else { /* whole chunks would end past the block's words */

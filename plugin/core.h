@@ -16,6 +16,7 @@
 #include "rcmoe/params.h"
 #include "rcmoe/status.h"
 #include "rcmoe/transport.h"
+#include "cpu_codec.h"
 #include "gpu.h"
 #include "msginfo.h"
 #include "stats.h"
@@ -73,6 +74,8 @@ struct rcmoe_request {
 	size_t result;           /* bytes reported to NCCL */
 	uint64_t codec_start_ns; /* GPU codec: when it was launched */
 	uint64_t codec_ns;       /* encode or decode time, for the counters */
+	int on_cpu; /* REQ_ENCODING / REQ_UNSTAGING wait for `job`, not `ev` */
+	struct rcmoe_cpu_job job;
 	struct rcmoe_treq *treq;
 	struct rcmoe_gpu_event ev;
 	struct rcmoe_msg_info info;

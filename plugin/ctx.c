@@ -48,6 +48,11 @@ static void setup(void)
 	}
 	cuda_buffers = params->cuda_buffers == RCMOE_CUDA_BUFFERS_AUTO && rcmoe_gpu_available();
 	compressing = rcmoe_policy_setup(params);
+	if (compressing) {
+		setup_status = rcmoe_cpu_codec_start((int)params->cpu_codec_threads);
+		if (setup_status != RCMOE_OK)
+			return;
+	}
 	char codecs[160];
 	if (compressing)
 		snprintf(codecs, sizeof(codecs),

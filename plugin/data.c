@@ -119,12 +119,35 @@ static rcmoe_status_t stage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 	return st;
 }
 
+/* A CPU encode finished? Send its stream if it is shorter than the raw bytes, else the raw
+ * bytes from NCCL's buffer. */
+static rcmoe_status_t cpu_encoded_ready(struct rcmoe_request *r)
+{
+	if (!rcmoe_cpu_job_done(&r->job))
+		return RCMOE_OK;
+	r->codec_ns = r->job.ns;
+	if (r->job.status != RCMOE_OK) {
+		RCMOE_WARN("LSQ encode of %zu bytes failed: %s", r->size,
+			   rcmoe_status_str(r->job.status));
+		return r->job.status;
+	}
+	if (r->job.out_len < r->size) {
+		r->wire = shadow_of(r);
+		r->wire_len = r->job.out_len;
+		r->flags = RCMOE_MSG_ENCODED;
+	}
+	r->state = REQ_WAIT_POST;
+	return RCMOE_OK;
+}
+
 /* A GPU encode finished? Then send its stream if it is shorter than the raw bytes, else stage
  * the raw bytes instead (incompressible data: NaN/Inf blocks). */
 static rcmoe_status_t encoded_ready(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
 	struct rcmoe_wire_header hdr;
 	int done;
+	if (r->on_cpu)
+		return cpu_encoded_ready(r);
 	RCMOE_CHECK(rcmoe_gpu_poll(&r->ev, &done));
 	if (!done)
 		return RCMOE_OK;
@@ -184,23 +207,20 @@ static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq_cfg *cfg)
 {
 	static atomic_int told;
-	size_t len = 0, n = r->size / rcmoe_dtype_size(cfg->dtype);
 	if (!atomic_exchange(&told, 1))
-		RCMOE_INFO(NCCL_NET, "compressing host buffers on the CPU, on the proxy thread (about "
-				     "1-1.5 GB/s of bf16 per rank); RCMOE_CUDA_BUFFERS=auto with "
-				     "NCCL_NET_GDR_LEVEL=SYS moves the codec to the GPU");
-	uint64_t t0 = now_ns();
-	rcmoe_status_t st = rcmoe_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r), &len);
-	r->codec_ns = now_ns() - t0;
-	if (st != RCMOE_OK) {
-		RCMOE_WARN("LSQ encode of %zu bytes failed: %s", r->size, rcmoe_status_str(st));
-		return st;
-	}
-	if (len < r->size) {
-		r->wire = shadow_of(r);
-		r->wire_len = len;
-		r->flags = RCMOE_MSG_ENCODED;
-	}
+		RCMOE_INFO(NCCL_NET, "compressing host buffers on the CPU (RCMOE_CPU_CODEC_THREADS "
+				     "workers); RCMOE_CUDA_BUFFERS=auto with NCCL_NET_GDR_LEVEL=SYS "
+				     "moves the codec to the GPU");
+	struct rcmoe_cpu_job *job = &r->job;
+	job->kind = RCMOE_JOB_ENCODE;
+	job->in = r->data;
+	job->in_len = r->size / rcmoe_dtype_size(cfg->dtype);
+	job->out = shadow_of(r);
+	job->out_cap = shadow_room(r);
+	job->cfg = *cfg;
+	r->on_cpu = 1;
+	r->state = REQ_ENCODING;
+	rcmoe_cpu_job_submit(job);
 	return RCMOE_OK;
 }
 
@@ -256,6 +276,7 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 	r->wire_len = size;
 	r->codec_ns = 0;
 	r->codec_start_ns = 0;
+	r->on_cpu = 0;
 	r->state = REQ_WAIT_POST;
 	struct rcmoe_lsq_cfg cfg;
 	int encode = rcmoe_core_compressing() && mr &&
@@ -323,6 +344,7 @@ rcmoe_status_t rcmoe_core_irecv(struct rcmoe_comm *c, void *data, size_t size, i
 	r->flags = 0;
 	r->codec_ns = 0;
 	r->codec_start_ns = 0;
+	r->on_cpu = 0;
 	attribute(c, phandle, &r->info);
 	r->state = REQ_XFER;
 	st = rcmoe_core_transport()->irecv(c->trecv, size, 0, place_recv, r, &r->treq);
@@ -396,15 +418,16 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 						    : hdr.count * rcmoe_dtype_size(hdr.dtype);
 	r->result = out;
 	if (!is_gpu(r)) {
-		uint64_t t0 = now_ns();
-		size_t got = 0;
-		st = rcmoe_codec_decode(src, r->wire_len, r->data, r->size, &got);
-		r->codec_ns = now_ns() - t0;
-		if (st == RCMOE_OK && got != out)
-			st = RCMOE_ERR_INTERNAL;
-		if (st != RCMOE_OK)
-			RCMOE_WARN("decode of a validated stream failed: %s", rcmoe_status_str(st));
-		return st;
+		struct rcmoe_cpu_job *job = &r->job;
+		job->kind = RCMOE_JOB_DECODE;
+		job->in = src;
+		job->in_len = r->wire_len;
+		job->out = r->data;
+		job->out_cap = r->size;
+		r->on_cpu = 1;
+		r->state = REQ_UNSTAGING;
+		rcmoe_cpu_job_submit(job);
+		return RCMOE_OK;
 	}
 #ifdef RCMOE_HAVE_CUDA
 	if (rcmoe_gpu_decode_work_bytes(&hdr) > c->gpu_work_bytes) {
@@ -461,6 +484,19 @@ rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
 			return comm_fail(c, r, st);
 		if (r->state != REQ_UNSTAGING)
 			return finish(r, done, size);
+	}
+	if (r->state == REQ_UNSTAGING && r->on_cpu) {
+		if (!rcmoe_cpu_job_done(&r->job))
+			return RCMOE_OK;
+		r->codec_ns = r->job.ns;
+		st = r->job.status;
+		if (st == RCMOE_OK && r->job.out_len != r->result)
+			st = RCMOE_ERR_INTERNAL;
+		if (st != RCMOE_OK) {
+			RCMOE_WARN("decode of a validated stream failed: %s", rcmoe_status_str(st));
+			return comm_fail(c, r, st);
+		}
+		return finish(r, done, size);
 	}
 	if (r->state == REQ_UNSTAGING) {
 		int gdone;

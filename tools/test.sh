@@ -63,13 +63,13 @@ if [ "${RCMOE_SKIP_SANITIZERS:-0}" != 1 ]; then
 		-Dtools=false || exit 1
 	run_suites asan build-asan ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 -- unit codec transport plugin
-	echo "# build with ThreadSanitizer (transport helper threads)"
+	echo "# build with ThreadSanitizer (transport helper threads, CPU codec workers)"
 	rcmoe_build build-tsan -Db_sanitize=thread -Db_lundef=false -Dcuda=disabled -Dtools=false ||
 		exit 1
-	# Criterion's runner does not start under TSan; the transport suite builds against a small
-	# stand-in (test/transport/cr_shim) there.
+	# Criterion's runner does not start under TSan; the transport and plugin suites build against
+	# a small stand-in (test/transport/cr_shim) there.
 	run_suites tsan build-tsan TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 -- \
-		transport
+		transport plugin
 fi
 
 echo "$passed_cases passed, $failed_cases failed, $skipped_cases skipped"

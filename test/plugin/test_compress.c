@@ -201,6 +201,13 @@ Test(compress, bf16_2_bits)
 	lsq_roundtrip(RCMOE_DT_BF16, 2);
 }
 
+/* The codec on the proxy thread itself (no workers) gives the same result. */
+Test(compress, bf16_8_bits_without_workers)
+{
+	setenv("RCMOE_CPU_CODEC_THREADS", "0", 1);
+	lsq_roundtrip(RCMOE_DT_BF16, 8);
+}
+
 Test(compress, fp16_8_bits)
 {
 	lsq_roundtrip(RCMOE_DT_FP16, 8);

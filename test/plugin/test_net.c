@@ -5,7 +5,6 @@
  * profiler chain that tells the core what it carries, counters, and failures.
  */
 #include <criterion/criterion.h>
-#include <criterion/parameterized.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * A stand-in for the part of Criterion's API the transport tests use, for the ThreadSanitizer
+ * A stand-in for the part of Criterion's API the transport and plugin tests use, for the ThreadSanitizer
  * build only: Criterion cannot start under ThreadSanitizer (its inheritable arena wants an
  * address range TSan reserves, Snaipe/Criterion#274). Same semantics where it matters: each
  * test runs in its own forked process with its suite's .init and .timeout, a failed assertion
@@ -60,6 +60,17 @@ void cr_shim_fail(const char *file, int line, const char *expr, const char *fmt,
 #define cr_assert_null(p, ...)	    cr_assert((p) == NULL, __VA_ARGS__)
 #define cr_assert_not_null(p, ...)  cr_assert((p) != NULL, __VA_ARGS__)
 #define cr_assert_str_eq(a, b, ...) cr_assert(strcmp((a), (b)) == 0, __VA_ARGS__)
-#define cr_expect_eq(a, b, ...)	    cr_assert_eq(a, b, __VA_ARGS__)
+/* Expectations end the test too: under the shim the first failure is the one reported. */
+#define cr_expect(cond, ...)	     cr_assert(cond, __VA_ARGS__)
+#define cr_expect_eq(a, b, ...)	     cr_assert_eq(a, b, __VA_ARGS__)
+#define cr_expect_neq(a, b, ...)     cr_assert_neq(a, b, __VA_ARGS__)
+#define cr_expect_lt(a, b, ...)	     cr_assert_lt(a, b, __VA_ARGS__)
+#define cr_expect_gt(a, b, ...)	     cr_assert_gt(a, b, __VA_ARGS__)
+#define cr_expect_geq(a, b, ...)     cr_assert_geq(a, b, __VA_ARGS__)
+#define cr_expect_leq(a, b, ...)     cr_assert_leq(a, b, __VA_ARGS__)
+#define cr_expect_null(p, ...)	     cr_assert_null(p, __VA_ARGS__)
+#define cr_expect_not_null(p, ...)   cr_assert_not_null(p, __VA_ARGS__)
+#define cr_expect_str_eq(a, b, ...)  cr_assert_str_eq(a, b, __VA_ARGS__)
+#define cr_expect_str_empty(a, ...)  cr_assert((a)[0] == '\0', __VA_ARGS__)
 
 #endif
