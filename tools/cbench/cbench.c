@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * rcmoe-cbench: the CPU reference codecs (what the plugin runs on NCCL's proxy thread for host
+ * rcmoe-cbench: the CPU codecs (what the plugin runs on its codec workers for host
  * buffers) against memcpy of the same bytes in the same run. For each codec, dtype and size:
  * encode and decode throughput in GB/s of uncompressed bytes, each as a fraction of memcpy
  * (bytes copied per second), the compression ratio and the relative L2 error, medians of
@@ -122,7 +122,7 @@ int main(int argc, char **argv)
 	}
 	if (jf)
 		fprintf(jf, "{\"tool\":\"rcmoe-cbench\",\"rows\":[");
-	printf("# rcmoe-cbench: CPU reference LSQ, one thread, medians of %d; fractions are of memcpy "
+	printf("# rcmoe-cbench: CPU LSQ (the host-buffer codec), one thread, medians of %d; fractions are of memcpy "
 	       "in the same run (bytes copied per second)\n",
 	       reps);
 	printf("#%11s %5s %4s %9s %9s %6s %9s %6s %7s %8s\n", "size(B)", "type", "bits",
