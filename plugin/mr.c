@@ -2,6 +2,7 @@
 /* Memory registration. GPU regions get a pinned host shadow (mapped into the GPU) that the data
  * path stages through; with compression on, every region gets one, twice its size, for the
  * encoded streams. All of it is allocated here (NCCL's service thread), never per message. */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "rcmoe/log.h"
@@ -55,6 +56,11 @@ rcmoe_status_t rcmoe_core_dereg_mr(struct rcmoe_comm *comm, struct rcmoe_mr *mr)
 {
 	if (!mr)
 		return RCMOE_OK;
+	/* NCCL deregisters before it closes; after an abort a codec worker may still be coding a
+	 * message of this region into its shadow: let it finish before the shadow goes. */
+	for (int i = 0; comm && i < NCCL_NET_MAX_REQUESTS; i++)
+		while (comm->reqs[i].mr == mr && rcmoe_cpu_job_busy(&comm->reqs[i].job))
+			sched_yield();
 	if (mr->host_shadow && mr->type == NCCL_PTR_CUDA) {
 		int saved = rcmoe_gpu_capture_relax();
 		rcmoe_gpu_host_free(mr->host_shadow);
