@@ -4,16 +4,19 @@
 
 rcmoe_need() { command -v "$1" >/dev/null 2>&1; }
 
-# Packages: meson, ninja, pkg-config, Criterion (tests), libibverbs (IB transport headers).
+# Packages: meson, ninja and a C compiler; for the tests also pkg-config, binutils and Criterion.
 rcmoe_install_deps() {
 	local want_tests=$1 missing=()
 	rcmoe_need meson || missing+=(meson)
 	rcmoe_need ninja || missing+=(ninja-build)
-	rcmoe_need pkg-config || missing+=(pkg-config)
 	rcmoe_need cc || missing+=(gcc)
-	rcmoe_need nm || missing+=(binutils)
-	if [ "$want_tests" = 1 ] && ! pkg-config --exists criterion 2>/dev/null; then
-		missing+=(libcriterion-dev)
+	# The tests also need Criterion (found through pkg-config) and nm (the export check).
+	if [ "$want_tests" = 1 ]; then
+		rcmoe_need pkg-config || missing+=(pkg-config)
+		rcmoe_need nm || missing+=(binutils)
+		if ! pkg-config --exists criterion 2>/dev/null; then
+			missing+=(libcriterion-dev)
+		fi
 	fi
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" = 0 ] && rcmoe_need apt-get; then
