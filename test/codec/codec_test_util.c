@@ -106,3 +106,26 @@ void tu_fill(int dtype, void *buf, size_t n, enum tu_data kind, struct tu_rng *r
 			tu_set(dtype, buf, (size_t)(tu_u64(r) % n), specials[k]);
 	}
 }
+
+/* Bounded as scale (1 + rel) + |x| rel with rel = 2^-7 for 16-bit types, which covers the half
+ * ulp of |y| <= |x| + scale for bf16 and fp16. */
+size_t tu_lsq_out_of_bound(const void *orig, const void *got, size_t n, int dtype, int bits,
+			   uint32_t block)
+{
+	const double levels = (double)((1 << (bits - 1)) - 1);
+	const double rel = dtype == RCMOE_DT_FP32 ? 1e-6 : 1.0 / 128;
+	size_t bad = 0;
+	for (size_t b = 0; b < n; b += block) {
+		size_t end = b + block < n ? b + block : n;
+		double amax = 0;
+		for (size_t i = b; i < end; i++)
+			amax = fmax(amax, fabs(tu_get(dtype, orig, i)));
+		double scale = amax / levels;
+		for (size_t i = b; i < end; i++) {
+			double x = tu_get(dtype, orig, i), y = tu_get(dtype, got, i);
+			if (!(fabs(y - x) <= scale * (1 + rel) + fabs(x) * rel + 1e-30))
+				bad++;
+		}
+	}
+	return bad;
+}

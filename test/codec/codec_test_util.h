@@ -30,4 +30,9 @@ void tu_set(int dtype, void *buf, size_t i, double v); /* rounds to nearest even
 /* Half a unit in the last place of dtype at v (0 for fp32: checked in fp32 already). */
 double tu_half_ulp(int dtype, double v);
 
+/* Elements of got outside the LSQ bound of orig, per block of `block`: |y - x| <= scale plus a
+ * half ulp of the 16-bit result, scale = block amax / levels. */
+size_t tu_lsq_out_of_bound(const void *orig, const void *got, size_t n, int dtype, int bits,
+			   uint32_t block);
+
 #endif

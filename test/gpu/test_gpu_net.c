@@ -153,30 +153,6 @@ static size_t first_difference(const uint8_t *a, const uint8_t *b, size_t n)
 	return (size_t)-1;
 }
 
-/* Elements of got outside the LSQ bound of orig, per block of `block`: |y - x| <= scale + a half
- * ulp of the 16-bit result, scale = block amax / levels. Bounded here as scale (1 + 2^-7) +
- * |x| 2^-7, which covers the half ulp of |y| <= |x| + scale for bf16 and fp16. */
-static size_t count_out_of_bound(const void *orig, const void *got, size_t n, int dtype, int bits,
-				 uint32_t block)
-{
-	const double levels = (double)((1 << (bits - 1)) - 1);
-	const double rel = dtype == RCMOE_DT_FP32 ? 1e-6 : 1.0 / 128;
-	size_t bad = 0;
-	for (size_t b = 0; b < n; b += block) {
-		size_t end = b + block < n ? b + block : n;
-		double amax = 0;
-		for (size_t i = b; i < end; i++)
-			amax = fmax(amax, fabs(tu_get(dtype, orig, i)));
-		double scale = amax / levels;
-		for (size_t i = b; i < end; i++) {
-			double x = tu_get(dtype, orig, i), y = tu_get(dtype, got, i);
-			if (!(fabs(y - x) <= scale * (1 + rel) + fabs(x) * rel + 1e-30))
-				bad++;
-		}
-	}
-	return bad;
-}
-
 /* Length of the CPU codec's stream for these elements (it does not depend on the seed). */
 static size_t cpu_lsq_len(const void *src, size_t n, int bits)
 {
@@ -326,7 +302,7 @@ Test(gpu_net, compressed_bf16_within_bound)
 	cr_expect_eq(sizes[1], (int)bytes, "sender reported %d bytes", sizes[1]);
 
 	to_host(hdst, ddst, bytes + GUARD);
-	size_t bad = count_out_of_bound(hsrc, hdst, n, RCMOE_DT_BF16, 8, 128);
+	size_t bad = tu_lsq_out_of_bound(hsrc, hdst, n, RCMOE_DT_BF16, 8, 128);
 	cr_expect_eq(bad, 0, "%zu of %zu elements outside the 8-bit LSQ bound", bad, n);
 	cr_expect_neq(memcmp(hsrc, hdst, bytes), 0, "arrived bit-exact: it was not compressed");
 	bad = first_unpoisoned(hdst, bytes, bytes + GUARD);
@@ -575,7 +551,7 @@ Test(gpu_net, mixed_bf16_and_int64_in_flight)
 			i64_bytes += len[i];
 		} else {
 			cr_expect_neq(memcmp(a, b, SZ), 0, "bf16 message %d was not compressed", i);
-			size_t bad = count_out_of_bound(a, b, SZ / 2, RCMOE_DT_BF16, 8, 128);
+			size_t bad = tu_lsq_out_of_bound(a, b, SZ / 2, RCMOE_DT_BF16, 8, 128);
 			cr_expect_eq(bad, 0, "bf16 message %d: %zu elements outside the bound", i,
 				     bad);
 			bf_wire += cpu_lsq_len(a, SZ / 2, 8);
@@ -913,7 +889,7 @@ Test(gpu_net, no_deadlock_beside_sync_copy_compressed)
 						   : "compressed, first launch of the kernels");
 		to_host(hdst, ddst, bytes);
 		cr_expect_neq(memcmp(hdst, hsrc, bytes), 0, "round %d: not compressed", round);
-		size_t bad = count_out_of_bound(hsrc, hdst, n, RCMOE_DT_BF16, 8, 128);
+		size_t bad = tu_lsq_out_of_bound(hsrc, hdst, n, RCMOE_DT_BF16, 8, 128);
 		cr_expect_eq(bad, 0, "round %d: %zu elements outside the bound", round, bad);
 	}
 	cr_expect_eq(net_dereg(p.send, smh), ncclSuccess);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "codec_math.h"
+#include "codec_test_util.h"
 #include "net_pair.h"
 #include "prof_chain.h"
 #include "rcmoe/codec.h"
@@ -61,44 +62,6 @@ static void fill_float(void *buf, size_t n, int dtype, unsigned seed)
 			memcpy((char *)buf + i * 2, &r16, 2);
 		}
 	}
-}
-
-static float get_f32(const void *buf, size_t i, int dtype)
-{
-	uint32_t raw = 0;
-	if (dtype == RCMOE_DT_FP32)
-		memcpy(&raw, (const char *)buf + i * 4, 4);
-	else {
-		uint16_t r16;
-		memcpy(&r16, (const char *)buf + i * 2, 2);
-		raw = r16;
-	}
-	return rcmoe_to_f32(dtype, raw);
-}
-
-/* Every element within its block's scale (plus half an ulp of the 16-bit type). Returns the
- * number of elements out of bound. */
-static size_t count_out_of_bound(const void *orig, const void *got, size_t n, int dtype, int bits,
-				 uint32_t block)
-{
-	int levels = (1 << (bits - 1)) - 1;
-	size_t bad = 0;
-	for (size_t b = 0; b < n; b += block) {
-		size_t end = b + block < n ? b + block : n;
-		float amax = 0;
-		for (size_t i = b; i < end; i++)
-			amax = fmaxf(amax, fabsf(get_f32(orig, i, dtype)));
-		float scale = amax / (float)levels;
-		for (size_t i = b; i < end; i++) {
-			float x = get_f32(orig, i, dtype), y = get_f32(got, i, dtype);
-			float ulp = dtype == RCMOE_DT_BF16   ? fabsf(x) / 128.0f
-				    : dtype == RCMOE_DT_FP16 ? fabsf(x) / 1024.0f
-							     : 0.0f;
-			if (!(fabsf(y - x) <= scale * 1.0001f + ulp + 1e-30f))
-				bad++;
-		}
-	}
-	return bad;
 }
 
 /* Send n elements with the given chains; returns the receiver's reported size. */
@@ -164,7 +127,7 @@ static void lsq_roundtrip(int dtype, int bits)
 	struct fake_phandle r = prof_chain(pctx, "Recv", dtype_str(dtype), n, 4);
 	int got = transfer(&p, src, bytes, dst, bytes + 4096, &s, &r);
 	cr_expect_eq(got, (int)bytes, "reported %d bytes, original %zu", got, bytes);
-	size_t bad = count_out_of_bound(src, dst, n, dtype, bits, 128);
+	size_t bad = tu_lsq_out_of_bound(src, dst, n, dtype, bits, 128);
 	cr_expect_eq(bad, 0, "%zu of %zu elements outside the LSQ bound (%d bits)", bad, n, bits);
 	cr_expect_neq(memcmp(src, dst, bytes), 0, "arrived bit-exact: it was not compressed");
 	cr_expect_eq((uint8_t)dst[bytes], 0x5a, "decoder wrote past the message");
@@ -257,7 +220,7 @@ Test(compress, mixed_stream_ineligible_exact)
 		const char *a = src + (size_t)i * SZ, *b = dst + (size_t)i * SZ;
 		if (kind[i] == 0) {
 			cr_expect_neq(memcmp(a, b, len[i]), 0, "message %d was not compressed", i);
-			cr_expect_eq(count_out_of_bound(a, b, len[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
+			cr_expect_eq(tu_lsq_out_of_bound(a, b, len[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
 				     "message %d outside the bound", i);
 		} else {
 			cr_expect_eq(memcmp(a, b, len[i]), 0,
@@ -287,7 +250,7 @@ Test(compress, scope_p2p_compresses_pipeline_sends)
 	struct fake_phandle r = prof_chain(pctx, "Recv", "ncclBfloat16", n, 1);
 	cr_expect_eq(transfer(&p, src, bytes, dst, bytes, &s, &r), (int)bytes);
 	cr_expect_neq(memcmp(src, dst, bytes), 0, "lone send not compressed under scope p2p");
-	cr_expect_eq(count_out_of_bound(src, dst, n, RCMOE_DT_BF16, 8, 128), 0);
+	cr_expect_eq(tu_lsq_out_of_bound(src, dst, n, RCMOE_DT_BF16, 8, 128), 0);
 	net_pair_close(&p);
 	ncclProfiler_v5.finalize(pctx);
 	free(src);
@@ -311,7 +274,7 @@ Test(compress, nan_and_inf_blocks_arrive_raw)
 	cr_expect_eq(transfer(&p, src, bytes, dst, bytes, &s, &r), (int)bytes);
 	cr_expect_eq(memcmp(src + 256, dst + 256, 256), 0, "NaN block not raw");
 	cr_expect_eq(memcmp(src + 896, dst + 896, 256), 0, "Inf block not raw");
-	cr_expect_eq(count_out_of_bound(src, dst, 256, RCMOE_DT_BF16, 8, 128), 0);
+	cr_expect_eq(tu_lsq_out_of_bound(src, dst, 256, RCMOE_DT_BF16, 8, 128), 0);
 	cr_expect_neq(memcmp(src + 2048, dst + 2048, bytes - 4096), 0, "rest not compressed");
 	net_pair_close(&p);
 	ncclProfiler_v5.finalize(pctx);
@@ -416,7 +379,7 @@ Test(compress, tiny_sends_with_min_bytes_zero)
 		uint16_t src[2048], dst[2048];
 		fill_float(src, sizes[i] / 2, RCMOE_DT_BF16, (unsigned)i);
 		cr_expect_eq(transfer(&p, src, sizes[i], dst, sizeof(dst), &s, &r), (int)sizes[i]);
-		cr_expect_eq(count_out_of_bound(src, dst, sizes[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
+		cr_expect_eq(tu_lsq_out_of_bound(src, dst, sizes[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
 			     "%zu-byte send outside the bound", sizes[i]);
 	}
 	net_pair_close(&p);
