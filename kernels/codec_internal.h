@@ -56,6 +56,16 @@ void rcmoe_wire_words(const struct rcmoe_wire_header *hdr, uint32_t w[RCMOE_HW_W
 
 /* Structural validation behind rcmoe_codec_validate, header already parsed; payload points
  * after the header and holds hdr->payload_len bytes. */
+/* What every CPU encoder checks before writing: its buffers, and room for its worst case
+ * (`bound` 0: the configuration or the element count was refused). */
+static inline rcmoe_status_t rcmoe_encode_args(const void *src, size_t n, const void *dst,
+					       const size_t *len, size_t bound, size_t cap)
+{
+	if ((!src && n) || !dst || !len || bound == 0)
+		return RCMOE_ERR_INVALID;
+	return cap < bound ? RCMOE_ERR_OVERFLOW : RCMOE_OK;
+}
+
 rcmoe_status_t rcmoe_lsq_validate(const uint8_t *payload, const struct rcmoe_wire_header *hdr);
 rcmoe_status_t rcmoe_pts_validate(const uint8_t *payload, const struct rcmoe_wire_header *hdr);
 rcmoe_status_t rcmoe_dedup_validate(const uint8_t *payload, const struct rcmoe_wire_header *hdr);

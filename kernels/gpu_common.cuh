@@ -219,6 +219,18 @@ static __device__ void write_header(uint8_t *dst, const uint32_t *hdr, uint64_t 
 		((uint32_t *)dst)[i] = w[i];
 }
 
+/* What every GPU encoder checks before enqueueing: element-aligned source, 16-byte aligned
+ * stream and scratch, and room for its worst case (`bound` 0: configuration refused). */
+static inline rcmoe_status_t rcmoe_gpu_encode_args(const void *d_src, size_t n, size_t esize,
+						   const void *d_dst, const void *d_work,
+						   size_t bound, size_t cap)
+{
+	if (bound == 0 || (!d_src && n) || !d_dst || !d_work || ((uintptr_t)d_src % esize) ||
+	    ((uintptr_t)d_dst % 16) || ((uintptr_t)d_work % 16))
+		return RCMOE_ERR_INVALID;
+	return cap < bound ? RCMOE_ERR_OVERFLOW : RCMOE_OK;
+}
+
 static inline uint64_t rcmoe_align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;

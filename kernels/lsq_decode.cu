@@ -148,10 +148,7 @@ rcmoe_status_t rcmoe_gpu_lsq_decode(const void *d_src, const struct rcmoe_wire_h
 	a.states = (unsigned long long *)d_work;
 	a.ticket = (unsigned int *)(a.states + a.g.ntiles);
 	a.vec = ((uintptr_t)d_dst % 16) == 0;
-	/* A kernel, not cudaMemsetAsync, zeroes the tile states and the ticket: this runs on
-	 * NCCL's proxy thread, where the driver's memset path could block on the lock another
-	 * thread's synchronous copy holds while it waits for NCCL (fill.cu). */
-	if (rcmoe_gpu_fill(d_work, 0, 8ull * a.g.ntiles + 8, stream) != RCMOE_OK)
+	if (lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
 	if (hdr->dtype == RCMOE_DT_BF16)
 		launch_bits<RCMOE_DT_BF16_>(&a, hdr->bits, stream);

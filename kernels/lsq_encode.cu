@@ -237,12 +237,10 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
 	rcmoe_status_t st = rcmoe_lsq_check_cfg(cfg);
 	if (st != RCMOE_OK)
 		return st;
-	size_t esize = rcmoe_dtype_size(cfg->dtype), bound = rcmoe_lsq_bound(n, cfg);
-	if (bound == 0 || (!d_src && n) || !d_dst || !d_work || ((uintptr_t)d_src % esize) ||
-	    ((uintptr_t)d_dst % 16) || ((uintptr_t)d_work % 16))
-		return RCMOE_ERR_INVALID;
-	if (cap < bound)
-		return RCMOE_ERR_OVERFLOW;
+	st = rcmoe_gpu_encode_args(d_src, n, rcmoe_dtype_size(cfg->dtype), d_dst, d_work,
+				   rcmoe_lsq_bound(n, cfg), cap);
+	if (st != RCMOE_OK)
+		return st;
 	lsq_geometry(n, cfg->block, &a.g);
 	if (work_bytes < lsq_work_bytes(&a.g))
 		return RCMOE_ERR_INVALID;
@@ -269,10 +267,7 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
 	a.states = (unsigned long long *)d_work;
 	a.ticket = (unsigned int *)(a.states + a.g.ntiles);
 	a.vec = ((uintptr_t)d_src % 16) == 0;
-	/* Zero the tile states and the ticket with a kernel, not cudaMemsetAsync: this runs on
-	 * NCCL's proxy thread, where the driver's memset path could block on the lock another
-	 * thread's synchronous copy holds while it waits for NCCL (fill.cu). */
-	if (rcmoe_gpu_fill(d_work, 0, 8ull * a.g.ntiles + 8, stream) != RCMOE_OK)
+	if (lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
 	if (cfg->dtype == RCMOE_DT_BF16)
 		launch_bits<RCMOE_DT_BF16_>(&a, cfg->bits, stream);

@@ -37,13 +37,9 @@ rcmoe_status_t rcmoe_lsq_encode_ref(const void *src, size_t n, const struct rcmo
 	rcmoe_status_t st = rcmoe_lsq_check_cfg(cfg);
 	if (st != RCMOE_OK)
 		return st;
-	if ((!src && n) || !dst || !len)
-		return RCMOE_ERR_INVALID;
-	size_t bound = rcmoe_lsq_bound(n, cfg);
-	if (bound == 0)
-		return RCMOE_ERR_INVALID;
-	if (cap < bound)
-		return RCMOE_ERR_OVERFLOW;
+	st = rcmoe_encode_args(src, n, dst, len, rcmoe_lsq_bound(n, cfg), cap);
+	if (st != RCMOE_OK)
+		return st;
 
 	const uint8_t *in = src;
 	uint8_t *payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES;

@@ -46,6 +46,15 @@ static inline void lsq_geometry(uint64_t n, uint32_t block, struct lsq_geom *g)
 }
 
 /* Scratch: one look-back status per tile, then the ticket. */
+/* Zero the look-back tile states and the ticket at the start of the scratch, with a kernel, not
+ * cudaMemsetAsync: this runs on NCCL's proxy thread, where the driver's memset path could block
+ * on the lock another thread's synchronous copy holds while it waits for NCCL (fill.cu). */
+static inline rcmoe_status_t lsq_clear_tile_states(void *d_work, const struct lsq_geom *g,
+						   cudaStream_t stream)
+{
+	return rcmoe_gpu_fill(d_work, 0, 8ull * g->ntiles + 8, stream);
+}
+
 static inline size_t lsq_work_bytes(const struct lsq_geom *g)
 {
 	return (size_t)rcmoe_align_up(8ull * g->ntiles + 8, 256);

@@ -135,13 +135,9 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 	rcmoe_status_t st = rcmoe_pts_check_cfg(cfg);
 	if (st != RCMOE_OK)
 		return st;
-	if ((!src && n) || !dst || !len)
-		return RCMOE_ERR_INVALID;
-	size_t bound = rcmoe_pts_bound(n, cfg);
-	if (bound == 0)
-		return RCMOE_ERR_INVALID;
-	if (cap < bound)
-		return RCMOE_ERR_OVERFLOW;
+	st = rcmoe_encode_args(src, n, dst, len, rcmoe_pts_bound(n, cfg), cap);
+	if (st != RCMOE_OK)
+		return st;
 
 	const uint8_t *in = src;
 	uint8_t *payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES;

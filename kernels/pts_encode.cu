@@ -329,12 +329,10 @@ extern "C" rcmoe_status_t rcmoe_gpu_pts_encode(const void *d_src, size_t n,
 	rcmoe_status_t st = rcmoe_pts_check_cfg(cfg);
 	if (st != RCMOE_OK)
 		return st;
-	size_t esize = rcmoe_dtype_size(cfg->dtype), bound = rcmoe_pts_bound(n, cfg);
-	if (bound == 0 || (!d_src && n) || !d_dst || !d_work || ((uintptr_t)d_src % esize) ||
-	    ((uintptr_t)d_dst % 16) || ((uintptr_t)d_work % 16))
-		return RCMOE_ERR_INVALID;
-	if (cap < bound)
-		return RCMOE_ERR_OVERFLOW;
+	st = rcmoe_gpu_encode_args(d_src, n, rcmoe_dtype_size(cfg->dtype), d_dst, d_work,
+				   rcmoe_pts_bound(n, cfg), cap);
+	if (st != RCMOE_OK)
+		return st;
 	pts_work_layout(n, cfg_chunk(cfg), &w);
 	if (work_bytes < w.total || w.nl1 > 0x7fffffffu)
 		return RCMOE_ERR_INVALID;
