@@ -37,7 +37,7 @@ for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests"; do
 	fi
 	missing=$(ldd "$exe" | grep "not found")
 	[ -n "$missing" ] && echo "missing libraries: $missing"
-	"$exe" --tap -j1 >"$out/$base.tap" 2>"$out/$base.log" || status=1
+	"$exe" --tap="$out/$base.tap" -j1 >"$out/$base.log" 2>&1 || status=1
 	grep -E "^(ok|not ok)|^  - |Assertion" "$out/$base.tap" | head -60
 	passed=$(grep -E "^ok" "$out/$base.tap" | grep -vc "# SKIP")
 	skipped=$(grep -c "# SKIP" "$out/$base.tap")

@@ -915,6 +915,8 @@ Test(gpu_net, deadlock_model_check)
 	    "cudaMemcpyAsync device->pinned (the first GPU version)",
 	    "cudaMemsetAsync (the codecs before rcmoe_gpu_fill)",
 	    "kernel launch, loaded (rcmoe_gpu_stage_copy)",
+	    "cudaEventRecord on the plugin's stream",
+	    "cudaEventQuery of a completed event",
 	};
 	const size_t bytes = 1u << 20;
 	void *pinned = NULL;
@@ -926,7 +928,7 @@ Test(gpu_net, deadlock_model_check)
 	CK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
 	CK(cudaStreamCreateWithPriority(&st, cudaStreamNonBlocking, hi)); /* as the plugin's */
 	CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-	for (int op = 0; op < 4; op++) {
+	for (int op = 0; op < (int)(sizeof(names) / sizeof(names[0])); op++) {
 		struct model m;
 		cudaError_t e = cudaSuccess;
 		model_start(&m, MODEL_CONTROL_S);
@@ -940,13 +942,19 @@ Test(gpu_net, deadlock_model_check)
 		case 1:
 			e = cudaMemcpyAsync(pinned, dbuf, bytes, cudaMemcpyDeviceToHost, st);
 			break;
-		default:
+		case 2:
 			e = cudaMemsetAsync(dbuf, 0, bytes, st);
+			break;
+		case 4:
+			e = cudaEventRecord(ev, st);
+			break;
+		default: /* ev was recorded and has completed in the previous round */
+			e = cudaEventQuery(ev);
 			break;
 		}
 		double call = now_s() - t0;
 		int returned_in_call = atomic_load(&m.app.returned);
-		if (e == cudaSuccess)
+		if (e == cudaSuccess && op < 4)
 			e = cudaEventRecord(ev, st);
 		/* the plugin's completion check: poll the event (bounded) */
 		while (e == cudaSuccess && cudaEventQuery(ev) == cudaErrorNotReady &&
