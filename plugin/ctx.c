@@ -33,6 +33,32 @@ static rcmoe_status_t select_transport(void)
 	return transport->init(params);
 }
 
+/*
+ * NCCL moves a send/recv over the network in steps of NCCL_P2P_NET_CHUNKSIZE (128 KiB), with 8
+ * steps in flight per peer: every step is one isend, so each costs a proxy round trip and, when
+ * compressing, one codec job. Larger steps keep more bytes in flight and amortise that per-step
+ * cost. NCCL reads the variable after the net plugin is initialised, once per process; a value
+ * the user set (environment or nccl.conf, which NCCL loads into the environment first) is kept.
+ */
+static void set_nccl_defaults(void)
+{
+	if (params->nccl_p2p_chunk <= 0)
+		return;
+	const char *user = getenv("NCCL_P2P_NET_CHUNKSIZE");
+	if (user) {
+		RCMOE_INFO(NCCL_INIT, "NCCL_P2P_NET_CHUNKSIZE=%s set by the user: kept", user);
+		return;
+	}
+	char v[24];
+	snprintf(v, sizeof(v), "%lld", (long long)params->nccl_p2p_chunk);
+	if (setenv("NCCL_P2P_NET_CHUNKSIZE", v, 0) != 0)
+		RCMOE_WARN("cannot set NCCL_P2P_NET_CHUNKSIZE=%s: NCCL keeps 128 KiB steps", v);
+	else
+		RCMOE_INFO(NCCL_INIT,
+			   "set NCCL_P2P_NET_CHUNKSIZE=%s (RCMOE_NCCL_P2P_CHUNKSIZE; 0 leaves it)",
+			   v);
+}
+
 static void setup(void)
 {
 	setup_status = rcmoe_params_load(&params);
@@ -47,6 +73,13 @@ static void setup(void)
 		return;
 	}
 	cuda_buffers = params->cuda_buffers == RCMOE_CUDA_BUFFERS_AUTO && rcmoe_gpu_available();
+	if (cuda_buffers)
+		RCMOE_WARN(
+			"RCMOE_CUDA_BUFFERS=auto: GPU buffers are staged by CUDA work issued "
+			"from NCCL's proxy thread, which the driver makes wait behind any "
+			"synchronous pageable copy of the application; a job that copies to "
+			"the host while a collective runs can deadlock (README, Known problems)");
+	set_nccl_defaults();
 	compressing = rcmoe_policy_setup(params);
 	if (compressing) {
 		setup_status = rcmoe_cpu_codec_start((int)params->cpu_codec_threads);

@@ -22,7 +22,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 &&
 	torch_nccl=$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib"))' \
 		2>/dev/null || true)
 	[ -n "$torch_nccl" ] && export LD_LIBRARY_PATH="$torch_nccl:${LD_LIBRARY_PATH:-}"
-	# Host buffers (NCCL's default for a virtual NIC): the GPU-buffer path is not verified yet.
+	# Host buffers (NCCL's default for a virtual NIC): the GPU-buffer mode can deadlock (README).
 	exec "$bench" --mps -n 4 -O alltoall,allreduce -d bfloat16 -b 64M -e 256M -f 4 --runs 3 \
 		--gdr-level unset --json results/bench.json "$@"
 fi

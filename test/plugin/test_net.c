@@ -194,6 +194,50 @@ Test(net, invalid_setting_fails_init_loudly)
 	cr_expect_gt(test_log_warn_count(), 0);
 }
 
+/* NCCL reads NCCL_P2P_NET_CHUNKSIZE after the plugin's init: the plugin sets its default there
+ * (each Criterion test runs in its own process, so every case starts from a fresh init). */
+static const char *chunk_after_init(const char *user, const char *rcmoe)
+{
+	void *ctx = NULL;
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
+	if (user)
+		setenv("NCCL_P2P_NET_CHUNKSIZE", user, 1);
+	else
+		unsetenv("NCCL_P2P_NET_CHUNKSIZE");
+	if (rcmoe)
+		setenv("RCMOE_NCCL_P2P_CHUNKSIZE", rcmoe, 1);
+	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 1, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
+	const char *v = getenv("NCCL_P2P_NET_CHUNKSIZE");
+	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
+	return v;
+}
+
+Test(net, sets_nccl_p2p_chunk_default)
+{
+	const char *v = chunk_after_init(NULL, NULL);
+	cr_assert_not_null(v, "NCCL_P2P_NET_CHUNKSIZE not set");
+	cr_expect_str_eq(v, "524288");
+}
+
+Test(net, keeps_the_users_nccl_p2p_chunk)
+{
+	const char *v = chunk_after_init("262144", NULL);
+	cr_assert_not_null(v);
+	cr_expect_str_eq(v, "262144");
+}
+
+Test(net, chunk_default_follows_rcmoe_setting)
+{
+	const char *v = chunk_after_init(NULL, "1M");
+	cr_assert_not_null(v);
+	cr_expect_str_eq(v, "1048576");
+}
+
+Test(net, chunk_default_zero_leaves_nccl_alone)
+{
+	cr_expect_null(chunk_after_init(NULL, "0"));
+}
+
 static int count_lines(const char *path, const char *a, const char *b)
 {
 	FILE *f = fopen(path, "r");
