@@ -82,6 +82,14 @@ void rcmoe_lsq_decode_valid_ref(const uint8_t *payload, const struct rcmoe_wire_
 /* The fast path's branch-free fp16 widening (finite inputs), for an exhaustive test against
  * rcmoe_f16_to_f32. */
 float rcmoe_lsq_f16_widen(uint16_t h);
+
+/* Which build of the specialised CPU LSQ loops runs: the portable one (x86-64 baseline, SSE2)
+ * or, on x86-64 CPUs that have it, one compiled for AVX2. AUTO (the default) takes AVX2 when the
+ * CPU has it. For tests and benchmarks, which compare both against the reference; returns 0,
+ * changing nothing, when the CPU or the build lacks the one asked for. Not thread-safe against
+ * codecs running at the same time. */
+enum { RCMOE_LSQ_ISA_AUTO, RCMOE_LSQ_ISA_PORTABLE, RCMOE_LSQ_ISA_AVX2 };
+int rcmoe_lsq_set_isa(int isa);
 void rcmoe_dedup_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr,
 			      void *dst);
 

@@ -211,7 +211,25 @@ static size_t pick_size(uint32_t B, int k, struct tu_rng *r)
 	}
 }
 
-Test(lsq_fast, encode_decode_match_reference)
+/* The CPU LSQ loops exist twice on x86-64 (baseline and AVX2, picked at run time): both must
+ * produce the reference's bytes. */
+static void match_reference(void);
+
+Test(lsq_fast, portable_build_matches_reference)
+{
+	cr_assert(rcmoe_lsq_set_isa(RCMOE_LSQ_ISA_PORTABLE));
+	match_reference();
+}
+
+Test(lsq_fast, avx2_build_matches_reference)
+{
+	if (!rcmoe_lsq_set_isa(RCMOE_LSQ_ISA_AVX2))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX2: the portable build "
+			     "is the one that runs here");
+	match_reference();
+}
+
+static void match_reference(void)
 {
 	struct tu_rng r = {2024};
 	size_t maxn = 6 * RCMOE_LSQ_MAX_BLOCK + 100000;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec_internal.h"
 #include "codec_math.h"
 #include "rcmoe/codec.h"
 #include "rcmoe/log.h"
@@ -91,8 +92,9 @@ int main(int argc, char **argv)
 	size_t minb = 64 << 10, maxb = 64 << 20;
 	double factor = 4;
 	int reps = 5;
-	const char *json = NULL;
+	const char *json = NULL, *isa = "auto";
 	static const struct option opts[] = {{"reps", required_argument, NULL, 'r'},
+					     {"isa", required_argument, NULL, 'i'},
 					     {"json", required_argument, NULL, 'j'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
@@ -104,14 +106,23 @@ int main(int argc, char **argv)
 		case 'f': factor = atof(optarg); break;
 		case 'r': reps = atoi(optarg); break;
 		case 'j': json = optarg; break;
+		case 'i': isa = optarg; break;
 		default:
 			fprintf(stderr, "usage: rcmoe-cbench [-b 64K] [-e 64M] [-f 4] [--reps 5] "
-					"[--json FILE]\n");
+					"[--json FILE] [--isa auto|portable|avx2]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
 	if (minb < 4096 || maxb < minb || factor <= 1 || reps < 1) {
 		fprintf(stderr, "rcmoe-cbench: bad sizes or repetitions\n");
+		return 2;
+	}
+	int want = !strcmp(isa, "portable") ? RCMOE_LSQ_ISA_PORTABLE
+		   : !strcmp(isa, "avx2")   ? RCMOE_LSQ_ISA_AVX2
+		   : !strcmp(isa, "auto")   ? RCMOE_LSQ_ISA_AUTO
+					    : -1;
+	if (want < 0 || !rcmoe_lsq_set_isa(want)) {
+		fprintf(stderr, "rcmoe-cbench: --isa %s: unknown, or this CPU lacks it\n", isa);
 		return 2;
 	}
 	rcmoe_log_set(rcmoe_log_stderr);
