@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the GPU tests (test_gpu_codec: kernels against the CPU references; test_gpu_net: the net
-# table with device buffers, and the proxy-thread deadlock model) and rcmoe-kbench on a GPU
+# table with device buffers, and the proxy-thread deadlock model; test_gpu_context: whether a
+# second CUDA context escapes that deadlock) and rcmoe-kbench on a GPU
 # machine from an existing build directory (built elsewhere with -Dgpu_arch matching the GPU).
 # The binaries are run directly, so the build directory may have moved. Criterion's shared
 # libraries, when the machine lacks them, can sit in .carry/lib (or $RCMOE_CARRY_LIB): they are
@@ -9,7 +10,8 @@
 #   test/gpu/run-on-gpu.sh BUILD_DIR [OUT_DIR] [rcmoe-kbench options...]
 #
 # Writes OUT_DIR/gpu-tests.tap and .log (codec), OUT_DIR/gpu-net-tests.tap and .log (net; the
-# .log holds the deadlock model's "MODEL CHECK" lines), OUT_DIR/kbench.txt and kbench.json; exits
+# .log holds the deadlock model's "MODEL CHECK" lines), OUT_DIR/gpu-context.tap and .log (its
+# "CONTEXT PROBE" lines), OUT_DIR/kbench.txt and kbench.json; exits
 # non-zero if a GPU test failed or was skipped (none may skip on a GPU machine) or kbench did not
 # finish.
 set -uo pipefail
@@ -26,7 +28,7 @@ export RCMOE_SOCKET_IFNAME=lo # test_gpu_net sets it too: its pair runs over 127
 
 status=0
 # name of the executable, then the base name of its outputs ("$@" stays kbench's options)
-for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests"; do
+for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests" "test_gpu_context gpu-context"; do
 	read -r name base <<<"$t"
 	exe="$build/test/gpu/$name"
 	echo "== $name"
@@ -45,8 +47,9 @@ for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests"; do
 	echo "$name: $passed passed, $failed failed, $skipped skipped"
 	[ "$skipped" -eq 0 ] || status=1
 done
-echo "== the deadlock model (test_gpu_net's log)"
+echo "== the deadlock model (test_gpu_net's log) and the second-context probe"
 grep -E "MODEL CHECK|beside the waiting copy" "$out/gpu-net-tests.log"
+grep -E "CONTEXT PROBE" "$out/gpu-context.log"
 
 "$build/tools/kbench/rcmoe-kbench" -J "$out/kbench.json" "$@" 2>&1 | tee "$out/kbench.txt" ||
 	status=1

@@ -28,6 +28,7 @@
 #include "gpu_spin.h"
 #include "net_pair.h"
 #include "prof_chain.h"
+#include "sync_copy_model.h"
 #include "rcmoe/codec.h"
 #include "rcmoe/kernels.h"
 #include "rcmoe/log.h"
@@ -45,14 +46,6 @@ extern const ncclProfiler_v5_t ncclProfiler_v5;
 #define MODEL_XFER_S	 15.0 /* the transfer while the application's copy waits */
 #define MODEL_SPIN_S	 5.0  /* the spin kernel gives up after this: must be < MODEL_XFER_S */
 #define MODEL_CONTROL_S	 5.0  /* the same, for the model check (which expects to block) */
-#define MODEL_SETTLE_MS	 300  /* let the application thread get into its copy */
-#define MODEL_COPY_WORDS (1u << 20)
-
-#define CK(call)                                                                                   \
-	do {                                                                                       \
-		cudaError_t e_ = (call);                                                           \
-		cr_assert_eq(e_, cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));            \
-	} while (0)
 
 static char stats_path[96];
 
@@ -80,12 +73,6 @@ static void teardown(void)
 }
 
 TestSuite(gpu_net, .init = setup, .fini = teardown, .timeout = 300);
-
-static void sleep_ms(int ms)
-{
-	struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	nanosleep(&t, NULL);
-}
 
 /* Compression on, with the defaults spelled out so that the environment cannot change them. */
 static void compress_env(void)
@@ -580,24 +567,12 @@ Test(gpu_net, mixed_bf16_and_int64_in_flight)
 	free(hdst);
 }
 
-/* ---- The deadlock model ----
+/* ---- The deadlock model (sync_copy_model.h) ----
  *
- * In the job that hung (H100, PyTorch, NCCL_NET_GDR_LEVEL=SYS): NCCL's kernel waited for data
- * that NCCL's proxy thread moves through the plugin. The application's main thread had its
- * stream wait for NCCL's stream (work.wait()) and called tensor.cpu(), a synchronous copy into
- * pageable memory, which waits inside the driver, holding a driver lock, until NCCL's kernel is
- * done. The proxy thread then called cudaMemcpyAsync in the plugin, which needs that lock: no
- * thread could move again.
- *
- * Here, without NCCL: gpu_spin_kernel on its own non-blocking stream plays NCCL's kernel; it
- * cannot finish until the test thread sets a flag in mapped pinned memory, which the test thread
- * does only after the plugin reported its transfer done. app_thread plays the main thread: it
- * makes the legacy default stream wait for the spin kernel's event and copies the kernel's
- * output into pageable memory with cudaMemcpy, so the copy waits for a kernel that waits for our
- * transfer. The test thread plays the proxy thread: while the copy waits, it posts and tests the
- * plugin's requests, and the plugin launches its staging (and codec) kernels and records and
- * queries events on its own stream. Everything the plugin allocates (pinned shadows, streams,
- * events, codec scratch) is set up before the copy starts, as NCCL does on its service thread.
+ * The test thread plays NCCL's proxy thread: while the application's copy waits, it posts and
+ * tests the plugin's requests, and the plugin launches its staging (and codec) kernels and
+ * records and queries events on its own stream. Everything the plugin allocates (pinned
+ * shadows, streams, events, codec scratch) is set up before the copy starts, as NCCL does.
  *
  * A plugin call blocked on the copy's lock is the deadlock; it does not hang the test: the spin
  * kernel gives up by itself after MODEL_SPIN_S (device clock), then the copy returns and
@@ -612,128 +587,6 @@ Test(gpu_net, mixed_bf16_and_int64_in_flight)
  * driver that no longer serialises the plugin's work behind the copy (time to revisit the
  * default). They also check that the transfer is correct once the copy has returned.
  */
-struct app_copy {
-	cudaEvent_t after_spin; /* recorded on the "NCCL" stream after the spin kernel */
-	const uint32_t *d_out;	/* what the spin kernel writes */
-	uint32_t *host;		/* pageable */
-	size_t nwords;
-	atomic_int entered, returned;
-	cudaError_t err;
-};
-
-static void *app_thread(void *arg)
-{
-	struct app_copy *a = arg;
-	cudaError_t e = cudaStreamWaitEvent(cudaStreamLegacy, a->after_spin, 0);
-	atomic_store(&a->entered, 1);
-	if (e == cudaSuccess)
-		e = cudaMemcpy(a->host, a->d_out, a->nwords * sizeof(uint32_t),
-			       cudaMemcpyDeviceToHost);
-	a->err = e;
-	atomic_store(&a->returned, 1);
-	return NULL;
-}
-
-struct model {
-	uint32_t *ctl; /* mapped pinned: GPU_SPIN_* words */
-	uint32_t *d_out;
-	cudaStream_t nccl_stream;
-	pthread_t thread;
-	struct app_copy app;
-};
-
-static uint32_t ctl_load(const struct model *m, int word)
-{
-	return __atomic_load_n(&m->ctl[word], __ATOMIC_SEQ_CST);
-}
-
-static void model_release(struct model *m)
-{
-	__atomic_store_n(&m->ctl[GPU_SPIN_RELEASE], 1u, __ATOMIC_SEQ_CST);
-}
-
-/* Start the spin kernel and the application's copy behind it; returns once the copy waits. */
-static void model_start(struct model *m, double spin_timeout_s)
-{
-	memset(m, 0, sizeof(*m));
-	CK(cudaHostAlloc((void **)&m->ctl, 64, cudaHostAllocMapped | cudaHostAllocPortable));
-	void *dev_ctl = NULL;
-	CK(cudaHostGetDevicePointer(&dev_ctl, m->ctl, 0));
-	cr_assert_eq(dev_ctl, (void *)m->ctl, "mapped memory not at its host address (no UVA?)");
-	m->ctl[GPU_SPIN_RELEASE] = 0;
-	m->ctl[GPU_SPIN_STATE] = GPU_SPIN_IDLE;
-	m->d_out = dev_alloc(MODEL_COPY_WORDS * sizeof(uint32_t));
-	m->app.d_out = m->d_out;
-	m->app.nwords = MODEL_COPY_WORDS;
-	m->app.host = host_alloc(MODEL_COPY_WORDS * sizeof(uint32_t));
-	memset(m->app.host, 0, MODEL_COPY_WORDS * sizeof(uint32_t));
-	atomic_init(&m->app.entered, 0);
-	atomic_init(&m->app.returned, 0);
-	CK(cudaStreamCreateWithFlags(&m->nccl_stream, cudaStreamNonBlocking));
-	CK(cudaEventCreateWithFlags(&m->app.after_spin, cudaEventDisableTiming));
-	CK(cudaDeviceSynchronize());
-
-	CK(gpu_spin_launch(m->ctl, m->d_out, MODEL_COPY_WORDS, spin_timeout_s, m->nccl_stream));
-	CK(cudaEventRecord(m->app.after_spin, m->nccl_stream));
-	double t0 = now_s();
-	while (ctl_load(m, GPU_SPIN_STATE) != GPU_SPIN_RUNNING) {
-		if (now_s() - t0 > 10.0) {
-			model_release(m);
-			cr_assert_fail("the spin kernel did not start within 10 s");
-		}
-		sleep_ms(1);
-	}
-	cr_assert_eq(pthread_create(&m->thread, NULL, app_thread, &m->app), 0);
-	t0 = now_s();
-	while (!atomic_load(&m->app.entered)) {
-		if (now_s() - t0 > 10.0) {
-			model_release(m);
-			cr_assert_fail("the application thread did not reach its copy within 10 s");
-		}
-		sleep_ms(1);
-	}
-	sleep_ms(MODEL_SETTLE_MS);
-	if (atomic_load(&m->app.returned)) {
-		model_release(m);
-		cr_assert_fail(
-		    "the application's copy returned while the spin kernel ran: it did not "
-		    "wait for the kernel, so nothing is modelled");
-	}
-}
-
-/* Release the kernel, wait (bounded) for the copy, check that it carried the kernel's output
- * (so it really was ordered after the kernel), free everything; returns the kernel's final
- * state (GPU_SPIN_RELEASED or GPU_SPIN_TIMED_OUT). */
-static uint32_t model_finish(struct model *m)
-{
-	model_release(m);
-	double t0 = now_s();
-	while (!atomic_load(&m->app.returned)) {
-		cr_assert_lt(now_s() - t0, 30.0,
-			     "the application's copy had not returned 30 s after the release");
-		sleep_ms(1);
-	}
-	pthread_join(m->thread, NULL);
-	cr_assert_eq(m->app.err, cudaSuccess, "the application's copy failed: %s",
-		     cudaGetErrorString(m->app.err));
-	uint32_t state = ctl_load(m, GPU_SPIN_STATE);
-	cr_assert(state == GPU_SPIN_RELEASED || state == GPU_SPIN_TIMED_OUT,
-		  "spin kernel state 0x%x after the copy", state);
-	for (size_t i = 0; i < MODEL_COPY_WORDS; i++)
-		if (m->app.host[i] != state)
-			cr_assert_fail(
-			    "the copy carried 0x%x at word %zu, the kernel wrote 0x%x: it "
-			    "was not ordered after the kernel",
-			    m->app.host[i], i, state);
-	CK(cudaStreamSynchronize(m->nccl_stream));
-	CK(cudaEventDestroy(m->app.after_spin));
-	CK(cudaStreamDestroy(m->nccl_stream));
-	CK(cudaFree(m->d_out));
-	CK(cudaFreeHost(m->ctl));
-	free(m->app.host);
-	return state;
-}
-
 /* Longest single plugin call so far, and which: tells a call blocked in the driver apart from
  * GPU work that could not run. */
 struct call_watch {
