@@ -39,6 +39,9 @@ static rcmoe_status_t select_transport(void)
  * compressing, one codec job. Larger steps keep more bytes in flight and amortise that per-step
  * cost. NCCL reads the variable after the net plugin is initialised, once per process; a value
  * the user set (environment or nccl.conf, which NCCL loads into the environment first) is kept.
+ * setenv runs once, inside the first init (NCCL's communicator setup); another thread reading
+ * the environment at that moment is setenv's usual caveat, accepted here as aws-ofi-nccl
+ * accepts it when it sets NCCL defaults.
  */
 static void set_nccl_defaults(void)
 {
