@@ -83,6 +83,11 @@ void rcmoe_lsq_decode_valid_ref(const uint8_t *payload, const struct rcmoe_wire_
  * rcmoe_f16_to_f32. */
 float rcmoe_lsq_f16_widen(uint16_t h);
 
+/* The header of an LSQ stream of n elements encoded with cfg, payload_len bytes following it:
+ * what the fast CPU encoder, the reference and the GPU encoder all write. */
+struct rcmoe_wire_header rcmoe_lsq_header(size_t n, const struct rcmoe_lsq_cfg *cfg,
+					  uint64_t payload_len);
+
 /* Which build of the specialised CPU LSQ loops runs: the portable one (x86-64 baseline, SSE2)
  * or, on x86-64 CPUs that have it, one compiled for AVX2. AUTO (the default) takes AVX2 when the
  * CPU has it. For tests and benchmarks, which compare both against the reference; returns 0,

@@ -60,13 +60,35 @@ size_t rcmoe_lsq_bound(size_t n, const struct rcmoe_lsq_cfg *cfg)
  * same single roundings (AVX2 brings no FMA to contract into, and C11 mode does not contract
  * across statements); the codec tests compare both builds with the reference. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LSQ_HAVE_AVX2 1
-#define LSQ_AVX2 __attribute__((target("avx2")))
+#define LSQ_HAVE_AVX2    1
+#define LSQ_AVX2         __attribute__((target("avx2")))
+#define LSQ_IF_AVX2(...) __VA_ARGS__
 #else
 #define LSQ_HAVE_AVX2 0
+#define LSQ_IF_AVX2(...)
 #endif
 
-#define LSQ_MAXB RCMOE_LSQ_MAX_BLOCK
+/* The (dtype, bits) instances of the encoder and the decoder, in lsq_instance()'s order. */
+#define LSQ_INSTANCES(X)                                                                           \
+	X(bf16_8, RCMOE_DT_BF16_, 8)                                                               \
+	X(bf16_4, RCMOE_DT_BF16_, 4)                                                               \
+	X(bf16_2, RCMOE_DT_BF16_, 2)                                                               \
+	X(fp16_8, RCMOE_DT_FP16_, 8)                                                               \
+	X(fp16_4, RCMOE_DT_FP16_, 4)                                                               \
+	X(fp16_2, RCMOE_DT_FP16_, 2)                                                               \
+	X(fp32_8, RCMOE_DT_FP32_, 8)                                                               \
+	X(fp32_4, RCMOE_DT_FP32_, 4)                                                               \
+	X(fp32_2, RCMOE_DT_FP32_, 2)
+#define LSQ_NINSTANCES 9
+
+/* Index of a (dtype, bits) pair that rcmoe_lsq_check_cfg (or the stream's validation) admitted. */
+static int lsq_instance(int dtype, int bits)
+{
+	int d = dtype == RCMOE_DT_BF16 ? 0 : dtype == RCMOE_DT_FP16 ? 1 : 2;
+	return 3 * d + (bits == 8 ? 0 : bits == 4 ? 1 : 2);
+}
+
+#define LSQ_MAXB  RCMOE_LSQ_MAX_BLOCK
 #define LSQ_CHUNK RCMOE_LSQ_MIN_BLOCK
 
 _Static_assert(RCMOE_LSQ_MIN_BLOCK == 32 && LSQ_MAXB % LSQ_CHUNK == 0, "chunking of blocks");
@@ -308,41 +330,49 @@ static int lsq_isa(void)
 
 int rcmoe_lsq_set_isa(int isa)
 {
-	int v = isa == RCMOE_LSQ_ISA_PORTABLE ? 0
-		: isa == RCMOE_LSQ_ISA_AVX2   ? 1
-					      : lsq_cpu_has_avx2();
-	if (v == 1 && !lsq_cpu_has_avx2())
+	int avx2 = lsq_cpu_has_avx2();
+	int v = isa == RCMOE_LSQ_ISA_PORTABLE ? 0 : isa == RCMOE_LSQ_ISA_AVX2 ? 1 : avx2;
+	if (v && !avx2)
 		return 0;
 	atomic_store_explicit(&lsq_isa_chosen, v, memory_order_relaxed);
 	return 1;
 }
 
-#if LSQ_HAVE_AVX2
-#define LSQ_ENC_FN(name, dtype, bits)                                                           \
-	static uint64_t name(const struct lsq_enc *e)                                           \
-	{                                                                                       \
-		return lsq_encode_blocks(e, dtype, bits);                                       \
-	}                                                                                       \
-	LSQ_AVX2 static uint64_t name##_avx2(const struct lsq_enc *e)                           \
-	{                                                                                       \
-		return lsq_encode_blocks(e, dtype, bits);                                       \
-	}
-#else
-#define LSQ_ENC_FN(name, dtype, bits)                                                           \
-	static uint64_t name(const struct lsq_enc *e)                                           \
-	{                                                                                       \
-		return lsq_encode_blocks(e, dtype, bits);                                       \
-	}
-#endif
-LSQ_ENC_FN(lsq_enc_bf16_8, RCMOE_DT_BF16_, 8)
-LSQ_ENC_FN(lsq_enc_bf16_4, RCMOE_DT_BF16_, 4)
-LSQ_ENC_FN(lsq_enc_bf16_2, RCMOE_DT_BF16_, 2)
-LSQ_ENC_FN(lsq_enc_fp16_8, RCMOE_DT_FP16_, 8)
-LSQ_ENC_FN(lsq_enc_fp16_4, RCMOE_DT_FP16_, 4)
-LSQ_ENC_FN(lsq_enc_fp16_2, RCMOE_DT_FP16_, 2)
-LSQ_ENC_FN(lsq_enc_fp32_8, RCMOE_DT_FP32_, 8)
-LSQ_ENC_FN(lsq_enc_fp32_4, RCMOE_DT_FP32_, 4)
-LSQ_ENC_FN(lsq_enc_fp32_2, RCMOE_DT_FP32_, 2)
+#define LSQ_ENC_FN(sfx, dtype, bits)                                                               \
+	static uint64_t lsq_enc_##sfx(const struct lsq_enc *e)                                     \
+	{                                                                                          \
+		return lsq_encode_blocks(e, dtype, bits);                                          \
+	}                                                                                          \
+	LSQ_IF_AVX2(LSQ_AVX2 static uint64_t lsq_enc_##sfx##_avx2(const struct lsq_enc *e) {       \
+		return lsq_encode_blocks(e, dtype, bits);                                          \
+	})
+#define LSQ_ENC_PTR(sfx, dtype, bits)      lsq_enc_##sfx,
+#define LSQ_ENC_PTR_AVX2(sfx, dtype, bits) lsq_enc_##sfx##_avx2,
+LSQ_INSTANCES(LSQ_ENC_FN)
+/* [isa][instance]; the AVX2 row is empty (never chosen) without AVX2 */
+static uint64_t (*const lsq_enc_fns[2][LSQ_NINSTANCES])(const struct lsq_enc *) = {
+	{ LSQ_INSTANCES(LSQ_ENC_PTR) },
+	LSQ_IF_AVX2({ LSQ_INSTANCES(LSQ_ENC_PTR_AVX2) }),
+};
+
+struct rcmoe_wire_header rcmoe_lsq_header(size_t n, const struct rcmoe_lsq_cfg *cfg,
+					  uint64_t payload_len)
+{
+	struct rcmoe_wire_header h = {
+		.magic = RCMOE_WIRE_MAGIC,
+		.version = RCMOE_WIRE_VERSION,
+		.codec = RCMOE_CODEC_LSQ,
+		.dtype = (uint8_t)cfg->dtype,
+		.bits = (uint8_t)cfg->bits,
+		.block = cfg->block,
+		.count = n,
+		.seed = cfg->seed,
+		.op_id = cfg->op_id,
+		.rank = cfg->rank,
+		.payload_len = payload_len,
+	};
+	return h;
+}
 
 rcmoe_status_t rcmoe_lsq_encode(const void *src, size_t n, const struct rcmoe_lsq_cfg *cfg,
 				void *dst, size_t cap, size_t *len)
@@ -355,41 +385,15 @@ rcmoe_status_t rcmoe_lsq_encode(const void *src, size_t n, const struct rcmoe_ls
 		return st;
 
 	struct lsq_enc e = {
-	    .in = src,
-	    .payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES,
-	    .n = n,
-	    .key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank),
-	    .B = cfg->block,
+		.in = src,
+		.payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES,
+		.n = n,
+		.key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank),
+		.B = cfg->block,
 	};
-	/* check_cfg admits exactly these dtypes and bit widths */
-	uint64_t (*const fns[2][3][3])(const struct lsq_enc *) = {{
-	    {lsq_enc_bf16_8, lsq_enc_bf16_4, lsq_enc_bf16_2},
-	    {lsq_enc_fp16_8, lsq_enc_fp16_4, lsq_enc_fp16_2},
-	    {lsq_enc_fp32_8, lsq_enc_fp32_4, lsq_enc_fp32_2},
-#if LSQ_HAVE_AVX2
-	}, {
-	    {lsq_enc_bf16_8_avx2, lsq_enc_bf16_4_avx2, lsq_enc_bf16_2_avx2},
-	    {lsq_enc_fp16_8_avx2, lsq_enc_fp16_4_avx2, lsq_enc_fp16_2_avx2},
-	    {lsq_enc_fp32_8_avx2, lsq_enc_fp32_4_avx2, lsq_enc_fp32_2_avx2},
-#endif
-	}};
-	int di = cfg->dtype == RCMOE_DT_BF16 ? 0 : cfg->dtype == RCMOE_DT_FP16 ? 1 : 2;
-	int bi = cfg->bits == 8 ? 0 : cfg->bits == 4 ? 1 : 2;
-	uint64_t off = fns[lsq_isa()][di][bi](&e);
+	uint64_t off = lsq_enc_fns[lsq_isa()][lsq_instance(cfg->dtype, cfg->bits)](&e);
 
-	struct rcmoe_wire_header h = {
-	    .magic = RCMOE_WIRE_MAGIC,
-	    .version = RCMOE_WIRE_VERSION,
-	    .codec = RCMOE_CODEC_LSQ,
-	    .dtype = (uint8_t)cfg->dtype,
-	    .bits = (uint8_t)cfg->bits,
-	    .block = cfg->block,
-	    .count = n,
-	    .seed = cfg->seed,
-	    .op_id = cfg->op_id,
-	    .rank = cfg->rank,
-	    .payload_len = off,
-	};
+	struct rcmoe_wire_header h = rcmoe_lsq_header(n, cfg, off);
 	rcmoe_wire_write(dst, &h);
 	*len = RCMOE_WIRE_HEADER_BYTES + off;
 	return RCMOE_OK;
@@ -425,7 +429,6 @@ rcmoe_status_t rcmoe_lsq_validate(const uint8_t *payload, const struct rcmoe_wir
 	}
 	return off == hdr->payload_len ? RCMOE_OK : RCMOE_ERR_MALFORMED;
 }
-
 
 /* Codes of mpad elements (whole chunks), one per byte: code j is at bits bits * (j mod (32 /
  * bits)) of word j / (32 / bits), i.e. of byte j / (8 / bits) in little-endian order. The
@@ -553,50 +556,26 @@ LSQ_INLINE void lsq_decode_blocks(const struct lsq_dec *d, int dtype, int bits)
 	}
 }
 
-#if LSQ_HAVE_AVX2
-#define LSQ_DEC_FN(name, dtype, bits)                                                           \
-	static void name(const struct lsq_dec *d)                                               \
-	{                                                                                       \
-		lsq_decode_blocks(d, dtype, bits);                                              \
-	}                                                                                       \
-	LSQ_AVX2 static void name##_avx2(const struct lsq_dec *d)                               \
-	{                                                                                       \
-		lsq_decode_blocks(d, dtype, bits);                                              \
-	}
-#else
-#define LSQ_DEC_FN(name, dtype, bits)                                                           \
-	static void name(const struct lsq_dec *d)                                               \
-	{                                                                                       \
-		lsq_decode_blocks(d, dtype, bits);                                              \
-	}
-#endif
-LSQ_DEC_FN(lsq_dec_bf16_8, RCMOE_DT_BF16_, 8)
-LSQ_DEC_FN(lsq_dec_bf16_4, RCMOE_DT_BF16_, 4)
-LSQ_DEC_FN(lsq_dec_bf16_2, RCMOE_DT_BF16_, 2)
-LSQ_DEC_FN(lsq_dec_fp16_8, RCMOE_DT_FP16_, 8)
-LSQ_DEC_FN(lsq_dec_fp16_4, RCMOE_DT_FP16_, 4)
-LSQ_DEC_FN(lsq_dec_fp16_2, RCMOE_DT_FP16_, 2)
-LSQ_DEC_FN(lsq_dec_fp32_8, RCMOE_DT_FP32_, 8)
-LSQ_DEC_FN(lsq_dec_fp32_4, RCMOE_DT_FP32_, 4)
-LSQ_DEC_FN(lsq_dec_fp32_2, RCMOE_DT_FP32_, 2)
+#define LSQ_DEC_FN(sfx, dtype, bits)                                                               \
+	static void lsq_dec_##sfx(const struct lsq_dec *d)                                         \
+	{                                                                                          \
+		lsq_decode_blocks(d, dtype, bits);                                                 \
+	}                                                                                          \
+	LSQ_IF_AVX2(LSQ_AVX2 static void lsq_dec_##sfx##_avx2(const struct lsq_dec *d) {           \
+		lsq_decode_blocks(d, dtype, bits);                                                 \
+	})
+#define LSQ_DEC_PTR(sfx, dtype, bits)      lsq_dec_##sfx,
+#define LSQ_DEC_PTR_AVX2(sfx, dtype, bits) lsq_dec_##sfx##_avx2,
+LSQ_INSTANCES(LSQ_DEC_FN)
+static void (*const lsq_dec_fns[2][LSQ_NINSTANCES])(const struct lsq_dec *) = {
+	{ LSQ_INSTANCES(LSQ_DEC_PTR) },
+	LSQ_IF_AVX2({ LSQ_INSTANCES(LSQ_DEC_PTR_AVX2) }),
+};
 
 /* hdr has passed rcmoe_lsq_validate: dtype and bits are among those below, and every block's
  * bytes lie inside the payload. */
 void rcmoe_lsq_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr, void *dst)
 {
-	struct lsq_dec d = {.payload = payload, .out = dst, .n = hdr->count, .B = hdr->block};
-	void (*const fns[2][3][3])(const struct lsq_dec *) = {{
-	    {lsq_dec_bf16_8, lsq_dec_bf16_4, lsq_dec_bf16_2},
-	    {lsq_dec_fp16_8, lsq_dec_fp16_4, lsq_dec_fp16_2},
-	    {lsq_dec_fp32_8, lsq_dec_fp32_4, lsq_dec_fp32_2},
-#if LSQ_HAVE_AVX2
-	}, {
-	    {lsq_dec_bf16_8_avx2, lsq_dec_bf16_4_avx2, lsq_dec_bf16_2_avx2},
-	    {lsq_dec_fp16_8_avx2, lsq_dec_fp16_4_avx2, lsq_dec_fp16_2_avx2},
-	    {lsq_dec_fp32_8_avx2, lsq_dec_fp32_4_avx2, lsq_dec_fp32_2_avx2},
-#endif
-	}};
-	int di = hdr->dtype == RCMOE_DT_BF16 ? 0 : hdr->dtype == RCMOE_DT_FP16 ? 1 : 2;
-	int bi = hdr->bits == 8 ? 0 : hdr->bits == 4 ? 1 : 2;
-	fns[lsq_isa()][di][bi](&d);
+	struct lsq_dec d = { .payload = payload, .out = dst, .n = hdr->count, .B = hdr->block };
+	lsq_dec_fns[lsq_isa()][lsq_instance(hdr->dtype, hdr->bits)](&d);
 }

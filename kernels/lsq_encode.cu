@@ -245,21 +245,7 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
 	if (work_bytes < lsq_work_bytes(&a.g))
 		return RCMOE_ERR_INVALID;
 
-	struct rcmoe_wire_header h = {
-	    .magic = RCMOE_WIRE_MAGIC,
-	    .version = RCMOE_WIRE_VERSION,
-	    .codec = RCMOE_CODEC_LSQ,
-	    .dtype = (uint8_t)cfg->dtype,
-	    .bits = (uint8_t)cfg->bits,
-	    .flags = 0,
-	    .block = cfg->block,
-	    .count = n,
-	    .seed = cfg->seed,
-	    .op_id = cfg->op_id,
-	    .rank = cfg->rank,
-	    .payload_len = 0,
-	    .aux = 0,
-	};
+	struct rcmoe_wire_header h = rcmoe_lsq_header(n, cfg, 0); /* length: filled in on the GPU */
 	rcmoe_wire_words(&h, a.hdr);
 	a.src = (const uint8_t *)d_src;
 	a.dst = (uint8_t *)d_dst;

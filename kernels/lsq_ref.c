@@ -71,19 +71,7 @@ rcmoe_status_t rcmoe_lsq_encode_ref(const void *src, size_t n, const struct rcmo
 		off += rcmoe_lsq_block_bytes(kind, m, bits, esize);
 	}
 
-	struct rcmoe_wire_header h = {
-	    .magic = RCMOE_WIRE_MAGIC,
-	    .version = RCMOE_WIRE_VERSION,
-	    .codec = RCMOE_CODEC_LSQ,
-	    .dtype = (uint8_t)cfg->dtype,
-	    .bits = (uint8_t)bits,
-	    .block = B,
-	    .count = n,
-	    .seed = cfg->seed,
-	    .op_id = cfg->op_id,
-	    .rank = cfg->rank,
-	    .payload_len = off,
-	};
+	struct rcmoe_wire_header h = rcmoe_lsq_header(n, cfg, off);
 	rcmoe_wire_write(dst, &h);
 	*len = RCMOE_WIRE_HEADER_BYTES + off;
 	return RCMOE_OK;

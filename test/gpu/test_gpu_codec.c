@@ -38,7 +38,7 @@ static void gpu_init(void)
 
 TestSuite(gpu, .init = gpu_init, .timeout = 600);
 
-static const int dtypes[] = {RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32};
+static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32 };
 
 /* Device scratch reused across the runs of one test. */
 struct dev {
@@ -86,8 +86,8 @@ static void expect_same_stream(const uint8_t *d_stream, const uint8_t *ref, size
 	for (size_t i = 0; i < len; i++)
 		if (got[i] != ref[i])
 			cr_assert_fail(
-			    "%s: first difference at byte %zu of %zu (GPU %02x CPU %02x)", what, i,
-			    len, got[i], ref[i]);
+				"%s: first difference at byte %zu of %zu (GPU %02x CPU %02x)", what,
+				i, len, got[i], ref[i]);
 	free(got);
 }
 
@@ -108,6 +108,38 @@ static void expect_same_output(const uint8_t *d_out, const uint8_t *ref, size_t 
 
 /* ---- LSQ ---- */
 
+/* Device buffers for one case: the input (at an offset of misalign bytes) copied from the host,
+ * the stream buffer and the scratch poisoned, so that a byte the kernel did not write cannot
+ * match. */
+static void stage_encode(struct dev *d, const void *host, size_t bytes, size_t cap, size_t wb,
+			 size_t misalign)
+{
+	ensure(&d->in, &d->in_cap, bytes + misalign);
+	ensure(&d->stream, &d->stream_cap, cap);
+	ensure(&d->out, &d->out_cap, bytes + GUARD + misalign);
+	ensure(&d->work, &d->work_cap, wb);
+	CK(cudaMemcpy(d->in + misalign, host, bytes, cudaMemcpyHostToDevice));
+	CK(cudaMemset(d->stream, POISON, cap));
+	CK(cudaMemset(d->work, POISON, wb));
+}
+
+/* The CPU stream ref decoded on the GPU into a poisoned output must equal the CPU decode dec. */
+static void expect_gpu_decode(struct dev *d, const uint8_t *ref, size_t len, const uint8_t *dec,
+			      size_t bytes, size_t misalign, const char *what)
+{
+	struct rcmoe_wire_header h;
+	cr_assert_eq(rcmoe_codec_validate(ref, len, bytes, &h), RCMOE_OK);
+	size_t dwb = rcmoe_gpu_decode_work_bytes(&h);
+	ensure(&d->work, &d->work_cap, dwb);
+	CK(cudaMemcpy(d->stream, ref, len, cudaMemcpyHostToDevice));
+	CK(cudaMemset(d->out, POISON, bytes + GUARD + misalign));
+	CK(cudaMemset(d->work, POISON, dwb));
+	cr_assert_eq(rcmoe_gpu_decode(d->stream, &h, d->out + misalign, bytes, d->work, dwb, 0),
+		     RCMOE_OK, "%s", what);
+	CK(cudaDeviceSynchronize());
+	expect_same_output(d->out + misalign, dec, bytes, what);
+}
+
 static void lsq_case(struct dev *d, const void *host, size_t n, const struct rcmoe_lsq_cfg *cfg,
 		     size_t misalign)
 {
@@ -120,42 +152,24 @@ static void lsq_case(struct dev *d, const void *host, size_t n, const struct rcm
 	cr_assert_eq(rcmoe_codec_decode(ref, len, dec, n * es, &ob), RCMOE_OK);
 
 	size_t wb = rcmoe_gpu_lsq_work_bytes(n, cfg);
-	ensure(&d->in, &d->in_cap, n * es + misalign);
-	ensure(&d->stream, &d->stream_cap, cap);
-	ensure(&d->out, &d->out_cap, n * es + GUARD + misalign);
-	ensure(&d->work, &d->work_cap, wb);
-	CK(cudaMemcpy(d->in + misalign, host, n * es, cudaMemcpyHostToDevice));
-	CK(cudaMemset(d->stream, POISON, cap));
-	CK(cudaMemset(d->work, POISON, wb));
+	stage_encode(d, host, n * es, cap, wb, misalign);
 	cr_assert_eq(rcmoe_gpu_lsq_encode(d->in + misalign, n, cfg, d->stream, cap, d->work, wb, 0),
 		     RCMOE_OK, "%s", what);
 	CK(cudaDeviceSynchronize());
 	expect_same_stream(d->stream, ref, len, what);
-
-	/* decode the CPU stream on the GPU */
-	struct rcmoe_wire_header h;
-	cr_assert_eq(rcmoe_codec_validate(ref, len, n * es, &h), RCMOE_OK);
-	size_t dwb = rcmoe_gpu_decode_work_bytes(&h);
-	ensure(&d->work, &d->work_cap, dwb);
-	CK(cudaMemcpy(d->stream, ref, len, cudaMemcpyHostToDevice));
-	CK(cudaMemset(d->out, POISON, n * es + GUARD + misalign));
-	CK(cudaMemset(d->work, POISON, dwb));
-	cr_assert_eq(rcmoe_gpu_decode(d->stream, &h, d->out + misalign, n * es, d->work, dwb, 0),
-		     RCMOE_OK, "%s", what);
-	CK(cudaDeviceSynchronize());
-	expect_same_output(d->out + misalign, dec, n * es, what);
+	expect_gpu_decode(d, ref, len, dec, n * es, misalign, what);
 	free(ref);
 	free(dec);
 }
 
 Test(gpu, lsq_bytes_equal_cpu)
 {
-	static const uint32_t blocks[] = {32, 64, 128, 256, 512, 1024};
-	static const size_t sizes[] = {0, 1, 7, 33, 1000, 8191, 8192, 8193, 40000, 262147};
-	static const enum tu_data kinds[] = {TU_GAUSS, TU_HEAVY, TU_SPECIALS, TU_CONSTANT};
-	static const int bitss[] = {8, 4, 2};
-	struct dev d = {0};
-	struct tu_rng r = {101};
+	static const uint32_t blocks[] = { 32, 64, 128, 256, 512, 1024 };
+	static const size_t sizes[] = { 0, 1, 7, 33, 1000, 8191, 8192, 8193, 40000, 262147 };
+	static const enum tu_data kinds[] = { TU_GAUSS, TU_HEAVY, TU_SPECIALS, TU_CONSTANT };
+	static const int bitss[] = { 8, 4, 2 };
+	struct dev d = { 0 };
+	struct tu_rng r = { 101 };
 	size_t runs = 0;
 	void *host = malloc(262147 * 4);
 	for (int di = 0; di < 3; di++)
@@ -163,17 +177,17 @@ Test(gpu, lsq_bytes_equal_cpu)
 			for (int k = 0; k < 6; k++)
 				for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 					size_t n = sizes[s];
-					struct rcmoe_lsq_cfg cfg = {.dtype = dtypes[di],
-								    .bits = bitss[bi],
-								    .block = blocks[k],
-								    .seed = tu_u64(&r),
-								    .op_id = runs,
-								    .rank = (uint32_t)(runs % 7)};
+					struct rcmoe_lsq_cfg cfg = { .dtype = dtypes[di],
+								     .bits = bitss[bi],
+								     .block = blocks[k],
+								     .seed = tu_u64(&r),
+								     .op_id = runs,
+								     .rank = (uint32_t)(runs % 7) };
 					tu_fill(cfg.dtype, host, n, kinds[runs % 4], &r);
 					/* every third run with element buffers off 16-byte
 					 * alignment */
 					size_t mis =
-					    runs % 3 == 2 ? rcmoe_dtype_size(cfg.dtype) : 0;
+						runs % 3 == 2 ? rcmoe_dtype_size(cfg.dtype) : 0;
 					lsq_case(&d, host, n, &cfg, mis);
 					runs++;
 				}
@@ -187,13 +201,14 @@ Test(gpu, lsq_bytes_equal_cpu)
 Test(gpu, lsq_many_tiles)
 {
 	const size_t n = 24u << 20;
-	struct dev d = {0};
-	struct tu_rng r = {102};
+	struct dev d = { 0 };
+	struct tu_rng r = { 102 };
 	uint16_t *host = malloc(n * 2);
 	tu_fill(RCMOE_DT_BF16, host, n, TU_SPECIALS, &r);
 	for (int bi = 0; bi < 2; bi++) {
 		struct rcmoe_lsq_cfg cfg = {
-		    .dtype = RCMOE_DT_BF16, .bits = bi ? 4 : 8, .block = 128, .seed = 5};
+			.dtype = RCMOE_DT_BF16, .bits = bi ? 4 : 8, .block = 128, .seed = 5
+		};
 		lsq_case(&d, host, n, &cfg, 0);
 	}
 	free(host);
@@ -214,41 +229,24 @@ static void pts_case(struct dev *d, const void *host, size_t n, const struct rcm
 	cr_assert_eq(rcmoe_codec_decode(ref, len, dec, n * es, &ob), RCMOE_OK);
 
 	size_t wb = rcmoe_gpu_pts_work_bytes(n, cfg);
-	ensure(&d->in, &d->in_cap, n * es + misalign);
-	ensure(&d->stream, &d->stream_cap, cap);
-	ensure(&d->out, &d->out_cap, n * es + GUARD + misalign);
-	ensure(&d->work, &d->work_cap, wb);
-	CK(cudaMemcpy(d->in + misalign, host, n * es, cudaMemcpyHostToDevice));
-	CK(cudaMemset(d->stream, POISON, cap));
-	CK(cudaMemset(d->work, POISON, wb));
+	stage_encode(d, host, n * es, cap, wb, misalign);
 	cr_assert_eq(rcmoe_gpu_pts_encode(d->in + misalign, n, cfg, d->stream, cap, d->work, wb, 0),
 		     RCMOE_OK, "%s", what);
 	CK(cudaDeviceSynchronize());
 	expect_same_stream(d->stream, ref, len, what);
-
-	struct rcmoe_wire_header h;
-	cr_assert_eq(rcmoe_codec_validate(ref, len, n * es, &h), RCMOE_OK);
-	size_t dwb = rcmoe_gpu_decode_work_bytes(&h);
-	ensure(&d->work, &d->work_cap, dwb);
-	CK(cudaMemcpy(d->stream, ref, len, cudaMemcpyHostToDevice));
-	CK(cudaMemset(d->out, POISON, n * es + GUARD + misalign));
-	CK(cudaMemset(d->work, POISON, dwb));
-	cr_assert_eq(rcmoe_gpu_decode(d->stream, &h, d->out + misalign, n * es, d->work, dwb, 0),
-		     RCMOE_OK, "%s", what);
-	CK(cudaDeviceSynchronize());
-	expect_same_output(d->out + misalign, dec, n * es, what);
+	expect_gpu_decode(d, ref, len, dec, n * es, misalign, what);
 	free(ref);
 	free(dec);
 }
 
 Test(gpu, pts_bytes_equal_cpu)
 {
-	static const double rhos[] = {0.001, 0.01, 0.1, 0.5, 1.0};
-	static const uint32_t chunks[] = {1024, 4096, 16384};
-	static const size_t sizes[] = {0, 1, 100, 1025, 16384, 50001, 300007};
-	static const enum tu_data kinds[] = {TU_GAUSS, TU_HEAVY, TU_CONSTANT, TU_SPECIALS};
-	struct dev d = {0};
-	struct tu_rng r = {103};
+	static const double rhos[] = { 0.001, 0.01, 0.1, 0.5, 1.0 };
+	static const uint32_t chunks[] = { 1024, 4096, 16384 };
+	static const size_t sizes[] = { 0, 1, 100, 1025, 16384, 50001, 300007 };
+	static const enum tu_data kinds[] = { TU_GAUSS, TU_HEAVY, TU_CONSTANT, TU_SPECIALS };
+	struct dev d = { 0 };
+	struct tu_rng r = { 103 };
 	size_t runs = 0;
 	void *host = malloc(300007 * 4);
 	for (int di = 0; di < 3; di++)
@@ -256,19 +254,19 @@ Test(gpu, pts_bytes_equal_cpu)
 			for (int ci = 0; ci < 3; ci++)
 				for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 					size_t n = sizes[s];
-					struct rcmoe_pts_cfg cfg = {.dtype = dtypes[di],
-								    .density = rhos[ri],
-								    .seed = tu_u64(&r),
-								    .op_id = runs,
-								    .rank = (uint32_t)(runs % 5),
-								    .chunk = chunks[ci]};
+					struct rcmoe_pts_cfg cfg = { .dtype = dtypes[di],
+								     .density = rhos[ri],
+								     .seed = tu_u64(&r),
+								     .op_id = runs,
+								     .rank = (uint32_t)(runs % 5),
+								     .chunk = chunks[ci] };
 					/* SPECIALS (NaN: the dense form) in one run of eight */
 					enum tu_data kind = kinds[runs % 8 == 7 ? 3 : runs % 3];
 					tu_fill(cfg.dtype, host, n, kind, &r);
 					if (runs % 11 == 5)
 						memset(host, 0, n * 4); /* all zero: nothing kept */
 					size_t mis =
-					    runs % 3 == 1 ? rcmoe_dtype_size(cfg.dtype) : 0;
+						runs % 3 == 1 ? rcmoe_dtype_size(cfg.dtype) : 0;
 					pts_case(&d, host, n, &cfg, mis);
 					runs++;
 				}
@@ -280,9 +278,9 @@ Test(gpu, pts_bytes_equal_cpu)
 /* R payloads (one of them dense) summed in order: the GPU gives the CPU's bits. */
 Test(gpu, pts_accumulate_equals_cpu)
 {
-	static const size_t sizes[] = {1, 5000, 65536, 1000003};
-	static const int Rs[] = {1, 3, 8};
-	struct tu_rng r = {104};
+	static const size_t sizes[] = { 1, 5000, 65536, 1000003 };
+	static const int Rs[] = { 1, 3, 8 };
+	struct tu_rng r = { 104 };
 	for (int di = 0; di < 3; di++)
 		for (size_t s = 0; s < 4; s++)
 			for (int ri = 0; ri < 3; ri++) {
@@ -294,23 +292,23 @@ Test(gpu, pts_accumulate_equals_cpu)
 				struct rcmoe_wire_header hs[8];
 				void *dps[8];
 				for (int k = 0; k < R; k++) {
-					struct rcmoe_pts_cfg cfg = {.dtype = dt,
-								    .density = 0.02 * (k + 1),
-								    .seed = tu_u64(&r),
-								    .rank = (uint32_t)k,
-								    .chunk = 4096};
+					struct rcmoe_pts_cfg cfg = { .dtype = dt,
+								     .density = 0.02 * (k + 1),
+								     .seed = tu_u64(&r),
+								     .rank = (uint32_t)k,
+								     .chunk = 4096 };
 					tu_fill(dt, host, n, k % 2 ? TU_HEAVY : TU_GAUSS, &r);
 					if (k == 2)
 						tu_set(dt, host, n / 2, INFINITY); /* dense */
 					size_t cap = rcmoe_pts_bound(n, &cfg);
 					uint8_t *p = malloc(cap);
 					cr_assert_eq(
-					    rcmoe_pts_encode(host, n, &cfg, p, cap, &lens[k]),
-					    RCMOE_OK);
+						rcmoe_pts_encode(host, n, &cfg, p, cap, &lens[k]),
+						RCMOE_OK);
 					ps[k] = p;
 					cr_assert_eq(
-					    rcmoe_codec_validate(p, lens[k], n * es, &hs[k]),
-					    RCMOE_OK);
+						rcmoe_codec_validate(p, lens[k], n * es, &hs[k]),
+						RCMOE_OK);
 					CK(cudaMalloc(&dps[k], lens[k]));
 					CK(cudaMemcpy(dps[k], p, lens[k], cudaMemcpyHostToDevice));
 				}
@@ -346,15 +344,15 @@ Test(gpu, pts_accumulate_equals_cpu)
 
 Test(gpu, dedup_bytes_equal_cpu)
 {
-	static const uint32_t bbs[] = {16, 36, 256, 4100, 14336};
-	static const size_t nrows[] = {0, 1, 3, 100, 2000};
-	struct dev d = {0};
-	struct tu_rng r = {105};
+	static const uint32_t bbs[] = { 16, 36, 256, 4100, 14336 };
+	static const size_t nrows[] = { 0, 1, 3, 100, 2000 };
+	struct dev d = { 0 };
+	struct tu_rng r = { 105 };
 	for (int bi = 0; bi < 5; bi++)
 		for (int ni = 0; ni < 5; ni++)
 			for (int tail = 0; tail < 2; tail++) {
 				uint32_t bb = bbs[bi];
-				size_t bytes = nrows[ni] * bb + (tail ? 12 : 0), len, ob;
+				size_t bytes = nrows[ni] * bb + (tail ? 12 : 0), len;
 				if (bytes > (64u << 20))
 					continue;
 				uint8_t *host = malloc(bytes + 1);
@@ -370,16 +368,10 @@ Test(gpu, dedup_bytes_equal_cpu)
 				uint8_t *ref = malloc(cap);
 				struct rcmoe_dedup_stats st;
 				cr_assert_eq(
-				    rcmoe_dedup_encode(host, bytes, bb, ref, cap, &len, &st),
-				    RCMOE_OK);
+					rcmoe_dedup_encode(host, bytes, bb, ref, cap, &len, &st),
+					RCMOE_OK);
 				size_t wb = rcmoe_gpu_dedup_work_bytes(bytes, bb);
-				ensure(&d.in, &d.in_cap, bytes);
-				ensure(&d.stream, &d.stream_cap, cap);
-				ensure(&d.out, &d.out_cap, bytes + GUARD);
-				ensure(&d.work, &d.work_cap, wb);
-				CK(cudaMemcpy(d.in, host, bytes, cudaMemcpyHostToDevice));
-				CK(cudaMemset(d.stream, POISON, cap));
-				CK(cudaMemset(d.work, POISON, wb));
+				stage_encode(&d, host, bytes, cap, wb, 0);
 				cr_assert_eq(rcmoe_gpu_dedup_encode(d.in, bytes, bb, d.stream, cap,
 								    d.work, wb, 0),
 					     RCMOE_OK);
@@ -388,15 +380,7 @@ Test(gpu, dedup_bytes_equal_cpu)
 				snprintf(what, sizeof(what), "dedup bb %u bytes %zu dups %lu", bb,
 					 bytes, (unsigned long)st.duplicates);
 				expect_same_stream(d.stream, ref, len, what);
-				struct rcmoe_wire_header h;
-				cr_assert_eq(rcmoe_codec_validate(ref, len, bytes, &h), RCMOE_OK);
-				CK(cudaMemset(d.out, POISON, bytes + GUARD));
-				cr_assert_eq(
-				    rcmoe_gpu_decode(d.stream, &h, d.out, bytes, d.work, wb, 0),
-				    RCMOE_OK);
-				CK(cudaDeviceSynchronize());
-				(void)ob;
-				expect_same_output(d.out, host, bytes, what);
+				expect_gpu_decode(&d, ref, len, host, bytes, 0, what);
 				free(ref);
 				free(host);
 			}
@@ -406,7 +390,7 @@ Test(gpu, dedup_bytes_equal_cpu)
 /* Misuse is refused before anything is enqueued. */
 Test(gpu, launcher_argument_checks)
 {
-	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = 8, .block = 128};
+	struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_BF16, .bits = 8, .block = 128 };
 	uint8_t *d;
 	CK(cudaMalloc((void **)&d, 1 << 20));
 	size_t wb = rcmoe_gpu_lsq_work_bytes(1000, &cfg), cap = rcmoe_lsq_bound(1000, &cfg);

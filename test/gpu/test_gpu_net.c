@@ -151,28 +151,6 @@ static size_t cpu_lsq_len(const void *src, size_t n, int bits)
 	return len;
 }
 
-/* The send counters for func/dtype from the stats file (written at finalize). */
-static int read_send_cell(const char *func, const char *dtype, unsigned long *messages,
-			  unsigned long *logical, unsigned long *wire)
-{
-	char want[128], line[1024];
-	snprintf(want, sizeof(want), "\"dir\":\"send\",\"func\":\"%s\",\"dtype\":\"%s\"", func,
-		 dtype);
-	FILE *f = fopen(stats_path, "r");
-	if (!f)
-		return 0;
-	int found = 0;
-	while (fgets(line, sizeof(line), f)) {
-		char *m = strstr(line, want) ? strstr(line, "\"messages\":") : NULL;
-		if (m)
-			found =
-			    sscanf(m, "\"messages\":%lu,\"logical_bytes\":%lu,\"wire_bytes\":%lu",
-				   messages, logical, wire) == 3;
-	}
-	fclose(f);
-	return found;
-}
-
 /* ---- lossless ---- */
 
 /* Eight messages of `size` bytes from device memory into device memory, all in flight, each
@@ -302,7 +280,7 @@ Test(gpu_net, compressed_bf16_within_bound)
 
 	unsigned long messages = 0, logical = 0, wire = 0;
 	size_t len = cpu_lsq_len(hsrc, n, 8);
-	cr_assert(read_send_cell("Send", "ncclBfloat16", &messages, &logical, &wire),
+	cr_assert(stats_send_cell(stats_path, "Send", "ncclBfloat16", &messages, &logical, &wire),
 		  "no send counters for Send/ncclBfloat16 in %s", stats_path);
 	cr_expect_eq(messages, 1);
 	cr_expect_eq(logical, bytes);
@@ -550,12 +528,12 @@ Test(gpu_net, mixed_bf16_and_int64_in_flight)
 	ncclProfiler_v5.finalize(pctx);
 
 	unsigned long messages = 0, logical = 0, wire = 0;
-	cr_assert(read_send_cell("Send", "ncclBfloat16", &messages, &logical, &wire),
+	cr_assert(stats_send_cell(stats_path, "Send", "ncclBfloat16", &messages, &logical, &wire),
 		  "no counters for Send/ncclBfloat16");
 	cr_expect_eq(messages, 4);
 	cr_expect_eq(logical, 4ul * SZ);
 	cr_expect_eq(wire, bf_wire, "bf16 wire bytes %lu, CPU codec streams %zu", wire, bf_wire);
-	cr_assert(read_send_cell("Send", "ncclInt64", &messages, &logical, &wire),
+	cr_assert(stats_send_cell(stats_path, "Send", "ncclInt64", &messages, &logical, &wire),
 		  "no counters for Send/ncclInt64");
 	cr_expect_eq(messages, 4);
 	cr_expect_eq(logical, i64_bytes);

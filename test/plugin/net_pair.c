@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -274,4 +275,25 @@ void net_exchange(struct net_pair *p, size_t send_size, size_t recv_size, unsign
 	cr_expect_eq(net_dereg(p->recv, rmh), ncclSuccess);
 	free(src);
 	free(dst);
+}
+
+int stats_send_cell(const char *path, const char *func, const char *dtype, unsigned long *messages,
+		    unsigned long *logical, unsigned long *wire)
+{
+	char want[128], line[1024];
+	snprintf(want, sizeof(want), "\"dir\":\"send\",\"func\":\"%s\",\"dtype\":\"%s\"", func,
+		 dtype);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *m = strstr(line, want) ? strstr(line, "\"messages\":") : NULL;
+		if (m)
+			found = sscanf(m,
+				       "\"messages\":%lu,\"logical_bytes\":%lu,\"wire_bytes\":%lu",
+				       messages, logical, wire) == 3;
+	}
+	fclose(f);
+	return found;
 }

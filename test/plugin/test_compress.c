@@ -80,28 +80,6 @@ static int transfer(struct net_pair *p, const void *src, size_t bytes, void *dst
 	return got;
 }
 
-/* logical and wire bytes of the send cell for func/dtype in the stats file. */
-static int read_cell(const char *func, const char *dtype, unsigned long *logical,
-		     unsigned long *wire)
-{
-	char want[128], line[1024];
-	snprintf(want, sizeof(want), "\"dir\":\"send\",\"func\":\"%s\",\"dtype\":\"%s\"", func,
-		 dtype);
-	FILE *f = fopen(stats_path, "r");
-	if (!f)
-		return 0;
-	int found = 0;
-	while (fgets(line, sizeof(line), f)) {
-		char *at = strstr(line, want);
-		if (!at)
-			continue;
-		found = sscanf(strstr(line, "\"logical_bytes\":"),
-			       "\"logical_bytes\":%lu,\"wire_bytes\":%lu", logical, wire) == 2;
-	}
-	fclose(f);
-	return found;
-}
-
 static const char *dtype_str(int dtype)
 {
 	return dtype == RCMOE_DT_BF16   ? "ncclBfloat16"
@@ -140,7 +118,9 @@ static void lsq_roundtrip(int dtype, int bits)
 	char *enc = malloc(cap);
 	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
 	unsigned long logical = 0, wire = 0;
-	cr_assert(read_cell("Send", dtype_str(dtype), &logical, &wire), "no counters for the send");
+	unsigned long messages;
+	cr_assert(stats_send_cell(stats_path, "Send", dtype_str(dtype), &messages, &logical, &wire),
+		  "no counters for the send");
 	cr_expect_eq(logical, bytes);
 	cr_expect_eq(wire, len, "wire bytes %lu, codec stream %zu", wire, len);
 	cr_expect_lt(wire, bytes);
@@ -220,8 +200,8 @@ Test(compress, mixed_stream_ineligible_exact)
 		const char *a = src + (size_t)i * SZ, *b = dst + (size_t)i * SZ;
 		if (kind[i] == 0) {
 			cr_expect_neq(memcmp(a, b, len[i]), 0, "message %d was not compressed", i);
-			cr_expect_eq(tu_lsq_out_of_bound(a, b, len[i] / 2, RCMOE_DT_BF16, 8, 128), 0,
-				     "message %d outside the bound", i);
+			cr_expect_eq(tu_lsq_out_of_bound(a, b, len[i] / 2, RCMOE_DT_BF16, 8, 128),
+				     0, "message %d outside the bound", i);
 		} else {
 			cr_expect_eq(memcmp(a, b, len[i]), 0,
 				     "ineligible message %d (kind %d) not exact", i, kind[i]);
