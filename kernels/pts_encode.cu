@@ -103,21 +103,43 @@ struct pts_enc_args {
 	uint32_t hdr[RCMOE_HW_WORDS];
 };
 
-/* The selection of one chunk into its bit words. All loads are issued first (16-bit elements
- * stay packed two to a register); FULL chunks skip the bounds checks. */
-template <int DT, bool FULL>
-static __device__ __forceinline__ void
-select_words(const uint8_t *src, uint32_t len, uint32_t iters, uint32_t lo0, uint32_t hikey,
-	     float tau, uint32_t *s_small, uint32_t *s_sign, uint32_t *s_large)
+/* rcmoe_pts_select without branches: large when a >= tau and a > 0, else small when
+ * u * tau < a, else dropped. The same answer for every input: a = 0 or NaN fails both tests
+ * (u * tau >= 0), as the reference's !(a > 0) does; a > 0 matters in the first test only for
+ * tau = 0 (all-zero input), where the reference keeps nothing. The reference skips the hash for
+ * zeros and large elements, but in a warp some lane almost always needs it, so the branch only
+ * added divergence bookkeeping. */
+static __device__ __forceinline__ void pts_select_flat(float g, float tau, uint32_t r, bool &small,
+						       bool &large)
+{
+	/* & and | rather than && and ||: both sides are always evaluated, so the compiler has no
+	 * short circuit to turn back into a branch around the hash */
+	float a = rcmoe_bitsf(rcmoe_fbits(g) & 0x7fffffffu);
+	bool kept = rcmoe_fmul(rcmoe_rng_unit(r), tau) < a;
+	large = (a >= tau) & (a > 0.0f);
+	small = !large & kept;
+}
+
+/* The selection of one chunk into its bit words, ITERS (chunk / 512) elements per thread, a
+ * compile-time count so that loads and loops carry no bounds tests. All loads are issued first
+ * (16-bit elements stay packed two to a register); FULL chunks skip the tests against len.
+ * Each iteration's three ballots are kept by lane i of the warp, not stored by lane 0 in every
+ * iteration (the stores and their addressing cost the whole warp issue slots), and written once
+ * at the end. */
+template <int DT, bool FULL, int ITERS>
+static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32_t len,
+						      uint32_t lo0, uint32_t hikey, float tau,
+						      uint32_t *s_small, uint32_t *s_sign,
+						      uint32_t *s_large)
 {
 	constexpr uint32_t ES = DT == RCMOE_DT_FP32_ ? 4 : 2, PER = 4 / ES;
-	constexpr uint32_t MAXI = RCMOE_PTS_MAX_CHUNK / PTS_ENC_NT;
-	const uint32_t lane = threadIdx.x & 31, base = threadIdx.x - lane;
-	uint32_t raw[MAXI / PER];
+	static_assert(ITERS <= 32, "one ballot word per lane");
+	const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5, base = threadIdx.x - lane;
+	uint32_t raw[(ITERS + PER - 1) / PER];
 #pragma unroll
-	for (uint32_t i = 0; i < MAXI; i++) {
+	for (uint32_t i = 0; i < ITERS; i++) {
 		uint32_t p = i * PTS_ENC_NT + base + lane;
-		uint32_t v = i < iters && (FULL || p < len) ? ld_elem<DT>(src, p) : 0u;
+		uint32_t v = FULL || p < len ? ld_elem<DT>(src, p) : 0u;
 		if (PER == 1)
 			raw[i] = v;
 		else if (i % 2 == 0)
@@ -125,24 +147,60 @@ select_words(const uint8_t *src, uint32_t len, uint32_t iters, uint32_t lo0, uin
 		else
 			raw[i / PER] |= v << 16;
 	}
+	uint32_t ws = 0, wn = 0, wl = 0;
 #pragma unroll
-	for (uint32_t i = 0; i < MAXI; i++) {
-		if (i >= iters)
-			break;
+	for (uint32_t i = 0; i < ITERS; i++) {
 		uint32_t p = i * PTS_ENC_NT + base + lane;
 		uint32_t v = PER == 1 ? raw[i] : (raw[i / PER] >> (16 * (i % 2))) & 0xffffu;
 		float g = rcmoe_to_f32(DT, v);
-		int sel = rcmoe_pts_select(g, tau, rcmoe_rng_lo(hikey, lo0 + p));
+		bool small, large;
+		pts_select_flat(g, tau, rcmoe_rng_lo(hikey, lo0 + p), small, large);
 		if (!FULL && p >= len)
-			sel = RCMOE_PTS_DROP;
-		uint32_t bs = __ballot_sync(RCMOE_FULL_MASK, sel == RCMOE_PTS_SMALL);
-		uint32_t bn = __ballot_sync(RCMOE_FULL_MASK, rcmoe_fbits(g) >> 31);
-		uint32_t bl = __ballot_sync(RCMOE_FULL_MASK, sel == RCMOE_PTS_LARGE);
-		if (lane == 0) {
-			s_small[p / 32] = bs;
-			s_sign[p / 32] = bs & bn;
-			s_large[p / 32] = bl;
+			small = large = false;
+		uint32_t bs = __ballot_sync(RCMOE_FULL_MASK, small);
+		uint32_t bn = __ballot_sync(RCMOE_FULL_MASK, small && (rcmoe_fbits(g) >> 31));
+		uint32_t bl = __ballot_sync(RCMOE_FULL_MASK, large);
+		if (lane == i) {
+			ws = bs;
+			wn = bn;
+			wl = bl;
 		}
+	}
+	/* iteration i's word covers elements 512 i + 32 warp + [0, 32) */
+	if (lane < ITERS) {
+		uint32_t w = lane * (PTS_ENC_NT / 32) + warp;
+		s_small[w] = ws;
+		s_sign[w] = wn;
+		s_large[w] = wl;
+	}
+}
+
+/* iters = chunk / 512: 2, 4, 8, 16 or 32 (chunks are powers of two in [1024, 16384]). */
+template <int DT, bool FULL>
+static __device__ __forceinline__ void select_words(const uint8_t *src, uint32_t len,
+						    uint32_t iters, uint32_t lo0, uint32_t hikey,
+						    float tau, uint32_t *s_small, uint32_t *s_sign,
+						    uint32_t *s_large)
+{
+	static_assert(RCMOE_PTS_MIN_CHUNK / PTS_ENC_NT == 2 &&
+			      RCMOE_PTS_MAX_CHUNK / PTS_ENC_NT == 32,
+		      "the chunk sizes select_words dispatches on");
+	switch (iters) {
+	case 2:
+		select_words_n<DT, FULL, 2>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		break;
+	case 4:
+		select_words_n<DT, FULL, 4>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		break;
+	case 8:
+		select_words_n<DT, FULL, 8>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		break;
+	case 16:
+		select_words_n<DT, FULL, 16>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		break;
+	default:
+		select_words_n<DT, FULL, 32>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		break;
 	}
 }
 
