@@ -197,19 +197,32 @@ Test(gpu, lsq_bytes_equal_cpu)
 }
 
 /* Many tiles: exercises the look-back chain (128 Mi elements of bf16 would be 256 MiB; 24 Mi
- * elements give 3072 tiles of 8192). */
+ * elements give 3072 tiles of 8192) with both 16-bit types, large and small blocks (8-bit codes
+ * are exchanged between the 4 to 32 lanes of a block before they are stored), a short last tile
+ * and a source off 16-byte alignment (per-element loads). */
 Test(gpu, lsq_many_tiles)
 {
+	static const struct {
+		int dtype, bits;
+		uint32_t block;
+		size_t extra, mis;
+	} runs[] = {
+		{ RCMOE_DT_BF16, 8, 128, 0, 0 },    { RCMOE_DT_BF16, 4, 128, 0, 0 },
+		{ RCMOE_DT_FP16, 2, 1024, 77, 0 },  { RCMOE_DT_FP16, 8, 32, 4099, 2 },
+		{ RCMOE_DT_BF16, 4, 256, 8191, 2 },
+	};
 	const size_t n = 24u << 20;
 	struct dev d = { 0 };
 	struct tu_rng r = { 102 };
-	uint16_t *host = malloc(n * 2);
-	tu_fill(RCMOE_DT_BF16, host, n, TU_SPECIALS, &r);
-	for (int bi = 0; bi < 2; bi++) {
-		struct rcmoe_lsq_cfg cfg = {
-			.dtype = RCMOE_DT_BF16, .bits = bi ? 4 : 8, .block = 128, .seed = 5
-		};
-		lsq_case(&d, host, n, &cfg, 0);
+	uint16_t *host = malloc((n + 8192) * 2);
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		struct rcmoe_lsq_cfg cfg = { .dtype = runs[i].dtype,
+					     .bits = runs[i].bits,
+					     .block = runs[i].block,
+					     .seed = 5 + i,
+					     .op_id = i };
+		tu_fill(cfg.dtype, host, n + runs[i].extra, TU_SPECIALS, &r);
+		lsq_case(&d, host, n + runs[i].extra, &cfg, runs[i].mis);
 	}
 	free(host);
 	dev_free(&d);
