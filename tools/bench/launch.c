@@ -701,7 +701,13 @@ int bench_mps_start(void)
 	return bench_mps_running() ? 0 : -1;
 }
 
+/* "quit" returns before the daemon and its server are gone: wait for them (bounded), or the
+ * next rcmoe-bench would see MPS running, not start it, and then run without it. */
 int bench_mps_stop(void)
 {
-	return mps_control(NULL, "quit\n");
+	if (mps_control(NULL, "quit\n"))
+		return -1;
+	for (int i = 0; i < 500 && bench_mps_running(); i++)
+		usleep(20000);
+	return bench_mps_running() ? -1 : 0;
 }
