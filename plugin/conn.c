@@ -23,10 +23,14 @@ static size_t rcmoe_gpu_decode_work_bytes(const struct rcmoe_wire_header *h)
 
 static void comm_free(struct rcmoe_comm *c)
 {
-	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
-		rcmoe_gpu_event_destroy(&c->reqs[i].ev);
-	rcmoe_gpu_dev_free(c->gpu_work);
-	rcmoe_gpu_stream_destroy(&c->stream);
+	struct rcmoe_gpu_scope g = { 0, -1 };
+	if (c->gpu_dev >= 0 && rcmoe_gpu_enter(c->gpu_dev, &g) == RCMOE_OK) {
+		for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
+			rcmoe_gpu_event_destroy(&c->reqs[i].ev);
+		rcmoe_gpu_dev_free(c->gpu_work);
+		rcmoe_gpu_stream_destroy(&c->stream);
+	}
+	rcmoe_gpu_leave(&g);
 	free(c);
 }
 
@@ -58,26 +62,36 @@ static size_t gpu_work_bytes(void)
 static rcmoe_status_t comm_alloc(struct rcmoe_ctx *ctx, int is_send, struct rcmoe_comm **out)
 {
 	rcmoe_status_t st = RCMOE_OK;
+	struct rcmoe_gpu_scope g = { 0, -1 };
 	struct rcmoe_comm *c = calloc(1, sizeof(*c));
 	if (!c)
 		return RCMOE_ERR_NOMEM;
+	c->gpu_dev = -1;
 	c->is_send = is_send;
 	c->ctx = ctx ? ctx : rcmoe_core_default_ctx();
 	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
 		c->reqs[i].comm = c;
 	if (rcmoe_core_props_cuda()) {
-		RCMOE_CHECK_GOTO(rcmoe_gpu_stream_create(&c->stream), st, free_comm);
+		int dev;
+		RCMOE_CHECK_GOTO(rcmoe_gpu_context_bind(&dev), st, free_comm);
+		c->gpu_dev = dev;
+		RCMOE_CHECK_GOTO(rcmoe_gpu_enter(dev, &g), st, leave_context);
+		RCMOE_CHECK_GOTO(rcmoe_gpu_stream_create(&c->stream), st, leave_context);
 		for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
-			RCMOE_CHECK_GOTO(rcmoe_gpu_event_create(&c->reqs[i].ev), st, free_comm);
+			RCMOE_CHECK_GOTO(rcmoe_gpu_event_create(&c->reqs[i].ev), st,
+					 leave_context);
 		if (rcmoe_core_compressing()) {
 			c->gpu_work_bytes = gpu_work_bytes();
 			RCMOE_CHECK_GOTO(rcmoe_gpu_dev_alloc(&c->gpu_work, c->gpu_work_bytes), st,
-					 free_comm);
+					 leave_context);
 		}
+		rcmoe_gpu_leave(&g);
 	}
 	*out = c;
 	return RCMOE_OK;
 
+leave_context:
+	rcmoe_gpu_leave(&g);
 free_comm:
 	comm_free(c);
 	return st;

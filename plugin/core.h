@@ -46,6 +46,7 @@ struct rcmoe_mr {
 	 */
 	char *host_shadow;
 	size_t shadow_factor; /* 1 or 2 */
+	int gpu_dev;          /* device of the plugin context the pinned shadow belongs to */
 };
 
 enum rcmoe_req_state {
@@ -90,6 +91,7 @@ struct rcmoe_comm {
 	struct rcmoe_request reqs[NCCL_NET_MAX_REQUESTS];
 	uint64_t next_seq;  /* sequence number of the next isend/irecv */
 	uint64_t next_post; /* send: next sequence number to hand to the transport */
+	int gpu_dev; /* device of the plugin's CUDA context for this comm, or -1 */
 	struct rcmoe_gpu_stream stream;
 	void *gpu_work; /* codec scratch on the GPU (kernels on `stream` run one at a time) */
 	size_t gpu_work_bytes;

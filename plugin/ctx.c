@@ -33,6 +33,20 @@ static rcmoe_status_t select_transport(void)
 	return transport->init(params);
 }
 
+/* Set one NCCL variable the user has not set; a value of theirs is kept. */
+static void set_nccl_default(const char *name, const char *value, const char *why)
+{
+	const char *user = getenv(name);
+	if (user) {
+		RCMOE_INFO(NCCL_INIT, "%s=%s set by the user: kept", name, user);
+		return;
+	}
+	if (setenv(name, value, 0) != 0)
+		RCMOE_WARN("cannot set %s=%s: %s", name, value, why);
+	else
+		RCMOE_INFO(NCCL_INIT, "set %s=%s (%s)", name, value, why);
+}
+
 /*
  * NCCL moves a send/recv over the network in steps of NCCL_P2P_NET_CHUNKSIZE (128 KiB), with 8
  * steps in flight per peer: every step is one isend, so each costs a proxy round trip and, when
@@ -43,23 +57,61 @@ static rcmoe_status_t select_transport(void)
  * the environment at that moment is setenv's usual caveat, accepted here as aws-ofi-nccl
  * accepts it when it sets NCCL defaults.
  */
+/*
+ * NCCL_NET_GDR_LEVEL: NCCL hands a net plugin device buffers only when the NIC is close enough
+ * to the GPU on the PCI tree (PXB by default), a rule for NICs that DMA to GPU memory. Our
+ * "NIC" is the GPU itself: the plugin's kernels stage and code the bytes in its own CUDA
+ * context (gpu_context.c), whatever the socket's PCI distance, so when it claims GPU buffers
+ * it asks NCCL for them at any distance. NCCL reads the level when it computes its paths,
+ * after the plugin's init.
+ */
 static void set_nccl_defaults(void)
 {
-	if (params->nccl_p2p_chunk <= 0)
-		return;
-	const char *user = getenv("NCCL_P2P_NET_CHUNKSIZE");
-	if (user) {
-		RCMOE_INFO(NCCL_INIT, "NCCL_P2P_NET_CHUNKSIZE=%s set by the user: kept", user);
-		return;
+	if (params->nccl_p2p_chunk > 0) {
+		char v[24];
+		snprintf(v, sizeof(v), "%lld", (long long)params->nccl_p2p_chunk);
+		set_nccl_default("NCCL_P2P_NET_CHUNKSIZE", v,
+				 "RCMOE_NCCL_P2P_CHUNKSIZE; 0 leaves NCCL's 128 KiB");
 	}
-	char v[24];
-	snprintf(v, sizeof(v), "%lld", (long long)params->nccl_p2p_chunk);
-	if (setenv("NCCL_P2P_NET_CHUNKSIZE", v, 0) != 0)
-		RCMOE_WARN("cannot set NCCL_P2P_NET_CHUNKSIZE=%s: NCCL keeps 128 KiB steps", v);
-	else
-		RCMOE_INFO(NCCL_INIT,
-			   "set NCCL_P2P_NET_CHUNKSIZE=%s (RCMOE_NCCL_P2P_CHUNKSIZE; 0 leaves it)",
-			   v);
+	if (cuda_buffers)
+		set_nccl_default("NCCL_NET_GDR_LEVEL", "SYS",
+				 "RCMOE_CUDA_BUFFERS=auto: GPU buffers at any PCI distance");
+}
+
+/*
+ * GPU buffers, or host buffers? The plugin's GPU work runs in a CUDA context of its own
+ * (gpu_context.c: the primary one can deadlock). Without MPS the GPU takes turns between
+ * contexts while NCCL's kernel runs for the whole collective: measured on the H100, each
+ * operation of the plugin then waits 2.4 ms for its turn (10 us with MPS), and a 4-rank
+ * all-to-all ran at 0.3 GB/s. So `auto` claims GPU buffers only under MPS.
+ */
+static rcmoe_status_t choose_buffers(void)
+{
+	int gpu = rcmoe_gpu_available();
+	switch (params->cuda_buffers) {
+	case RCMOE_CUDA_BUFFERS_ON:
+		if (!gpu) {
+			RCMOE_WARN("RCMOE_CUDA_BUFFERS=on, but no CUDA device is visible");
+			return RCMOE_ERR_USAGE;
+		}
+		cuda_buffers = 1;
+		if (!rcmoe_gpu_mps_enabled())
+			RCMOE_INFO(NCCL_INIT | NCCL_NET,
+				   "RCMOE_CUDA_BUFFERS=on without MPS: the plugin's CUDA context "
+				   "takes turns with NCCL's kernels (milliseconds per operation)");
+		break;
+	case RCMOE_CUDA_BUFFERS_AUTO:
+		cuda_buffers = gpu && rcmoe_gpu_mps_enabled();
+		if (gpu && !cuda_buffers)
+			RCMOE_INFO(NCCL_INIT | NCCL_NET,
+				   "host buffers (CPU codec): MPS is off, and without it the "
+				   "plugin's CUDA context would take turns with NCCL's kernels; start "
+				   "MPS, or set RCMOE_CUDA_BUFFERS=on, for the GPU path");
+		break;
+	default:
+		cuda_buffers = 0;
+	}
+	return RCMOE_OK;
 }
 
 static void setup(void)
@@ -75,13 +127,9 @@ static void setup(void)
 			   rcmoe_status_str(setup_status));
 		return;
 	}
-	cuda_buffers = params->cuda_buffers == RCMOE_CUDA_BUFFERS_AUTO && rcmoe_gpu_available();
-	if (cuda_buffers)
-		RCMOE_WARN(
-			"RCMOE_CUDA_BUFFERS=auto: GPU buffers are staged by CUDA work issued "
-			"from NCCL's proxy thread, which the driver makes wait behind any "
-			"synchronous pageable copy of the application; a job that copies to "
-			"the host while a collective runs can deadlock (README, Known problems)");
+	setup_status = choose_buffers();
+	if (setup_status != RCMOE_OK)
+		return;
 	set_nccl_defaults();
 	compressing = rcmoe_policy_setup(params);
 	if (compressing) {

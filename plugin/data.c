@@ -104,14 +104,27 @@ static struct rcmoe_request *req_by_seq(struct rcmoe_comm *c, uint64_t seq)
 	return NULL;
 }
 
+/* Has the GPU work recorded for this request finished? (A query: never blocks.) */
+static rcmoe_status_t poll_event(struct rcmoe_comm *c, struct rcmoe_request *r, int *done)
+{
+	struct rcmoe_gpu_scope g;
+	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_poll(&r->ev, done);
+	rcmoe_gpu_leave(&g);
+	return st;
+}
+
 /* Launch the raw device -> shadow copy of a GPU send. */
 static rcmoe_status_t stage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
-	int saved = rcmoe_gpu_capture_relax();
-	rcmoe_status_t st = rcmoe_gpu_copy_d2h(shadow_of(r), r->data, r->size, &c->stream);
+	struct rcmoe_gpu_scope g;
+	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_copy_d2h(shadow_of(r), r->data, r->size, &c->stream);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_capture_restore(saved);
+	rcmoe_gpu_leave(&g);
 	r->wire = shadow_of(r);
 	r->wire_len = r->size;
 	r->flags = 0;
@@ -148,7 +161,7 @@ static rcmoe_status_t encoded_ready(struct rcmoe_comm *c, struct rcmoe_request *
 	int done;
 	if (r->on_cpu)
 		return cpu_encoded_ready(r);
-	RCMOE_CHECK(rcmoe_gpu_poll(&r->ev, &done));
+	RCMOE_CHECK(poll_event(c, r, &done));
 	if (!done)
 		return RCMOE_OK;
 	r->codec_ns = now_ns() - r->codec_start_ns;
@@ -183,7 +196,7 @@ static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 		}
 		if (r->state == REQ_STAGING) {
 			int done;
-			rcmoe_status_t st = rcmoe_gpu_poll(&r->ev, &done);
+			rcmoe_status_t st = poll_event(c, r, &done);
 			if (st != RCMOE_OK)
 				return comm_fail(c, r, st);
 			if (!done)
@@ -230,14 +243,16 @@ static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
 {
 #ifdef RCMOE_HAVE_CUDA
 	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
-	int saved = rcmoe_gpu_capture_relax();
+	struct rcmoe_gpu_scope g;
 	r->codec_start_ns = now_ns();
-	rcmoe_status_t st =
-		rcmoe_gpu_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r), c->gpu_work,
-				     c->gpu_work_bytes, (cudaStream_t)c->stream.handle);
+	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r),
+					  c->gpu_work, c->gpu_work_bytes,
+					  (cudaStream_t)c->stream.handle);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_capture_restore(saved);
+	rcmoe_gpu_leave(&g);
 	if (st != RCMOE_OK) {
 		RCMOE_WARN("GPU LSQ encode of %zu bytes failed: %s", r->size, rcmoe_status_str(st));
 		return st;
@@ -393,11 +408,13 @@ static rcmoe_status_t finish(struct rcmoe_request *r, int *done, size_t *size)
 /* Raw bytes landed in the shadow of a GPU buffer: copy them up. */
 static rcmoe_status_t unstage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
-	int saved = rcmoe_gpu_capture_relax();
-	rcmoe_status_t st = rcmoe_gpu_copy_h2d(r->data, shadow_of(r), r->wire_len, &c->stream);
+	struct rcmoe_gpu_scope g;
+	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_copy_h2d(r->data, shadow_of(r), r->wire_len, &c->stream);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_capture_restore(saved);
+	rcmoe_gpu_leave(&g);
 	r->state = REQ_UNSTAGING;
 	return st;
 }
@@ -434,13 +451,15 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 		RCMOE_WARN("compressed message needs more GPU scratch than allocated");
 		return RCMOE_ERR_OVERFLOW;
 	}
-	int saved = rcmoe_gpu_capture_relax();
+	struct rcmoe_gpu_scope g;
 	r->codec_start_ns = now_ns();
-	st = rcmoe_gpu_decode(src, &hdr, r->data, r->size, c->gpu_work, c->gpu_work_bytes,
-			      (cudaStream_t)c->stream.handle);
+	st = rcmoe_gpu_enter(c->gpu_dev, &g);
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_decode(src, &hdr, r->data, r->size, c->gpu_work,
+				      c->gpu_work_bytes, (cudaStream_t)c->stream.handle);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_capture_restore(saved);
+	rcmoe_gpu_leave(&g);
 	if (st != RCMOE_OK)
 		RCMOE_WARN("GPU decode failed: %s", rcmoe_status_str(st));
 	r->state = REQ_UNSTAGING;
@@ -500,7 +519,7 @@ rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
 	}
 	if (r->state == REQ_UNSTAGING) {
 		int gdone;
-		st = rcmoe_gpu_poll(&r->ev, &gdone);
+		st = poll_event(c, r, &gdone);
 		if (st != RCMOE_OK)
 			return comm_fail(c, r, st);
 		if (gdone) {

@@ -28,6 +28,17 @@ int rcmoe_gpu_available(void)
 	return n > 0;
 }
 
+int rcmoe_gpu_mps_enabled(void)
+{
+	int dev = 0, on = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess ||
+	    cudaDeviceGetAttribute(&on, cudaDevAttrMpsEnabled, dev) != cudaSuccess) {
+		(void)cudaGetLastError();
+		return 0;
+	}
+	return on != 0;
+}
+
 int rcmoe_gpu_is_device_ptr(const void *ptr)
 {
 	struct cudaPointerAttributes a;
@@ -166,6 +177,10 @@ void rcmoe_gpu_capture_restore(int saved)
 #else /* no CUDA in this build: GPU buffers are never claimed */
 
 int rcmoe_gpu_available(void)
+{
+	return 0;
+}
+int rcmoe_gpu_mps_enabled(void)
 {
 	return 0;
 }

@@ -21,6 +21,9 @@ struct rcmoe_gpu_event {
 
 /* 1 when this build has CUDA and a device is visible. */
 int rcmoe_gpu_available(void);
+/* 1 when the current device's contexts are shared through MPS (their kernels then run beside
+ * each other instead of taking turns). */
+int rcmoe_gpu_mps_enabled(void);
 /* 1 if ptr is device memory. */
 int rcmoe_gpu_is_device_ptr(const void *ptr);
 
@@ -40,6 +43,21 @@ rcmoe_status_t rcmoe_gpu_copy_d2h(void *dst, const void *src, size_t n, struct r
 rcmoe_status_t rcmoe_gpu_copy_h2d(void *dst, const void *src, size_t n, struct rcmoe_gpu_stream *s);
 rcmoe_status_t rcmoe_gpu_record(struct rcmoe_gpu_event *e, struct rcmoe_gpu_stream *s);
 rcmoe_status_t rcmoe_gpu_poll(struct rcmoe_gpu_event *e, int *done);
+
+/* The plugin's own CUDA context (gpu_context.c): all of its CUDA work runs there, never in the
+ * primary context the application's synchronous copies can hold (see that file). */
+struct rcmoe_gpu_scope {
+	int pushed;  /* our context is pushed on this thread */
+	int capture; /* the thread's capture mode before, or -1 */
+};
+/* Note the calling thread's current device in *dev and make sure it has the plugin's context
+ * (created and warmed up on first use: connect time, never the data path). */
+rcmoe_status_t rcmoe_gpu_context_bind(int *dev);
+/* Make the plugin's context of `dev` current on this thread (and relax its capture mode, see
+ * below) until rcmoe_gpu_leave; every CUDA call of the plugin runs between the two. After a
+ * failure leave is still called and does nothing. */
+rcmoe_status_t rcmoe_gpu_enter(int dev, struct rcmoe_gpu_scope *s);
+void rcmoe_gpu_leave(struct rcmoe_gpu_scope *s);
 
 /* A job may be capturing a CUDA graph in global mode on another thread; our own stream work
  * must not be refused for that, so data-path calls switch this thread to relaxed mode and back. */

@@ -28,10 +28,14 @@ rcmoe_status_t rcmoe_core_reg_mr(struct rcmoe_comm *comm, void *data, size_t siz
 	mr->size = size;
 	mr->type = type;
 	mr->shadow_factor = rcmoe_core_compressing() ? 2 : 1;
+	mr->gpu_dev = comm ? comm->gpu_dev : -1;
 	if (type == NCCL_PTR_CUDA) {
-		int saved = rcmoe_gpu_capture_relax();
-		st = rcmoe_gpu_host_alloc((void **)&mr->host_shadow, size * mr->shadow_factor);
-		rcmoe_gpu_capture_restore(saved);
+		struct rcmoe_gpu_scope g;
+		st = rcmoe_gpu_enter(mr->gpu_dev, &g);
+		if (st == RCMOE_OK)
+			st = rcmoe_gpu_host_alloc((void **)&mr->host_shadow,
+						  size * mr->shadow_factor);
+		rcmoe_gpu_leave(&g);
 		if (st != RCMOE_OK) {
 			RCMOE_WARN("regMr: cannot allocate %zu bytes of pinned staging",
 				   size * mr->shadow_factor);
@@ -62,9 +66,10 @@ rcmoe_status_t rcmoe_core_dereg_mr(struct rcmoe_comm *comm, struct rcmoe_mr *mr)
 		while (comm->reqs[i].mr == mr && rcmoe_cpu_job_busy(&comm->reqs[i].job))
 			sched_yield();
 	if (mr->host_shadow && mr->type == NCCL_PTR_CUDA) {
-		int saved = rcmoe_gpu_capture_relax();
-		rcmoe_gpu_host_free(mr->host_shadow);
-		rcmoe_gpu_capture_restore(saved);
+		struct rcmoe_gpu_scope g;
+		if (rcmoe_gpu_enter(mr->gpu_dev, &g) == RCMOE_OK)
+			rcmoe_gpu_host_free(mr->host_shadow);
+		rcmoe_gpu_leave(&g);
 	} else {
 		free(mr->host_shadow);
 	}

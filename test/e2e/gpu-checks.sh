@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # GPU-machine checks, run from the repository root: test/e2e/gpu-checks.sh BUILD_DIR [OUT_DIR]
 # Starts MPS (ranks share GPU 0), then runs the PyTorch end-to-end checks with 2 and 4 ranks,
-# with host buffers (the default), lossless and with 8, 4 and 2-bit LSQ (lossy runs also replay
-# an all-to-all captured in a CUDA graph). RCMOE_E2E_GDR="SYS" runs the opt-in GPU-buffer mode
-# instead (NCCL_NET_GDR_LEVEL=SYS, RCMOE_CUDA_BUFFERS=auto), which the checks' own .cpu()
-# copies deadlock on CUDA 13 (README, Known problems); "default SYS" runs both.
-# Narrow it with RCMOE_E2E_GDR="default", RCMOE_E2E_RANKS="2 4", RCMOE_E2E_BITS="0 8 4 2",
+# lossless and with 8, 4 and 2-bit LSQ (lossy runs also replay an all-to-all captured in a CUDA
+# graph), in two buffer modes: "default" (the plugin's defaults: GPU buffers, staged and coded
+# on the GPU; fails unless NCCL's log shows it handing them, GDRDMA) and "host"
+# (RCMOE_CUDA_BUFFERS=off: host buffers, CPU codec). The checks' own .cpu() copies run while
+# collectives are in flight, the pattern that deadlocks GPU work issued in the primary context.
+# Narrow it with RCMOE_E2E_GDR="default host", RCMOE_E2E_RANKS="2 4", RCMOE_E2E_BITS="0 8 4 2",
 # RCMOE_E2E_HANG (seconds before a rank counts as hung). Exit status 0 only if all pass.
 set -uo pipefail
 build=${1:?usage: gpu-checks.sh BUILD_DIR [OUT_DIR]}
@@ -23,15 +24,12 @@ stop_mps() { [ $started_mps = 1 ] && echo quit | nvidia-cuda-mps-control; }
 trap stop_mps EXIT
 
 status=0
-for gdr in ${RCMOE_E2E_GDR:-default}; do
+for gdr in ${RCMOE_E2E_GDR:-default host}; do
 	for n in ${RCMOE_E2E_RANKS:-2 4}; do
 		for bits in ${RCMOE_E2E_BITS:-0 8 4 2}; do
 			log="$out/torch-n$n-gdr$gdr-b$bits.log"
-			if [ $gdr = SYS ]; then
-				export NCCL_NET_GDR_LEVEL=SYS RCMOE_CUDA_BUFFERS=auto
-			else
-				unset NCCL_NET_GDR_LEVEL RCMOE_CUDA_BUFFERS
-			fi
+			unset NCCL_NET_GDR_LEVEL RCMOE_CUDA_BUFFERS
+			[ $gdr = host ] && export RCMOE_CUDA_BUFFERS=off
 			extra=()
 			[ "$bits" != 0 ] && extra=(--graph)
 			echo "== torch e2e: $n ranks, GPU buffers: $gdr, bits: $bits"
@@ -43,6 +41,10 @@ for gdr in ${RCMOE_E2E_GDR:-default}; do
 			fi
 			grep -E "^(rank|counters|e2e|\[rank)" "$log"
 			grep -m3 -E "GDRDMA|via NET/RCMoE" "$log" || true
+			if [ $gdr = default ] && ! grep -q "via NET/RCMoE/[0-9]*/GDRDMA" "$log"; then
+				echo "FAIL: NCCL did not hand the plugin GPU buffers (no GDRDMA in $log)"
+				status=1
+			fi
 		done
 	done
 done

@@ -60,6 +60,13 @@ struct drv {
 	CUresult (*mem_unmap)(CUdeviceptr, size_t);
 	CUresult (*addr_free)(CUdeviceptr, size_t);
 	CUresult (*mem_release)(CUmemGenericAllocationHandle);
+	/* green contexts: an SM partition of the primary context */
+	CUresult (*dev_resource)(CUdevice, CUdevResource *, CUdevResourceType);
+	CUresult (*sm_split)(CUdevResource *, unsigned int *, const CUdevResource *, CUdevResource *,
+			     unsigned int, unsigned int);
+	CUresult (*resource_desc)(CUdevResourceDesc *, CUdevResource *, unsigned int);
+	CUresult (*green_create)(CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned int);
+	CUresult (*green_to_ctx)(CUcontext *, CUgreenCtx);
 };
 
 static void *entry(const char *name, int version)
@@ -88,6 +95,12 @@ static void load_driver(struct drv *d)
 	d->mem_unmap = entry("cuMemUnmap", 10020);
 	d->addr_free = entry("cuMemAddressFree", 10020);
 	d->mem_release = entry("cuMemRelease", 10020);
+	/* the versions of this toolkit's header, whose resource structs we pass */
+	d->dev_resource = entry("cuDeviceGetDevResource", CUDA_VERSION);
+	d->sm_split = entry("cuDevSmResourceSplitByCount", CUDA_VERSION);
+	d->resource_desc = entry("cuDevResourceGenerateDesc", CUDA_VERSION);
+	d->green_create = entry("cuGreenCtxCreate", CUDA_VERSION);
+	d->green_to_ctx = entry("cuCtxFromGreenCtx", CUDA_VERSION);
 }
 
 #define DK(call)                                                                                   \
@@ -134,6 +147,7 @@ static size_t first_mismatch(const uint8_t *a, const uint8_t *b, size_t n)
 
 /* What the second context owns: its stream, event and pinned destination. */
 struct side {
+	const char *kind; /* "second context" or "green context" */
 	CUcontext ctx;
 	cudaStream_t stream;
 	cudaEvent_t done;
@@ -151,7 +165,91 @@ static void side_leave(const struct drv *d)
 	DK(d->ctx_pop(&c));
 }
 
-Test(gpu_context, second_context_probe)
+#define GREEN_SMS 16
+
+/* A context of its own (cuCtxCreate), or a green context: GREEN_SMS SMs of the primary one.
+ * Left current. */
+static void side_create(const struct drv *d, struct side *s, int green)
+{
+	s->kind = green ? "green context" : "second context";
+	if (!green) {
+		DK(d->ctx_create(&s->ctx, 0, 0));
+		return;
+	}
+	CUdevResource all, part, rest;
+	CUdevResourceDesc desc;
+	CUgreenCtx g;
+	unsigned int groups = 1;
+	memset(&all, 0, sizeof(all));
+	memset(&part, 0, sizeof(part));
+	memset(&rest, 0, sizeof(rest));
+	DK(d->dev_resource(0, &all, CU_DEV_RESOURCE_TYPE_SM));
+	DK(d->sm_split(&part, &groups, &all, &rest, 0, GREEN_SMS));
+	cr_assert_eq(groups, 1u);
+	DK(d->resource_desc(&desc, &part, 1));
+	DK(d->green_create(&g, desc, 0, CU_GREEN_CTX_DEFAULT_STREAM));
+	DK(d->green_to_ctx(&s->ctx, g));
+	DK(d->ctx_push(s->ctx));
+}
+
+#define LAT_ROUNDS 200
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Median time from launching a 4 KiB staging copy in the side context to seeing its event
+ * done: a context time-sliced against the primary one waits for its turn (milliseconds). */
+static double side_round_trip_us(const struct drv *d, const struct side *s, const void *src)
+{
+	double t[LAT_ROUNDS];
+	side_enter(d, s);
+	for (int i = 0; i < LAT_ROUNDS; i++) {
+		double t0 = model_clock_s();
+		cr_assert_eq(rcmoe_gpu_stage_copy(s->pinned, src, 4096, s->stream), RCMOE_OK);
+		CK(cudaEventRecord(s->done, s->stream));
+		cudaError_t q;
+		while ((q = cudaEventQuery(s->done)) == cudaErrorNotReady)
+			;
+		CK(q);
+		t[i] = (model_clock_s() - t0) * 1e6;
+	}
+	side_leave(d);
+	qsort(t, LAT_ROUNDS, sizeof(t[0]), cmp_double);
+	return t[LAT_ROUNDS / 2];
+}
+
+/* Round trips with the primary context idle, then while a kernel of it spins (as NCCL's does
+ * for the whole collective): reported, not asserted. */
+static void latency_probe(const struct drv *d, const struct side *s, const void *src)
+{
+	uint32_t *ctl = NULL, *out = NULL;
+	cudaStream_t ps;
+	double idle = side_round_trip_us(d, s, src);
+	CK(cudaHostAlloc((void **)&ctl, GPU_SPIN_CTL_WORDS * sizeof(uint32_t),
+			 cudaHostAllocMapped | cudaHostAllocPortable));
+	memset(ctl, 0, GPU_SPIN_CTL_WORDS * sizeof(uint32_t));
+	CK(cudaMalloc((void **)&out, 256 * sizeof(uint32_t)));
+	CK(cudaStreamCreateWithFlags(&ps, cudaStreamNonBlocking));
+	CK(gpu_spin_launch(ctl, out, 256, 30.0, ps));
+	while (((volatile uint32_t *)ctl)[GPU_SPIN_STATE] != GPU_SPIN_RUNNING)
+		;
+	double busy = side_round_trip_us(d, s, src);
+	((volatile uint32_t *)ctl)[GPU_SPIN_RELEASE] = 1;
+	CK(cudaStreamSynchronize(ps));
+	fprintf(stderr,
+		"CONTEXT PROBE: %s: kernel round trip %.1f us (median of %d) with the primary "
+		"context idle, %.1f us beside a running kernel of it%s\n",
+		s->kind, idle, LAT_ROUNDS, busy,
+		busy > 10 * idle + 100 ? ": TIME-SLICED against the primary context" : "");
+	CK(cudaStreamDestroy(ps));
+	CK(cudaFree(out));
+	CK(cudaFreeHost(ctl));
+}
+
+static void context_probe(int green)
 {
 	struct drv d;
 	struct vmm_buf vb;
@@ -172,7 +270,7 @@ Test(gpu_context, second_context_probe)
 	CK(cudaMemcpy(legacy, pattern, PROBE_BYTES, cudaMemcpyHostToDevice));
 
 	/* The second context: created current, set up, warmed up (kernels load lazily), left. */
-	DK(d.ctx_create(&s.ctx, 0, 0));
+	side_create(&d, &s, green);
 	CK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
 	CK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
 	CK(cudaHostAlloc((void **)&s.pinned, PROBE_BYTES,
@@ -220,13 +318,15 @@ Test(gpu_context, second_context_probe)
 	bad = first_mismatch(s.pinned, pattern, PROBE_BYTES);
 	cr_assert_eq(bad, (size_t)-1, "second context beside the copy: byte %zu differs", bad);
 	fprintf(stderr,
-		"CONTEXT PROBE: second context beside the waiting copy: launch %.3f s, launch + "
+		"CONTEXT PROBE: %s beside the waiting copy: launch %.3f s, launch + "
 		"record %.3f s, done after %.3f s (spin kernel %s): %s\n",
-		launch, call, done, state == GPU_SPIN_TIMED_OUT ? "timed out" : "released",
+		s.kind, launch, call, done, state == GPU_SPIN_TIMED_OUT ? "timed out" : "released",
 		returned_in_call ? "the CALLS BLOCKED until the copy returned"
 		: returned_at_done
 			? "calls returned at once, the work completed only after the copy"
 			: "calls returned at once and the work completed beside the copy");
+
+	latency_probe(&d, &s, (const void *)vb.ptr);
 
 	/* Last, as a fault here is sticky for the second context: cudaMalloc memory. */
 	side_enter(&d, &s);
@@ -235,19 +335,30 @@ Test(gpu_context, second_context_probe)
 	e = st == RCMOE_OK ? cudaStreamSynchronize(s.stream) : cudaErrorLaunchFailure;
 	bad = e == cudaSuccess ? first_mismatch(s.pinned, pattern, PROBE_BYTES) : 0;
 	fprintf(stderr,
-		"CONTEXT PROBE: cudaMalloc memory of the primary context from the second: %s%s\n",
-		e != cudaSuccess    ? "not reachable: "
+		"CONTEXT PROBE: cudaMalloc memory of the primary context from the %s: %s%s\n",
+		s.kind, e != cudaSuccess    ? "not reachable: "
 		: bad == (size_t)-1 ? "reachable"
 				    : "wrong bytes",
 		e != cudaSuccess ? cudaGetErrorString(e) : "");
 	side_leave(&d);
 	/* Cleanup may report the fault above, which is no failure of the probe; the process (one
 	 * per test) ends here anyway. */
-	(void)d.ctx_destroy(s.ctx);
+	if (!green)
+		(void)d.ctx_destroy(s.ctx); /* a green one lives until the process ends */
 	(void)cudaGetLastError();
 	(void)cudaFree(legacy);
 	(void)d.mem_unmap(vb.ptr, vb.size);
 	(void)d.addr_free(vb.ptr, vb.size);
 	(void)d.mem_release(vb.handle);
 	free(pattern);
+}
+
+Test(gpu_context, second_context_probe)
+{
+	context_probe(0);
+}
+
+Test(gpu_context, green_context_probe)
+{
+	context_probe(1);
 }

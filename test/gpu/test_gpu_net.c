@@ -54,7 +54,7 @@ static void setup(void)
 	int count = 0;
 	test_log_init();
 	setenv("RCMOE_SOCKET_IFNAME", "lo", 1);
-	setenv("RCMOE_CUDA_BUFFERS", "auto", 1);
+	setenv("RCMOE_CUDA_BUFFERS", "on", 1);
 	unsetenv("RCMOE_A2A_BITS");
 	snprintf(stats_path, sizeof(stats_path), "/tmp/rcmoe-gpu-net-%d.jsonl", (int)getpid());
 	unlink(stats_path);
@@ -314,6 +314,52 @@ static rcmoe_status_t place_host(void *arg, size_t wire_len, uint32_t flags, voi
  * configuration its header records (seed, op_id, rank). Then a raw transport sender replays it
  * into the plugin's receive comm (GPU decoder), whose output must equal rcmoe_codec_decode's
  * bytes. An element count with a partial last block and a partial last tile. */
+/* Claiming GPU buffers, the plugin asks NCCL for them at any PCI distance (ctx.c), unless the
+ * user chose a level. Each Criterion test is a process of its own: a fresh init. */
+static const char *gdr_level_after_init(const char *user)
+{
+	void *ctx = NULL;
+	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
+	if (user)
+		setenv("NCCL_NET_GDR_LEVEL", user, 1);
+	else
+		unsetenv("NCCL_NET_GDR_LEVEL");
+	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 0x48, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
+	const char *v = getenv("NCCL_NET_GDR_LEVEL");
+	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
+	return v;
+}
+
+/* auto claims GPU buffers only where the plugin's context runs beside NCCL's kernels: MPS. */
+Test(gpu_net, auto_claims_gpu_buffers_only_under_mps)
+{
+	void *ctx = NULL;
+	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
+	ncclNetProperties_v11_t props;
+	int mps = 0;
+	CK(cudaDeviceGetAttribute(&mps, cudaDevAttrMpsEnabled, 0));
+	setenv("RCMOE_CUDA_BUFFERS", "auto", 1);
+	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 0x49, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
+	cr_assert_eq(net_props(0, &props), ncclSuccess);
+	cr_expect_eq(!!(props.ptrSupport & NCCL_PTR_CUDA), !!mps,
+		     "MPS %s, ptrSupport 0x%x", mps ? "on" : "off", props.ptrSupport);
+	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
+}
+
+Test(gpu_net, sets_gdr_level_when_claiming_gpu_buffers)
+{
+	const char *v = gdr_level_after_init(NULL);
+	cr_assert_not_null(v, "NCCL_NET_GDR_LEVEL not set");
+	cr_expect_str_eq(v, "SYS");
+}
+
+Test(gpu_net, keeps_the_users_gdr_level)
+{
+	const char *v = gdr_level_after_init("PHB");
+	cr_assert_not_null(v);
+	cr_expect_str_eq(v, "PHB");
+}
+
 Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
 {
 	compress_env();
@@ -557,13 +603,11 @@ Test(gpu_net, mixed_bf16_and_int64_in_flight)
  * releases the lock, and the plugin call returns. Each host wait is bounded as well.
  *
  * Measured on the H100 (CUDA 13, driver 580, with and without MPS): every call that enqueues
- * work (kernel launch, cudaMemcpyAsync, cudaMemsetAsync, cudaEventRecord) on any stream of the
- * process waits until the copy returns; only queries do not (deadlock_model_check). So no GPU
- * work can be issued from NCCL's proxy thread without this hazard, which is why the plugin asks
- * for host buffers unless RCMOE_CUDA_BUFFERS=auto. The tests below pin that fact down for the
- * opt-in path: they pass while the hazard is there and fail, with a message saying so, on a
- * driver that no longer serialises the plugin's work behind the copy (time to revisit the
- * default). They also check that the transfer is correct once the copy has returned.
+ * work (kernel launch, cudaMemcpyAsync, cudaMemsetAsync, cudaEventRecord) in the primary
+ * context waits until the copy returns; only queries do not (deadlock_model_check). The plugin
+ * therefore does all of its CUDA work in a context of its own (plugin/gpu_context.c). The tests
+ * below check that this holds: the transfer must complete, with the right bytes, while the
+ * application's copy still waits; a plugin call that blocked behind the copy fails them.
  */
 /* Longest single plugin call so far, and which: tells a call blocked in the driver apart from
  * GPU work that could not run. */
@@ -626,8 +670,8 @@ static const char *xfer_unchecked(struct net_pair *p, void *src, size_t bytes, v
 	return NULL;
 }
 
-/* Run one transfer inside the model; it completes only once the copy has returned (the hazard). */
-static void transfer_beside_blocked_copy(struct net_pair *p, void *src, size_t bytes, void *smh,
+/* Run one transfer inside the model: it must complete while the copy still waits. */
+static void transfer_beside_waiting_copy(struct net_pair *p, void *src, size_t bytes, void *smh,
 					 void *sph, void *dst, size_t cap, void *rmh, void *rph,
 					 const char *what)
 {
@@ -646,13 +690,11 @@ static void transfer_beside_blocked_copy(struct net_pair *p, void *src, size_t b
 		what, took, w.longest, w.which);
 	cr_assert_null(err, "%s: %s (after %.1f s; longest plugin call %.1f s: %s)", what, err,
 		       took, w.longest, w.which);
-	cr_expect(
-	    copy_returned || state == GPU_SPIN_TIMED_OUT,
-	    "%s: the transfer completed in %.1f s while the application's synchronous copy "
-	    "still waited (longest plugin call %.1f s: %s): this driver no longer makes the "
-	    "plugin's CUDA work wait behind the copy. Revisit RCMOE_CUDA_BUFFERS' default and "
-	    "README's Known problems.",
-	    what, took, w.longest, w.which);
+	cr_expect(!copy_returned && state != GPU_SPIN_TIMED_OUT,
+		  "%s: the transfer completed only after the application's synchronous copy "
+		  "returned (%.1f s; longest plugin call %.1f s: %s): the plugin's CUDA work "
+		  "waited behind the copy, which in a job is a deadlock",
+		  what, took, w.longest, w.which);
 	cr_expect_eq(sizes[0], (int)bytes, "%s: receiver reported %d of %zu bytes", what, sizes[0],
 		     bytes);
 	cr_expect_eq(sizes[1], (int)bytes, "%s: sender reported %d", what, sizes[1]);
@@ -661,7 +703,7 @@ static void transfer_beside_blocked_copy(struct net_pair *p, void *src, size_t b
 /* 64 MiB from device memory to device memory, losslessly (staging kernels both ways), twice:
  * the first time the plugin's kernels have never run in this process (CUDA loads kernels
  * lazily by default, on their first launch), the second time they have. */
-Test(gpu_net, device_buffers_wait_behind_sync_copy_lossless)
+Test(gpu_net, device_buffers_beside_sync_copy_lossless)
 {
 	const size_t bytes = 64u << 20;
 	const char *lazy = getenv("CUDA_MODULE_LOADING");
@@ -678,7 +720,7 @@ Test(gpu_net, device_buffers_wait_behind_sync_copy_lossless)
 	for (int round = 0; round < 2; round++) {
 		CK(cudaMemset(ddst, POISON, bytes));
 		CK(cudaDeviceSynchronize());
-		transfer_beside_blocked_copy(&p, dsrc, bytes, smh, NULL, ddst, bytes, rmh, NULL,
+		transfer_beside_waiting_copy(&p, dsrc, bytes, smh, NULL, ddst, bytes, rmh, NULL,
 					     round ? "lossless, kernels loaded"
 						   : "lossless, first launch of the kernels");
 		to_host(hdst, ddst, bytes);
@@ -696,7 +738,7 @@ Test(gpu_net, device_buffers_wait_behind_sync_copy_lossless)
 
 /* The same with compression on: GPU encode (scratch cleared by rcmoe_gpu_fill, not
  * cudaMemsetAsync) into the mapped shadow, GPU decode from it; first launch, then again. */
-Test(gpu_net, device_buffers_wait_behind_sync_copy_compressed)
+Test(gpu_net, device_buffers_beside_sync_copy_compressed)
 {
 	compress_env();
 	const size_t n = 8u << 20, bytes = 2 * n;
@@ -717,7 +759,7 @@ Test(gpu_net, device_buffers_wait_behind_sync_copy_compressed)
 	for (int round = 0; round < 2; round++) {
 		CK(cudaMemset(ddst, POISON, bytes));
 		CK(cudaDeviceSynchronize());
-		transfer_beside_blocked_copy(&p, dsrc, bytes, smh, &s, ddst, bytes, rmh, &r,
+		transfer_beside_waiting_copy(&p, dsrc, bytes, smh, &s, ddst, bytes, rmh, &r,
 					     round ? "compressed, kernels loaded"
 						   : "compressed, first launch of the kernels");
 		to_host(hdst, ddst, bytes);
@@ -808,10 +850,11 @@ Test(gpu_net, deadlock_model_check)
 		    : returned_at_done ? "call returned at once, but the work completed only after "
 					 "the copy"
 				       : "did not block");
-		/* What README's Known problems and RCMOE_CUDA_BUFFERS' default rest on. */
+		/* Why the plugin has a context of its own (plugin/gpu_context.c). */
 		if (op < 5)
-			cr_expect(returned_in_call, "%s no longer waits behind a synchronous copy: "
-				  "revisit RCMOE_CUDA_BUFFERS' default", names[op]);
+			cr_expect(returned_in_call, "%s no longer waits behind a synchronous copy "
+				  "in the primary context: the plugin's own context may no longer "
+				  "be needed (README, GPU buffers)", names[op]);
 		else
 			cr_expect(!returned_in_call && !returned_at_done,
 				  "%s waited behind the copy", names[op]);

@@ -238,6 +238,23 @@ Test(net, chunk_default_zero_leaves_nccl_alone)
 	cr_expect_null(chunk_after_init(NULL, "0"));
 }
 
+/* Host buffers only: NCCL's GDR level is none of the plugin's business. (With GPU buffers the
+ * plugin sets it: test_gpu_net's sets_gdr_level_when_claiming_gpu_buffers.) */
+Test(net, gdr_level_left_alone_with_host_buffers)
+{
+	void *ctx = NULL;
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
+	ncclNetProperties_v11_t props;
+	unsetenv("NCCL_NET_GDR_LEVEL");
+	setenv("RCMOE_CUDA_BUFFERS", "off", 1);
+	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 1, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
+	cr_assert_eq(ncclNetPlugin_v11.getProperties(0, &props), ncclSuccess);
+	cr_expect_eq(props.ptrSupport, NCCL_PTR_HOST, "ptrSupport 0x%x", props.ptrSupport);
+	cr_expect_null(getenv("NCCL_NET_GDR_LEVEL"), "NCCL_NET_GDR_LEVEL=%s",
+		       getenv("NCCL_NET_GDR_LEVEL"));
+	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
+}
+
 static int count_lines(const char *path, const char *a, const char *b)
 {
 	FILE *f = fopen(path, "r");

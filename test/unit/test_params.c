@@ -44,7 +44,7 @@ Test(params, defaults_when_nothing_set)
 	cr_expect_eq(p.socket_min_chunk, 65536);
 	cr_expect_str_empty(p.stats_file);
 	cr_expect_eq(p.a2a_bits, 0, "lossless unless asked");
-	cr_expect_eq(p.cuda_buffers, RCMOE_CUDA_BUFFERS_OFF, "GPU buffers only when asked");
+	cr_expect_eq(p.cuda_buffers, RCMOE_CUDA_BUFFERS_AUTO, "GPU buffers where MPS is on");
 	cr_expect_eq(p.lsq_block, 128);
 	cr_expect_eq(p.a2a_scope, RCMOE_A2A_SCOPE_ALLTOALL);
 	cr_expect_eq(test_log_warn_count(), 0);

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The plugin's own CUDA context, one per device, inside which all of its CUDA work runs.
+ *
+ * Why not the primary context NCCL and the application use: while any thread of the process is
+ * in a synchronous pageable copy waiting for a kernel (tensor.cpu(), .item()), the driver makes
+ * every enqueueing call in that context wait until the copy returns. The copy waits for NCCL's
+ * kernel, which waits for the proxy thread calling us: a deadlock if we enqueue there
+ * (test_gpu_net's deadlock_model_check). Measured on the H100 (test_gpu_context): a context of
+ * our own is not held by that copy, and its kernels reach NCCL's buffers (cuMem-mapped, and
+ * cudaMalloc'd ones too) on the same device through the process's unified address space.
+ *
+ * Driver calls come through cudart (cudaGetDriverEntryPointByVersion), so the plugin links no
+ * libcuda of its own. A context lives until the process ends, like the primary context.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "rcmoe/codec.h"
+#include "rcmoe/log.h"
+#include "core.h"
+
+#ifdef RCMOE_HAVE_CUDA
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+
+#include "rcmoe/kernels.h"
+
+#define MAX_DEVICES 64
+
+struct driver {
+	CUresult (*ctx_create)(CUcontext *, unsigned int, CUdevice);
+	CUresult (*ctx_destroy)(CUcontext);
+	CUresult (*ctx_push)(CUcontext);
+	CUresult (*ctx_pop)(CUcontext *);
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct driver drv;
+static int drv_loaded;
+static CUcontext contexts[MAX_DEVICES];
+
+static rcmoe_status_t entry(const char *name, int version, void **fn)
+{
+	enum cudaDriverEntryPointQueryResult q;
+	cudaError_t e = cudaGetDriverEntryPointByVersion(name, fn, (unsigned)version,
+							 cudaEnableDefault, &q);
+	if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !*fn) {
+		(void)cudaGetLastError();
+		RCMOE_WARN("CUDA driver entry point %s (version %d) unavailable: %s, query %d",
+			   name, version, cudaGetErrorString(e), (int)q);
+		return RCMOE_ERR_CUDA;
+	}
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t load_driver(void)
+{
+	if (drv_loaded)
+		return RCMOE_OK;
+	RCMOE_CHECK(entry("cuCtxCreate", 3020, (void **)&drv.ctx_create));
+	RCMOE_CHECK(entry("cuCtxDestroy", 4000, (void **)&drv.ctx_destroy));
+	RCMOE_CHECK(entry("cuCtxPushCurrent", 4000, (void **)&drv.ctx_push));
+	RCMOE_CHECK(entry("cuCtxPopCurrent", 4000, (void **)&drv.ctx_pop));
+	drv_loaded = 1;
+	return RCMOE_OK;
+}
+
+/* CUDA loads kernels into a context on their first launch. Launch each of ours once here, at
+ * connect time and synchronised on our own stream, so that no module load happens on the
+ * data path; the decode of each encoded stream also shows the context works end to end. */
+static rcmoe_status_t warm_up(void)
+{
+	static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32 };
+	static const int bits[] = { 2, 4, 8 };
+	enum { N = 1000 }; /* several blocks and a partial one, for any block size */
+	rcmoe_status_t st = RCMOE_OK;
+	cudaStream_t stream = NULL;
+	void *dev = NULL, *work = NULL;
+	uint8_t *host = NULL;
+	/* room for any stream of N elements: raw fp32 blocks plus headers */
+	size_t cap = 8 * N + 4096, work_bytes = 1u << 20;
+
+	if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
+	    cudaMalloc(&dev, 4 * N) != cudaSuccess ||
+	    cudaMalloc(&work, work_bytes) != cudaSuccess ||
+	    cudaHostAlloc((void **)&host, cap, cudaHostAllocMapped | cudaHostAllocPortable) !=
+		    cudaSuccess) {
+		RCMOE_WARN("warm-up of the plugin's CUDA context: allocation failed: %s",
+			   cudaGetErrorString(cudaGetLastError()));
+		st = RCMOE_ERR_CUDA;
+		goto free_all;
+	}
+	for (size_t i = 0; i < 4 * N; i++)
+		host[i] = (uint8_t)(i * 37u + 11u); /* finite in every float type */
+	RCMOE_CHECK_GOTO(rcmoe_gpu_stage_copy(dev, host, 4 * N, stream), st, free_all);
+	for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
+		for (size_t b = 0; b < sizeof(bits) / sizeof(bits[0]); b++) {
+			struct rcmoe_lsq_cfg cfg = { .dtype = dtypes[d], .bits = bits[b] };
+			struct rcmoe_wire_header hdr;
+			cfg.block = (uint32_t)rcmoe_core_params()->lsq_block;
+			if (rcmoe_lsq_bound(N, &cfg) > cap ||
+			    rcmoe_gpu_lsq_work_bytes(N, &cfg) > work_bytes) {
+				st = RCMOE_ERR_INTERNAL;
+				goto free_all;
+			}
+			RCMOE_CHECK_GOTO(rcmoe_gpu_lsq_encode(dev, N, &cfg, host, cap, work,
+							      work_bytes, stream),
+					 st, free_all);
+			if (cudaStreamSynchronize(stream) != cudaSuccess) {
+				st = RCMOE_ERR_CUDA;
+				goto free_all;
+			}
+			RCMOE_CHECK_GOTO(rcmoe_codec_validate(
+						 host, cap, N * rcmoe_dtype_size(cfg.dtype), &hdr),
+					 st, free_all);
+			RCMOE_CHECK_GOTO(
+				rcmoe_gpu_decode(host, &hdr, dev, 4 * N, work, work_bytes, stream),
+				st, free_all);
+		}
+	}
+	if (cudaStreamSynchronize(stream) != cudaSuccess)
+		st = RCMOE_ERR_CUDA;
+free_all:
+	if (st != RCMOE_OK)
+		RCMOE_WARN("warm-up of the plugin's CUDA context failed (%s): %s",
+			   rcmoe_status_str(st), cudaGetErrorString(cudaGetLastError()));
+	if (host)
+		cudaFreeHost(host);
+	if (work)
+		cudaFree(work);
+	if (dev)
+		cudaFree(dev);
+	if (stream)
+		cudaStreamDestroy(stream);
+	return st;
+}
+
+static rcmoe_status_t create(int dev)
+{
+	CUcontext ctx = NULL, popped;
+	CUresult r = drv.ctx_create(&ctx, CU_CTX_SCHED_AUTO, (CUdevice)dev);
+	if (r != CUDA_SUCCESS) {
+		RCMOE_WARN("cannot create the plugin's CUDA context on device %d (CUresult %d); "
+			   "GPU buffers need it: set RCMOE_CUDA_BUFFERS=off to use host buffers",
+			   dev, (int)r);
+		return RCMOE_ERR_CUDA;
+	}
+	/* cuCtxCreate made it current: warm it up there, then give the thread its context back. */
+	int saved = rcmoe_gpu_capture_relax();
+	rcmoe_status_t st = warm_up();
+	rcmoe_gpu_capture_restore(saved);
+	drv.ctx_pop(&popped);
+	if (st != RCMOE_OK) {
+		drv.ctx_destroy(ctx); /* a later bind tries again with a new one */
+		return st;
+	}
+	contexts[dev] = ctx;
+	RCMOE_INFO(NCCL_INIT | NCCL_NET, "created the plugin's CUDA context on device %d", dev);
+	return RCMOE_OK;
+}
+
+rcmoe_status_t rcmoe_gpu_context_bind(int *dev)
+{
+	rcmoe_status_t st = RCMOE_OK;
+	int d = -1;
+	if (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= MAX_DEVICES) {
+		(void)cudaGetLastError();
+		RCMOE_WARN("no usable current CUDA device (%d) on the thread connecting", d);
+		return RCMOE_ERR_CUDA;
+	}
+	pthread_mutex_lock(&lock);
+	st = load_driver();
+	if (st == RCMOE_OK && !contexts[d])
+		st = create(d);
+	pthread_mutex_unlock(&lock);
+	*dev = d;
+	return st;
+}
+
+rcmoe_status_t rcmoe_gpu_enter(int dev, struct rcmoe_gpu_scope *s)
+{
+	s->pushed = 0;
+	s->capture = -1;
+	if (dev < 0 || dev >= MAX_DEVICES || !contexts[dev]) {
+		RCMOE_WARN("GPU work for device %d, which has no plugin context", dev);
+		return RCMOE_ERR_INTERNAL;
+	}
+	CUresult r = drv.ctx_push(contexts[dev]);
+	if (r != CUDA_SUCCESS) {
+		RCMOE_WARN("cannot make the plugin's CUDA context current (CUresult %d)", (int)r);
+		return RCMOE_ERR_CUDA;
+	}
+	s->pushed = 1;
+	s->capture = rcmoe_gpu_capture_relax();
+	return RCMOE_OK;
+}
+
+void rcmoe_gpu_leave(struct rcmoe_gpu_scope *s)
+{
+	CUcontext popped;
+	rcmoe_gpu_capture_restore(s->capture);
+	s->capture = -1;
+	if (s->pushed)
+		drv.ctx_pop(&popped);
+	s->pushed = 0;
+}
+
+#else /* no CUDA in this build */
+
+rcmoe_status_t rcmoe_gpu_context_bind(int *dev)
+{
+	*dev = -1;
+	return RCMOE_ERR_UNSUPPORTED;
+}
+
+rcmoe_status_t rcmoe_gpu_enter(int dev, struct rcmoe_gpu_scope *s)
+{
+	(void)dev;
+	s->pushed = 0;
+	s->capture = -1;
+	return RCMOE_ERR_UNSUPPORTED;
+}
+
+void rcmoe_gpu_leave(struct rcmoe_gpu_scope *s)
+{
+	s->pushed = 0;
+}
+
+#endif
