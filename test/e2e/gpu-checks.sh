@@ -2,8 +2,9 @@
 # GPU-machine checks, run from the repository root: test/e2e/gpu-checks.sh BUILD_DIR [OUT_DIR]
 # Starts MPS (ranks share GPU 0), then runs the PyTorch end-to-end checks with 2 and 4 ranks,
 # lossless and with 8, 4 and 2-bit LSQ (lossy runs also replay an all-to-all captured in a CUDA
-# graph), in two buffer modes: "default" (the plugin's defaults: GPU buffers, staged and coded
-# on the GPU; fails unless NCCL's log shows it handing them, GDRDMA) and "host"
+# graph), in two buffer modes: "default" (the plugin's defaults: under MPS, GPU buffers staged
+# and coded on the GPU when compressing, host buffers when lossless; fails unless NCCL's log
+# shows GDRDMA exactly when compressing) and "host"
 # (RCMOE_CUDA_BUFFERS=off: host buffers, CPU codec). The checks' own .cpu() copies run while
 # collectives are in flight, the pattern that deadlocks GPU work issued in the primary context.
 # Narrow it with RCMOE_E2E_GDR="default host", RCMOE_E2E_RANKS="2 4", RCMOE_E2E_BITS="0 8 4 2",
@@ -41,8 +42,12 @@ for gdr in ${RCMOE_E2E_GDR:-default host}; do
 			fi
 			grep -E "^(rank|counters|e2e|\[rank)" "$log"
 			grep -m3 -E "GDRDMA|via NET/RCMoE" "$log" || true
-			if [ $gdr = default ] && ! grep -q "via NET/RCMoE/[0-9]*/GDRDMA" "$log"; then
-				echo "FAIL: NCCL did not hand the plugin GPU buffers (no GDRDMA in $log)"
+			gpu_buffers=no
+			grep -q "via NET/RCMoE/[0-9]*/GDRDMA" "$log" && gpu_buffers=yes
+			want=no
+			[ $gdr = default ] && [ "$bits" != 0 ] && want=yes
+			if [ $gpu_buffers != $want ]; then
+				echo "FAIL: GPU buffers: $gpu_buffers, expected $want (GDRDMA in $log)"
 				status=1
 			fi
 		done

@@ -330,20 +330,31 @@ static const char *gdr_level_after_init(const char *user)
 	return v;
 }
 
-/* auto claims GPU buffers only where the plugin's context runs beside NCCL's kernels: MPS. */
-Test(gpu_net, auto_claims_gpu_buffers_only_under_mps)
+/* auto claims GPU buffers only for the GPU codec, and only where the plugin's context runs
+ * beside NCCL's kernels: MPS. (Each Criterion test is a process: a fresh init.) */
+static int auto_claims(const char *bits)
 {
 	void *ctx = NULL;
 	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
 	ncclNetProperties_v11_t props;
-	int mps = 0;
-	CK(cudaDeviceGetAttribute(&mps, cudaDevAttrMpsEnabled, 0));
 	setenv("RCMOE_CUDA_BUFFERS", "auto", 1);
+	setenv("RCMOE_A2A_BITS", bits, 1);
 	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 0x49, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
 	cr_assert_eq(net_props(0, &props), ncclSuccess);
-	cr_expect_eq(!!(props.ptrSupport & NCCL_PTR_CUDA), !!mps,
-		     "MPS %s, ptrSupport 0x%x", mps ? "on" : "off", props.ptrSupport);
 	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
+	return !!(props.ptrSupport & NCCL_PTR_CUDA);
+}
+
+Test(gpu_net, auto_claims_gpu_buffers_when_compressing_under_mps)
+{
+	int mps = 0;
+	CK(cudaDeviceGetAttribute(&mps, cudaDevAttrMpsEnabled, 0));
+	cr_expect_eq(auto_claims("8"), !!mps, "MPS %s", mps ? "on" : "off");
+}
+
+Test(gpu_net, auto_keeps_host_buffers_when_lossless)
+{
+	cr_expect_eq(auto_claims("0"), 0);
 }
 
 Test(gpu_net, sets_gdr_level_when_claiming_gpu_buffers)
