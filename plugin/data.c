@@ -222,8 +222,8 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq
 	static atomic_int told;
 	if (!atomic_exchange(&told, 1))
 		RCMOE_INFO(NCCL_NET, "compressing host buffers on the CPU (RCMOE_CPU_CODEC_THREADS "
-				     "workers); RCMOE_CUDA_BUFFERS=auto with NCCL_NET_GDR_LEVEL=SYS "
-				     "moves the codec to the GPU");
+				     "workers); under MPS (or with RCMOE_CUDA_BUFFERS=on) the codec "
+				     "runs on the GPU");
 	struct rcmoe_cpu_job *job = &r->job;
 	job->kind = RCMOE_JOB_ENCODE;
 	job->in = r->data;
