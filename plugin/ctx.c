@@ -75,7 +75,7 @@ static void set_nccl_defaults(void)
 	}
 	if (cuda_buffers)
 		set_nccl_default("NCCL_NET_GDR_LEVEL", "SYS",
-				 "RCMOE_CUDA_BUFFERS=auto: GPU buffers at any PCI distance");
+				 "GPU buffers claimed: wanted at any PCI distance");
 }
 
 /*
