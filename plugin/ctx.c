@@ -94,7 +94,9 @@ static rcmoe_status_t choose_buffers(void)
 	switch (params->cuda_buffers) {
 	case RCMOE_CUDA_BUFFERS_ON:
 		if (!gpu) {
-			RCMOE_WARN("RCMOE_CUDA_BUFFERS=on, but no CUDA device is visible");
+			RCMOE_WARN(
+				"RCMOE_CUDA_BUFFERS=on, but no CUDA device is visible (auto or off "
+				"use host buffers)");
 			return RCMOE_ERR_USAGE;
 		}
 		cuda_buffers = 1;
@@ -106,13 +108,13 @@ static rcmoe_status_t choose_buffers(void)
 	case RCMOE_CUDA_BUFFERS_AUTO:
 		cuda_buffers = gpu && compressing && rcmoe_gpu_mps_enabled();
 		if (gpu && compressing && !cuda_buffers)
-			RCMOE_INFO(NCCL_INIT | NCCL_NET,
-				   "host buffers (CPU codec): MPS is off, and without it the "
-				   "plugin's CUDA context would take turns with NCCL's kernels; start "
-				   "MPS, or set RCMOE_CUDA_BUFFERS=on, for the GPU codec");
+			RCMOE_INFO(
+				NCCL_INIT | NCCL_NET,
+				"host buffers (CPU codec): MPS is off, and without it the "
+				"plugin's CUDA context would take turns with NCCL's kernels; start "
+				"MPS, or set RCMOE_CUDA_BUFFERS=on, for the GPU codec");
 		break;
-	default:
-		cuda_buffers = 0;
+	default: cuda_buffers = 0;
 	}
 	return RCMOE_OK;
 }

@@ -15,6 +15,7 @@
 #include "prof_chain.h"
 #include "rcmoe/log.h"
 #include "test_log.h"
+#include "gpu.h"
 
 extern const ncclProfiler_v5_t ncclProfiler_v5;
 extern const ncclNet_v11_t ncclNetPlugin_v11;
@@ -252,6 +253,26 @@ Test(net, gdr_level_left_alone_with_host_buffers)
 	cr_expect_eq(props.ptrSupport, NCCL_PTR_HOST, "ptrSupport 0x%x", props.ptrSupport);
 	cr_expect_null(getenv("NCCL_NET_GDR_LEVEL"), "NCCL_NET_GDR_LEVEL=%s",
 		       getenv("NCCL_NET_GDR_LEVEL"));
+	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
+}
+
+/* RCMOE_CUDA_BUFFERS=on is a demand: without a GPU, init refuses (with a WARN) rather than
+ * quietly falling back to host buffers; with one, GPU buffers are claimed. */
+Test(net, cuda_buffers_on_claims_or_refuses)
+{
+	void *ctx = NULL;
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
+	ncclNetProperties_v11_t props;
+	setenv("RCMOE_CUDA_BUFFERS", "on", 1);
+	ncclResult_t r = ncclNetPlugin_v11.init(&ctx, 1, &cfg, rcmoe_log_get(), NULL);
+	if (!rcmoe_gpu_available()) {
+		cr_expect_eq(r, ncclInvalidUsage, "init returned %d without a GPU", (int)r);
+		cr_expect_gt(test_log_warn_count(), 0);
+		return;
+	}
+	cr_assert_eq(r, ncclSuccess);
+	cr_assert_eq(ncclNetPlugin_v11.getProperties(0, &props), ncclSuccess);
+	cr_expect(props.ptrSupport & NCCL_PTR_CUDA, "ptrSupport 0x%x", props.ptrSupport);
 	cr_expect_eq(ncclNetPlugin_v11.finalize(ctx), ncclSuccess);
 }
 
