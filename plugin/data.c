@@ -115,6 +115,17 @@ static rcmoe_status_t poll_event(struct rcmoe_comm *c, struct rcmoe_request *r, 
 	return st;
 }
 
+/* After GPU work was enqueued in the plugin's context (st: how that went): record the
+ * request's event behind it, and leave the context. */
+static rcmoe_status_t record_and_leave(struct rcmoe_comm *c, struct rcmoe_request *r,
+				       struct rcmoe_gpu_scope *g, rcmoe_status_t st)
+{
+	if (st == RCMOE_OK)
+		st = rcmoe_gpu_record(&r->ev, &c->stream);
+	rcmoe_gpu_leave(g);
+	return st;
+}
+
 /* Launch the raw device -> shadow copy of a GPU send. */
 static rcmoe_status_t stage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
@@ -122,9 +133,7 @@ static rcmoe_status_t stage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_copy_d2h(shadow_of(r), r->data, r->size, &c->stream);
-	if (st == RCMOE_OK)
-		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_leave(&g);
+	st = record_and_leave(c, r, &g, st);
 	r->wire = shadow_of(r);
 	r->wire_len = r->size;
 	r->flags = 0;
@@ -250,9 +259,7 @@ static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
 		st = rcmoe_gpu_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r),
 					  c->gpu_work, c->gpu_work_bytes,
 					  (cudaStream_t)c->stream.handle);
-	if (st == RCMOE_OK)
-		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_leave(&g);
+	st = record_and_leave(c, r, &g, st);
 	if (st != RCMOE_OK) {
 		RCMOE_WARN("GPU LSQ encode of %zu bytes failed: %s", r->size, rcmoe_status_str(st));
 		return st;
@@ -264,7 +271,10 @@ static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
 #endif
 }
 
-rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, int tag,
+/* What isend and irecv share: refuse on a failed comm or a transfer outside its registration,
+ * take a free request slot (*out stays NULL when none is free: NCCL retries), reset it and
+ * attribute the transfer. */
+static rcmoe_status_t req_start(struct rcmoe_comm *c, int is_send, void *data, size_t size,
 				struct rcmoe_mr *mr, void *phandle, struct rcmoe_request **out)
 {
 	struct rcmoe_request *r;
@@ -272,26 +282,39 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 	if (c->failed)
 		return c->failed;
 	if (!in_region(mr, data, size)) {
-		RCMOE_WARN("isend: %zu bytes at %p are outside their registration", size, data);
+		RCMOE_WARN("%s: %zu bytes at %p are outside their registration",
+			   is_send ? "isend" : "irecv", size, data);
 		return RCMOE_ERR_INVALID;
 	}
 	r = req_alloc(c);
 	if (!r)
-		return RCMOE_OK; /* NCCL retries */
-	r->is_send = 1;
+		return RCMOE_OK;
+	r->is_send = is_send;
 	r->data = data;
 	r->size = size;
 	r->mr = mr;
 	r->flags = 0;
 	r->treq = NULL;
-	attribute(c, phandle, &r->info);
-	(void)tag; /* one request per irecv (maxRecvs = 1): tags select nothing */
-
-	r->wire = data;
-	r->wire_len = size;
+	r->wire_len = 0;
 	r->codec_ns = 0;
 	r->codec_start_ns = 0;
 	r->on_cpu = 0;
+	attribute(c, phandle, &r->info);
+	*out = r;
+	return RCMOE_OK;
+}
+
+rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, int tag,
+				struct rcmoe_mr *mr, void *phandle, struct rcmoe_request **out)
+{
+	struct rcmoe_request *r;
+	*out = NULL;
+	(void)tag; /* one request per irecv (maxRecvs = 1): tags select nothing */
+	rcmoe_status_t st = req_start(c, 1, data, size, mr, phandle, &r);
+	if (st != RCMOE_OK || !r)
+		return st;
+	r->wire = data;
+	r->wire_len = size;
 	r->state = REQ_WAIT_POST;
 	struct rcmoe_lsq_cfg cfg;
 	int encode = rcmoe_core_compressing() && mr &&
@@ -301,7 +324,6 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 	/* The encoder needs room for its worst case (raw blocks plus header) in the shadow. */
 	if (encode && rcmoe_lsq_bound(size / rcmoe_dtype_size(cfg.dtype), &cfg) > shadow_room(r))
 		encode = 0;
-	rcmoe_status_t st = RCMOE_OK;
 	if (encode && is_gpu(r))
 		st = encode_gpu(c, r, &cfg);
 	else if (encode)
@@ -342,28 +364,12 @@ rcmoe_status_t rcmoe_core_irecv(struct rcmoe_comm *c, void *data, size_t size, i
 	struct rcmoe_request *r;
 	rcmoe_status_t st;
 	*out = NULL;
-	if (c->failed)
-		return c->failed;
-	if (!in_region(mr, data, size)) {
-		RCMOE_WARN("irecv: %zu bytes at %p are outside their registration", size, data);
-		return RCMOE_ERR_INVALID;
-	}
-	r = req_alloc(c);
-	if (!r)
-		return RCMOE_OK;
-	r->is_send = 0;
-	r->data = data;
-	r->size = size;
-	r->mr = mr;
-	r->wire_len = 0;
-	r->flags = 0;
-	r->codec_ns = 0;
-	r->codec_start_ns = 0;
-	r->on_cpu = 0;
-	attribute(c, phandle, &r->info);
+	(void)tag;
+	st = req_start(c, 0, data, size, mr, phandle, &r);
+	if (st != RCMOE_OK || !r)
+		return st;
 	r->state = REQ_XFER;
 	st = rcmoe_core_transport()->irecv(c->trecv, size, 0, place_recv, r, &r->treq);
-	(void)tag;
 	if (st != RCMOE_OK)
 		return comm_fail(c, r, st);
 	if (!r->treq) {
@@ -412,9 +418,7 @@ static rcmoe_status_t unstage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_copy_h2d(r->data, shadow_of(r), r->wire_len, &c->stream);
-	if (st == RCMOE_OK)
-		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_leave(&g);
+	st = record_and_leave(c, r, &g, st);
 	r->state = REQ_UNSTAGING;
 	return st;
 }
@@ -457,9 +461,7 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_decode(src, &hdr, r->data, r->size, c->gpu_work,
 				      c->gpu_work_bytes, (cudaStream_t)c->stream.handle);
-	if (st == RCMOE_OK)
-		st = rcmoe_gpu_record(&r->ev, &c->stream);
-	rcmoe_gpu_leave(&g);
+	st = record_and_leave(c, r, &g, st);
 	if (st != RCMOE_OK)
 		RCMOE_WARN("GPU decode failed: %s", rcmoe_status_str(st));
 	r->state = REQ_UNSTAGING;

@@ -39,16 +39,6 @@ int rcmoe_gpu_mps_enabled(void)
 	return on != 0;
 }
 
-int rcmoe_gpu_is_device_ptr(const void *ptr)
-{
-	struct cudaPointerAttributes a;
-	if (cudaPointerGetAttributes(&a, ptr) != cudaSuccess) {
-		(void)cudaGetLastError();
-		return 0;
-	}
-	return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
-}
-
 rcmoe_status_t rcmoe_gpu_stream_create(struct rcmoe_gpu_stream *s)
 {
 	int lo, hi;
@@ -156,24 +146,6 @@ rcmoe_status_t rcmoe_gpu_poll(struct rcmoe_gpu_event *e, int *done)
 	return RCMOE_OK;
 }
 
-int rcmoe_gpu_capture_relax(void)
-{
-	enum cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
-	if (cudaThreadExchangeStreamCaptureMode(&m) != cudaSuccess) {
-		(void)cudaGetLastError();
-		return -1;
-	}
-	return (int)m;
-}
-
-void rcmoe_gpu_capture_restore(int saved)
-{
-	if (saved < 0)
-		return;
-	enum cudaStreamCaptureMode m = (enum cudaStreamCaptureMode)saved;
-	cudaThreadExchangeStreamCaptureMode(&m);
-}
-
 #else /* no CUDA in this build: GPU buffers are never claimed */
 
 int rcmoe_gpu_available(void)
@@ -182,11 +154,6 @@ int rcmoe_gpu_available(void)
 }
 int rcmoe_gpu_mps_enabled(void)
 {
-	return 0;
-}
-int rcmoe_gpu_is_device_ptr(const void *ptr)
-{
-	(void)ptr;
 	return 0;
 }
 rcmoe_status_t rcmoe_gpu_stream_create(struct rcmoe_gpu_stream *s)
@@ -242,13 +209,4 @@ rcmoe_status_t rcmoe_gpu_poll(struct rcmoe_gpu_event *e, int *done)
 	*done = 1;
 	return RCMOE_ERR_UNSUPPORTED;
 }
-int rcmoe_gpu_capture_relax(void)
-{
-	return -1;
-}
-void rcmoe_gpu_capture_restore(int saved)
-{
-	(void)saved;
-}
-
 #endif

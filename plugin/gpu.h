@@ -24,8 +24,6 @@ int rcmoe_gpu_available(void);
 /* 1 when the current device's contexts are shared through MPS (their kernels then run beside
  * each other instead of taking turns). */
 int rcmoe_gpu_mps_enabled(void);
-/* 1 if ptr is device memory. */
-int rcmoe_gpu_is_device_ptr(const void *ptr);
 
 rcmoe_status_t rcmoe_gpu_stream_create(struct rcmoe_gpu_stream *s);
 void rcmoe_gpu_stream_destroy(struct rcmoe_gpu_stream *s);
@@ -53,15 +51,11 @@ struct rcmoe_gpu_scope {
 /* Note the calling thread's current device in *dev and make sure it has the plugin's context
  * (created and warmed up on first use: connect time, never the data path). */
 rcmoe_status_t rcmoe_gpu_context_bind(int *dev);
-/* Make the plugin's context of `dev` current on this thread (and relax its capture mode, see
- * below) until rcmoe_gpu_leave; every CUDA call of the plugin runs between the two. After a
- * failure leave is still called and does nothing. */
+/* Make the plugin's context of `dev` current on this thread, and the thread's stream capture
+ * mode relaxed (a job capturing a CUDA graph in global mode on another thread must not get our
+ * stream work refused), until rcmoe_gpu_leave. Every CUDA call of the plugin runs between the
+ * two. After a failed enter, leave is still called and does nothing. */
 rcmoe_status_t rcmoe_gpu_enter(int dev, struct rcmoe_gpu_scope *s);
 void rcmoe_gpu_leave(struct rcmoe_gpu_scope *s);
-
-/* A job may be capturing a CUDA graph in global mode on another thread; our own stream work
- * must not be refused for that, so data-path calls switch this thread to relaxed mode and back. */
-int rcmoe_gpu_capture_relax(void);
-void rcmoe_gpu_capture_restore(int saved);
 
 #endif

@@ -40,6 +40,26 @@ static struct driver drv;
 static int drv_loaded;
 static CUcontext contexts[MAX_DEVICES];
 
+/* A job may be capturing a CUDA graph in global mode on another thread; our own stream work
+ * must not be refused for that, so the thread switches to relaxed mode and back. */
+static int capture_relax(void)
+{
+	enum cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
+	if (cudaThreadExchangeStreamCaptureMode(&m) != cudaSuccess) {
+		(void)cudaGetLastError();
+		return -1;
+	}
+	return (int)m;
+}
+
+static void capture_restore(int saved)
+{
+	if (saved < 0)
+		return;
+	enum cudaStreamCaptureMode m = (enum cudaStreamCaptureMode)saved;
+	cudaThreadExchangeStreamCaptureMode(&m);
+}
+
 static rcmoe_status_t entry(const char *name, int version, void **fn)
 {
 	enum cudaDriverEntryPointQueryResult q;
@@ -147,9 +167,9 @@ static rcmoe_status_t create(int dev)
 		return RCMOE_ERR_CUDA;
 	}
 	/* cuCtxCreate made it current: warm it up there, then give the thread its context back. */
-	int saved = rcmoe_gpu_capture_relax();
+	int saved = capture_relax();
 	rcmoe_status_t st = warm_up();
-	rcmoe_gpu_capture_restore(saved);
+	capture_restore(saved);
 	drv.ctx_pop(&popped);
 	if (st != RCMOE_OK) {
 		drv.ctx_destroy(ctx); /* a later bind tries again with a new one */
@@ -192,14 +212,14 @@ rcmoe_status_t rcmoe_gpu_enter(int dev, struct rcmoe_gpu_scope *s)
 		return RCMOE_ERR_CUDA;
 	}
 	s->pushed = 1;
-	s->capture = rcmoe_gpu_capture_relax();
+	s->capture = capture_relax();
 	return RCMOE_OK;
 }
 
 void rcmoe_gpu_leave(struct rcmoe_gpu_scope *s)
 {
 	CUcontext popped;
-	rcmoe_gpu_capture_restore(s->capture);
+	capture_restore(s->capture);
 	s->capture = -1;
 	if (s->pushed)
 		drv.ctx_pop(&popped);
