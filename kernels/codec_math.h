@@ -337,8 +337,14 @@ RCMOE_HD int rcmoe_lsq_block_kind(uint32_t amax_bits, uint32_t m, int bits, uint
 	float s = rcmoe_fdiv(amax, l);
 	if (!(s >= 0x1p-126f) || amax >= 0x1p127f)
 		return RCMOE_LSQ_RAW;
+	/* inv rounded to nearest may make amax * inv exceed L by an ulp; stepping it down until it
+	 * does not keeps every |x * inv| <= L (fp32 multiplication is monotonic), so the codes need
+	 * no clamp. One or two steps at most; both sides take the same ones. */
+	float iv = rcmoe_fdiv(l, amax);
+	while (rcmoe_fmul(amax, iv) > l)
+		iv = rcmoe_bitsf(rcmoe_fbits(iv) - 1u);
 	*scale = s;
-	*inv = rcmoe_fdiv(l, amax);
+	*inv = iv;
 	return RCMOE_LSQ_QUANT;
 }
 
@@ -353,16 +359,17 @@ RCMOE_HD uint32_t rcmoe_lsq_rand(uint32_t r, uint64_t i)
 }
 
 /* Code of one element, q + L with q = x/s rounded stochastically to a neighbouring integer:
- * y = clamp(x * inv, -L, L); t = y + (L + 256) lies in [256, 512), where fp32 has 15 fraction
- * bits, so the low 23 bits of t are v = (y + L) * 2^15 rounded to the grid (one IEEE addition);
- * code = (v + r15) >> 15, so E[code] = v / 2^15 and |code - (y + L)| <= 1. Integer work only:
- * no floor or float-to-int conversion. */
+ * y = x * inv lies in [-L, L] (rcmoe_lsq_block_kind chose inv so); t = y + (L + 256) lies in
+ * [256, 512), where fp32 has 15 fraction bits, so t's bits minus those of 256.0 are
+ * v = (y + L) * 2^15 rounded to the grid (one IEEE addition); code = (v + r15) >> 15, so
+ * E[code] = v / 2^15 and |code - (y + L)| <= 1. Integer work only: no clamp, floor or
+ * float-to-int conversion. */
+#define RCMOE_LSQ_T0_BITS 0x43800000u /* 256.0f */
 RCMOE_HD uint32_t rcmoe_lsq_code(float x, float inv, uint32_t r15, int levels)
 {
 	float l = (float)levels;
-	float y = fmaxf(fminf(rcmoe_fmul(x, inv), l), -l); /* never NaN here */
-	uint32_t v = rcmoe_fbits(rcmoe_fadd(y, l + 256.0f)) & 0x7fffffu;
-	return (v + r15) >> RCMOE_LSQ_FRAC;
+	uint32_t t = rcmoe_fbits(rcmoe_fadd(rcmoe_fmul(x, inv), l + 256.0f));
+	return (t - RCMOE_LSQ_T0_BITS + r15) >> RCMOE_LSQ_FRAC;
 }
 
 RCMOE_HD float rcmoe_lsq_value(uint32_t code, float scale, int levels)

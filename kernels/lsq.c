@@ -191,26 +191,20 @@ LSQ_INLINE void lsq_draws(uint64_t key, uint64_t e0, uint32_t mpad, uint16_t *re
 }
 
 /* Codes of mpad elements of a quantized block: rcmoe_lsq_code per element, its operations
- * spelled out so that the loop vectorises. The clamp fmaxf(fminf(y, L), -L) is done on the bits
- * of y = x * inv, which is never NaN here (finite x and inv): clamping the magnitude, which
- * orders like an integer, gives the same float, the sign of a zero included. */
+ * spelled out so that the loop vectorises. */
 LSQ_INLINE void lsq_codes(const uint8_t *restrict in, uint32_t mpad, int dtype, float inv,
 			  int levels, const uint16_t *restrict r16, uint8_t *restrict codes)
 {
-	const float l = (float)levels, lb = rcmoe_fadd(l, 256.0f);
-	const int32_t lbits = (int32_t)rcmoe_fbits(l);
+	const float lb = rcmoe_fadd((float)levels, 256.0f);
 	uint32_t c0, j;
 	for (c0 = 0; c0 < mpad; c0 += LSQ_CHUNK) {
 		const uint8_t *restrict p = in + (size_t)c0 * (dtype == RCMOE_DT_FP32_ ? 4 : 2);
 		const uint16_t *restrict r = r16 + c0;
 		uint8_t *restrict c = codes + c0;
 		for (j = 0; j < LSQ_CHUNK; j++) {
-			uint32_t yb = rcmoe_fbits(rcmoe_fmul(lsq_widen(p, j, dtype), inv));
-			int32_t mag = (int32_t)(yb & 0x7fffffffu);
-			mag = mag < lbits ? mag : lbits;
-			float y = rcmoe_bitsf((uint32_t)mag | (yb & 0x80000000u));
-			uint32_t v = rcmoe_fbits(rcmoe_fadd(y, lb)) & 0x7fffffu;
-			c[j] = (uint8_t)((v + r[j]) >> RCMOE_LSQ_FRAC);
+			float y = rcmoe_fmul(lsq_widen(p, j, dtype), inv);
+			uint32_t t = rcmoe_fbits(rcmoe_fadd(y, lb));
+			c[j] = (uint8_t)((t - RCMOE_LSQ_T0_BITS + r[j]) >> RCMOE_LSQ_FRAC);
 		}
 	}
 }

@@ -288,6 +288,43 @@ Test(lsq, rng_properties)
 		cr_assert(abs(buckets[b] - N / 16) < 6 * 62, "bucket %d: %d", b, buckets[b]);
 }
 
+/* The inverse scale never lets |x * inv| pass L (the codes rely on it: they are not clamped),
+ * and it stays the nearest float below or at L / amax: within 2 ulp of the division. Every
+ * magnitude pattern of 2^20 spread over the normal range, plus each power of two's neighbours. */
+Test(lsq, inverse_scale_never_overshoots)
+{
+	static const int bitss[] = {8, 4, 2};
+	int stepped = 0;
+	for (int bi = 0; bi < 3; bi++) {
+		float l = (float)rcmoe_lsq_levels(bitss[bi]);
+		for (uint32_t i = 0; i < (1u << 20) + 2 * 254; i++) {
+			uint32_t a = i < (1u << 20) ? 0x00800000u + i * 0x7e7u
+						    : ((i - (1u << 20)) / 2 + 1) << 23;
+			if (i >= (1u << 20) && (i & 1))
+				a -= 1; /* just below the power of two */
+			if (a >= 0x7f000000u)
+				continue;
+			float s = 0, inv = 0;
+			int kind = rcmoe_lsq_block_kind(a, 128, bitss[bi], 2, &s, &inv);
+			if (kind != RCMOE_LSQ_QUANT)
+				continue;
+			float amax;
+			memcpy(&amax, &a, 4);
+			cr_assert(amax * inv <= l, "bits %d amax %a inv %a: %a > L", bitss[bi],
+				  (double)amax, (double)inv, (double)(amax * inv));
+			uint32_t ib, db;
+			float d = l / amax;
+			memcpy(&ib, &inv, 4);
+			memcpy(&db, &d, 4);
+			cr_assert(ib <= db && db - ib <= 2, "bits %d amax %a: inv %a, L / amax %a",
+				  bitss[bi], (double)amax, (double)inv, (double)d);
+			stepped += ib != db;
+		}
+	}
+	/* the step is needed for some inputs, or this test would not see the clamp's loss */
+	cr_assert(stepped > 0);
+}
+
 /* 16-bit conversions round to nearest even like the hardware does. */
 Test(lsq, half_conversions)
 {
