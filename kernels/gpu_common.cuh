@@ -52,29 +52,48 @@ static __device__ __forceinline__ unsigned long long lb_load(const unsigned long
 }
 
 /* Called by one whole warp of tile `tile` after it published its AGGREGATE; returns the sum of
- * all earlier tiles' sizes in every lane. */
+ * all earlier tiles' sizes in every lane. Each round reads the 128 nearest unread states, four
+ * coalesced loads (load j, lane l: state base - 32 j - l), so a tile whose nearest INCLUSIVE
+ * predecessor is far back (every resident tile in the same phase) waits for a quarter of the
+ * L2 round trips one load per round would take. */
 static __device__ uint64_t lb_exclusive_prefix(unsigned long long *states, uint32_t tile)
 {
 	const int lane = threadIdx.x & 31;
 	uint64_t prefix = 0;
 	int64_t base = (int64_t)tile - 1;
 	while (base >= 0) {
-		int64_t idx = base - lane;
-		unsigned long long w = RCMOE_LB_INC;
-		if (idx >= 0) {
-			do {
-				w = lb_load(&states[idx]);
-			} while ((w >> 62) == 0);
+		unsigned long long w[4];
+		/* the four loads are issued together; only a state not yet published is polled */
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			int64_t idx = base - 32 * j - lane;
+			w[j] = idx >= 0 ? lb_load(&states[idx]) : RCMOE_LB_INC; /* before tile 0: 0 */
 		}
-		unsigned inc = __ballot_sync(RCMOE_FULL_MASK, (w >> 62) == 2);
-		int stop = inc ? __ffs(inc) - 1 : 31;
-		uint64_t v = lane <= stop ? (w & RCMOE_LB_MASK) : 0;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			int64_t idx = base - 32 * j - lane;
+			while ((w[j] >> 62) == 0)
+				w[j] = lb_load(&states[idx]);
+		}
+		/* sum up to and including the nearest INCLUSIVE state */
+		uint64_t v = 0;
+		bool found = false;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			if (found)
+				break;
+			unsigned inc = __ballot_sync(RCMOE_FULL_MASK, (w[j] >> 62) == 2);
+			int stop = inc ? __ffs(inc) - 1 : 31;
+			if (lane <= stop)
+				v += w[j] & RCMOE_LB_MASK;
+			found = inc != 0;
+		}
 		for (int o = 16; o > 0; o >>= 1)
 			v += __shfl_xor_sync(RCMOE_FULL_MASK, v, o);
 		prefix += v;
-		if (inc)
+		if (found)
 			break;
-		base -= 32;
+		base -= 128;
 	}
 	return prefix;
 }
@@ -111,6 +130,15 @@ static __device__ uint32_t block_exclusive_scan(uint32_t v, uint32_t *total, uin
 	*total = warp_sums[32];
 	__syncthreads(); /* warp_sums may be reused */
 	return r;
+}
+
+/* Element bits widened to fp32 where a NaN's payload does not matter (the result is still a
+ * NaN): fp16 by the hardware conversion, without rcmoe_to_f32's path for NaN payloads. */
+template <int DT> static __device__ __forceinline__ float widen_nan_any(uint32_t raw)
+{
+	if (DT == RCMOE_DT_FP16_)
+		return __half2float(__ushort_as_half((uint16_t)raw));
+	return rcmoe_to_f32(DT, raw);
 }
 
 /* Element i of a dtype array as raw bits. */
