@@ -4,7 +4,8 @@
  *
  * Launch configuration: one CTA of 256 threads (8 warps) per tile of 8192 elements, i.e.
  * 8192 / B LSQ blocks (8 to 256). Warp w covers tile elements [1024 w, 1024 (w + 1)) in 4 steps
- * of 256; in each step lane l holds 8 consecutive elements (one 16-byte load for 16-bit types).
+ * of 256; in each step lane l holds 8 consecutive elements (one 16-byte load for 16-bit types;
+ * the 8-bit encoder gives a lane two halves of 4 instead, see lsq_encode.cu).
  * So a block of B <= 256 elements is B/8 consecutive lanes of one step, and a block of 512 or
  * 1024 is 2 or 4 whole steps of one warp: block reductions are shuffles within lane groups plus,
  * for large blocks, a max across steps. Tiles are taken in order from an atomic ticket and

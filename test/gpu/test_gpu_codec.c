@@ -197,9 +197,9 @@ Test(gpu, lsq_bytes_equal_cpu)
 }
 
 /* Many tiles: exercises the look-back chain (128 Mi elements of bf16 would be 256 MiB; 24 Mi
- * elements give 3072 tiles of 8192) with both 16-bit types, large and small blocks (8-bit codes
- * are exchanged between the 4 to 32 lanes of a block before they are stored), a short last tile
- * and a source off 16-byte alignment (per-element loads). */
+ * elements give 3072 tiles of 8192) with both 16-bit types, large and small blocks (with 8-bit
+ * codes a lane holds two halves 4 G elements apart, G = the 4 to 32 lanes of a block), a short
+ * last tile and a source off 16-byte alignment (per-element loads). */
 Test(gpu, lsq_many_tiles)
 {
 	static const struct {
