@@ -10,6 +10,9 @@
  * First rcmoe_gpu_fill (fill.cu: up to 32 blocks of 256 threads, grid-stride) zeroes the tile
  * states and the ticket on the same stream.
  */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include "lsq_tile.cuh"
 
 struct lsq_dec_args {
@@ -21,6 +24,24 @@ struct lsq_dec_args {
 	int vec; /* dst is 16-byte aligned */
 };
 
+/* Two decoded values (finite: a quantized block has no NaN) as a word of two 16-bit elements,
+ * rounded to nearest even in one instruction: the same bits as rcmoe_from_f32. fp32: unused. */
+template <int DT> static __device__ __forceinline__ uint32_t pack2(float lo, float hi)
+{
+	if (DT == RCMOE_DT_BF16_) {
+		__nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+		return *(uint32_t *)&h;
+	}
+	if (DT == RCMOE_DT_FP16_) {
+		__half2 h = __floats2half2_rn(lo, hi);
+		return *(uint32_t *)&h;
+	}
+	return 0;
+}
+
+/* Decoded values: (code - L) * s as rcmoe_lsq_value computes it, with code - L formed exactly
+ * as (2^23 + code) - (2^23 + L) in fp32 (2^23 + code has code in its mantissa): one addition
+ * instead of an integer-to-float conversion, a quarter-rate instruction. */
 template <int DT, int BITS>
 __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec_args a)
 {
@@ -72,7 +93,7 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 	__syncthreads();
 
 	const uint8_t *pl = kinds + a.g.kinds_bytes + s_prefix;
-	const bool vec = a.vec && te0 + LSQ_TILE <= n;
+	const bool full = te0 + LSQ_TILE <= n, vec = a.vec && full;
 #pragma unroll
 	for (int st = 0; st < LSQ_STEPS; st++) {
 		uint32_t off = lsq_off(warp, st, lane), bt = off >> log2b, j0 = off & (B - 1);
@@ -87,20 +108,41 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 			const uint32_t *cw = (const uint32_t *)(base + 4);
 			uint32_t words = (m * BITS + 31) / 32, w0 = j0 * BITS / 32, c[2] = {0, 0};
 			if (BITS == 8) {
-				c[0] = w0 < words ? cw[w0] : 0;
-				c[1] = w0 + 1 < words ? cw[w0 + 1] : 0;
+				c[0] = full || w0 < words ? cw[w0] : 0;
+				c[1] = full || w0 + 1 < words ? cw[w0 + 1] : 0;
 			} else if (BITS == 4) {
-				c[0] = w0 < words ? cw[w0] : 0;
+				c[0] = full || w0 < words ? cw[w0] : 0;
 			} else {
-				c[0] = w0 < words ? ((const uint16_t *)cw)[j0 / 8] : 0;
+				c[0] = full || w0 < words ? ((const uint16_t *)cw)[j0 / 8] : 0;
 			}
+			float f[8];
 			for (int k = 0; k < 8; k++) {
-				uint32_t code = BITS == 8
-						    ? (c[k / 4] >> (8 * (k % 4))) & 0xffu
-						    : (c[0] >> (BITS * k)) & ((1u << BITS) - 1);
-				v[k] = rcmoe_from_f32(DT, rcmoe_lsq_value(code, s, L));
+				/* 2^23 + code: 8-bit codes are a byte moved under 0x4b, in one PRMT */
+				uint32_t t = BITS == 8 ? __byte_perm(c[k / 4], 0x4b000000u,
+								     0x7440u | (k % 4))
+						       : 0x4b000000u | ((c[0] >> (BITS * k)) &
+									((1u << BITS) - 1));
+				f[k] = rcmoe_fmul(rcmoe_fadd(rcmoe_bitsf(t), -(0x1p23f + (float)L)), s);
 			}
-			st8<DT>(a.dst, e, n, vec, v);
+			if (full && vec) {
+				uint4 w;
+				w.x = pack2<DT>(f[0], f[1]), w.y = pack2<DT>(f[2], f[3]);
+				w.z = pack2<DT>(f[4], f[5]), w.w = pack2<DT>(f[6], f[7]);
+				if (DT == RCMOE_DT_FP32_) {
+					*(uint4 *)(a.dst + 4 * e) = make_uint4(
+					    rcmoe_fbits(f[0]), rcmoe_fbits(f[1]), rcmoe_fbits(f[2]),
+					    rcmoe_fbits(f[3]));
+					*(uint4 *)(a.dst + 4 * e + 16) = make_uint4(
+					    rcmoe_fbits(f[4]), rcmoe_fbits(f[5]), rcmoe_fbits(f[6]),
+					    rcmoe_fbits(f[7]));
+				} else {
+					*(uint4 *)(a.dst + 2 * e) = w;
+				}
+			} else {
+				for (int k = 0; k < 8; k++)
+					v[k] = rcmoe_from_f32(DT, f[k]);
+				st8<DT>(a.dst, e, n, false, v);
+			}
 		} else if (kind == RCMOE_LSQ_RAW) {
 			for (int k = 0; k < 8; k++)
 				if (e + k < n)
