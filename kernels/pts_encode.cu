@@ -5,22 +5,30 @@
  * 0. rcmoe_gpu_fill (fill.cu: up to 32 blocks of 256 threads, grid-stride) first zeroes the
  *    control words and the look-back states on the same stream.
  * 1. pts_l1_kernel: the L1 norm in the canonical fixed order (codec_math.h,
- *    RCMOE_PTS_L1_CHUNK): grid = one CTA of 256 threads per 4096 elements; thread t sums
- *    elements t, t+256, ... of its chunk in fp64, then a shared-memory tree. The last CTA to
- *    finish (atomic counter) sums the chunk partials the same way and derives tau and the mode.
+ *    RCMOE_PTS_L1_CHUNK): grid = one CTA of 256 threads per 8 chunks of 4096 elements, one warp
+ *    per chunk, which holds the canonical 256 lanes' sums in registers (see the kernel). The
+ *    last CTA to finish (atomic counter) sums the chunk partials the same way and derives tau
+ *    and the mode.
  * 2. pts_encode_kernel: grid = one CTA of 512 threads per chunk of C elements (ticket order),
- *    ~12 KB of shared memory. Warp w takes elements 512 i + 32 w + lane (C/512 of them per
- *    thread, loaded first), so three ballots give each 32-element word of the small, sign and
- *    large bitmaps; a block scan of the popcounts ranks the elements; the chunk publishes its body
- * size (decoupled look-back), builds its index set (bitmap or Elias-Fano) and compacted signs in
- * shared memory, then writes them, its directory entry and its large elements at the offset the
- * look-back gave.
+ *    ~6 KB of shared memory. Warp w takes elements 512 i + 32 w + lane (C/512 of them per
+ *    thread, loaded first), so one ballot gives each 32-element word of kept elements; thread w
+ *    then splits word w into small and large elements (and the small ones' signs) by reading
+ *    the few kept elements again; a block scan of the popcounts ranks the elements; the chunk
+ *    publishes its body size (decoupled look-back), builds its index set (bitmap or
+ *    Elias-Fano) and compacted signs in shared memory, then writes them, its directory entry
+ *    and its large elements at the offset the look-back gave.
  */
 #include "gpu_common.cuh"
 
 #define PTS_L1_NT     RCMOE_PTS_L1_LANES
+#define PTS_L1_WARPS  (PTS_L1_NT / 32) /* chunks per CTA */
 #define PTS_ENC_NT    512
 #define PTS_MAX_WORDS (RCMOE_PTS_MAX_CHUNK / 32)
+/* Resident CTAs per SM the encode kernel is built for: 4 (32 registers, full occupancy) ran
+ * 6% faster than 3 (40 registers) on the H100; overridable with -D for such comparisons. */
+#ifndef PTS_ENC_MIN_CTAS
+#define PTS_ENC_MIN_CTAS 4
+#endif
 
 struct pts_ctl {
 	unsigned int done;   /* L1 CTAs finished */
@@ -31,7 +39,8 @@ struct pts_ctl {
 
 struct pts_l1_args {
 	const uint8_t *src;
-	uint64_t n;
+	uint64_t n, nl1; /* elements, L1 chunks (at least 1) */
+	int vec;	 /* src is 8-byte aligned: pairs load as one word (fp32: two) */
 	double rho;
 	double *partials;
 	struct pts_ctl *ctl;
@@ -50,38 +59,99 @@ static __device__ double tree256(double *v)
 	return v[0];
 }
 
+/* Two neighbouring elements e, e + 1 (e even) in one load (16-bit types: one word, high half
+ * e + 1; fp32: two words) when `full` (aligned, and the chunk is all below n); otherwise one
+ * element at a time, 0 past n. */
+template <int DT>
+static __device__ __forceinline__ uint2 l1_load(const uint8_t *src, uint64_t e, uint64_t n,
+						bool full)
+{
+	if (DT == RCMOE_DT_FP32_) {
+		if (full)
+			return *(const uint2 *)(src + 4 * e);
+		return make_uint2(e < n ? ld_elem<DT>(src, e) : 0u,
+				  e + 1 < n ? ld_elem<DT>(src, e + 1) : 0u);
+	}
+	if (full)
+		return make_uint2(*(const uint32_t *)(src + 2 * e), 0u);
+	return make_uint2((e < n ? ld_elem<DT>(src, e) : 0u) |
+			      (e + 1 < n ? ld_elem<DT>(src, e + 1) << 16 : 0u),
+			  0u);
+}
+
+/* |element| b (0, 1) of an l1_load as a double. Past n it is +0, which leaves a sum of
+ * magnitudes unchanged, as skipping it does; a NaN's payload does not matter (any NaN makes
+ * the stream dense). */
+template <int DT> static __device__ __forceinline__ double l1_abs(uint2 w, int b)
+{
+	uint32_t x = DT == RCMOE_DT_FP32_ ? (b ? w.y : w.x) : (b ? w.x >> 16 : w.x & 0xffffu);
+	return (double)rcmoe_bitsf(rcmoe_fbits(widen_nan_any<DT>(x)) & 0x7fffffffu);
+}
+
+/* One warp per 4096-element chunk, the canonical order kept without shared memory: canonical
+ * lane t (codec_math.h) is lane l = (t mod 64) / 2 of the warp, register b = t mod 2,
+ * k = t / 64, so each load brings two neighbouring elements (lanes t and t+1). The tree's
+ * strides 128 and 64 are then additions inside a lane, 32 down to 2 are shuffles down by
+ * 16 .. 1 lanes, and stride 1 adds lane 0's two registers. */
 template <int DT>
 __global__ void __launch_bounds__(PTS_L1_NT) pts_l1_kernel(const struct pts_l1_args a)
 {
+	static_assert(RCMOE_PTS_L1_CHUNK == 4096 && RCMOE_PTS_L1_LANES == 256,
+		      "the canonical L1 shape this kernel maps onto a warp");
 	__shared__ double v[PTS_L1_NT];
 	__shared__ int s_last;
-	const uint64_t c = blockIdx.x, base = c * RCMOE_PTS_L1_CHUNK + threadIdx.x;
-	double acc = 0.0;
-	uint32_t raw[RCMOE_PTS_L1_CHUNK / PTS_L1_NT];
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const uint64_t c = (uint64_t)blockIdx.x * PTS_L1_WARPS + warp;
+	if (c < a.nl1) {
+		const uint64_t base = c * RCMOE_PTS_L1_CHUNK + 2 * lane;
+		const bool full = a.vec && (c + 1) * RCMOE_PTS_L1_CHUNK <= a.n;
+		double acc[4][2];
+		for (int k = 0; k < 4; k++)
+			acc[k][0] = acc[k][1] = 0.0;
+		/* BATCH loads in flight per step (registers: 16-bit pairs take one, fp32 two) */
+		constexpr int BATCH = DT == RCMOE_DT_FP32_ ? 4 : 8;
 #pragma unroll
-	for (int i = 0; i < RCMOE_PTS_L1_CHUNK / PTS_L1_NT; i++) {
-		uint64_t idx = base + (uint64_t)i * PTS_L1_NT;
-		raw[i] = idx < a.n ? ld_elem<DT>(a.src, idx) : 0u;
-	}
+		for (int i0 = 0; i0 < 16; i0 += BATCH) {
+			uint2 w[BATCH][4];
 #pragma unroll
-	for (int i = 0; i < RCMOE_PTS_L1_CHUNK / PTS_L1_NT; i++) {
-		float x = rcmoe_to_f32(DT, raw[i]);
-		if (base + (uint64_t)i * PTS_L1_NT < a.n)
-			acc = rcmoe_dadd(acc, (double)rcmoe_bitsf(rcmoe_fbits(x) & 0x7fffffffu));
+			for (int i = 0; i < BATCH; i++)
+#pragma unroll
+				for (int k = 0; k < 4; k++)
+					w[i][k] = l1_load<DT>(a.src, base + 256 * (i0 + i) + 64 * k,
+							      a.n, full);
+#pragma unroll
+			for (int i = 0; i < BATCH; i++)
+#pragma unroll
+				for (int k = 0; k < 4; k++) {
+					acc[k][0] = rcmoe_dadd(acc[k][0], l1_abs<DT>(w[i][k], 0));
+					acc[k][1] = rcmoe_dadd(acc[k][1], l1_abs<DT>(w[i][k], 1));
+				}
+		}
+		double s0, s1;
+		for (int b = 0; b < 2; b++) {
+			acc[0][b] = rcmoe_dadd(acc[0][b], acc[2][b]); /* stride 128 */
+			acc[1][b] = rcmoe_dadd(acc[1][b], acc[3][b]);
+			acc[0][b] = rcmoe_dadd(acc[0][b], acc[1][b]); /* stride 64 */
+		}
+		s0 = acc[0][0], s1 = acc[0][1];
+		for (int o = 16; o >= 1; o >>= 1) { /* strides 32 .. 2 */
+			s0 = rcmoe_dadd(s0, __shfl_down_sync(RCMOE_FULL_MASK, s0, o));
+			s1 = rcmoe_dadd(s1, __shfl_down_sync(RCMOE_FULL_MASK, s1, o));
+		}
+		if (lane == 0) {
+			a.partials[c] = rcmoe_dadd(s0, s1); /* stride 1 */
+			__threadfence();
+		}
 	}
-	v[threadIdx.x] = acc;
-	double sum = tree256(v);
-	if (threadIdx.x == 0) {
-		a.partials[c] = sum;
-		__threadfence();
+	__syncthreads();
+	if (threadIdx.x == 0)
 		s_last = atomicAdd(&a.ctl->done, 1u) == gridDim.x - 1;
-	}
 	__syncthreads();
 	if (!s_last)
 		return;
 	__threadfence();
-	acc = 0.0;
-	for (uint64_t k = threadIdx.x; k < gridDim.x; k += PTS_L1_NT)
+	double acc = 0.0;
+	for (uint64_t k = threadIdx.x; k < a.nl1; k += PTS_L1_NT)
 		acc = rcmoe_dadd(acc, *(volatile double *)&a.partials[k]);
 	v[threadIdx.x] = acc;
 	double l1 = tree256(v);
@@ -103,37 +173,30 @@ struct pts_enc_args {
 	uint32_t hdr[RCMOE_HW_WORDS];
 };
 
-/* rcmoe_pts_select without branches: large when a >= tau and a > 0, else small when
- * u * tau < a, else dropped. The same answer for every input: a = 0 or NaN fails both tests
- * (u * tau >= 0), as the reference's !(a > 0) does; a > 0 matters in the first test only for
- * tau = 0 (all-zero input), where the reference keeps nothing. The reference skips the hash for
- * zeros and large elements, but in a warp some lane almost always needs it, so the branch only
- * added divergence bookkeeping. */
-static __device__ __forceinline__ void pts_select_flat(float g, float tau, uint32_t r, bool &small,
-						       bool &large)
+/* Whether rcmoe_pts_select keeps g (small or large), without branches: u * tau < |g|. That is
+ * the reference's answer for every input: u * tau >= 0 rejects a = 0 and NaN as !(a > 0) does;
+ * u <= 1 - 2^-23 puts u * tau below tau, so every a >= tau > 0 (large) passes; tau = 0 (all-zero
+ * input) keeps nothing. Which kept elements are large, and their signs, is read back later for
+ * the few kept ones: one ballot per element instead of three. The reference skips the hash for
+ * zeros and large elements, but in a warp some lane almost always needs it, so a branch would
+ * only add divergence bookkeeping. */
+static __device__ __forceinline__ bool pts_kept(float g, float tau, uint32_t r)
 {
-	/* & and | rather than && and ||: both sides are always evaluated, so the compiler has no
-	 * short circuit to turn back into a branch around the hash */
 	float a = rcmoe_bitsf(rcmoe_fbits(g) & 0x7fffffffu);
-	bool kept = rcmoe_fmul(rcmoe_rng_unit(r), tau) < a;
-	large = (a >= tau) & (a > 0.0f);
-	small = !large & kept;
+	return rcmoe_fmul(rcmoe_rng_unit(r), tau) < a;
 }
 
-/* The selection of one chunk into its bit words, ITERS (chunk / 512) elements per thread, a
- * compile-time count so that loads and loops carry no bounds tests. All loads are issued first
- * (16-bit elements stay packed two to a register); FULL chunks skip the tests against len.
- * Each iteration's three ballots are kept by lane i of the warp, not stored by lane 0 in every
- * iteration (the stores and their addressing cost the whole warp issue slots), and written once
- * at the end. */
+/* The selection of one chunk into its kept-bit words, ITERS (chunk / 512) elements per thread,
+ * a compile-time count so that loads and loops carry no bounds tests. All loads are issued
+ * first (16-bit elements stay packed two to a register); FULL chunks skip the tests against
+ * len. Iteration i's ballot is word 16 i + warp (elements 512 i + 32 warp + [0, 32)), stored by
+ * lane 0: one store instruction per ballot, at a constant offset. */
 template <int DT, bool FULL, int ITERS>
 static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32_t len,
 						      uint32_t lo0, uint32_t hikey, float tau,
-						      uint32_t *s_small, uint32_t *s_sign,
-						      uint32_t *s_large)
+						      uint32_t *s_kept)
 {
 	constexpr uint32_t ES = DT == RCMOE_DT_FP32_ ? 4 : 2, PER = 4 / ES;
-	static_assert(ITERS <= 32, "one ballot word per lane");
 	const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5, base = threadIdx.x - lane;
 	uint32_t raw[(ITERS + PER - 1) / PER];
 #pragma unroll
@@ -147,31 +210,18 @@ static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32
 		else
 			raw[i / PER] |= v << 16;
 	}
-	uint32_t ws = 0, wn = 0, wl = 0;
+	const bool writer = lane == 0;
+	uint32_t *kept_words = s_kept + warp;
 #pragma unroll
 	for (uint32_t i = 0; i < ITERS; i++) {
 		uint32_t p = i * PTS_ENC_NT + base + lane;
 		uint32_t v = PER == 1 ? raw[i] : (raw[i / PER] >> (16 * (i % 2))) & 0xffffu;
-		float g = rcmoe_to_f32(DT, v);
-		bool small, large;
-		pts_select_flat(g, tau, rcmoe_rng_lo(hikey, lo0 + p), small, large);
+		bool kept = pts_kept(widen_nan_any<DT>(v), tau, rcmoe_rng_lo(hikey, lo0 + p));
 		if (!FULL && p >= len)
-			small = large = false;
-		uint32_t bs = __ballot_sync(RCMOE_FULL_MASK, small);
-		uint32_t bn = __ballot_sync(RCMOE_FULL_MASK, small && (rcmoe_fbits(g) >> 31));
-		uint32_t bl = __ballot_sync(RCMOE_FULL_MASK, large);
-		if (lane == i) {
-			ws = bs;
-			wn = bn;
-			wl = bl;
-		}
-	}
-	/* iteration i's word covers elements 512 i + 32 warp + [0, 32) */
-	if (lane < ITERS) {
-		uint32_t w = lane * (PTS_ENC_NT / 32) + warp;
-		s_small[w] = ws;
-		s_sign[w] = wn;
-		s_large[w] = wl;
+			kept = false;
+		uint32_t b = __ballot_sync(RCMOE_FULL_MASK, kept);
+		if (writer)
+			kept_words[i * (PTS_ENC_NT / 32)] = b;
 	}
 }
 
@@ -179,36 +229,57 @@ static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32
 template <int DT, bool FULL>
 static __device__ __forceinline__ void select_words(const uint8_t *src, uint32_t len,
 						    uint32_t iters, uint32_t lo0, uint32_t hikey,
-						    float tau, uint32_t *s_small, uint32_t *s_sign,
-						    uint32_t *s_large)
+						    float tau, uint32_t *s_kept)
 {
 	static_assert(RCMOE_PTS_MIN_CHUNK / PTS_ENC_NT == 2 &&
 			      RCMOE_PTS_MAX_CHUNK / PTS_ENC_NT == 32,
 		      "the chunk sizes select_words dispatches on");
 	switch (iters) {
 	case 2:
-		select_words_n<DT, FULL, 2>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		select_words_n<DT, FULL, 2>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	case 4:
-		select_words_n<DT, FULL, 4>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		select_words_n<DT, FULL, 4>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	case 8:
-		select_words_n<DT, FULL, 8>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		select_words_n<DT, FULL, 8>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	case 16:
-		select_words_n<DT, FULL, 16>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		select_words_n<DT, FULL, 16>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	default:
-		select_words_n<DT, FULL, 32>(src, len, lo0, hikey, tau, s_small, s_sign, s_large);
+		select_words_n<DT, FULL, 32>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	}
 }
 
+/* Split one word of kept bits (elements 32 w + [0, 32) of the chunk) into small and large
+ * elements and the small ones' signs, reading each kept element again (few: the kept density
+ * is about rho; the chunk was just read, so these come from cache). */
 template <int DT>
-__global__ void __launch_bounds__(PTS_ENC_NT, 3) pts_encode_kernel(const struct pts_enc_args a)
+static __device__ __forceinline__ void split_kept(const uint8_t *src, uint32_t w, uint32_t kept,
+						  float tau, uint32_t &small, uint32_t &sign,
+						  uint32_t &large)
+{
+	small = sign = large = 0;
+	while (kept) {
+		uint32_t b = __ffs(kept) - 1;
+		kept &= kept - 1;
+		uint32_t bits = rcmoe_fbits(widen_nan_any<DT>(ld_elem<DT>(src, 32 * w + b)));
+		if (rcmoe_bitsf(bits & 0x7fffffffu) >= tau) {
+			large |= 1u << b;
+		} else {
+			small |= 1u << b;
+			sign |= (bits >> 31) << b;
+		}
+	}
+}
+
+template <int DT>
+__global__ void __launch_bounds__(PTS_ENC_NT, PTS_ENC_MIN_CTAS) pts_encode_kernel(const struct pts_enc_args a)
 {
 	constexpr uint32_t ES = DT == RCMOE_DT_FP32_ ? 4 : 2;
-	__shared__ uint32_t s_small[PTS_MAX_WORDS], s_sign[PTS_MAX_WORDS], s_large[PTS_MAX_WORDS];
+	__shared__ uint32_t s_kept[PTS_MAX_WORDS];
 	__shared__ uint32_t s_idx[PTS_MAX_WORDS], s_signc[PTS_MAX_WORDS];
 	__shared__ uint32_t s_scan[33];
 	__shared__ uint32_t s_tile;
@@ -240,19 +311,17 @@ __global__ void __launch_bounds__(PTS_ENC_NT, 3) pts_encode_kernel(const struct 
 	const uint32_t hikey = rcmoe_rng_hikey(a.key, (uint32_t)(e0 >> 32)); /* chunk within 2^32 */
 	const uint8_t *src = a.src + e0 * ES;
 	if (len == C)
-		select_words<DT, true>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_small,
-				       s_sign, s_large);
+		select_words<DT, true>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_kept);
 	else
-		select_words<DT, false>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_small,
-					s_sign, s_large);
+		select_words<DT, false>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_kept);
 	__syncthreads();
 
+	/* thread w: word w's small and large bits, small signs */
+	uint32_t ws = 0, wl = 0, wsg = 0;
+	if ((uint32_t)tid < nwords_max)
+		split_kept<DT>(src, tid, s_kept[tid], tau, ws, wsg, wl);
+
 	/* ranks: small count in the low half, large in the high half (each <= 16384) */
-	uint32_t ws = 0, wl = 0;
-	if ((uint32_t)tid < nwords_max) {
-		ws = s_small[tid];
-		wl = s_large[tid];
-	}
 	uint32_t tot,
 	    ex = block_exclusive_scan(__popc(ws) | (uint32_t)__popc(wl) << 16, &tot, s_scan);
 	const uint32_t m = tot & 0xffffu, nl = tot >> 16;
@@ -274,7 +343,7 @@ __global__ void __launch_bounds__(PTS_ENC_NT, 3) pts_encode_kernel(const struct 
 	}
 	__syncthreads();
 	if ((uint32_t)tid < nwords_max) {
-		uint32_t j = ex & 0xffffu, w = ws, sg = s_sign[tid];
+		uint32_t j = ex & 0xffffu, w = ws, sg = wsg;
 		while (w) {
 			uint32_t b = __ffs(w) - 1, p = tid * 32 + b;
 			w &= w - 1;
@@ -370,9 +439,8 @@ template <int DT>
 static void launch(const struct pts_l1_args *l, const struct pts_enc_args *e, uint64_t grid,
 		   cudaStream_t stream)
 {
-	pts_l1_kernel<DT>
-	    <<<(unsigned)(l->n ? (l->n + RCMOE_PTS_L1_CHUNK - 1) / RCMOE_PTS_L1_CHUNK : 1),
-	       PTS_L1_NT, 0, stream>>>(*l);
+	pts_l1_kernel<DT><<<(unsigned)((l->nl1 + PTS_L1_WARPS - 1) / PTS_L1_WARPS), PTS_L1_NT, 0,
+			    stream>>>(*l);
 	pts_encode_kernel<DT><<<(unsigned)grid, PTS_ENC_NT, 0, stream>>>(*e);
 }
 
@@ -398,6 +466,8 @@ extern "C" rcmoe_status_t rcmoe_gpu_pts_encode(const void *d_src, size_t n,
 
 	l.src = (const uint8_t *)d_src;
 	l.n = n;
+	l.nl1 = w.nl1;
+	l.vec = ((uintptr_t)d_src % 8) == 0;
 	l.rho = cfg->density;
 	l.partials = (double *)(work + w.partials);
 	l.ctl = (struct pts_ctl *)(work + w.ctl);
