@@ -150,9 +150,23 @@ __global__ void __launch_bounds__(PTS_L1_NT) pts_l1_kernel(const struct pts_l1_a
 	if (!s_last)
 		return;
 	__threadfence();
+	/* lane t sums chunks t, t + 256, ... in order (128 of them per lane at 256 MiB of bf16).
+	 * The partials are read from L2 (ld.global.cg: other CTAs wrote them, fenced), 16 loads in
+	 * flight before their sums: one dependent load per chunk (a volatile read) made this lone
+	 * CTA wait a whole L2 round trip for each. */
 	double acc = 0.0;
-	for (uint64_t k = threadIdx.x; k < a.nl1; k += PTS_L1_NT)
-		acc = rcmoe_dadd(acc, *(volatile double *)&a.partials[k]);
+	uint64_t k = threadIdx.x;
+	for (; k + 15 * PTS_L1_NT < a.nl1; k += 16 * PTS_L1_NT) {
+		double p16[16];
+#pragma unroll
+		for (int j = 0; j < 16; j++)
+			p16[j] = __ldcg(&a.partials[k + (uint64_t)j * PTS_L1_NT]);
+#pragma unroll
+		for (int j = 0; j < 16; j++)
+			acc = rcmoe_dadd(acc, p16[j]);
+	}
+	for (; k < a.nl1; k += PTS_L1_NT)
+		acc = rcmoe_dadd(acc, __ldcg(&a.partials[k]));
 	v[threadIdx.x] = acc;
 	double l1 = tree256(v);
 	if (threadIdx.x == 0) {
