@@ -400,6 +400,24 @@ RCMOE_HD int rcmoe_pts_select(float g, float tau, uint32_t r)
 	return rcmoe_fmul(rcmoe_rng_unit(r), tau) < a ? RCMOE_PTS_SMALL : RCMOE_PTS_DROP;
 }
 
+/* Whether rcmoe_pts_select keeps g (small or large), as one comparison: u * tau < |g|. It
+ * rejects zeros and NaN (u * tau >= 0) and keeps the small elements the reference keeps; it
+ * also keeps every large one (|g| >= tau) when tau is normal, because u <= 1 - 2^-23 puts
+ * fl(u * tau) below tau. For a subnormal tau that product can round up to tau, and
+ * rcmoe_pts_kept_exact must be used (the GPU selection branches on tau once per stream). */
+RCMOE_HD int rcmoe_pts_kept_normal_tau(float g, float tau, uint32_t r)
+{
+	float a = rcmoe_bitsf(rcmoe_fbits(g) & 0x7fffffffu);
+	return rcmoe_fmul(rcmoe_rng_unit(r), tau) < a;
+}
+
+/* The same answer for any tau: large elements kept explicitly. */
+RCMOE_HD int rcmoe_pts_kept_exact(float g, float tau, uint32_t r)
+{
+	float a = rcmoe_bitsf(rcmoe_fbits(g) & 0x7fffffffu);
+	return rcmoe_pts_kept_normal_tau(g, tau, r) | ((a >= tau) & (a > 0.0f));
+}
+
 /* tau from the L1 norm: l1 / (rho * n) in fp64, rounded up to fp32 and then up to the next value
  * the dtype represents (so sign*tau decodes exactly and the expected density stays <= rho).
  * Returns 0 for a sparse stream (tau_bits set; 0 when every element is zero) or 1 when the input

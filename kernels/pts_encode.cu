@@ -187,25 +187,17 @@ struct pts_enc_args {
 	uint32_t hdr[RCMOE_HW_WORDS];
 };
 
-/* Whether rcmoe_pts_select keeps g (small or large), without branches: u * tau < |g|. That is
- * the reference's answer for every input: u * tau >= 0 rejects a = 0 and NaN as !(a > 0) does;
- * u <= 1 - 2^-23 puts u * tau below tau, so every a >= tau > 0 (large) passes; tau = 0 (all-zero
- * input) keeps nothing. Which kept elements are large, and their signs, is read back later for
- * the few kept ones: one ballot per element instead of three. The reference skips the hash for
- * zeros and large elements, but in a warp some lane almost always needs it, so a branch would
- * only add divergence bookkeeping. */
-static __device__ __forceinline__ bool pts_kept(float g, float tau, uint32_t r)
-{
-	float a = rcmoe_bitsf(rcmoe_fbits(g) & 0x7fffffffu);
-	return rcmoe_fmul(rcmoe_rng_unit(r), tau) < a;
-}
-
 /* The selection of one chunk into its kept-bit words, ITERS (chunk / 512) elements per thread,
  * a compile-time count so that loads and loops carry no bounds tests. All loads are issued
  * first (16-bit elements stay packed two to a register); FULL chunks skip the tests against
- * len. Iteration i's ballot is word 16 i + warp (elements 512 i + 32 warp + [0, 32)), stored by
- * lane 0: one store instruction per ballot, at a constant offset. */
-template <int DT, bool FULL, int ITERS>
+ * len. Kept means small or large: one ballot per element instead of three; which kept elements
+ * are large, and their signs, is read back later for the few kept ones (split_kept). The
+ * reference skips the hash for zeros and large elements, but in a warp some lane almost always
+ * needs it, so a branch would only add divergence bookkeeping. EXACT (a subnormal tau, rare)
+ * adds the explicit test for large elements (codec_math.h). Iteration i's ballot is word
+ * 16 i + warp (elements 512 i + 32 warp + [0, 32)), stored by lane 0: one store instruction per
+ * ballot, at a constant offset. */
+template <int DT, bool FULL, bool EXACT, int ITERS>
 static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32_t len,
 						      uint32_t lo0, uint32_t hikey, float tau,
 						      uint32_t *s_kept)
@@ -230,7 +222,10 @@ static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32
 	for (uint32_t i = 0; i < ITERS; i++) {
 		uint32_t p = i * PTS_ENC_NT + base + lane;
 		uint32_t v = PER == 1 ? raw[i] : (raw[i / PER] >> (16 * (i % 2))) & 0xffffu;
-		bool kept = pts_kept(widen_nan_any<DT>(v), tau, rcmoe_rng_lo(hikey, lo0 + p));
+		float g = widen_nan_any<DT>(v); /* no NaN reaches a sparse stream */
+		uint32_t r = rcmoe_rng_lo(hikey, lo0 + p);
+		bool kept = EXACT ? rcmoe_pts_kept_exact(g, tau, r)
+				  : rcmoe_pts_kept_normal_tau(g, tau, r);
 		if (!FULL && p >= len)
 			kept = false;
 		uint32_t b = __ballot_sync(RCMOE_FULL_MASK, kept);
@@ -240,7 +235,7 @@ static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32
 }
 
 /* iters = chunk / 512: 2, 4, 8, 16 or 32 (chunks are powers of two in [1024, 16384]). */
-template <int DT, bool FULL>
+template <int DT, bool FULL, bool EXACT>
 static __device__ __forceinline__ void select_words(const uint8_t *src, uint32_t len,
 						    uint32_t iters, uint32_t lo0, uint32_t hikey,
 						    float tau, uint32_t *s_kept)
@@ -250,19 +245,19 @@ static __device__ __forceinline__ void select_words(const uint8_t *src, uint32_t
 		      "the chunk sizes select_words dispatches on");
 	switch (iters) {
 	case 2:
-		select_words_n<DT, FULL, 2>(src, len, lo0, hikey, tau, s_kept);
+		select_words_n<DT, FULL, EXACT, 2>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	case 4:
-		select_words_n<DT, FULL, 4>(src, len, lo0, hikey, tau, s_kept);
+		select_words_n<DT, FULL, EXACT, 4>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	case 8:
-		select_words_n<DT, FULL, 8>(src, len, lo0, hikey, tau, s_kept);
+		select_words_n<DT, FULL, EXACT, 8>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	case 16:
-		select_words_n<DT, FULL, 16>(src, len, lo0, hikey, tau, s_kept);
+		select_words_n<DT, FULL, EXACT, 16>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	default:
-		select_words_n<DT, FULL, 32>(src, len, lo0, hikey, tau, s_kept);
+		select_words_n<DT, FULL, EXACT, 32>(src, len, lo0, hikey, tau, s_kept);
 		break;
 	}
 }
@@ -324,10 +319,15 @@ __global__ void __launch_bounds__(PTS_ENC_NT, PTS_ENC_MIN_CTAS) pts_encode_kerne
 	const float tau = rcmoe_bitsf(tau_bits);
 	const uint32_t hikey = rcmoe_rng_hikey(a.key, (uint32_t)(e0 >> 32)); /* chunk within 2^32 */
 	const uint8_t *src = a.src + e0 * ES;
-	if (len == C)
-		select_words<DT, true>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_kept);
+	if (tau_bits < 0x00800000u) /* subnormal (or 0): large elements tested explicitly */
+		select_words<DT, false, true>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau,
+					      s_kept);
+	else if (len == C)
+		select_words<DT, true, false>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau,
+					      s_kept);
 	else
-		select_words<DT, false>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau, s_kept);
+		select_words<DT, false, false>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau,
+					       s_kept);
 	__syncthreads();
 
 	/* thread w: word w's small and large bits, small signs */

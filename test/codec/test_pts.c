@@ -52,6 +52,53 @@ static uint64_t kept(const struct stream *s, uint64_t *large)
 	return k;
 }
 
+/* The GPU selects with one comparison (rcmoe_pts_kept_normal_tau) where tau is normal and with
+ * rcmoe_pts_kept_exact otherwise; both must keep exactly what rcmoe_pts_select keeps (small or
+ * large). Random elements and taus over the whole fp32 range, draws at the ends of [0, 1), and
+ * elements equal to or next to tau; the one-comparison form must fail for some subnormal tau
+ * (or the exact form's extra test would be untested). */
+Test(pts, kept_predicates_match_select)
+{
+	static const uint32_t draws[] = {0u, 1u, 0x1ffu, 0x200u, 0xfffffdffu, 0xfffffe00u,
+					  0xffffffffu};
+	struct tu_rng r = {211};
+	uint64_t checked = 0, normal_form_misses = 0;
+	for (int i = 0; i < 200000; i++) {
+		uint32_t tb = i % 4 == 0 ? (uint32_t)(tu_u64(&r) % 0x00800000u) + 1u /* subnormal */
+					 : (uint32_t)(tu_u64(&r) % 0x7f000000u) + 0x00800000u;
+		float tau, g;
+		memcpy(&tau, &tb, 4);
+		uint32_t gb;
+		switch (i % 5) {
+		case 0: gb = tb; break;		  /* |g| == tau */
+		case 1: gb = tb - 1u; break;	  /* just below */
+		case 2: gb = tb + 1u; break;	  /* just above */
+		case 3: gb = (uint32_t)tu_u64(&r); break; /* anything, NaN and Inf included */
+		default: gb = (uint32_t)(tu_u64(&r) % (tb + 1u)); break; /* small */
+		}
+		gb |= (uint32_t)(tu_u64(&r) & 1u) << 31;
+		memcpy(&g, &gb, 4);
+		for (size_t d = 0; d < sizeof(draws) / sizeof(draws[0]) + 1; d++) {
+			uint32_t rv = d < sizeof(draws) / sizeof(draws[0]) ? draws[d]
+									  : (uint32_t)tu_u64(&r);
+			int want = rcmoe_pts_select(g, tau, rv) != RCMOE_PTS_DROP;
+			cr_assert_eq(rcmoe_pts_kept_exact(g, tau, rv), want,
+				     "exact: g %a tau %a r %08x", (double)g, (double)tau, rv);
+			int normal = rcmoe_pts_kept_normal_tau(g, tau, rv);
+			if (tb >= 0x00800000u)
+				cr_assert_eq(normal, want, "normal tau: g %a tau %a r %08x",
+					     (double)g, (double)tau, rv);
+			else
+				normal_form_misses += normal != want;
+			checked++;
+		}
+	}
+	cr_assert_gt(normal_form_misses, 0, "a subnormal tau never needed the exact form");
+	cr_log_info("%llu selections, %llu that only the exact form gets right",
+		    (unsigned long long)checked, (unsigned long long)normal_form_misses);
+}
+
+
 Test(pts, density_expected_and_realised)
 {
 	const size_t n = 1 << 20;

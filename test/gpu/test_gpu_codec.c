@@ -16,6 +16,7 @@
 
 #include "rcmoe/codec.h"
 #include "rcmoe/kernels.h"
+#include "codec_internal.h" /* rcmoe_pts_l1, rcmoe_pts_tau: the reference's tau */
 #include "codec_test_util.h"
 #include "test_log.h"
 
@@ -284,6 +285,45 @@ Test(gpu, pts_bytes_equal_cpu)
 					runs++;
 				}
 	cr_log_info("%zu PTS configurations byte-identical", runs);
+	free(host);
+	dev_free(&d);
+}
+
+/* A subnormal tau: elements are small multiples of the least subnormal (bits = k), so tau is
+ * subnormal too and about 100 elements per run equal it; in fp32, fl(u * tau) then rounds up to
+ * tau for 2-4 of them per run (counted on the CPU), which only the selection's exact form
+ * (codec_math.h) keeps as the reference does. bf16 runs the exact form on a finer grid (its
+ * subnormals are multiples of 2^-133); fp16 rounds tau up to a normal fp32 value. */
+Test(gpu, pts_subnormal_tau_bytes_equal_cpu)
+{
+	static const int dts[] = { RCMOE_DT_BF16, RCMOE_DT_FP32 };
+	struct dev d = { 0 };
+	struct tu_rng r = { 105 };
+	const size_t n = 100003;
+	uint8_t *host = malloc(n * 4);
+	for (int di = 0; di < 2; di++)
+		for (int rep = 0; rep < 3; rep++) {
+			size_t es = rcmoe_dtype_size(dts[di]);
+			for (size_t i = 0; i < n; i++) {
+				uint64_t v = tu_u64(&r);
+				uint32_t k = v % 16 == 0 ? (uint32_t)(v >> 8) % 64 : 1 + (uint32_t)(v >> 8) % 4;
+				uint32_t bits = k | (uint32_t)((v >> 40) & 1) << (8 * es - 1);
+				memcpy(host + i * es, &bits, es);
+			}
+			struct rcmoe_pts_cfg cfg = { .dtype = dts[di],
+						     .density = rep == 0 ? 0.25 : 0.1,
+						     .seed = tu_u64(&r),
+						     .op_id = (uint64_t)rep,
+						     .rank = 1,
+						     .chunk = rep == 2 ? 16384 : 4096 };
+			uint32_t tau_bits;
+			cr_assert_eq(rcmoe_pts_tau(rcmoe_pts_l1(host, n, cfg.dtype), cfg.density, n,
+						   cfg.dtype, &tau_bits),
+				     0);
+			cr_assert(tau_bits > 0 && tau_bits < 0x00800000u, "tau %08x not subnormal",
+				  tau_bits);
+			pts_case(&d, host, n, &cfg, 0);
+		}
 	free(host);
 	dev_free(&d);
 }
