@@ -67,7 +67,8 @@ static __device__ uint64_t lb_exclusive_prefix(unsigned long long *states, uint3
 #pragma unroll
 		for (int j = 0; j < 4; j++) {
 			int64_t idx = base - 32 * j - lane;
-			w[j] = idx >= 0 ? lb_load(&states[idx]) : RCMOE_LB_INC; /* before tile 0: 0 */
+			w[j] = idx >= 0 ? lb_load(&states[idx])
+					: RCMOE_LB_INC; /* before tile 0: 0 */
 		}
 #pragma unroll
 		for (int j = 0; j < 4; j++) {
@@ -170,7 +171,7 @@ static __device__ __forceinline__ void ld8(const uint8_t *p, uint64_t i, uint64_
 			out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
 		} else {
 			uint4 a = *(const uint4 *)(p + 2 * i);
-			uint32_t w[4] = {a.x, a.y, a.z, a.w};
+			uint32_t w[4] = { a.x, a.y, a.z, a.w };
 			for (int k = 0; k < 4; k++) {
 				out[2 * k] = w[k] & 0xffffu;
 				out[2 * k + 1] = w[k] >> 16;

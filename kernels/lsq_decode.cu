@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 		if (kind == RCMOE_LSQ_QUANT) {
 			float s = rcmoe_bitsf(*(const uint32_t *)base);
 			const uint32_t *cw = (const uint32_t *)(base + 4);
-			uint32_t words = (m * BITS + 31) / 32, w0 = j0 * BITS / 32, c[2] = {0, 0};
+			uint32_t words = (m * BITS + 31) / 32, w0 = j0 * BITS / 32, c[2] = { 0, 0 };
 			if (BITS == 8) {
 				c[0] = full || w0 < words ? cw[w0] : 0;
 				c[1] = full || w0 + 1 < words ? cw[w0 + 1] : 0;
@@ -117,24 +117,26 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 			}
 			float f[8];
 			for (int k = 0; k < 8; k++) {
-				/* 2^23 + code: 8-bit codes are a byte moved under 0x4b, in one PRMT */
+				/* 2^23 + code: 8-bit codes are a byte moved under 0x4b, in one PRMT
+				 */
 				uint32_t t = BITS == 8 ? __byte_perm(c[k / 4], 0x4b000000u,
 								     0x7440u | (k % 4))
 						       : 0x4b000000u | ((c[0] >> (BITS * k)) &
 									((1u << BITS) - 1));
-				f[k] = rcmoe_fmul(rcmoe_fadd(rcmoe_bitsf(t), -(0x1p23f + (float)L)), s);
+				f[k] = rcmoe_fmul(rcmoe_fadd(rcmoe_bitsf(t), -(0x1p23f + (float)L)),
+						  s);
 			}
 			if (full && vec) {
 				uint4 w;
 				w.x = pack2<DT>(f[0], f[1]), w.y = pack2<DT>(f[2], f[3]);
 				w.z = pack2<DT>(f[4], f[5]), w.w = pack2<DT>(f[6], f[7]);
 				if (DT == RCMOE_DT_FP32_) {
-					*(uint4 *)(a.dst + 4 * e) = make_uint4(
-					    rcmoe_fbits(f[0]), rcmoe_fbits(f[1]), rcmoe_fbits(f[2]),
-					    rcmoe_fbits(f[3]));
-					*(uint4 *)(a.dst + 4 * e + 16) = make_uint4(
-					    rcmoe_fbits(f[4]), rcmoe_fbits(f[5]), rcmoe_fbits(f[6]),
-					    rcmoe_fbits(f[7]));
+					*(uint4 *)(a.dst + 4 * e) =
+						make_uint4(rcmoe_fbits(f[0]), rcmoe_fbits(f[1]),
+							   rcmoe_fbits(f[2]), rcmoe_fbits(f[3]));
+					*(uint4 *)(a.dst + 4 * e + 16) =
+						make_uint4(rcmoe_fbits(f[4]), rcmoe_fbits(f[5]),
+							   rcmoe_fbits(f[6]), rcmoe_fbits(f[7]));
 				} else {
 					*(uint4 *)(a.dst + 2 * e) = w;
 				}

@@ -40,8 +40,8 @@ struct lsq_enc_args {
  * first: tile offset of elements 0..3 in step 0 (step st adds 256 st); gap: from element 0 to
  * element 4 (4 G or 4). */
 template <int BITS>
-static __device__ __forceinline__ void lane_layout(int warp, int lane, uint32_t G,
-						   uint32_t &first, uint32_t &gap)
+static __device__ __forceinline__ void lane_layout(int warp, int lane, uint32_t G, uint32_t &first,
+						   uint32_t &gap)
 {
 	uint32_t off = lsq_off(warp, 0, lane);
 	if (BITS == 8) {
@@ -112,7 +112,8 @@ template <int BITS> static __device__ __forceinline__ void pack8(const uint32_t 
 	} else {
 		w[0] = c[0];
 		for (int k = 1; k < 8; k++)
-			w[0] += c[k] << (BITS * k); /* disjoint fields: + is |, and folds into LEA */
+			w[0] += c[k]
+				<< (BITS * k); /* disjoint fields: + is |, and folds into LEA */
 		w[1] = 0;
 	}
 }
@@ -126,7 +127,7 @@ template <int BITS> static __device__ __forceinline__ void pack8(const uint32_t 
 
 template <int DT, int BITS>
 __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN_CTAS)
-    lsq_encode_kernel(const struct lsq_enc_args a)
+	lsq_encode_kernel(const struct lsq_enc_args a)
 {
 	__shared__ uint32_t s_tile;
 	__shared__ uint8_t s_kind[256];
@@ -187,8 +188,9 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 		uint32_t m2[LSQ_STEPS], pair[2];
 #pragma unroll
 		for (int st = 0; st < LSQ_STEPS; st++)
-			m2[st] = __vmaxu2(__vmaxu2(raw[st][0] & 0x7fff7fffu, raw[st][1] & 0x7fff7fffu),
-					  __vmaxu2(raw[st][2] & 0x7fff7fffu, raw[st][3] & 0x7fff7fffu));
+			m2[st] = __vmaxu2(
+				__vmaxu2(raw[st][0] & 0x7fff7fffu, raw[st][1] & 0x7fff7fffu),
+				__vmaxu2(raw[st][2] & 0x7fff7fffu, raw[st][3] & 0x7fff7fffu));
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
 			uint32_t x = __byte_perm(m2[2 * h], m2[2 * h + 1], 0x5410);
@@ -198,8 +200,10 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 #pragma unroll
 		for (uint32_t o = 1; o < 32; o <<= 1)
 			if (o < G) {
-				pair[0] = __vmaxu2(pair[0], __shfl_xor_sync(RCMOE_FULL_MASK, pair[0], o));
-				pair[1] = __vmaxu2(pair[1], __shfl_xor_sync(RCMOE_FULL_MASK, pair[1], o));
+				pair[0] = __vmaxu2(pair[0],
+						   __shfl_xor_sync(RCMOE_FULL_MASK, pair[0], o));
+				pair[1] = __vmaxu2(pair[1],
+						   __shfl_xor_sync(RCMOE_FULL_MASK, pair[1], o));
 			}
 #pragma unroll
 		for (int st = 0; st < LSQ_STEPS; st++)
@@ -221,9 +225,9 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 		uint32_t jst = ((uint32_t)lane << log2b) >> 8 & 3,
 			 src = ((uint32_t)lane << log2b) >> 3 & 31;
 		uint32_t v01 =
-		    __shfl_sync(RCMOE_FULL_MASK, WIDE ? amax[0] : amax[0] | amax[1] << 16, src);
+			__shfl_sync(RCMOE_FULL_MASK, WIDE ? amax[0] : amax[0] | amax[1] << 16, src);
 		uint32_t v23 =
-		    __shfl_sync(RCMOE_FULL_MASK, WIDE ? amax[2] : amax[2] | amax[3] << 16, src);
+			__shfl_sync(RCMOE_FULL_MASK, WIDE ? amax[2] : amax[2] | amax[3] << 16, src);
 		uint32_t am;
 		if (WIDE) {
 			uint32_t v1 = __shfl_sync(RCMOE_FULL_MASK, amax[1], src);
@@ -234,7 +238,8 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 			am = rcmoe_fbits(rcmoe_to_f32(DT, am));
 		}
 		uint64_t b0 = te0 + ((uint64_t)bj << log2b);
-		uint32_t m = (uint32_t)lane < nbw && b0 < n ? (uint32_t)min((uint64_t)B, n - b0) : 0u;
+		uint32_t m =
+			(uint32_t)lane < nbw && b0 < n ? (uint32_t)min((uint64_t)B, n - b0) : 0u;
 		float inv = 0.0f;
 		int kind = m ? rcmoe_lsq_block_kind(am, m, BITS, ES, &scale, &inv) : RCMOE_LSQ_ZERO;
 		kword = kind == RCMOE_LSQ_QUANT ? rcmoe_fbits(inv)
@@ -333,8 +338,8 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 		const uint32_t off = lsq_off(warp, st, lane), bt = off >> log2b;
 		uint8_t *base = pl + s_off[bt];
 		if (kw[st] != LSQ_WORD_RAW) {
-			/* word of the block at this step: for B >= 512, steps within the block add 64
-			 * words per step (8 bits), 32 (4 bits), 16 (2 bits) */
+			/* word of the block at this step: for B >= 512, steps within the block add
+			 * 64 words per step (8 bits), 32 (4 bits), 16 (2 bits) */
 			const uint32_t sw = (256u * st & (B - 1)) * BITS / 32;
 			uint32_t *cw = (uint32_t *)(base + 4) + sw;
 			if (full) {
@@ -350,7 +355,7 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 			}
 			uint64_t b0 = te0 + ((uint64_t)bt << log2b);
 			uint32_t m = (uint32_t)min((uint64_t)B, n - b0); /* b0 < n: not ZERO */
-			uint32_t words = (m * BITS + 31) / 32 - sw;       /* words from cw on */
+			uint32_t words = (m * BITS + 31) / 32 - sw;      /* words from cw on */
 			if (BITS == 8) {
 				if (gi < words)
 					cw[gi] = code[st][0];
@@ -365,7 +370,8 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 		} else {
 			for (int k = 0; k < 8; k++) {
 				uint32_t o = first + 256 * st + (k < 4 ? k : gap + k - 4);
-				uint32_t x = WIDE ? raw[st][k] : raw[st][k / 2] >> (16 * (k % 2)) & 0xffffu;
+				uint32_t x = WIDE ? raw[st][k]
+						  : raw[st][k / 2] >> (16 * (k % 2)) & 0xffffu;
 				if (te0 + o < n)
 					st_elem<DT>(base, o & (B - 1), x);
 			}
