@@ -250,9 +250,11 @@ RCMOE_HD uint32_t rcmoe_rng_hikey(uint64_t key, uint32_t hi)
 	return (uint32_t)key ^ rcmoe_hash32(hi ^ (uint32_t)(key >> 32));
 }
 
+#define RCMOE_RNG_GOLDEN 0x9e3779b1u /* the multiplier of lo32(i) */
+
 RCMOE_HD uint32_t rcmoe_rng_lo(uint32_t hikey, uint32_t lo)
 {
-	return rcmoe_hash32((lo * 0x9e3779b1u) ^ hikey);
+	return rcmoe_hash32((lo * RCMOE_RNG_GOLDEN) ^ hikey);
 }
 
 RCMOE_HD uint32_t rcmoe_rng_at(uint64_t key, uint64_t index)

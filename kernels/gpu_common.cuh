@@ -158,60 +158,6 @@ template <int DT> static __device__ __forceinline__ void st_elem(uint8_t *p, uin
 		*(uint16_t *)(p + 2 * i) = (uint16_t)v;
 }
 
-/* 8 consecutive elements starting at i (i a multiple of 8). Vector loads when `vec` (the whole
- * group is in range and the base is 16-byte aligned); otherwise per element, 0 past n. */
-template <int DT>
-static __device__ __forceinline__ void ld8(const uint8_t *p, uint64_t i, uint64_t n, bool vec,
-					   uint32_t out[8])
-{
-	if (vec) {
-		if (DT == RCMOE_DT_FP32_) {
-			uint4 a = *(const uint4 *)(p + 4 * i), b = *(const uint4 *)(p + 4 * i + 16);
-			out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
-			out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
-		} else {
-			uint4 a = *(const uint4 *)(p + 2 * i);
-			uint32_t w[4] = { a.x, a.y, a.z, a.w };
-			for (int k = 0; k < 4; k++) {
-				out[2 * k] = w[k] & 0xffffu;
-				out[2 * k + 1] = w[k] >> 16;
-			}
-		}
-		return;
-	}
-	for (int k = 0; k < 8; k++)
-		out[k] = i + k < n ? ld_elem<DT>(p, i + k) : 0u;
-}
-
-/* As ld8, but 16-bit elements stay packed two to a word (out[0..3]) to halve the registers a
- * tile holds; element k is then pk_get<DT>(out, k). */
-template <int DT>
-static __device__ __forceinline__ void ld8_packed(const uint8_t *p, uint64_t i, uint64_t n,
-						  bool vec, uint32_t out[8])
-{
-	if (DT == RCMOE_DT_FP32_) {
-		ld8<DT>(p, i, n, vec, out);
-		return;
-	}
-	if (vec) {
-		uint4 a = *(const uint4 *)(p + 2 * i);
-		out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
-		return;
-	}
-	for (int k = 0; k < 4; k++) {
-		uint32_t lo = i + 2 * k < n ? ld_elem<DT>(p, i + 2 * k) : 0u;
-		uint32_t hi = i + 2 * k + 1 < n ? ld_elem<DT>(p, i + 2 * k + 1) : 0u;
-		out[k] = lo | hi << 16;
-	}
-}
-
-template <int DT> static __device__ __forceinline__ uint32_t pk_get(const uint32_t v[8], int k)
-{
-	if (DT == RCMOE_DT_FP32_)
-		return v[k];
-	return (v[k >> 1] >> (16 * (k & 1))) & 0xffffu;
-}
-
 template <int DT>
 static __device__ __forceinline__ void st8(uint8_t *p, uint64_t i, uint64_t n, bool vec,
 					   const uint32_t v[8])

@@ -117,8 +117,7 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 			}
 			float f[8];
 			for (int k = 0; k < 8; k++) {
-				/* 2^23 + code: 8-bit codes are a byte moved under 0x4b, in one PRMT
-				 */
+				/* 2^23 + code (8-bit codes: a byte moved under 0x4b by one PRMT) */
 				uint32_t t = BITS == 8 ? __byte_perm(c[k / 4], 0x4b000000u,
 								     0x7440u | (k % 4))
 						       : 0x4b000000u | ((c[0] >> (BITS * k)) &
@@ -126,7 +125,7 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 				f[k] = rcmoe_fmul(rcmoe_fadd(rcmoe_bitsf(t), -(0x1p23f + (float)L)),
 						  s);
 			}
-			if (full && vec) {
+			if (vec) { /* vec implies a full tile */
 				uint4 w;
 				w.x = pack2<DT>(f[0], f[1]), w.y = pack2<DT>(f[2], f[3]);
 				w.z = pack2<DT>(f[4], f[5]), w.w = pack2<DT>(f[6], f[7]);

@@ -84,17 +84,7 @@ template <int DT>
 static __device__ __forceinline__ void code_pair(uint32_t x0, uint32_t x1, float inv, uint32_t r,
 						 float lb, uint32_t &c0, uint32_t &c1)
 {
-	float f0, f1;
-	if (DT == RCMOE_DT_BF16_) {
-		f0 = rcmoe_bitsf(x0 << 16);
-		f1 = rcmoe_bitsf(x1 << 16);
-	} else if (DT == RCMOE_DT_FP16_) { /* finite in a quantized block: the hardware is exact */
-		f0 = __half2float(__ushort_as_half((uint16_t)x0));
-		f1 = __half2float(__ushort_as_half((uint16_t)x1));
-	} else {
-		f0 = rcmoe_bitsf(x0);
-		f1 = rcmoe_bitsf(x1);
-	}
+	const float f0 = widen_nan_any<DT>(x0), f1 = widen_nan_any<DT>(x1); /* all finite here */
 	uint32_t t0 = rcmoe_fbits(rcmoe_fadd(rcmoe_fmul(f0, inv), lb));
 	uint32_t t1 = rcmoe_fbits(rcmoe_fadd(rcmoe_fmul(f1, inv), lb));
 	c0 = (t0 - RCMOE_LSQ_T0_BITS + (r & 0x7fffu)) >> RCMOE_LSQ_FRAC;
@@ -123,7 +113,10 @@ template <int BITS> static __device__ __forceinline__ void pack8(const uint32_t 
 #define LSQ_WORD_ZERO 0u
 #define LSQ_WORD_RAW  0xffffffffu
 
-#define RNG_GOLDEN 0x9e3779b1u /* rcmoe_rng_lo's multiplier */
+static __device__ __forceinline__ bool lsq_word_quantized(uint32_t w)
+{
+	return w != LSQ_WORD_ZERO && w != LSQ_WORD_RAW;
+}
 
 template <int DT, int BITS>
 __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN_CTAS)
@@ -285,18 +278,19 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 	uint32_t code[LSQ_STEPS][2];
 	{
 		const uint32_t hikey = rcmoe_rng_hikey(a.key, (uint32_t)((te0 >> 1) >> 32));
-		const uint32_t m0 = ((uint32_t)(te0 >> 1) + first / 2) * RNG_GOLDEN,
-			       m1 = m0 + gap / 2 * RNG_GOLDEN;
+		const uint32_t m0 = ((uint32_t)(te0 >> 1) + first / 2) * RCMOE_RNG_GOLDEN,
+			       m1 = m0 + gap / 2 * RCMOE_RNG_GOLDEN;
 #pragma unroll
 		for (int st = 0; st < LSQ_STEPS; st++) {
 			code[st][0] = code[st][1] = 0;
-			if (kw[st] == LSQ_WORD_ZERO || kw[st] == LSQ_WORD_RAW)
+			if (!lsq_word_quantized(kw[st]))
 				continue;
 			const float inv = rcmoe_bitsf(kw[st]);
 			uint32_t c[8];
 #pragma unroll
 			for (int p = 0; p < 4; p++) { /* pairs 0, 1: first half; 2, 3: second */
-				uint32_t mi = (p < 2 ? m0 : m1) + (128u * st + p % 2) * RNG_GOLDEN;
+				uint32_t mi =
+					(p < 2 ? m0 : m1) + (128u * st + p % 2) * RCMOE_RNG_GOLDEN;
 				uint32_t r = rcmoe_hash32(mi ^ hikey);
 				uint32_t x0 = WIDE ? raw[st][2 * p] : raw[st][p] & 0xffffu;
 				uint32_t x1 = WIDE ? raw[st][2 * p + 1] : raw[st][p] >> 16;
@@ -326,7 +320,7 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 	/* stores: lane j writes block j's scale; then each lane its code words (or raw elements)
 	 * into its block, whose offset is s_off[block] */
 	uint8_t *pl = a.dst + RCMOE_WIRE_HEADER_BYTES + a.g.kinds_bytes + s_prefix;
-	if (kword != LSQ_WORD_ZERO && kword != LSQ_WORD_RAW)
+	if (lsq_word_quantized(kword))
 		*(uint32_t *)(pl + s_off[bj]) = rcmoe_fbits(scale);
 	/* the lane's code unit within its block's part of the step (8 bits: words gi and G + gi;
 	 * 4 bits: word gi; 2 bits: half-word gi) */
@@ -337,7 +331,7 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 			continue;
 		const uint32_t off = lsq_off(warp, st, lane), bt = off >> log2b;
 		uint8_t *base = pl + s_off[bt];
-		if (kw[st] != LSQ_WORD_RAW) {
+		if (kw[st] != LSQ_WORD_RAW) { /* quantized: zero blocks were skipped */
 			/* word of the block at this step: for B >= 512, steps within the block add
 			 * 64 words per step (8 bits), 32 (4 bits), 16 (2 bits) */
 			const uint32_t sw = (256u * st & (B - 1)) * BITS / 32;
