@@ -87,6 +87,16 @@ RCMOE_HD float rcmoe_fadd_acc(float a, float b)
 	return r == r ? r : rcmoe_bitsf(0x7fffffffu);
 }
 
+/* a * b + c rounded once (exact FMA on both sides: glibc's fmaf is correctly rounded). */
+RCMOE_HD float rcmoe_ffma(float a, float b, float c)
+{
+#ifdef __CUDA_ARCH__
+	return __fmaf_rn(a, b, c);
+#else
+	return fmaf(a, b, c);
+#endif
+}
+
 RCMOE_HD float rcmoe_fdiv(float a, float b)
 {
 #ifdef __CUDA_ARCH__
@@ -228,12 +238,15 @@ RCMOE_HD uint64_t rcmoe_mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
+#define RCMOE_H32_M1 0x7feb352du
+#define RCMOE_H32_M2 0x846ca68bu
+
 RCMOE_HD uint32_t rcmoe_hash32(uint32_t x)
 {
 	x ^= x >> 16;
-	x *= 0x7feb352du;
+	x *= RCMOE_H32_M1;
 	x ^= x >> 15;
-	x *= 0x846ca68bu;
+	x *= RCMOE_H32_M2;
 	x ^= x >> 16;
 	return x;
 }
@@ -255,6 +268,29 @@ RCMOE_HD uint32_t rcmoe_rng_hikey(uint64_t key, uint32_t hi)
 RCMOE_HD uint32_t rcmoe_rng_lo(uint32_t hikey, uint32_t lo)
 {
 	return rcmoe_hash32((lo * RCMOE_RNG_GOLDEN) ^ hikey);
+}
+
+/* rcmoe_rng_lo(hikey, lo) from y = lo * RCMOE_RNG_GOLDEN and hfold = rcmoe_rng_fold(hikey):
+ * the hash's first xor-shift distributes over the xor with the key, (y ^ k) ^ ((y ^ k) >> 16) =
+ * y ^ (y >> 16) ^ (k ^ (k >> 16)), so a kernel pays one shift and one three-way xor per draw. */
+RCMOE_HD uint32_t rcmoe_rng_fold(uint32_t hikey)
+{
+	return hikey ^ (hikey >> 16);
+}
+
+RCMOE_HD uint32_t rcmoe_rng_folded(uint32_t hfold, uint32_t y)
+{
+#ifdef __CUDA_ARCH__
+	/* x >> k as __umulhi(x, 2^(32 - k)): IMAD.HI runs on the FMA pipe, which the selection
+	 * loop leaves idler than the integer pipe its xors and shifts share */
+	uint32_t x = (y ^ __umulhi(y, 1u << 16) ^ hfold) * RCMOE_H32_M1;
+	x ^= __umulhi(x, 1u << 17);
+#else
+	uint32_t x = (y ^ (y >> 16) ^ hfold) * RCMOE_H32_M1;
+	x ^= x >> 15;
+#endif
+	x *= RCMOE_H32_M2;
+	return x ^ (x >> 16);
 }
 
 RCMOE_HD uint32_t rcmoe_rng_at(uint64_t key, uint64_t index)
@@ -418,6 +454,23 @@ RCMOE_HD int rcmoe_pts_kept_exact(float g, float tau, uint32_t r)
 {
 	float a = rcmoe_bitsf(rcmoe_fbits(g) & 0x7fffffffu);
 	return rcmoe_pts_kept_normal_tau(g, tau, r) | ((a >= tau) & (a > 0.0f));
+}
+
+/* rcmoe_pts_kept_normal_tau in two GPU instructions: with m = 1 + u (the draw's bits under
+ * 1.0f's exponent), m * tau - tau equals u * tau exactly before rounding, so one FMA rounds to
+ * the same fl(u * tau) with no separate subtraction; fabsf becomes an operand modifier of the
+ * comparison. NaN compares false, as before. */
+RCMOE_HD int rcmoe_pts_kept_fused(float g, float tau, float neg_tau, uint32_t r)
+{
+	float m = rcmoe_bitsf(0x3f800000u | (r >> 9));
+	return rcmoe_ffma(m, tau, neg_tau) < fabsf(g);
+}
+
+/* rcmoe_pts_kept_exact with the fused comparison. */
+RCMOE_HD int rcmoe_pts_kept_fused_exact(float g, float tau, float neg_tau, uint32_t r)
+{
+	float a = fabsf(g);
+	return rcmoe_pts_kept_fused(g, tau, neg_tau, r) | ((a >= tau) & (a > 0.0f));
 }
 
 /* tau from the L1 norm: l1 / (rho * n) in fp64, rounded up to fp32 and then up to the next value

@@ -52,11 +52,26 @@ static uint64_t kept(const struct stream *s, uint64_t *large)
 	return k;
 }
 
+/* The GPU draws with the hash's first xor-shift folded into the key (rcmoe_rng_folded); it must
+ * give rcmoe_rng_lo's value for every key and index. */
+Test(pts, folded_draw_equals_rng_lo)
+{
+	struct tu_rng r = {307};
+	for (int i = 0; i < 1000000; i++) {
+		uint32_t hikey = (uint32_t)tu_u64(&r), lo = (uint32_t)tu_u64(&r);
+		if (i < 4) /* the ends of both */
+			hikey = i & 1 ? 0xffffffffu : 0u, lo = i & 2 ? 0xffffffffu : 0u;
+		cr_assert_eq(rcmoe_rng_folded(rcmoe_rng_fold(hikey), lo * RCMOE_RNG_GOLDEN),
+			     rcmoe_rng_lo(hikey, lo), "hikey %08x lo %08x", hikey, lo);
+	}
+}
+
 /* The GPU selects with one comparison (rcmoe_pts_kept_normal_tau) where tau is normal and with
  * rcmoe_pts_kept_exact otherwise; both must keep exactly what rcmoe_pts_select keeps (small or
  * large). Random elements and taus over the whole fp32 range, draws at the ends of [0, 1), and
  * elements equal to or next to tau; the one-comparison form must fail for some subnormal tau
- * (or the exact form's extra test would be untested). */
+ * (or the exact form's extra test would be untested). The fused forms (one FMA, the GPU's)
+ * must agree with the forms they replace. */
 Test(pts, kept_predicates_match_select)
 {
 	static const uint32_t draws[] = {0u, 1u, 0x1ffu, 0x200u, 0xfffffdffu, 0xfffffe00u,
@@ -84,7 +99,11 @@ Test(pts, kept_predicates_match_select)
 			int want = rcmoe_pts_select(g, tau, rv) != RCMOE_PTS_DROP;
 			cr_assert_eq(rcmoe_pts_kept_exact(g, tau, rv), want,
 				     "exact: g %a tau %a r %08x", (double)g, (double)tau, rv);
+			cr_assert_eq(rcmoe_pts_kept_fused_exact(g, tau, -tau, rv), want,
+				     "fused exact: g %a tau %a r %08x", (double)g, (double)tau, rv);
 			int normal = rcmoe_pts_kept_normal_tau(g, tau, rv);
+			cr_assert_eq(rcmoe_pts_kept_fused(g, tau, -tau, rv), normal,
+				     "fused: g %a tau %a r %08x", (double)g, (double)tau, rv);
 			if (tb >= 0x00800000u)
 				cr_assert_eq(normal, want, "normal tau: g %a tau %a r %08x",
 					     (double)g, (double)tau, rv);
