@@ -6,7 +6,7 @@
  * Look-back protocol (one 64-bit status word per tile, zeroed before the launch): a tile takes
  * its index from an atomic ticket (so every lower tile has started: no tile can wait on one that
  * is not resident), publishes its own size as AGGREGATE as soon as it knows it, then sums the
- * statuses of its predecessors from the nearest down, 32 at a time, until it meets an INCLUSIVE
+ * statuses of its predecessors from the nearest down, 128 at a time, until it meets an INCLUSIVE
  * one, and finally publishes its own INCLUSIVE prefix. Sums are integers, so the result does not
  * depend on timing.
  */

@@ -371,7 +371,7 @@ __global__ void __launch_bounds__(PTS_ENC_NT, PTS_ENC_MIN_CTAS) pts_encode_kerne
 	const float tau = rcmoe_bitsf(tau_bits);
 	const uint32_t hikey = rcmoe_rng_hikey(a.key, (uint32_t)(e0 >> 32)); /* chunk within 2^32 */
 	const uint8_t *src = a.src + e0 * ES;
-	/* 16-bit elements of full chunks load in aligned pairs (unpair_word) */
+	/* 16-bit elements of full chunks with a normal tau load in aligned pairs (unpair_word) */
 	const bool paired = ES == 2 && tau_bits >= 0x00800000u && len == C &&
 			    ((uintptr_t)a.src & 3u) == 0;
 	if (tau_bits < 0x00800000u) /* subnormal (or 0): large elements tested explicitly */
