@@ -41,6 +41,18 @@ static inline rcmoe_status_t rcmoe_cuda_launch_status(void)
  * holds while it waits for NCCL (see fill.cu). RCMOE_ERR_CUDA if the launch failed. */
 extern "C" rcmoe_status_t rcmoe_gpu_fill(void *d, uint8_t value, size_t bytes, cudaStream_t stream);
 
+/* Ask L2 to fetch `bytes` (a multiple of 16) at p (16-byte aligned) from DRAM, without waiting
+ * and without registers: one bulk-prefetch instruction on sm_90 and later, nothing before (the
+ * loads then go to DRAM themselves). Data does not change, so neither do the bytes encoded. */
+static __device__ __forceinline__ void l2_prefetch(const void *p, uint32_t bytes)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+	(void)p, (void)bytes;
+#endif
+}
+
 static __device__ __forceinline__ void lb_store(unsigned long long *p, unsigned long long v)
 {
 	*(volatile unsigned long long *)p = v;

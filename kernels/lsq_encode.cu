@@ -19,6 +19,15 @@
 #define LSQ_ENC_MIN_CTAS 5
 #endif
 
+/* How many tiles ahead of its own (in launch order) a CTA prefetches into L2. A CTA's own loads
+ * wait behind its ticket and hold registers while in flight, and its later phases issue none,
+ * so 5 CTAs per SM kept DRAM under half busy; prefetching ahead keeps reads in flight without
+ * registers and turns the loads into L2 hits. On the H100 (bf16, 8 bits, 256 MiB) 128 tiles
+ * (2 MiB of 16-bit data) ran at 0.81 of copy, 256 at 0.81, 512 at 0.80, none at 0.72. */
+#ifndef LSQ_ENC_PREFETCH_AHEAD
+#define LSQ_ENC_PREFETCH_AHEAD 128
+#endif
+
 struct lsq_enc_args {
 	const uint8_t *src;
 	uint8_t *dst;
@@ -137,8 +146,14 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 	const uint32_t log2b = a.g.log2b, B = 1u << log2b, G = B >= 256 ? 32u : B / 8u;
 	const uint64_t n = a.g.n;
 
-	if (threadIdx.x == 0)
+	if (threadIdx.x == 0) {
+		/* the tile launched LSQ_ENC_PREFETCH_AHEAD after this one (tickets follow launch
+		 * order closely) goes into L2 now, so it is there when that CTA loads it */
+		uint64_t pe0 = ((uint64_t)blockIdx.x + LSQ_ENC_PREFETCH_AHEAD) * LSQ_TILE;
+		if (a.vec && pe0 + LSQ_TILE <= n)
+			l2_prefetch(a.src + pe0 * ES, LSQ_TILE * ES);
 		s_tile = atomicAdd(a.ticket, 1u);
+	}
 	s_kind[threadIdx.x] = 0;
 	s_off[threadIdx.x] = 0;
 	__syncthreads();
