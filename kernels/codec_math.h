@@ -449,11 +449,18 @@ RCMOE_HD int rcmoe_pts_kept_normal_tau(float g, float tau, uint32_t r)
 	return rcmoe_fmul(rcmoe_rng_unit(r), tau) < a;
 }
 
+/* Whether rcmoe_pts_select calls g large (kept exactly): |g| >= tau, and never a zero (which
+ * tau = 0, an all-zero input, would otherwise admit) or NaN. */
+RCMOE_HD int rcmoe_pts_is_large(float g, float tau)
+{
+	float a = fabsf(g);
+	return (a >= tau) & (a > 0.0f);
+}
+
 /* The same answer for any tau: large elements kept explicitly. */
 RCMOE_HD int rcmoe_pts_kept_exact(float g, float tau, uint32_t r)
 {
-	float a = rcmoe_bitsf(rcmoe_fbits(g) & 0x7fffffffu);
-	return rcmoe_pts_kept_normal_tau(g, tau, r) | ((a >= tau) & (a > 0.0f));
+	return rcmoe_pts_kept_normal_tau(g, tau, r) | rcmoe_pts_is_large(g, tau);
 }
 
 /* rcmoe_pts_kept_normal_tau in two GPU instructions: with m = 1 + u (the draw's bits under
@@ -469,8 +476,7 @@ RCMOE_HD int rcmoe_pts_kept_fused(float g, float tau, float neg_tau, uint32_t r)
 /* rcmoe_pts_kept_exact with the fused comparison. */
 RCMOE_HD int rcmoe_pts_kept_fused_exact(float g, float tau, float neg_tau, uint32_t r)
 {
-	float a = fabsf(g);
-	return rcmoe_pts_kept_fused(g, tau, neg_tau, r) | ((a >= tau) & (a > 0.0f));
+	return rcmoe_pts_kept_fused(g, tau, neg_tau, r) | rcmoe_pts_is_large(g, tau);
 }
 
 /* tau from the L1 norm: l1 / (rho * n) in fp64, rounded up to fp32 and then up to the next value

@@ -12,12 +12,12 @@
  * 2. pts_encode_kernel: grid = one CTA of 512 threads per chunk of C elements (ticket order),
  *    ~7 KB of shared memory. Warp w takes elements 512 i + 32 w + lane (C/512 of them per
  *    thread, loaded first; 16-bit pairs: see select_words_n), so one ballot gives each
- *    32-element word of kept elements; thread w
- *    then splits word w into small and large elements (and the small ones' signs) by reading
- *    the few kept elements again; a block scan of the popcounts ranks the elements; the chunk
- *    publishes its body size (decoupled look-back), builds its index set (bitmap or
- *    Elias-Fano) and compacted signs in shared memory, then writes them, its directory entry
- *    and its large elements at the offset the look-back gave.
+ *    32-element word of kept elements; thread w then splits word w into small and large
+ *    elements (and the small ones' signs) by reading the few kept elements again; a block scan
+ *    of the popcounts ranks the elements; the chunk publishes its body size (decoupled
+ *    look-back), builds its index set (bitmap or Elias-Fano) and compacted signs in shared
+ *    memory, then writes them, its directory entry and its large elements at the offset the
+ *    look-back gave.
  */
 #include "gpu_common.cuh"
 

@@ -117,7 +117,6 @@ Test(pts, kept_predicates_match_select)
 		    (unsigned long long)checked, (unsigned long long)normal_form_misses);
 }
 
-
 Test(pts, density_expected_and_realised)
 {
 	const size_t n = 1 << 20;
