@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Listening socket and handle: listen and close_listen (accept is in accept.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -52,6 +53,10 @@ rcmoe_status_t sock_listen(int dev, void *handle, struct rcmoe_tlisten **out)
 		goto close_socket;
 	}
 	sock_addr_str(&l->addr, l->addr_str, sizeof(l->addr_str));
+	/* Held in reserve: when the process runs out of descriptors, giving this one up lets
+	 * accept take a waiting connection (and close it) instead of failing. Without it the
+	 * listener still works; accept.c tries again to open it. */
+	l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	struct sock_handle h = {
 	    .version = SOCK_PROTO_VERSION, .addr = l->addr, .secret = l->secret};
@@ -73,6 +78,8 @@ rcmoe_status_t sock_close_listen(struct rcmoe_tlisten *l)
 	if (!l)
 		return RCMOE_OK;
 	sock_listen_drop_all(l);
+	if (l->spare_fd >= 0)
+		close(l->spare_fd);
 	close(l->fd);
 	free(l);
 	return RCMOE_OK;

@@ -38,18 +38,6 @@ void sock_addr_str(const union sock_addr *a, char *buf, size_t size)
 	}
 }
 
-void sock_peer_str(int fd, char *buf, size_t size)
-{
-	union sock_addr a;
-	socklen_t len = sizeof(a);
-	memset(&a, 0, sizeof(a));
-	if (getpeername(fd, &a.sa, &len) != 0) {
-		snprintf(buf, size, "(unknown peer)");
-		return;
-	}
-	sock_addr_str(&a, buf, size);
-}
-
 static rcmoe_status_t set_int_opt(int fd, int level, int name, int value, const char *what,
 				  const char *peer)
 {

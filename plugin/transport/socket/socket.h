@@ -49,8 +49,6 @@ rcmoe_status_t sock_pick_interface(const struct rcmoe_params *params, char *ifna
 				   union sock_addr *addr);
 socklen_t sock_addr_len(const union sock_addr *a);
 void sock_addr_str(const union sock_addr *a, char *buf, size_t size);
-/* "addr:port" of the far end of a connected socket. */
-void sock_peer_str(int fd, char *buf, size_t size);
 /* TCP_NODELAY, keepalive and TCP_USER_TIMEOUT so that a dead peer is noticed in `timeout_s`. */
 rcmoe_status_t sock_set_options(int fd, int timeout_s, const char *peer);
 rcmoe_status_t sock_random64(uint64_t *out);
@@ -184,19 +182,38 @@ rcmoe_status_t sock_test(struct rcmoe_treq *req, int *done, size_t *len, uint32_
 struct sock_pending;
 struct sock_group;
 
+/* Refused connections of one listener, so that a flood costs a few WARNs, not one each. */
+struct sock_refusals {
+	uint64_t total;	       /* since listen */
+	uint64_t unlogged;     /* refused since the last WARN */
+	uint64_t last_warn_ns; /* of the last refusal WARN */
+	char last_peer[SOCK_ADDR_STRLEN];
+	char last_why[160];
+};
+
+/* Until its hello proves it was made from the handle, a socket is "unauthenticated"; so is a
+ * socket waiting in an incomplete group (it may never become a connection). A listener holds at
+ * most max_unauth of them, each until the handshake deadline (accept.c). */
 struct rcmoe_tlisten {
 	int fd;
+	int spare_fd; /* /dev/null, given up to accept with when out of descriptors; -1: none */
 	union sock_addr addr;
 	char addr_str[SOCK_ADDR_STRLEN];
 	uint64_t secret;
-	struct sock_pending *pending; /* accepted sockets whose hello is not complete */
-	struct sock_group *groups;    /* sockets of one connect, by nonce, until all are there */
+	unsigned max_unauth; /* from the descriptor limit, at each accept */
+	unsigned nunauth;    /* sockets in `pending` and in `groups` */
+	/* Accepted sockets whose hello is not complete, oldest first, new ones appended. */
+	struct sock_pending *pending;
+	struct sock_pending *pending_last;
+	struct sock_group *groups; /* sockets of one connect, by nonce, until all are there */
+	struct sock_refusals refused;
 };
 
 rcmoe_status_t sock_listen(int dev, void *handle, struct rcmoe_tlisten **out);
 rcmoe_status_t sock_accept(struct rcmoe_tlisten *l, struct rcmoe_trecv **out);
 rcmoe_status_t sock_close_listen(struct rcmoe_tlisten *l);
-/* accept.c: close and free the sockets still waiting in the listener. */
+/* accept.c: close and free the sockets still waiting in the listener (and log the refusals not
+ * yet logged). */
 void sock_listen_drop_all(struct rcmoe_tlisten *l);
 rcmoe_status_t sock_connect(int dev, const void *handle, struct rcmoe_tsend **out);
 
