@@ -73,6 +73,7 @@ rcmoe_status_t sock_comm_create(bool is_send, int *fds, int nstreams, size_t min
 	}
 	for (int t = 0; t < c->nthreads; t++)
 		c->threads[t].efd = -1;
+	pthread_mutex_init(&c->ctrl_lock, NULL);
 	/* From here the comm owns the fds and sock_comm_destroy undoes a partial start. */
 	for (int t = 0; t < c->nthreads; t++) {
 		RCMOE_CHECK_GOTO(start_thread(c, t), st, destroy_comm);
@@ -110,6 +111,7 @@ void sock_comm_destroy(struct sock_comm *c)
 			close(c->threads[t].efd);
 		free(c->threads[t].scratch);
 	}
+	pthread_mutex_destroy(&c->ctrl_lock);
 	close(c->ctrl_fd);
 	for (int s = 0; s < c->nstreams; s++)
 		close(c->streams[s].fd);

@@ -3,12 +3,40 @@
  * isend, irecv and test: the caller's side of the data path. Everything here runs on NCCL's
  * proxy thread and never blocks: headers go over the control socket with non-blocking calls,
  * payload pieces are queued for the helper threads, and completion is read from atomics.
+ *
+ * Also the heartbeats (wire.h, struct sock_live): a waiting receiver asks whether its sender
+ * still runs, and the sender's helper thread 0 answers (sock_echo_read, sock_ctrl_flush) even
+ * when NCCL's proxy thread does not call in.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "rcmoe/log.h"
 #include "transport/socket/socket.h"
+
+static uint64_t timeout_ns(void)
+{
+	return (uint64_t)sock_global.params.socket_timeout * 1000000000ull;
+}
+
+/* A waiting receiver that heard nothing for this long asks; the sender has at least the rest of
+ * the timeout to answer. */
+static uint64_t ask_after_ns(void)
+{
+	return timeout_ns() / 4;
+}
+
+/* hdr_seq is only ever written by one side at a time (the receiving caller, or the holder of
+ * ctrl_lock); the release lets the sending caller see which headers are out without the lock. */
+static uint32_t hdr_seq(struct sock_comm *c)
+{
+	return atomic_load_explicit(&c->hdr_seq, memory_order_relaxed);
+}
+
+static void hdr_seq_next(struct sock_comm *c)
+{
+	atomic_store_explicit(&c->hdr_seq, hdr_seq(c) + 1, memory_order_release);
+}
 
 static struct rcmoe_treq *alloc_req(struct sock_comm *c)
 {
@@ -57,9 +85,9 @@ static void queue_pieces(struct sock_comm *c, struct rcmoe_treq *r)
 		/* At most one piece per message per stream and SOCK_MAX_REQS messages unreleased
 		 * (a request is released only after its pieces left the queues): never full. */
 		s->q[tail % SOCK_MAX_REQS] = (struct sock_piece){
-		    .req = r,
-		    .buf = r->buf ? r->buf + off : NULL,
-		    .len = r->len - off < piece ? r->len - off : piece,
+			.req = r,
+			.buf = r->buf ? r->buf + off : NULL,
+			.len = r->len - off < piece ? r->len - off : piece,
 		};
 		/* seq_cst: pairs with the thread's `sleeping` store before it looks again. */
 		atomic_store(&s->tail, tail + 1);
@@ -72,39 +100,168 @@ static void queue_pieces(struct sock_comm *c, struct rcmoe_treq *r)
 	r->state = SOCK_REQ_MOVING;
 }
 
-/* Write the pending headers (each with its inline payload), oldest first, as far as the socket
- * takes them. */
-static void send_headers(struct sock_comm *c)
+/* ---- sending: the control socket's write side (ctrl_lock held) ---- */
+
+/* Finish an answer to a heartbeat that a full socket cut short: no header may come between its
+ * bytes. */
+static enum sock_io_result echo_finish(struct sock_comm *c)
 {
-	while (c->hdr_seq != c->head && !atomic_load_explicit(&c->failing, memory_order_relaxed)) {
-		struct rcmoe_treq *r = &c->reqs[c->hdr_seq % SOCK_MAX_REQS];
+	struct sock_echo *e = &c->echo;
+	if (e->out_off == 0)
+		return SOCK_IO_DONE;
+	enum sock_io_result res = sock_io(c->ctrl_fd, true, e->out, SOCK_HDR_SIZE, &e->out_off);
+	if (res == SOCK_IO_DONE)
+		e->out_off = 0;
+	return res;
+}
+
+/* Start the answer owed, if any; we are between two messages here. */
+static enum sock_io_result echo_start(struct sock_comm *c)
+{
+	struct sock_echo *e = &c->echo;
+	if (!e->owed)
+		return SOCK_IO_DONE;
+	sock_heartbeat_encode(e->id, e->out);
+	e->owed = false;
+	enum sock_io_result res = sock_io(c->ctrl_fd, true, e->out, SOCK_HDR_SIZE, &e->out_off);
+	if (res == SOCK_IO_DONE)
+		e->out_off = 0;
+	else if (res == SOCK_IO_AGAIN && e->out_off == 0)
+		e->owed = true; /* nothing went: try again later, with the newest number then */
+	return res;
+}
+
+/* Write the published headers (each with its inline payload), oldest first, as far as the
+ * socket takes them. */
+static enum sock_io_result write_headers(struct sock_comm *c)
+{
+	uint32_t end = atomic_load_explicit(&c->hdr_end, memory_order_acquire);
+	while (hdr_seq(c) != end) {
+		struct rcmoe_treq *r = &c->reqs[hdr_seq(c) % SOCK_MAX_REQS];
 		size_t inl = r->inline_payload ? r->len : 0;
 		enum sock_io_result res =
-		    sock_send2(c->ctrl_fd, r->hdr, SOCK_HDR_SIZE, r->buf, inl, &c->hdr_off);
-		if (res == SOCK_IO_AGAIN)
-			return;
-		if (res != SOCK_IO_DONE) {
+			sock_send2(c->ctrl_fd, r->hdr, SOCK_HDR_SIZE, r->buf, inl, &c->hdr_off);
+		if (res == SOCK_IO_ERROR) {
 			int err = errno;
 			sock_comm_fail(
-			    c, RCMOE_ERR_REMOTE,
-			    "%s on the control socket after %zu of %zu bytes of message %u "
-			    "(header and inline payload)",
-			    strerror(err), c->hdr_off, SOCK_HDR_SIZE + inl, r->seq);
-			return;
+				c, RCMOE_ERR_REMOTE,
+				"%s on the control socket after %zu of %zu bytes of message %u "
+				"(header and inline payload)",
+				strerror(err), c->hdr_off, SOCK_HDR_SIZE + inl, r->seq);
 		}
-		c->hdr_seq++;
+		if (res != SOCK_IO_DONE)
+			return res;
 		c->hdr_off = 0;
+		hdr_seq_next(c);
+	}
+	return SOCK_IO_DONE;
+}
+
+/* Everything the control socket owes, in an order that keeps each header, inline payload and
+ * answer whole: an answer under way, the headers, then a new answer. */
+static void ctrl_flush_locked(struct sock_comm *c)
+{
+	if (atomic_load_explicit(&c->failing, memory_order_relaxed))
+		return;
+	enum sock_io_result res = echo_finish(c);
+	if (res == SOCK_IO_DONE) {
+		res = write_headers(c);
+		if (res != SOCK_IO_DONE)
+			return; /* write_headers reported an error itself */
+		res = echo_start(c);
+	}
+	if (res == SOCK_IO_ERROR) {
+		int err = errno;
+		sock_comm_fail(c, RCMOE_ERR_REMOTE,
+			       "%s on the control socket while answering a heartbeat",
+			       strerror(err));
 	}
 }
 
-/* Check a received header against its posted receive; fails the comm when it does not fit. */
-static bool header_ok(struct sock_comm *c, struct rcmoe_treq *r, const struct sock_msg_hdr *h)
+/* The caller's writes. Helper thread 0 may hold the lock for a moment to answer a heartbeat
+ * (writing our headers too): the caller never waits for it, it comes back in its next test. */
+static void send_headers(struct sock_comm *c)
+{
+	if (pthread_mutex_trylock(&c->ctrl_lock) != 0)
+		return;
+	ctrl_flush_locked(c);
+	pthread_mutex_unlock(&c->ctrl_lock);
+}
+
+void sock_ctrl_flush(struct sock_comm *c, bool *want_out)
+{
+	pthread_mutex_lock(&c->ctrl_lock);
+	ctrl_flush_locked(c);
+	*want_out = !atomic_load_explicit(&c->failing, memory_order_relaxed) &&
+		    (c->echo.owed || c->echo.out_off);
+	pthread_mutex_unlock(&c->ctrl_lock);
+}
+
+void sock_echo_read(struct sock_comm *c)
+{
+	struct sock_echo *e = &c->echo;
+	bool owed = false;
+	uint32_t id = 0;
+	while (!e->in_closed) {
+		enum sock_io_result res =
+			sock_io(c->ctrl_fd, false, e->in, SOCK_HDR_SIZE, &e->in_off);
+		if (res == SOCK_IO_AGAIN)
+			break;
+		if (res != SOCK_IO_DONE) {
+			/* The receiver closed (or reset) the connection. No news on its own: it is
+			 * how every job ends, and a send in flight reports it where it writes. */
+			e->in_closed = true;
+			break;
+		}
+		struct sock_msg_hdr h;
+		sock_hdr_decode(e->in, &h);
+		e->in_off = 0;
+		if (!sock_heartbeat_ok(&h)) {
+			sock_comm_fail(c, RCMOE_ERR_MALFORMED,
+				       "the receiver sent something other than a heartbeat (magic "
+				       "0x%08x, transport flags 0x%x, %llu bytes)",
+				       h.magic, h.wire_flags, (unsigned long long)h.len);
+			e->in_closed = true;
+			return;
+		}
+		/* Answer the newest only: one answer shows as much as several. */
+		owed = true;
+		id = h.seq;
+	}
+	if (owed) {
+		pthread_mutex_lock(&c->ctrl_lock);
+		e->owed = true;
+		e->id = id;
+		pthread_mutex_unlock(&c->ctrl_lock);
+	}
+}
+
+/* ---- receiving: headers ---- */
+
+/* What any header must be, whether its receive is posted yet or not. */
+static bool wire_ok(struct sock_comm *c, const struct sock_msg_hdr *h)
 {
 	if (h->magic != SOCK_MSG_MAGIC) {
-		r->status = RCMOE_ERR_MALFORMED;
-		sock_comm_fail(c, r->status, "bad message header (magic 0x%08x) for message %u",
-			       h->magic, r->seq);
-	} else if (h->seq != r->seq) {
+		sock_comm_fail(c, RCMOE_ERR_MALFORMED,
+			       "bad message header (magic 0x%08x) for message %u", h->magic,
+			       hdr_seq(c));
+		return false;
+	}
+	if ((h->wire_flags & ~SOCK_WIRE_INLINE) ||
+	    ((h->wire_flags & SOCK_WIRE_INLINE) && h->len > SOCK_INLINE_MAX)) {
+		sock_comm_fail(
+			c, RCMOE_ERR_MALFORMED,
+			"message %u has transport flags 0x%x for %llu bytes (inline at most %u)",
+			hdr_seq(c), h->wire_flags, (unsigned long long)h->len, SOCK_INLINE_MAX);
+		return false;
+	}
+	return true;
+}
+
+/* Check a header against its posted receive; fails the comm when it does not fit. */
+static bool header_ok(struct sock_comm *c, struct rcmoe_treq *r, const struct sock_msg_hdr *h)
+{
+	if (h->seq != r->seq) {
 		r->status = RCMOE_ERR_MALFORMED;
 		sock_comm_fail(c, r->status, "header of message %u arrived when %u was expected",
 			       h->seq, r->seq);
@@ -113,13 +270,6 @@ static bool header_ok(struct sock_comm *c, struct rcmoe_treq *r, const struct so
 		sock_comm_fail(c, r->status,
 			       "message %u has tag %d, the receive was posted with %d", r->seq,
 			       h->tag, r->tag);
-	} else if ((h->wire_flags & ~SOCK_WIRE_INLINE) ||
-		   ((h->wire_flags & SOCK_WIRE_INLINE) && h->len > SOCK_INLINE_MAX)) {
-		r->status = RCMOE_ERR_MALFORMED;
-		sock_comm_fail(
-		    c, r->status,
-		    "message %u has transport flags 0x%x for %llu bytes (inline at most %u)",
-		    r->seq, h->wire_flags, (unsigned long long)h->len, SOCK_INLINE_MAX);
 	} else if (h->len > r->max_len) {
 		r->status = RCMOE_ERR_OVERFLOW;
 		sock_comm_fail(c, r->status,
@@ -129,22 +279,66 @@ static bool header_ok(struct sock_comm *c, struct rcmoe_treq *r, const struct so
 	return r->status == RCMOE_OK;
 }
 
-/* Read one header from the control socket and act on it: ask the message's destination, then
- * queue its pieces or wait for its inline payload. False when the caller should stop for now. */
-static bool recv_header(struct sock_comm *c, struct rcmoe_treq *r)
+/* An answer to our heartbeats. It shows that the sender runs only if it answers the open
+ * question: an older one was sent before the question and may have waited unread (behind a
+ * parked header) for a long time. */
+static bool take_answer(struct sock_comm *c, const struct sock_msg_hdr *h)
 {
-	enum sock_io_result res = sock_io(c->ctrl_fd, false, c->rx_hdr, SOCK_HDR_SIZE, &c->hdr_off);
-	if (res == SOCK_IO_AGAIN)
-		return false;
-	if (res != SOCK_IO_DONE) {
-		int err = res == SOCK_IO_EOF ? 0 : errno;
-		sock_comm_fail(
-		    c, RCMOE_ERR_REMOTE,
-		    "%s while waiting for the header of message %u (%zu of %d bytes read)",
-		    err ? strerror(err) : "peer closed the connection", r->seq, c->hdr_off,
-		    SOCK_HDR_SIZE);
+	struct sock_live *lv = &c->live;
+	if (!sock_heartbeat_ok(h) || (int32_t)(lv->next_id - h->seq) <= 0) {
+		sock_comm_fail(c, RCMOE_ERR_MALFORMED,
+			       "bad heartbeat (magic 0x%08x, transport flags 0x%x, %llu bytes, "
+			       "number %u while %u were sent)",
+			       h->magic, h->wire_flags, (unsigned long long)h->len, h->seq,
+			       lv->next_id);
 		return false;
 	}
+	if (lv->asking && (int32_t)(h->seq - lv->ask_id) >= 0) {
+		lv->asking = false;
+		lv->ev_ns = sock_now_ns();
+	}
+	return true;
+}
+
+/* Read the control socket up to the next message header, taking the heartbeats on the way.
+ * True with a complete, plausible header in rx_hdr: it stays there (parked) until its receive
+ * is posted, and nothing behind it is read meanwhile. False when nothing more can be read now
+ * or the comm failed. */
+static bool next_header(struct sock_comm *c)
+{
+	while (c->hdr_off < SOCK_HDR_SIZE) {
+		enum sock_io_result res =
+			sock_io(c->ctrl_fd, false, c->rx_hdr, SOCK_HDR_SIZE, &c->hdr_off);
+		if (res == SOCK_IO_AGAIN)
+			return false;
+		if (res != SOCK_IO_DONE) {
+			int err = res == SOCK_IO_EOF ? 0 : errno;
+			sock_comm_fail(c, RCMOE_ERR_REMOTE,
+				       "%s while waiting for the header of message %u (%zu of %d "
+				       "bytes read)",
+				       err ? strerror(err) : "peer closed the connection",
+				       hdr_seq(c), c->hdr_off, SOCK_HDR_SIZE);
+			return false;
+		}
+		struct sock_msg_hdr h;
+		sock_hdr_decode(c->rx_hdr, &h);
+		if (sock_hdr_is_heartbeat(&h)) {
+			c->hdr_off = 0;
+			if (!take_answer(c, &h))
+				return false;
+			continue;
+		}
+		c->live.ctrl_in += SOCK_HDR_SIZE;
+		if (!wire_ok(c, &h))
+			return false;
+	}
+	return true;
+}
+
+/* Act on the header in rx_hdr for its posted receive: ask the message's destination, then
+ * queue its pieces or wait for its inline payload. False when the caller should stop. */
+static bool start_message(struct sock_comm *c, struct rcmoe_treq *r)
+{
 	struct sock_msg_hdr h;
 	sock_hdr_decode(c->rx_hdr, &h);
 	c->hdr_off = 0;
@@ -171,7 +365,7 @@ static bool recv_header(struct sock_comm *c, struct rcmoe_treq *r)
 		c->rx_off = 0;
 	} else {
 		queue_pieces(c, r);
-		c->hdr_seq++;
+		hdr_seq_next(c);
 	}
 	return true;
 }
@@ -180,6 +374,7 @@ static bool recv_header(struct sock_comm *c, struct rcmoe_treq *r)
 static bool recv_inline(struct sock_comm *c, struct rcmoe_treq *r)
 {
 	enum sock_io_result res = SOCK_IO_DONE;
+	size_t before = c->rx_off;
 	if (r->buf) {
 		res = sock_io(c->ctrl_fd, false, r->buf, r->len, &c->rx_off);
 	} else {
@@ -191,32 +386,177 @@ static bool recv_inline(struct sock_comm *c, struct rcmoe_treq *r)
 			c->rx_off += got;
 		}
 	}
+	c->live.ctrl_in += c->rx_off - before;
 	if (res == SOCK_IO_AGAIN)
 		return false;
 	if (res != SOCK_IO_DONE) {
 		int err = res == SOCK_IO_EOF ? 0 : errno;
-		sock_comm_fail(
-		    c, RCMOE_ERR_REMOTE, "%s after %zu of %zu bytes of message %u (inline)",
-		    err ? strerror(err) : "peer closed the connection", c->rx_off, r->len, r->seq);
+		sock_comm_fail(c, RCMOE_ERR_REMOTE,
+			       "%s after %zu of %zu bytes of message %u (inline)",
+			       err ? strerror(err) : "peer closed the connection", c->rx_off,
+			       r->len, r->seq);
 		return false;
 	}
 	r->state = SOCK_REQ_MOVING;
-	c->hdr_seq++;
+	hdr_seq_next(c);
 	return true;
 }
 
 /* Progress the posted receives, oldest first, as far as the control socket allows. A header is
- * read only once its receive is posted, so a bad one never meets a buffer. */
+ * acted on only once its receive is posted, so a bad one never meets a buffer. */
 static void recv_headers(struct sock_comm *c)
 {
 	/* After a failure the socket may still hold bytes, but they mean nothing any more. */
-	while (c->hdr_seq != c->head && !atomic_load_explicit(&c->failing, memory_order_relaxed)) {
-		struct rcmoe_treq *r = &c->reqs[c->hdr_seq % SOCK_MAX_REQS];
-		bool more = r->state == SOCK_REQ_INLINE ? recv_inline(c, r) : recv_header(c, r);
+	while (!atomic_load_explicit(&c->failing, memory_order_relaxed)) {
+		if (hdr_seq(c) == c->head) {
+			/* Every posted receive has its header. Read on only to hear an answer
+			 * to our heartbeat, which may come while payload is outstanding; a
+			 * header met on the way is parked. */
+			if (c->live.asking)
+				next_header(c);
+			return;
+		}
+		struct rcmoe_treq *r = &c->reqs[hdr_seq(c) % SOCK_MAX_REQS];
+		bool more = r->state == SOCK_REQ_INLINE ? recv_inline(c, r)
+							: next_header(c) && start_message(c, r);
 		if (!more)
 			return;
 	}
 }
+
+/* ---- receiving: is the sender still there? ---- */
+
+/* The oldest receive whose header came but whose payload has not all arrived. */
+static struct rcmoe_treq *oldest_started(struct sock_comm *c)
+{
+	for (uint32_t seq = c->tail; seq != c->head; seq++) {
+		struct rcmoe_treq *r = &c->reqs[seq % SOCK_MAX_REQS];
+		if (r->state == SOCK_REQ_INLINE)
+			return r;
+		if (r->state == SOCK_REQ_MOVING &&
+		    atomic_load_explicit(&r->pieces_left, memory_order_acquire) > 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* The oldest posted receive that still waits for bytes from the sender (a complete one only
+ * waits for its test), or NULL. */
+static struct rcmoe_treq *oldest_waiting(struct sock_comm *c)
+{
+	struct rcmoe_treq *r = oldest_started(c);
+	if (!r && hdr_seq(c) != c->head)
+		r = &c->reqs[hdr_seq(c) % SOCK_MAX_REQS];
+	return r;
+}
+
+/* Header and payload bytes received so far, by the caller and the helper threads. */
+static uint64_t bytes_in(struct sock_comm *c)
+{
+	uint64_t n = c->live.ctrl_in;
+	for (int t = 0; t < c->nthreads; t++)
+		n += atomic_load_explicit(&c->threads[t].moved, memory_order_relaxed);
+	return n;
+}
+
+static void live_restart(struct sock_comm *c, uint64_t now)
+{
+	struct sock_live *lv = &c->live;
+	lv->ev_ns = now;
+	lv->data_ns = now;
+	lv->call_ns = now;
+	lv->asking = false;
+	lv->seen = bytes_in(c);
+}
+
+/* Write our heartbeat, or what a full socket left of it. */
+static void send_heartbeat(struct sock_comm *c)
+{
+	struct sock_live *lv = &c->live;
+	enum sock_io_result res = sock_io(c->ctrl_fd, true, lv->out, SOCK_HDR_SIZE, &lv->out_off);
+	if (res == SOCK_IO_DONE)
+		lv->out_off = 0;
+	if (res == SOCK_IO_ERROR) {
+		int err = errno;
+		sock_comm_fail(c, RCMOE_ERR_REMOTE,
+			       "%s on the control socket while sending a heartbeat", strerror(err));
+	}
+}
+
+static void ask(struct sock_comm *c, uint64_t now)
+{
+	struct sock_live *lv = &c->live;
+	sock_heartbeat_encode(lv->next_id, lv->out);
+	lv->asking = true;
+	lv->ask_id = lv->next_id++;
+	lv->ask_ns = now;
+	lv->out_off = 0;
+	send_heartbeat(c);
+}
+
+static void fail_stalled(struct sock_comm *c, struct rcmoe_treq *r)
+{
+	size_t got = r->state == SOCK_REQ_INLINE
+			     ? c->rx_off
+			     : atomic_load_explicit(&r->bytes_done, memory_order_relaxed);
+	sock_comm_fail(c, RCMOE_ERR_REMOTE,
+		       "no payload for %lld s (RCMOE_SOCKET_TIMEOUT) after %zu of %zu bytes of "
+		       "message %u: the sender is stopped or hung, or the network is down",
+		       (long long)sock_global.params.socket_timeout, got, r->len, r->seq);
+}
+
+static void fail_silent(struct sock_comm *c, struct rcmoe_treq *r)
+{
+	sock_comm_fail(c, RCMOE_ERR_REMOTE,
+		       "nothing (no header, payload or heartbeat) for %lld s "
+		       "(RCMOE_SOCKET_TIMEOUT) while waiting for message %u: the sender is "
+		       "stopped or hung, or the network is down",
+		       (long long)sock_global.params.socket_timeout, r->seq);
+}
+
+/* Called by each receive test: note what arrived, ask after a quiet spell, and fail the
+ * connection when a started message stopped moving or the sender stopped answering. */
+static void recv_check_live(struct sock_comm *c)
+{
+	struct sock_live *lv = &c->live;
+	uint64_t now = sock_now_ns();
+	uint64_t seen = bytes_in(c);
+	if (now - lv->call_ns > ask_after_ns()) {
+		/* We were not looking (our own process stopped or starved, or the proxy thread
+		 * was away): judge only what happens from now on. */
+		live_restart(c, now);
+		return;
+	}
+	lv->call_ns = now;
+	if (seen != lv->seen) {
+		lv->seen = seen;
+		lv->ev_ns = now;
+		lv->data_ns = now;
+		lv->asking = false;
+	}
+	/* Payload of a started message comes from the sender's helper threads whatever its
+	 * caller does: when none came for the timeout, the sender (or the network) hangs. */
+	struct rcmoe_treq *r;
+	if (now - lv->data_ns > timeout_ns() && (r = oldest_started(c)) != NULL) {
+		fail_stalled(c, r);
+		return;
+	}
+	if (lv->out_off)
+		send_heartbeat(c);
+	if (!lv->asking) {
+		if (!lv->out_off && now - lv->ev_ns >= ask_after_ns() && oldest_waiting(c))
+			ask(c, now);
+		return;
+	}
+	if (now - lv->ev_ns > timeout_ns() && now - lv->ask_ns >= timeout_ns() - ask_after_ns()) {
+		if ((r = oldest_waiting(c)) != NULL)
+			fail_silent(c, r);
+		else
+			lv->asking = false;
+	}
+}
+
+/* ---- the ops ---- */
 
 rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, int tag,
 			  uint32_t flags, struct rcmoe_treq **req)
@@ -238,17 +578,19 @@ rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len,
 	/* A message that would be one piece rides on the control socket: it loses no
 	 * parallelism and needs no helper-thread wakeup on either side. */
 	r->inline_payload = len <= c->min_chunk && len <= SOCK_INLINE_MAX;
-	struct sock_msg_hdr h = {.magic = SOCK_MSG_MAGIC,
-				 .seq = r->seq,
-				 .tag = tag,
-				 .flags = flags,
-				 .len = len,
-				 .wire_flags = r->inline_payload ? SOCK_WIRE_INLINE : 0};
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
+				  .seq = r->seq,
+				  .tag = tag,
+				  .flags = flags,
+				  .len = len,
+				  .wire_flags = r->inline_payload ? SOCK_WIRE_INLINE : 0 };
 	sock_hdr_encode(&h, r->hdr);
 	if (r->inline_payload)
 		r->state = SOCK_REQ_MOVING;
 	else
 		queue_pieces(c, r);
+	/* From here helper thread 0 may write the header (and read the request) too. */
+	atomic_store_explicit(&c->hdr_end, c->head, memory_order_release);
 	send_headers(c);
 	*req = r;
 	return RCMOE_OK;
@@ -264,9 +606,14 @@ rcmoe_status_t sock_irecv(struct rcmoe_trecv *comm, size_t max_len, int tag, rcm
 	int err = atomic_load_explicit(&c->error, memory_order_acquire);
 	if (err != RCMOE_OK)
 		return (rcmoe_status_t)err;
+	/* A wait starts: the sender is judged from now on, not by how quiet the connection was
+	 * while nobody waited (it sends nothing then). */
+	bool was_waiting = oldest_waiting(c) != NULL;
 	struct rcmoe_treq *r = alloc_req(c);
 	if (!r)
 		return RCMOE_OK;
+	if (!was_waiting)
+		live_restart(c, sock_now_ns());
 	r->max_len = max_len;
 	r->tag = tag;
 	r->place = place;
@@ -286,9 +633,12 @@ rcmoe_status_t sock_test(struct rcmoe_treq *req, int *done, size_t *len, uint32_
 	*done = 0;
 	if (c->is_send) {
 		send_headers(c);
-		header_done = (int32_t)(c->hdr_seq - req->seq) > 0;
+		header_done = (int32_t)(atomic_load_explicit(&c->hdr_seq, memory_order_acquire) -
+					req->seq) > 0;
 	} else {
 		recv_headers(c);
+		if (!atomic_load_explicit(&c->failing, memory_order_relaxed))
+			recv_check_live(c);
 		header_done = req->state == SOCK_REQ_MOVING;
 	}
 	if (header_done && atomic_load_explicit(&req->pieces_left, memory_order_acquire) == 0) {

@@ -2,8 +2,9 @@
 /*
  * Private state of the socket transport.
  *
- * A connection is one control socket (message headers, written and read by the caller's thread
- * without blocking) plus `nstreams` data sockets (payload, moved by `nthreads` helper threads,
+ * A connection is one control socket (message headers, written and read without blocking by the
+ * caller's thread, and on the sender also by helper thread 0; heartbeats, see sock_live) plus
+ * `nstreams` data sockets (payload, moved by `nthreads` helper threads,
  * thread t owning the streams s with s % nthreads == t). The caller's thread cuts each message
  * into pieces (sock_plan_pieces) and queues each piece on its stream; the stream's thread moves
  * it between the user buffer and the socket and counts it done. Each stream's queue is
@@ -118,6 +119,44 @@ struct sock_thread {
 	bool started;	      /* caller */
 	pthread_t tid;
 	uint8_t *scratch; /* where discarded payload goes */
+	/* Payload bytes this thread moved; written by it alone, read by the receiving caller to
+	 * see whether anything arrives (sock_live). */
+	_Atomic uint64_t moved;
+};
+
+/*
+ * Is the sender still running? (receive comms; caller). TCP cannot tell: a stopped process's
+ * kernel still acknowledges data and keepalive probes. While a receive waits and nothing came
+ * for a quarter of RCMOE_SOCKET_TIMEOUT, the receiver asks with a heartbeat on the control
+ * socket's reverse direction; the sender's helper thread 0 answers at once, whatever its caller
+ * does. Nothing is sent while no receive waits, so nothing piles up unread on an idle
+ * connection.
+ */
+struct sock_live {
+	uint64_t ctrl_in; /* header and inline payload bytes read (heartbeats not counted) */
+	uint64_t seen;    /* those and the helper threads' payload bytes, at the last look */
+	uint64_t ev_ns;   /* last sign of life: such a byte, or an answer to our question */
+	uint64_t data_ns; /* last header or payload byte: a started message must keep moving */
+	uint64_t call_ns; /* the caller's last look (a long gap restarts the clocks) */
+	bool asking;      /* a heartbeat went out and nothing answered it yet */
+	uint32_t ask_id;  /* its number: older answers prove nothing */
+	uint64_t ask_ns;
+	uint32_t next_id;           /* number of the next heartbeat */
+	uint8_t out[SOCK_HDR_SIZE]; /* the heartbeat being written */
+	size_t out_off;             /* bytes of it written, 0 when none is under way */
+};
+
+/* The sender's side of the heartbeats (send comms). */
+struct sock_echo {
+	/* helper thread 0: reading the receiver's heartbeats */
+	uint8_t in[SOCK_HDR_SIZE];
+	size_t in_off;
+	bool in_closed; /* EOF or error: the caller's writes will report it if it matters */
+	/* ctrl_lock: the answer, written between two messages' headers */
+	bool owed;
+	uint32_t id; /* the newest heartbeat read */
+	uint8_t out[SOCK_HDR_SIZE];
+	size_t out_off; /* bytes of the answer written, 0 when none is under way */
 };
 
 struct sock_comm {
@@ -133,11 +172,24 @@ struct sock_comm {
 	struct rcmoe_treq reqs[SOCK_MAX_REQS];
 	uint32_t head;	  /* caller: seq of the next request */
 	uint32_t tail;	  /* caller: seq of the oldest unreleased request */
-	uint32_t hdr_seq; /* caller: next header to write (send) or read (recv) */
-	size_t hdr_off;	  /* caller: bytes of it done (send: with its inline payload) */
+	/* Next header to write (send: under ctrl_lock, read by the caller to see which sends
+	 * are out) or to read (recv: caller). */
+	_Atomic uint32_t hdr_seq;
+	/* send: headers ready to write; the caller publishes a request's header with it. */
+	_Atomic uint32_t hdr_end;
+	/* Bytes of header hdr_seq done (send: with its inline payload, under ctrl_lock; recv:
+	 * caller). On receive, a complete header whose receive is not posted yet waits here
+	 * ("parked") with hdr_off == SOCK_HDR_SIZE and hdr_seq == head. */
+	size_t hdr_off;
 	size_t rx_off;	  /* caller (recv): bytes of the inline payload read */
 	uint8_t rx_hdr[SOCK_HDR_SIZE]; /* caller (recv): header being read */
 	unsigned next_stream;	       /* caller: where the next message's first piece goes */
+	/* send: the control socket's write side (headers, inline payloads, heartbeat answers),
+	 * shared by the caller and helper thread 0. Held only around non-blocking writes, and
+	 * the caller only ever try-locks it. */
+	pthread_mutex_t ctrl_lock;
+	struct sock_echo echo; /* send */
+	struct sock_live live; /* recv, caller */
 
 	_Atomic int failing;  /* shared: set once by whoever reports the failure */
 	_Atomic int error;    /* shared: rcmoe_status_t, RCMOE_OK while healthy */
@@ -170,6 +222,12 @@ void sock_comm_fail(struct sock_comm *c, rcmoe_status_t st, const char *fmt, ...
 /* Wake thread `t` if it is (about to be) asleep. */
 void sock_thread_wake(struct sock_thread *th);
 void *sock_thread_main(void *arg);
+
+/* data.c, for helper thread 0 of a send comm: read the receiver's heartbeats (each owes an
+ * answer) and write what the control socket owes. *want_out: wait for the socket to take
+ * more before calling again. */
+void sock_echo_read(struct sock_comm *c);
+void sock_ctrl_flush(struct sock_comm *c, bool *want_out);
 
 /* data.c */
 rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, int tag,

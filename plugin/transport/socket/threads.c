@@ -7,6 +7,10 @@
  *
  * Pieces go out and come in, per stream, in the order the caller queued them (the message
  * order), on both sides; that is what keeps the two ends of a stream in step.
+ *
+ * Thread 0 of a send comm also watches the control socket for the receiver's heartbeats and
+ * answers them (data.c): it runs whether or not NCCL's proxy thread calls in, so a sender that
+ * is merely busy is never taken for a stopped one.
  */
 #include <errno.h>
 #include <poll.h>
@@ -77,9 +81,16 @@ static enum turn stream_turn(struct sock_thread *th, struct sock_stream *s, shor
 			r = sock_io(s->fd, c->is_send, p->buf, p->len, &s->off);
 		else
 			r = discard(th, s, p->len);
-		if (s->off > before)
+		if (s->off > before) {
 			atomic_fetch_add_explicit(&p->req->bytes_done, s->off - before,
 						  memory_order_relaxed);
+			/* Only this thread writes it: no read-modify-write needed. */
+			atomic_store_explicit(
+				&th->moved,
+				atomic_load_explicit(&th->moved, memory_order_relaxed) + s->off -
+					before,
+				memory_order_relaxed);
+		}
 		if (r == SOCK_IO_AGAIN) {
 			*events = c->is_send ? POLLOUT : POLLIN;
 			return TURN_WAIT;
@@ -104,7 +115,7 @@ static enum turn stream_turn(struct sock_thread *th, struct sock_stream *s, shor
 static void quiesce(struct sock_thread *th)
 {
 	struct sock_comm *c = th->comm;
-	struct pollfd pfd = {.fd = th->efd, .events = POLLIN};
+	struct pollfd pfd = { .fd = th->efd, .events = POLLIN };
 	atomic_fetch_add_explicit(&c->quiesced, 1, memory_order_release);
 	while (!atomic_load_explicit(&c->stop, memory_order_acquire)) {
 		eventfd_t v;
@@ -113,12 +124,21 @@ static void quiesce(struct sock_thread *th)
 	}
 }
 
+/* The control socket's events thread 0 of a send comm waits for: the receiver's heartbeats, and
+ * room to write an answer that did not fit. 0: none. */
+static short ctrl_events(struct sock_comm *c, bool want_out)
+{
+	return (short)((c->echo.in_closed ? 0 : POLLIN) | (want_out ? POLLOUT : 0));
+}
+
 void *sock_thread_main(void *arg)
 {
 	struct sock_thread *th = arg;
 	struct sock_comm *c = th->comm;
-	struct pollfd pfd[SOCK_MAX_STREAMS + 1];
+	struct pollfd pfd[SOCK_MAX_STREAMS + 2];
 	int idle[SOCK_MAX_STREAMS];
+	bool watch_ctrl = c->is_send && th->index == 0;
+	bool want_out = false;
 
 	for (;;) {
 		if (atomic_load_explicit(&c->stop, memory_order_acquire))
@@ -127,21 +147,23 @@ void *sock_thread_main(void *arg)
 			quiesce(th);
 			break;
 		}
-		int npfd = 1, nidle = 0;
+		int npfd = 1, nidle = 0, ctrl = -1;
 		bool failed = false;
-		pfd[0] = (struct pollfd){.fd = th->efd, .events = POLLIN};
+		pfd[0] = (struct pollfd){ .fd = th->efd, .events = POLLIN };
+		if (watch_ctrl && ctrl_events(c, want_out)) {
+			ctrl = npfd;
+			pfd[npfd++] = (struct pollfd){ .fd = c->ctrl_fd,
+						       .events = ctrl_events(c, want_out) };
+		}
 		for (int s = th->index; s < c->nstreams; s += c->nthreads) {
 			short ev = 0;
 			switch (stream_turn(th, &c->streams[s], &ev)) {
-			case TURN_IDLE:
-				idle[nidle++] = s;
-				break;
+			case TURN_IDLE: idle[nidle++] = s; break;
 			case TURN_WAIT:
-				pfd[npfd++] = (struct pollfd){.fd = c->streams[s].fd, .events = ev};
+				pfd[npfd++] =
+					(struct pollfd){ .fd = c->streams[s].fd, .events = ev };
 				break;
-			case TURN_FAILED:
-				failed = true;
-				break;
+			case TURN_FAILED: failed = true; break;
 			}
 		}
 		if (failed)
@@ -159,6 +181,10 @@ void *sock_thread_main(void *arg)
 				       strerror(err));
 		}
 		atomic_store(&th->sleeping, 0);
+		if (ctrl >= 0 && pfd[ctrl].revents) {
+			sock_echo_read(c);
+			sock_ctrl_flush(c, &want_out);
+		}
 		if (pfd[0].revents & POLLIN) {
 			eventfd_t v;
 			eventfd_read(th->efd, &v);

@@ -18,28 +18,41 @@
  *     would be a single piece (at most the sender's min_chunk, and SOCK_INLINE_MAX) follows its
  *     header on the control socket (SOCK_WIRE_INLINE) instead of going to a data stream: it
  *     loses no parallelism and costs no helper-thread wakeup on either side.
+ *   heartbeat (32 bytes, a message header with wire_flags == SOCK_WIRE_HEARTBEAT, tag, flags and
+ *     len 0, seq = the heartbeat's own number; it consumes no message sequence number):
+ *     a stopped process's kernel still acknowledges TCP data and keepalive probes, so only the
+ *     peer's own code can show that it runs. A receiver that waits for a message and heard
+ *     nothing for RCMOE_SOCKET_TIMEOUT / 4 sends one on the control socket's reverse direction
+ *     (otherwise unused), numbered 0, 1, 2, ...; the sender's helper thread 0 answers it on the
+ *     control socket between two messages (never inside a header or inline payload) with a
+ *     heartbeat carrying the newest number it read. An answer only counts for a question asked
+ *     in the current wait, and a receiver that heard nothing at all for RCMOE_SOCKET_TIMEOUT
+ *     while a receive waits fails the connection. Nothing is sent while no receive waits, so an
+ *     idle connection accumulates nothing unread. (Version 1 had no heartbeats.)
  */
 #ifndef RCMOE_SOCKET_WIRE_H
 #define RCMOE_SOCKET_WIRE_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "rcmoe/status.h"
 
-#define SOCK_PROTO_VERSION 1u
+#define SOCK_PROTO_VERSION 2u
 #define SOCK_HANDLE_MAGIC  0x72636d6f65736b68ull /* "rcmoeskh" */
 #define SOCK_HELLO_MAGIC   0x72636d6f6568656cull /* "rcmoehel" */
-#define SOCK_MSG_MAGIC	   0x524d5347u		 /* "RMSG" */
+#define SOCK_MSG_MAGIC     0x524d5347u           /* "RMSG" */
 
 #define SOCK_HANDLE_SIZE 44
-#define SOCK_HELLO_SIZE	 40
-#define SOCK_HDR_SIZE	 32
+#define SOCK_HELLO_SIZE  40
+#define SOCK_HDR_SIZE    32
 
-#define SOCK_WIRE_INLINE 0x1u
-#define SOCK_INLINE_MAX	 65536u
+#define SOCK_WIRE_INLINE    0x1u
+#define SOCK_WIRE_HEARTBEAT 0x2u
+#define SOCK_INLINE_MAX     65536u
 
 /* Data streams per connection: params.def allows 1..64. */
 #define SOCK_MAX_STREAMS 64
@@ -87,6 +100,13 @@ void sock_hello_decode(const uint8_t in[SOCK_HELLO_SIZE], struct sock_hello *h);
 
 void sock_hdr_encode(const struct sock_msg_hdr *h, uint8_t out[SOCK_HDR_SIZE]);
 void sock_hdr_decode(const uint8_t in[SOCK_HDR_SIZE], struct sock_msg_hdr *h);
+
+/* A heartbeat numbered `id` (both directions use the same form). */
+void sock_heartbeat_encode(uint32_t id, uint8_t out[SOCK_HDR_SIZE]);
+/* Whether `h` claims to be a heartbeat (has SOCK_WIRE_HEARTBEAT), and whether it is a
+ * well-formed one: nothing else may be set but its number. */
+bool sock_hdr_is_heartbeat(const struct sock_msg_hdr *h);
+bool sock_heartbeat_ok(const struct sock_msg_hdr *h);
 
 /*
  * How a message of `len` bytes is cut: *npieces pieces of *piece bytes (the last one shorter),
