@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Connection setup and teardown: wraps the transport's comms with the core's request slots and
  * GPU stream/events (created here, on NCCL's service thread, never on the data path). */
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,11 +155,10 @@ rcmoe_status_t rcmoe_core_close(struct rcmoe_comm *c)
 	rcmoe_status_t st = RCMOE_OK;
 	if (!c)
 		return RCMOE_OK;
-	/* A CPU codec worker may still be writing into a request's buffers: let it finish (a
-	 * message's worth of coding, milliseconds) before anything is freed. */
-	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
-		while (rcmoe_cpu_job_busy(&c->reqs[i].job))
-			sched_yield();
+	/* Transfers still in flight (an abort) may be writing into buffers: stop and wait for
+	 * them (a transport thread lets go in microseconds, a codec job or GPU copy within its
+	 * run time) before anything is freed. */
+	rcmoe_core_quiesce(c, NULL);
 	if (c->tsend)
 		st = rcmoe_core_transport()->close_send(c->tsend);
 	if (c->trecv)

@@ -76,6 +76,7 @@ struct rcmoe_request {
 	uint64_t codec_start_ns; /* GPU codec: when it was launched */
 	uint64_t codec_ns;       /* encode or decode time, for the counters */
 	int on_cpu; /* REQ_ENCODING / REQ_UNSTAGING wait for `job`, not `ev` */
+	int gpu_pending; /* GPU work was enqueued for it and `ev` has not been seen done */
 	struct rcmoe_cpu_job job;
 	struct rcmoe_treq *treq;
 	struct rcmoe_gpu_event ev;
@@ -149,6 +150,9 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *comm, void *data, size_t size
 rcmoe_status_t rcmoe_core_irecv(struct rcmoe_comm *comm, void *data, size_t size, int tag,
 				struct rcmoe_mr *mr, void *phandle, struct rcmoe_request **out);
 rcmoe_status_t rcmoe_core_test(struct rcmoe_request *req, int *done, size_t *size);
+/* Block until no transfer of ours touches mr's buffers (all of the comm's when mr is NULL),
+ * stopping the comm first if any is in flight. For deregMr and close, never the data path. */
+void rcmoe_core_quiesce(struct rcmoe_comm *c, const struct rcmoe_mr *mr);
 
 /* The ctx used by v10 (no per-comm init) and by comms created without one. */
 struct rcmoe_ctx *rcmoe_core_default_ctx(void);

@@ -16,6 +16,7 @@
  * the whole stream on the CPU, then decodes into NCCL's buffer (CPU, or GPU kernel) and reports
  * the original size.
  */
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -63,13 +64,26 @@ static void req_release(struct rcmoe_request *r)
 	r->treq = NULL;
 }
 
-/* Fail the comm for good: NCCL aborts on the error, and nothing more may touch its buffers. */
-static rcmoe_status_t comm_fail(struct rcmoe_comm *c, struct rcmoe_request *r, rcmoe_status_t st)
+/* Fail the comm for good (the first error sticks): NCCL aborts on it. The transport is told
+ * to stop moving bytes at once; each request then reports the failure only once nothing can
+ * write into its buffers any more (req_quiet), so NCCL never frees or reuses a buffer that a
+ * helper thread, a codec worker or a GPU copy of ours is still filling. */
+static rcmoe_status_t comm_fail_why(struct rcmoe_comm *c, rcmoe_status_t st, const char *why)
 {
+	if (c->failed)
+		return c->failed;
 	c->failed = st;
-	if (r)
-		req_release(r);
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	if (c->tsend)
+		t->abort_send(c->tsend, st, why);
+	if (c->trecv)
+		t->abort_recv(c->trecv, st, why);
 	return st;
+}
+
+static rcmoe_status_t comm_fail(struct rcmoe_comm *c, rcmoe_status_t st)
+{
+	return comm_fail_why(c, st, "the plugin failed this connection (see the warning before)");
 }
 
 static int is_gpu(const struct rcmoe_request *r)
@@ -94,6 +108,22 @@ static int in_region(const struct rcmoe_mr *mr, const char *data, size_t size)
 		       (size_t)(data - mr->base) <= mr->size - size);
 }
 
+/* Every copy and kernel launch that writes checks its length against the buffer it writes
+ * first. A length that does not fit is a plugin bug or a peer out of step; it must end as an
+ * NCCL error naming the message, never as a write past a buffer (on the GPU, a fault that takes
+ * down every process sharing the device). */
+static rcmoe_status_t check_fits(const struct rcmoe_request *r, const char *what, size_t len,
+				 size_t room)
+{
+	if (len <= room)
+		return RCMOE_OK;
+	RCMOE_WARN("%s for message %llu (%s of %s, %zu bytes) needs %zu bytes, its destination "
+		   "holds %zu: refused",
+		   what, (unsigned long long)r->seq, rcmoe_func_name(r->info.func),
+		   rcmoe_dtype_name(r->info.dtype), r->size, len, room);
+	return RCMOE_ERR_OVERFLOW;
+}
+
 static struct rcmoe_request *req_by_seq(struct rcmoe_comm *c, uint64_t seq)
 {
 	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++) {
@@ -112,6 +142,8 @@ static rcmoe_status_t poll_event(struct rcmoe_comm *c, struct rcmoe_request *r, 
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_poll(&r->ev, done);
 	rcmoe_gpu_leave(&g);
+	if (st == RCMOE_OK && *done)
+		r->gpu_pending = 0;
 	return st;
 }
 
@@ -123,6 +155,9 @@ static rcmoe_status_t record_and_leave(struct rcmoe_comm *c, struct rcmoe_reques
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_record(&r->ev, &c->stream);
 	rcmoe_gpu_leave(g);
+	/* Whatever was enqueued before a failure may still run: a failed comm waits for the
+	 * event (or, if even recording failed, for the whole stream at close). */
+	r->gpu_pending = 1;
 	return st;
 }
 
@@ -130,6 +165,7 @@ static rcmoe_status_t record_and_leave(struct rcmoe_comm *c, struct rcmoe_reques
 static rcmoe_status_t stage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
 	struct rcmoe_gpu_scope g;
+	RCMOE_CHECK(check_fits(r, "staging copy", r->size, shadow_room(r)));
 	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_copy_d2h(shadow_of(r), r->data, r->size, &c->stream);
@@ -139,6 +175,31 @@ static rcmoe_status_t stage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 	r->flags = 0;
 	r->state = REQ_STAGING;
 	return st;
+}
+
+/* The encoder's stream in the shadow must be this request's: its header decodes to exactly the
+ * request's bytes and carries the request's sequence number as its operation id. Anything else
+ * (a stale stream, a short write) is a plugin bug that must not reach the wire. */
+static rcmoe_status_t check_encoded(const struct rcmoe_request *r, size_t *len)
+{
+	struct rcmoe_wire_header hdr;
+	rcmoe_status_t st = rcmoe_wire_parse(shadow_of(r), shadow_room(r), &hdr);
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("the encoder left no valid stream for message %llu (%zu bytes): %s",
+			   (unsigned long long)r->seq, r->size, rcmoe_status_str(st));
+		return RCMOE_ERR_INTERNAL;
+	}
+	if (hdr.op_id != r->seq || hdr.count * rcmoe_dtype_size(hdr.dtype) != r->size ||
+	    RCMOE_WIRE_HEADER_BYTES + hdr.payload_len > shadow_room(r)) {
+		RCMOE_WARN("the encoded stream for message %llu (%zu bytes) is another's: op %llu, "
+			   "%llu x %s, %llu payload bytes",
+			   (unsigned long long)r->seq, r->size, (unsigned long long)hdr.op_id,
+			   (unsigned long long)hdr.count, rcmoe_dtype_name(hdr.dtype),
+			   (unsigned long long)hdr.payload_len);
+		return RCMOE_ERR_INTERNAL;
+	}
+	*len = RCMOE_WIRE_HEADER_BYTES + hdr.payload_len;
+	return RCMOE_OK;
 }
 
 /* A CPU encode finished? Send its stream if it is shorter than the raw bytes, else the raw
@@ -154,8 +215,15 @@ static rcmoe_status_t cpu_encoded_ready(struct rcmoe_request *r)
 		return r->job.status;
 	}
 	if (r->job.out_len < r->size) {
+		size_t len;
+		RCMOE_CHECK(check_encoded(r, &len));
+		if (len != r->job.out_len) {
+			RCMOE_WARN("CPU encoder reported %zu bytes for message %llu, its header %zu",
+				   r->job.out_len, (unsigned long long)r->seq, len);
+			return RCMOE_ERR_INTERNAL;
+		}
 		r->wire = shadow_of(r);
-		r->wire_len = r->job.out_len;
+		r->wire_len = len;
 		r->flags = RCMOE_MSG_ENCODED;
 	}
 	r->state = REQ_WAIT_POST;
@@ -166,7 +234,6 @@ static rcmoe_status_t cpu_encoded_ready(struct rcmoe_request *r)
  * the raw bytes instead (incompressible data: NaN/Inf blocks). */
 static rcmoe_status_t encoded_ready(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
-	struct rcmoe_wire_header hdr;
 	int done;
 	if (r->on_cpu)
 		return cpu_encoded_ready(r);
@@ -174,12 +241,8 @@ static rcmoe_status_t encoded_ready(struct rcmoe_comm *c, struct rcmoe_request *
 	if (!done)
 		return RCMOE_OK;
 	r->codec_ns = now_ns() - r->codec_start_ns;
-	rcmoe_status_t st = rcmoe_wire_parse(shadow_of(r), shadow_room(r), &hdr);
-	if (st != RCMOE_OK) {
-		RCMOE_WARN("GPU encoder wrote an invalid stream (%s)", rcmoe_status_str(st));
-		return RCMOE_ERR_INTERNAL;
-	}
-	size_t len = RCMOE_WIRE_HEADER_BYTES + hdr.payload_len;
+	size_t len;
+	RCMOE_CHECK(check_encoded(r, &len));
 	if (len < r->size) {
 		r->wire = shadow_of(r);
 		r->wire_len = len;
@@ -197,26 +260,20 @@ static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 	struct rcmoe_request *r;
 	while (c->next_post < c->next_seq && (r = req_by_seq(c, c->next_post)) != NULL) {
 		if (r->state == REQ_ENCODING) {
-			rcmoe_status_t st = encoded_ready(c, r);
-			if (st != RCMOE_OK)
-				return comm_fail(c, r, st);
+			RCMOE_CHECK(encoded_ready(c, r));
 			if (r->state == REQ_ENCODING)
 				return RCMOE_OK;
 		}
 		if (r->state == REQ_STAGING) {
 			int done;
-			rcmoe_status_t st = poll_event(c, r, &done);
-			if (st != RCMOE_OK)
-				return comm_fail(c, r, st);
+			RCMOE_CHECK(poll_event(c, r, &done));
 			if (!done)
 				return RCMOE_OK;
 			r->state = REQ_WAIT_POST;
 		}
 		if (r->state != REQ_WAIT_POST)
 			return RCMOE_OK;
-		rcmoe_status_t st = t->isend(c->tsend, r->wire, r->wire_len, 0, r->flags, &r->treq);
-		if (st != RCMOE_OK)
-			return comm_fail(c, r, st);
+		RCMOE_CHECK(t->isend(c->tsend, r->wire, r->wire_len, 0, r->flags, &r->treq));
 		if (!r->treq)
 			return RCMOE_OK; /* transport full: try again on the next test */
 		r->state = REQ_XFER;
@@ -234,9 +291,11 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq
 				     "workers); under MPS (or with RCMOE_CUDA_BUFFERS=on) the codec "
 				     "runs on the GPU");
 	struct rcmoe_cpu_job *job = &r->job;
+	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
+	RCMOE_CHECK(check_fits(r, "CPU encode", rcmoe_lsq_bound(n, cfg), shadow_room(r)));
 	job->kind = RCMOE_JOB_ENCODE;
 	job->in = r->data;
-	job->in_len = r->size / rcmoe_dtype_size(cfg->dtype);
+	job->in_len = n;
 	job->out = shadow_of(r);
 	job->out_cap = shadow_room(r);
 	job->cfg = *cfg;
@@ -253,6 +312,9 @@ static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
 #ifdef RCMOE_HAVE_CUDA
 	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
 	struct rcmoe_gpu_scope g;
+	RCMOE_CHECK(check_fits(r, "GPU encode", rcmoe_lsq_bound(n, cfg), shadow_room(r)));
+	RCMOE_CHECK(check_fits(r, "GPU encode scratch", rcmoe_gpu_lsq_work_bytes(n, cfg),
+			       c->gpu_work_bytes));
 	r->codec_start_ns = now_ns();
 	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
@@ -299,6 +361,7 @@ static rcmoe_status_t req_start(struct rcmoe_comm *c, int is_send, void *data, s
 	r->codec_ns = 0;
 	r->codec_start_ns = 0;
 	r->on_cpu = 0;
+	r->gpu_pending = 0;
 	attribute(c, phandle, &r->info);
 	*out = r;
 	return RCMOE_OK;
@@ -316,11 +379,14 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 	r->wire = data;
 	r->wire_len = size;
 	r->state = REQ_WAIT_POST;
+	/* Numbered before any work starts: the encoder stamps it into the stream as its
+	 * operation id, and every check names the message by it. */
+	r->seq = c->next_seq++;
 	struct rcmoe_lsq_cfg cfg;
 	int encode = rcmoe_core_compressing() && mr &&
 		     rcmoe_policy_lsq(rcmoe_core_params(), &r->info,
 				      atomic_load_explicit(&c->ctx->attr_op, memory_order_relaxed),
-				      size, c->next_seq, &cfg);
+				      size, r->seq, &cfg);
 	/* The encoder needs room for its worst case (raw blocks plus header) in the shadow. */
 	if (encode && rcmoe_lsq_bound(size / rcmoe_dtype_size(cfg.dtype), &cfg) > shadow_room(r))
 		encode = 0;
@@ -330,10 +396,10 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 		st = encode_cpu(r, &cfg);
 	else if (is_gpu(r) && size > 0)
 		st = stage_raw(c, r);
+	if (st == RCMOE_OK)
+		st = progress_sends(c);
 	if (st != RCMOE_OK)
-		return comm_fail(c, r, st);
-	r->seq = c->next_seq++;
-	RCMOE_CHECK(progress_sends(c));
+		return comm_fail(c, st); /* NCCL aborts: the slot is never handed out */
 	*out = r;
 	return RCMOE_OK;
 }
@@ -352,9 +418,12 @@ static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, voi
 			"RCMOE_* variables on every rank");
 		return RCMOE_ERR_USAGE;
 	}
+	int to_shadow = is_gpu(r) || (flags & RCMOE_MSG_ENCODED);
+	RCMOE_CHECK(check_fits(r, "arriving message", wire_len,
+			       to_shadow ? shadow_room(r) : r->size));
 	r->wire_len = wire_len;
 	r->flags = flags;
-	*dest = (is_gpu(r) || (flags & RCMOE_MSG_ENCODED)) ? shadow_of(r) : r->data;
+	*dest = to_shadow ? shadow_of(r) : r->data;
 	return RCMOE_OK;
 }
 
@@ -370,8 +439,10 @@ rcmoe_status_t rcmoe_core_irecv(struct rcmoe_comm *c, void *data, size_t size, i
 		return st;
 	r->state = REQ_XFER;
 	st = rcmoe_core_transport()->irecv(c->trecv, size, 0, place_recv, r, &r->treq);
-	if (st != RCMOE_OK)
-		return comm_fail(c, r, st);
+	if (st != RCMOE_OK) {
+		req_release(r); /* the transport took nothing */
+		return comm_fail(c, st);
+	}
 	if (!r->treq) {
 		req_release(r);
 		return RCMOE_OK;
@@ -415,6 +486,7 @@ static rcmoe_status_t finish(struct rcmoe_request *r, int *done, size_t *size)
 static rcmoe_status_t unstage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
 	struct rcmoe_gpu_scope g;
+	RCMOE_CHECK(check_fits(r, "copy to the GPU", r->wire_len, r->size));
 	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_copy_h2d(r->data, shadow_of(r), r->wire_len, &c->stream);
@@ -431,12 +503,20 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 	const char *src = shadow_of(r);
 	rcmoe_status_t st = rcmoe_codec_validate(src, r->wire_len, r->size, &hdr);
 	if (st != RCMOE_OK) {
-		RCMOE_WARN("refused a compressed message of %zu bytes for a %zu-byte receive: %s",
-			   r->wire_len, r->size, rcmoe_status_str(st));
+		struct rcmoe_wire_header h = { 0 };
+		int parsed = rcmoe_wire_parse(src, r->wire_len, &h) == RCMOE_OK;
+		RCMOE_WARN("refused compressed message %llu of %zu bytes for a %zu-byte receive "
+			   "(%s %s, %zu elements): %s; its header: %s op %llu, %llu x %s",
+			   (unsigned long long)r->seq, r->wire_len, r->size,
+			   rcmoe_func_name(r->info.func), rcmoe_dtype_name(r->info.dtype),
+			   r->info.count, rcmoe_status_str(st), parsed ? "sender's" : "unreadable",
+			   (unsigned long long)h.op_id, (unsigned long long)h.count,
+			   parsed ? rcmoe_dtype_name(h.dtype) : "-");
 		return st;
 	}
 	size_t out = hdr.codec == RCMOE_CODEC_DEDUP ? hdr.count
 						    : hdr.count * rcmoe_dtype_size(hdr.dtype);
+	RCMOE_CHECK(check_fits(r, "decode", out, r->size));
 	r->result = out;
 	if (!is_gpu(r)) {
 		struct rcmoe_cpu_job *job = &r->job;
@@ -451,10 +531,8 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 		return RCMOE_OK;
 	}
 #ifdef RCMOE_HAVE_CUDA
-	if (rcmoe_gpu_decode_work_bytes(&hdr) > c->gpu_work_bytes) {
-		RCMOE_WARN("compressed message needs more GPU scratch than allocated");
-		return RCMOE_ERR_OVERFLOW;
-	}
+	RCMOE_CHECK(check_fits(r, "GPU decode scratch", rcmoe_gpu_decode_work_bytes(&hdr),
+			       c->gpu_work_bytes));
 	struct rcmoe_gpu_scope g;
 	r->codec_start_ns = now_ns();
 	st = rcmoe_gpu_enter(c->gpu_dev, &g);
@@ -463,7 +541,8 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 				      c->gpu_work_bytes, (cudaStream_t)c->stream.handle);
 	st = record_and_leave(c, r, &g, st);
 	if (st != RCMOE_OK)
-		RCMOE_WARN("GPU decode failed: %s", rcmoe_status_str(st));
+		RCMOE_WARN("GPU decode of message %llu failed: %s", (unsigned long long)r->seq,
+			   rcmoe_status_str(st));
 	r->state = REQ_UNSTAGING;
 	return st;
 #else
@@ -471,15 +550,39 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 #endif
 }
 
-rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
+/* Has everything that may write into r's buffers stopped? Only asked of a failed comm, whose
+ * transport was told to stop: its helper threads let go within microseconds, a codec job or
+ * GPU copy in flight within its own run time. Never blocks. */
+static int req_quiet(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
-	struct rcmoe_comm *c = r->comm;
+	if (r->treq) {
+		int tdone = 0;
+		size_t len;
+		uint32_t flags;
+		/* An aborted transport reports each request (done or failed) only once none of
+		 * its threads can touch it; until then the request stays. */
+		if (rcmoe_core_transport()->test(r->treq, &tdone, &len, &flags) == RCMOE_OK &&
+		    !tdone)
+			return 0;
+		r->treq = NULL;
+	}
+	if (rcmoe_cpu_job_busy(&r->job))
+		return 0;
+	if (r->gpu_pending) {
+		int gdone = 0;
+		/* A poll that errs (a broken context) cannot tell: close waits for the stream. */
+		if (poll_event(c, r, &gdone) == RCMOE_OK && !gdone)
+			return 0;
+		r->gpu_pending = 0;
+	}
+	return 1;
+}
+
+/* Move r along; an error fails the whole comm (the caller quiesces r before reporting it). */
+static rcmoe_status_t progress(struct rcmoe_comm *c, struct rcmoe_request *r, int *done,
+			       size_t *size)
+{
 	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
-	rcmoe_status_t st;
-	*done = 0;
-	*size = 0;
-	if (c->failed)
-		return comm_fail(c, r, c->failed);
 	if (r->is_send)
 		RCMOE_CHECK(progress_sends(c));
 
@@ -487,22 +590,21 @@ rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
 		int tdone = 0;
 		size_t len = 0;
 		uint32_t flags = 0;
-		st = t->test(r->treq, &tdone, &len, &flags);
-		if (st != RCMOE_OK)
-			return comm_fail(c, r, st);
+		rcmoe_status_t st = t->test(r->treq, &tdone, &len, &flags);
+		if (st != RCMOE_OK) {
+			r->treq = NULL; /* the transport released it with its error */
+			return st;
+		}
 		if (!tdone)
 			return RCMOE_OK;
 		r->treq = NULL;
 		r->result = r->wire_len;
-		st = RCMOE_OK;
 		if (r->is_send)
 			return finish(r, done, size);
 		if (r->flags & RCMOE_MSG_ENCODED)
-			st = decode(c, r);
+			RCMOE_CHECK(decode(c, r));
 		else if (is_gpu(r) && r->wire_len > 0)
-			st = unstage_raw(c, r);
-		if (st != RCMOE_OK)
-			return comm_fail(c, r, st);
+			RCMOE_CHECK(unstage_raw(c, r));
 		if (r->state != REQ_UNSTAGING)
 			return finish(r, done, size);
 	}
@@ -510,20 +612,19 @@ rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
 		if (!rcmoe_cpu_job_done(&r->job))
 			return RCMOE_OK;
 		r->codec_ns = r->job.ns;
-		st = r->job.status;
+		rcmoe_status_t st = r->job.status;
 		if (st == RCMOE_OK && r->job.out_len != r->result)
 			st = RCMOE_ERR_INTERNAL;
 		if (st != RCMOE_OK) {
-			RCMOE_WARN("decode of a validated stream failed: %s", rcmoe_status_str(st));
-			return comm_fail(c, r, st);
+			RCMOE_WARN("decode of validated message %llu failed: %s",
+				   (unsigned long long)r->seq, rcmoe_status_str(st));
+			return st;
 		}
 		return finish(r, done, size);
 	}
 	if (r->state == REQ_UNSTAGING) {
 		int gdone;
-		st = poll_event(c, r, &gdone);
-		if (st != RCMOE_OK)
-			return comm_fail(c, r, st);
+		RCMOE_CHECK(poll_event(c, r, &gdone));
 		if (gdone) {
 			if (r->codec_start_ns)
 				r->codec_ns = now_ns() - r->codec_start_ns;
@@ -531,4 +632,48 @@ rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
 		}
 	}
 	return RCMOE_OK;
+}
+
+rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
+{
+	struct rcmoe_comm *c = r->comm;
+	*done = 0;
+	*size = 0;
+	if (!c->failed) {
+		rcmoe_status_t st = progress(c, r, done, size);
+		if (st == RCMOE_OK)
+			return RCMOE_OK;
+		comm_fail(c, st);
+	}
+	/* Failed: the error is reported (and the slot freed) only once r is quiet. */
+	if (!req_quiet(c, r))
+		return RCMOE_OK;
+	req_release(r);
+	return c->failed;
+}
+
+/* Wait until nothing of ours writes into `mr`'s buffers (every region when mr is NULL): NCCL
+ * frees them right after deregMr (and close). In a normal teardown nothing is in flight; after
+ * an abort, requests may still be moving: the comm is stopped and each is waited for (transport
+ * threads let go in microseconds, a codec job or GPU copy within its run time). Blocks: called
+ * from deregMr and close only, never on the data path. */
+void rcmoe_core_quiesce(struct rcmoe_comm *c, const struct rcmoe_mr *mr)
+{
+	int busy = 0;
+	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
+		busy += c->reqs[i].state != REQ_FREE && (!mr || c->reqs[i].mr == mr);
+	if (!busy)
+		return;
+	RCMOE_INFO(NCCL_NET, "%s with %d transfer(s) in flight: stopping the connection and "
+			     "waiting for them",
+		   mr ? "deregMr" : "close", busy);
+	comm_fail_why(c, RCMOE_ERR_INVALID, "closed by NCCL with transfers in flight");
+	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++) {
+		struct rcmoe_request *r = &c->reqs[i];
+		if (r->state == REQ_FREE || (mr && r->mr != mr))
+			continue;
+		while (!req_quiet(c, r))
+			sched_yield();
+		req_release(r);
+	}
 }

@@ -2,7 +2,6 @@
 /* Memory registration. GPU regions get a pinned host shadow (mapped into the GPU) that the data
  * path stages through; with compression on, every region gets one, twice its size, for the
  * encoded streams. All of it is allocated here (NCCL's service thread), never per message. */
-#include <sched.h>
 #include <stdlib.h>
 
 #include "rcmoe/log.h"
@@ -60,11 +59,11 @@ rcmoe_status_t rcmoe_core_dereg_mr(struct rcmoe_comm *comm, struct rcmoe_mr *mr)
 {
 	if (!mr)
 		return RCMOE_OK;
-	/* NCCL deregisters before it closes; after an abort a codec worker may still be coding a
-	 * message of this region into its shadow: let it finish before the shadow goes. */
-	for (int i = 0; comm && i < NCCL_NET_MAX_REQUESTS; i++)
-		while (comm->reqs[i].mr == mr && rcmoe_cpu_job_busy(&comm->reqs[i].job))
-			sched_yield();
+	/* NCCL frees the region right after this (and before it closes the comm). After an abort
+	 * a transfer of ours may still be writing into it or its shadow (a transport thread, a
+	 * codec worker, a GPU copy): stop and wait for those first. */
+	if (comm)
+		rcmoe_core_quiesce(comm, mr);
 	if (mr->host_shadow && mr->type == NCCL_PTR_CUDA) {
 		struct rcmoe_gpu_scope g;
 		if (rcmoe_gpu_enter(mr->gpu_dev, &g) == RCMOE_OK)

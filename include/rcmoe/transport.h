@@ -77,6 +77,17 @@ struct rcmoe_transport_ops {
 	 * sent length). */
 	rcmoe_status_t (*test)(struct rcmoe_treq *req, int *done, size_t *len, uint32_t *flags);
 
+	/* Stop a healthy comm because the caller failed it (a message it cannot accept): no more
+	 * bytes move, the peer sees the connection close, and test reports every request that
+	 * was in flight as failed with `why` once no transport thread can touch its buffer any
+	 * more (until then test says not done); `why` is logged once, naming the peer. Never
+	 * blocks; harmless on a failed comm. */
+	void (*abort_send)(struct rcmoe_tsend *comm, rcmoe_status_t st, const char *why);
+	void (*abort_recv)(struct rcmoe_trecv *comm, rcmoe_status_t st, const char *why);
+	/* 1 once no transport thread can touch any request's buffer (after an abort or a
+	 * failure); 0 while one still may. */
+	int (*quiet_send)(struct rcmoe_tsend *comm);
+	int (*quiet_recv)(struct rcmoe_trecv *comm);
 	/* Close calls are safe on comms with requests still in flight (they are abandoned). */
 	rcmoe_status_t (*close_send)(struct rcmoe_tsend *comm);
 	rcmoe_status_t (*close_recv)(struct rcmoe_trecv *comm);

@@ -262,48 +262,109 @@ Test(compress, nan_and_inf_blocks_arrive_raw)
 	free(dst);
 }
 
+/* The plugin's receive comm fed by a bare transport sender (so a test can put anything on the
+ * wire). */
+struct raw_link {
+	void *ctx, *listen, *recv;
+	struct rcmoe_tsend *ts;
+};
+
+static void raw_link_open(struct raw_link *l)
+{
+	char handle[NCCL_NET_HANDLE_MAXSIZE];
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
+	const struct rcmoe_params *params;
+	memset(l, 0, sizeof(*l));
+	cr_assert_eq(ncclNetPlugin_v11.init(&l->ctx, 7, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
+	cr_assert_eq(rcmoe_params_load(&params), RCMOE_OK);
+	cr_assert_eq(ncclNetPlugin_v11.listen(l->ctx, 0, handle, &l->listen), ncclSuccess);
+	double t0 = now_s();
+	while (!l->ts || !l->recv) {
+		ncclNetDeviceHandle_v11_t *dh;
+		if (!l->ts)
+			cr_assert_eq(rcmoe_socket_ops.connect(0, handle, &l->ts), RCMOE_OK);
+		if (!l->recv)
+			cr_assert_eq(ncclNetPlugin_v11.accept(l->listen, &l->recv, &dh),
+				     ncclSuccess);
+		cr_assert_lt(now_s() - t0, 10.0);
+	}
+}
+
+static void raw_link_close(struct raw_link *l)
+{
+	rcmoe_socket_ops.close_send(l->ts);
+	net_close_recv(l->recv);
+	ncclNetPlugin_v11.closeListen(l->listen);
+	ncclNetPlugin_v11.finalize(l->ctx);
+}
+
+static void expect_untouched(const char *buf, size_t n, uint8_t fill, const char *what)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((uint8_t)buf[i] != fill) {
+			cr_expect(0, "byte %zu of %s was written", i, what);
+			return;
+		}
+}
+
 /* A peer that claims to send a compressed stream but sends garbage, or a cut stream: the
  * receive fails with a WARN and its buffer is never written. */
 static void refuse_encoded(const void *payload, size_t len)
 {
-	char handle[NCCL_NET_HANDLE_MAXSIZE];
-	void *ctx = NULL, *listen = NULL, *recv = NULL, *rmh;
-	struct rcmoe_tsend *ts = NULL;
+	struct raw_link l;
+	void *rmh;
 	struct rcmoe_treq *treq = NULL;
-	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
-	const struct rcmoe_params *params;
-	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 7, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
-	cr_assert_eq(rcmoe_params_load(&params), RCMOE_OK);
-	cr_assert_eq(ncclNetPlugin_v11.listen(ctx, 0, handle, &listen), ncclSuccess);
-	double t0 = now_s();
-	while (!ts || !recv) {
-		ncclNetDeviceHandle_v11_t *dh;
-		if (!ts)
-			cr_assert_eq(rcmoe_socket_ops.connect(0, handle, &ts), RCMOE_OK);
-		if (!recv)
-			cr_assert_eq(ncclNetPlugin_v11.accept(listen, &recv, &dh), ncclSuccess);
-		cr_assert_lt(now_s() - t0, 10.0);
-	}
+	raw_link_open(&l);
 	enum { CAP = 1 << 20 };
 	char *dst = malloc(CAP);
 	memset(dst, 0x33, CAP);
-	cr_assert_eq(net_reg(recv, dst, CAP, NCCL_PTR_HOST, &rmh), ncclSuccess);
-	void *rr = net_irecv_retry(recv, dst, CAP, rmh, NULL);
-	cr_assert_eq(rcmoe_socket_ops.isend(ts, payload, len, 0, RCMOE_MSG_ENCODED, &treq),
+	cr_assert_eq(net_reg(l.recv, dst, CAP, NCCL_PTR_HOST, &rmh), ncclSuccess);
+	void *rr = net_irecv_retry(l.recv, dst, CAP, rmh, NULL);
+	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, payload, len, 0, RCMOE_MSG_ENCODED, &treq),
 		     RCMOE_OK);
 	int warns = test_log_warn_count();
 	ncclResult_t res = net_wait_error(rr, 10);
 	cr_expect_neq(res, ncclSuccess);
 	cr_expect_gt(test_log_warn_count(), warns, "refusal was silent");
-	for (size_t i = 0; i < CAP; i++)
-		if ((uint8_t)dst[i] != 0x33) {
-			cr_expect(0, "byte %zu of the posted buffer was written", i);
-			break;
-		}
-	rcmoe_socket_ops.close_send(ts);
-	net_close_recv(recv);
-	ncclNetPlugin_v11.closeListen(listen);
-	ncclNetPlugin_v11.finalize(ctx);
+	expect_untouched(dst, CAP, 0x33, "the posted buffer");
+	raw_link_close(&l);
+	free(dst);
+}
+
+/* After the plugin refuses a message it fails the connection, and the other receives posted on
+ * it fail too, but only once nothing can write into their buffers: a message whose bytes were
+ * already arriving must not go on landing in a buffer NCCL was told had failed (and may free). */
+Test(compress, refusal_stops_the_connection_before_reporting)
+{
+	struct raw_link l;
+	void *rmh;
+	struct rcmoe_treq *t1 = NULL, *t2 = NULL;
+	static char junk[5000];
+	fill_pattern(junk, sizeof(junk), 9);
+	raw_link_open(&l);
+	enum { CAP = 1 << 20 };
+	const size_t big = (size_t)128 << 20; /* long enough to be mid-flight at the refusal */
+	char *dst = malloc(CAP + big), *src = malloc(big), *snap = malloc(big);
+	memset(dst, 0x33, CAP + big);
+	fill_pattern(src, big, 11);
+	cr_assert_eq(net_reg(l.recv, dst, CAP + big, NCCL_PTR_HOST, &rmh), ncclSuccess);
+	void *r1 = net_irecv_retry(l.recv, dst, CAP, rmh, NULL);
+	void *r2 = net_irecv_retry(l.recv, dst + CAP, big, rmh, NULL);
+	/* Both messages are on the wire before the receiver looks: reading the first header
+	 * also reads the second and starts its pieces. */
+	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, junk, sizeof(junk), 0, RCMOE_MSG_ENCODED, &t1),
+		     RCMOE_OK);
+	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, src, big, 0, 0, &t2), RCMOE_OK);
+	usleep(50 * 1000);
+	cr_expect_neq(net_wait_error(r1, 10), ncclSuccess);
+	cr_expect_neq(net_wait_error(r2, 10), ncclSuccess, "the second receive did not fail");
+	memcpy(snap, dst + CAP, big);
+	usleep(300 * 1000); /* anything still moving would land now */
+	cr_expect_eq(memcmp(snap, dst + CAP, big), 0,
+		     "bytes kept arriving in the second receive's buffer after it failed");
+	raw_link_close(&l);
+	free(snap);
+	free(src);
 	free(dst);
 }
 
