@@ -37,6 +37,10 @@ int rcmoe_policy_lsq(const struct rcmoe_params *p, const struct rcmoe_msg_info *
 	size_t esize = rcmoe_dtype_size(info->dtype);
 	if (bytes < (size_t)p->min_bytes || bytes == 0 || bytes % esize != 0)
 		return 0;
+	/* A message is a part of its operation: one longer than the whole operation cannot
+	 * belong to it, so the attribution is not this message's and it goes byte-exact. */
+	if (bytes / esize > info->count)
+		return 0;
 	if (p->a2a_scope == RCMOE_A2A_SCOPE_ALLTOALL && info->group_send_peers < 2 &&
 	    !(attr_op & (1u << ncclFuncAlltoAll)))
 		return 0; /* a lone send (pipeline parallelism): not all-to-all traffic */

@@ -134,12 +134,35 @@ static void start_p2p(struct prof_ctx *ctx, void **handle, ncclProfilerEventDesc
 	*handle = o;
 }
 
+/* A proxy op must agree with the p2p operation it names as its parent: same peer, and a Send
+ * drives a send proxy op, a Recv a receive one. A parent that disagrees is not this op's (a
+ * slot reused, or an event NCCL did not create for it): the op then stays unknown, so its
+ * messages pass byte-exact. */
+static int parent_agrees(const struct prof_obj *parent, const ncclProfilerEventDescr_v5_t *d)
+{
+	int func = parent->info.func;
+	if (func != ncclFuncSend && func != ncclFuncRecv)
+		return 1; /* collectives: the proxy op's peer is a ring neighbour, not the root */
+	return d->proxyOp.peer == parent->info.peer &&
+	       (d->proxyOp.isSend != 0) == (func == ncclFuncSend);
+}
+
 static void start_proxy_op(struct prof_ctx *ctx, void **handle, ncclProfilerEventDescr_v5_t *d)
 {
 	struct prof_obj *o = ring_alloc(ctx, KIND_PROXYOP);
 	/* Under PXN the parent lives in another process: leave the op unknown. */
 	struct prof_obj *parent =
 		d->proxyOp.pid == ctx->pid ? ring_lookup(ctx, KIND_OP, d->parentObj) : NULL;
+	if (parent && !parent_agrees(parent, d)) {
+		static atomic_int told;
+		if (!atomic_exchange(&told, 1))
+			RCMOE_INFO(NCCL_NET | NCCL_PROFILE,
+				   "a proxy op (peer %d, %s) names a %s to peer %d as its parent: "
+				   "its transfers pass byte-exact (reported once)",
+				   d->proxyOp.peer, d->proxyOp.isSend ? "send" : "receive",
+				   rcmoe_func_name(parent->info.func), parent->info.peer);
+		parent = NULL;
+	}
 	if (parent) {
 		o->info = parent->info;
 		int32_t gi = parent->group_slot;

@@ -2,6 +2,8 @@
 #include <criterion/criterion.h>
 #include <unistd.h>
 
+#include <string.h>
+
 #include "prof_chain.h"
 #include "rcmoe/log.h"
 
@@ -56,8 +58,11 @@ struct fake_phandle prof_chain(void *pctx, const char *func, const char *dtype, 
 		if (!first)
 			first = p2p;
 	}
+	/* As NCCL describes the proxy op of the first P2p: its peer and its direction. */
 	ncclProfilerEventDescr_v5_t px = { .type = ncclProfileProxyOp, .parentObj = first };
 	px.proxyOp.pid = getpid();
+	px.proxyOp.peer = 0;
+	px.proxyOp.isSend = strcmp(func, "Recv") != 0;
 	void *pop = prof_event(pctx, &px);
 	ncclProfilerEventDescr_v5_t st = { .type = ncclProfileProxyStep, .parentObj = pop };
 	struct fake_phandle ph = { .prof_ctx = pctx, .step = prof_event(pctx, &st) };

@@ -42,6 +42,14 @@ static void *group(void)
 	return start(&d);
 }
 
+/* The P2p events made so far, with what NCCL would say of their proxy ops. */
+struct made_p2p {
+	void *op;
+	int peer, is_send;
+};
+static struct made_p2p made[64];
+static int nmade;
+
 static void *p2p(void *grp, const char *func, const char *dtype, size_t count, int peer)
 {
 	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileP2p, .parentObj = grp };
@@ -50,15 +58,30 @@ static void *p2p(void *grp, const char *func, const char *dtype, size_t count, i
 	d.p2p.count = count;
 	d.p2p.peer = peer;
 	d.p2p.parentGroup = grp;
-	return start(&d);
+	void *op = start(&d);
+	if (nmade < 64)
+		made[nmade++] = (struct made_p2p){ op, peer, strcmp(func, "Recv") != 0 };
+	return op;
 }
 
-static void *proxy_op(void *parent, pid_t pid)
+/* A proxy op as NCCL describes it: its process, peer and direction. */
+static void *proxy_op_to(void *parent, pid_t pid, int peer, int is_send)
 {
 	ncclProfilerEventDescr_v5_t d = { .type = ncclProfileProxyOp, .parentObj = parent };
 	d.proxyOp.pid = pid;
-	d.proxyOp.isSend = 1;
+	d.proxyOp.peer = peer;
+	d.proxyOp.isSend = is_send;
 	return start(&d);
+}
+
+/* The proxy op NCCL makes for `op`: for a P2p made by p2p() its peer and direction (recorded
+ * there), for anything else peer -1, sending. */
+static void *proxy_op(void *op, pid_t pid)
+{
+	for (int i = 0; i < nmade; i++)
+		if (made[i].op == op)
+			return proxy_op_to(op, pid, made[i].peer, made[i].is_send);
+	return proxy_op_to(op, pid, -1, 1);
 }
 
 static void *step(void *op)
@@ -173,4 +196,18 @@ Test(profiler, unknown_strings_map_to_unknown)
 	cr_expect_eq(rcmoe_func_from_str("AlltoAll"), ncclFuncAlltoAll);
 	cr_expect_eq(rcmoe_proto_from_str("LL128"), RCMOE_PROTO_LL128);
 	cr_expect_eq(rcmoe_proto_from_str(NULL), -1);
+}
+
+/* A proxy op whose named parent is a p2p to another peer, or in the other direction, is not
+ * that operation's (a reused slot, or an event NCCL did not make for it): unknown, exact. */
+Test(profiler, proxy_op_disagreeing_with_its_parent_stays_unknown)
+{
+	void *op = p2p(group(), "Send", "ncclFloat32", 1 << 20, 2);
+	struct rcmoe_msg_info info =
+		ask(step(proxy_op_to(op, getpid(), 2, 1)), RCMOE_PROFILER_PLUGIN_ID);
+	cr_expect_eq(info.known, 1, "the matching proxy op must resolve");
+	info = ask(step(proxy_op_to(op, getpid(), 3, 1)), RCMOE_PROFILER_PLUGIN_ID);
+	cr_expect_eq(info.known, 0, "a proxy op to peer 3 resolved to a send to peer 2");
+	info = ask(step(proxy_op_to(op, getpid(), 2, 0)), RCMOE_PROFILER_PLUGIN_ID);
+	cr_expect_eq(info.known, 0, "a receive proxy op resolved to a send");
 }
