@@ -473,12 +473,248 @@ Test(socket_hang, idle_connection_then_receive)
 	free(dst2);
 }
 
+/* ---- 6-8: a send outstanding while its receiver is late (alive) or stopped ---- */
+
+/* Far more than loopback sockets buffer (so the sender is left waiting on the receiver), and
+ * in several pieces. */
+#define LATE_LEN (64u << 20)
+/* A stopped receiver must fail the outstanding send within this long. */
+#define SEND_HANG_BOUND_S (TIMEOUT_S + 1.5)
+/* Inline messages (each rides on the control socket), pattern INL_SEED + i. */
+#define INL_N    SOCK_MAX_REQS
+#define INL_LEN  60000
+#define INL_SEED 100u
+
+/* The child receives the INL_N inline messages; true when all are exact. */
+static bool child_recv_inline(struct rcmoe_trecv *r, uint8_t *dst)
+{
+	struct st_place pl[INL_N];
+	struct rcmoe_treq *req[INL_N];
+	for (int i = 0; i < INL_N; i++) {
+		pl[i] = (struct st_place){ .dest = dst + (size_t)i * INL_LEN };
+		req[i] = NULL;
+		while (!req[i])
+			if (OPS->irecv(r, INL_LEN, 1, st_place_fn, &pl[i], &req[i]) != RCMOE_OK)
+				_exit(36);
+	}
+	bool ok = true;
+	for (int i = 0; i < INL_N; i++) {
+		int done = 0;
+		size_t n = 0;
+		while (!done)
+			if (OPS->test(req[i], &done, &n, NULL) != RCMOE_OK)
+				_exit(37);
+		ok = ok && n == INL_LEN &&
+		     st_check(dst + (size_t)i * INL_LEN, INL_LEN, INL_SEED + (unsigned)i) ==
+			     (size_t)-1;
+	}
+	return ok;
+}
+
+/* The receiving child: listens, hands the parent its handle, accepts, then obeys: 'r' posts a
+ * receive of LATE_LEN and waits for it, 'i' receives the INL_N inline messages (then reports a
+ * byte: 'k' when the data is exact and no WARN was logged, else 'x'), 'q' ends. Waiting for a
+ * command it reads no socket: only its helper threads run. */
+static void late_receiver(int rd, int wr, const uint8_t *handle)
+{
+	(void)handle;
+	uint8_t h[128];
+	struct rcmoe_tlisten *l;
+	struct rcmoe_trecv *r = NULL;
+	if (OPS->listen(0, h, &l) != RCMOE_OK)
+		_exit(30);
+	child_put(wr, h, sizeof(h));
+	double end = st_now() + 10;
+	while (!r && st_now() < end)
+		if (OPS->accept(l, &r) != RCMOE_OK)
+			_exit(31);
+	if (!r)
+		_exit(32);
+	int warns = test_log_warn_count();
+	child_put(wr, "a", 1);
+	uint8_t *dst = malloc(LATE_LEN);
+	if (!dst)
+		_exit(33);
+	char cmd;
+	while ((cmd = child_wait(rd)) != 'q') {
+		if (cmd == 'i') {
+			bool ok = child_recv_inline(r, dst) && test_log_warn_count() == warns;
+			child_put(wr, ok ? "k" : "x", 1);
+			continue;
+		}
+		struct st_place pl = { .dest = dst };
+		struct rcmoe_treq *req = NULL;
+		int done = 0;
+		size_t n = 0;
+		while (!req)
+			if (OPS->irecv(r, LATE_LEN, 1, st_place_fn, &pl, &req) != RCMOE_OK)
+				_exit(34);
+		while (!done)
+			if (OPS->test(req, &done, &n, NULL) != RCMOE_OK)
+				_exit(35);
+		bool ok = n == LATE_LEN && st_check(dst, LATE_LEN, 11) == (size_t)-1 &&
+			  test_log_warn_count() == warns;
+		child_put(wr, ok ? "k" : "x", 1);
+	}
+	free(dst);
+	OPS->close_recv(r);
+	OPS->close_listen(l);
+}
+
+/* Start a late_receiver child and connect to it. */
+static struct rcmoe_tsend *connect_late_receiver(struct child *ch)
+{
+	spawn(ch, late_receiver, NULL);
+	uint8_t handle[128];
+	expect_from_child(ch, handle, sizeof(handle));
+	struct rcmoe_tsend *s = NULL;
+	double end = st_now() + 10;
+	while (!s) {
+		cr_assert_eq(OPS->connect(0, handle, &s), RCMOE_OK);
+		cr_assert(st_now() < end, "connect did not finish within 10 s");
+	}
+	char c;
+	expect_from_child(ch, &c, 1);
+	return s;
+}
+
+/* Keep testing an outstanding send for `secs`: it must neither fail nor finish. */
+static void send_stays_pending(struct rcmoe_treq *sr, double secs)
+{
+	double end = st_now() + secs;
+	while (st_now() < end) {
+		int done = 0;
+		rcmoe_status_t st = OPS->test(sr, &done, NULL, NULL);
+		cr_assert_eq(st, RCMOE_OK,
+			     "the send to a live receiver failed after %.1f s: %s (%s)",
+			     secs - (end - st_now()), rcmoe_status_str(st), st_last_warn());
+		cr_assert_eq(done, 0, "the whole message went although nothing reads it");
+	}
+}
+
+/* A send that its stopped receiver leaves outstanding fails in time, with one WARN that names
+ * the peer and the message. */
+static void expect_send_hang_reported(struct rcmoe_treq *sr, double stopped_at, int warns)
+{
+	rcmoe_status_t st = wait_req(sr, 15, NULL);
+	double dt = st_now() - stopped_at;
+	cr_assert_eq(st, RCMOE_ERR_REMOTE, "status %s", rcmoe_status_str(st));
+	fprintf(stderr,
+		"# send to a stopped receiver: error %.2f s after the stop "
+		"(RCMOE_SOCKET_TIMEOUT=%d)\n",
+		dt, TIMEOUT_S);
+	cr_assert_lt(dt, SEND_HANG_BOUND_S, "the hang was reported %.1f s after the stop", dt);
+	cr_assert_eq(test_log_warn_count(), warns + 1, "expected exactly one WARN");
+	const char *w = st_last_warn();
+	cr_assert(strstr(w, "127.0.0.1:"), "the WARN does not name the peer: %s", w);
+	cr_assert(strstr(w, "message 0"), "the WARN does not name the message: %s", w);
+}
+
+/* 6: the receiving rank reaches the collective 3x the timeout late (a checkpoint, a straggler):
+ * its socket buffers are full all that time and nothing reads them. The send must wait, then
+ * complete once the receive is posted. */
+Test(socket_hang, late_receiver_does_not_fail_the_send)
+{
+	st_init(hang_env);
+	st_capture_warn();
+	struct child ch;
+	struct rcmoe_tsend *s = connect_late_receiver(&ch);
+	uint8_t *src = malloc(LATE_LEN);
+	cr_assert_not_null(src);
+	st_fill(src, LATE_LEN, 11);
+	struct rcmoe_treq *sr = st_isend(s, src, LATE_LEN, 1, 0);
+	send_stays_pending(sr, 3 * TIMEOUT_S);
+	tell_child(&ch, 'r');
+	cr_assert_eq(wait_req(sr, 20, NULL), RCMOE_OK, "WARN: %s", st_last_warn());
+	char c = 0;
+	expect_from_child(&ch, &c, 1);
+	cr_assert_eq(c, 'k', "the receiver got wrong data or logged a WARN");
+	cr_assert_eq(test_log_warn_count(), 0, "WARN: %s", st_last_warn());
+	join(&ch);
+	cr_assert_eq(OPS->close_send(s), RCMOE_OK);
+	free(src);
+}
+
+/* 6b: the same with small messages, which ride on the control socket: the sender's control
+ * socket (given a small buffer) and the receiver's fill up and stay full. */
+Test(socket_hang, late_receiver_of_inline_messages)
+{
+	st_init(hang_env);
+	st_capture_warn();
+	struct child ch;
+	struct rcmoe_tsend *s = connect_late_receiver(&ch);
+	int small = 4096;
+	cr_assert_eq(setsockopt(sock_send_comm(s)->ctrl_fd, SOL_SOCKET, SO_SNDBUF, &small,
+				sizeof(small)),
+		     0);
+	uint8_t *src = malloc((size_t)INL_N * INL_LEN);
+	cr_assert_not_null(src);
+	struct rcmoe_treq *sr[INL_N];
+	for (int i = 0; i < INL_N; i++) {
+		st_fill(src + (size_t)i * INL_LEN, INL_LEN, INL_SEED + (unsigned)i);
+		sr[i] = st_isend(s, src + (size_t)i * INL_LEN, INL_LEN, 1, 0);
+	}
+	/* Keep testing the last one: it cannot go until the receiver reads. */
+	send_stays_pending(sr[INL_N - 1], 1.5 * TIMEOUT_S);
+	tell_child(&ch, 'i');
+	for (int i = 0; i < INL_N; i++)
+		cr_assert_eq(wait_req(sr[i], 20, NULL), RCMOE_OK, "message %d; WARN: %s", i,
+			     st_last_warn());
+	char c = 0;
+	expect_from_child(&ch, &c, 1);
+	cr_assert_eq(c, 'k', "the receiver got wrong data or logged a WARN");
+	cr_assert_eq(test_log_warn_count(), 0, "WARN: %s", st_last_warn());
+	join(&ch);
+	cr_assert_eq(OPS->close_send(s), RCMOE_OK);
+	free(src);
+}
+
+/* 7: the receiver is stopped before the send; nothing of it will ever read. */
+Test(socket_hang, stopped_receiver_fails_the_send)
+{
+	st_init(hang_env);
+	st_capture_warn();
+	struct child ch;
+	struct rcmoe_tsend *s = connect_late_receiver(&ch);
+	uint8_t *src = calloc(1, LATE_LEN);
+	cr_assert_not_null(src);
+	int warns = test_log_warn_count();
+	double t0 = stop_child(&ch);
+	struct rcmoe_treq *sr = st_isend(s, src, LATE_LEN, 1, 0);
+	expect_send_hang_reported(sr, t0, warns);
+	reap(&ch);
+	cr_assert_eq(OPS->close_send(s), RCMOE_OK);
+	free(src);
+}
+
+/* 8: a live receiver leaves the send unread for 1.5x the timeout (which must not matter), then
+ * stops: from then on, the send fails within the timeout. */
+Test(socket_hang, receiver_stopped_while_late_fails_the_send)
+{
+	st_init(hang_env);
+	st_capture_warn();
+	struct child ch;
+	struct rcmoe_tsend *s = connect_late_receiver(&ch);
+	uint8_t *src = calloc(1, LATE_LEN);
+	cr_assert_not_null(src);
+	int warns = test_log_warn_count();
+	struct rcmoe_treq *sr = st_isend(s, src, LATE_LEN, 1, 0);
+	send_stays_pending(sr, 1.5 * TIMEOUT_S);
+	double t0 = stop_child(&ch);
+	expect_send_hang_reported(sr, t0, warns);
+	reap(&ch);
+	cr_assert_eq(OPS->close_send(s), RCMOE_OK);
+	free(src);
+}
+
 /* ---- the heartbeat protocol, against raw peers ---- */
 
 static const char *const fast_env[] = { "RCMOE_SOCKET_TIMEOUT=2", NULL };
 
-/* Read the receiver's next heartbeat from the raw sender's control socket (at most 5 s) into
- * *id. False when the receiver closed the connection instead (it gave up on us). */
+/* Read the receiver's next heartbeat from the raw sender's control socket (at most 5 s); a
+ * ping's number goes to *id. False when it was a beat (the receiver holds bytes it has not
+ * read, e.g. our answer for a moment: nothing to answer), or when the receiver closed the
+ * connection instead (it gave up on us). */
 static bool read_question(int fd, uint32_t *id)
 {
 	uint8_t wire[SOCK_HDR_SIZE];
@@ -496,15 +732,16 @@ static bool read_question(int fd, uint32_t *id)
 	}
 	struct sock_msg_hdr h;
 	sock_hdr_decode(wire, &h);
-	cr_assert(sock_heartbeat_ok(&h), "not a heartbeat: flags 0x%x", h.wire_flags);
+	cr_assert(sock_heartbeat_ok(&h, SOCK_WIRE_PING | SOCK_WIRE_BEAT),
+		  "not a ping or beat: flags 0x%x", h.wire_flags);
 	*id = h.seq;
-	return true;
+	return h.wire_flags == SOCK_WIRE_PING;
 }
 
 static void answer(int fd, uint32_t id)
 {
 	uint8_t wire[SOCK_HDR_SIZE];
-	sock_heartbeat_encode(id, wire);
+	sock_heartbeat_encode(SOCK_WIRE_PONG, id, wire);
 	st_raw_send(fd, wire, sizeof(wire));
 }
 
@@ -603,9 +840,7 @@ static void expect_bad_heartbeat(const struct sock_msg_hdr *hdr)
 
 Test(socket_hang, heartbeat_with_a_length_is_refused)
 {
-	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
-				  .len = 5,
-				  .wire_flags = SOCK_WIRE_HEARTBEAT };
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .len = 5, .wire_flags = SOCK_WIRE_PONG };
 	expect_bad_heartbeat(&h);
 }
 
@@ -613,67 +848,115 @@ Test(socket_hang, heartbeat_and_inline_together_are_refused)
 {
 	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
 				  .tag = 1,
-				  .wire_flags = SOCK_WIRE_HEARTBEAT | SOCK_WIRE_INLINE };
+				  .wire_flags = SOCK_WIRE_PONG | SOCK_WIRE_INLINE };
 	expect_bad_heartbeat(&h);
 }
 
 Test(socket_hang, answer_to_no_question_is_refused)
 {
-	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
-				  .seq = 7,
-				  .wire_flags = SOCK_WIRE_HEARTBEAT };
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .seq = 7, .wire_flags = SOCK_WIRE_PONG };
 	expect_bad_heartbeat(&h);
 }
 
-/* The sender reads its control socket's reverse direction: anything but a heartbeat there
- * fails the connection. The receiver is raw: a listening socket and the handle for it. */
-Test(socket_hang, sender_refuses_junk_from_the_receiver)
+/* Pings and beats go from the receiver to the sender only, and a heartbeat is of one kind. */
+Test(socket_hang, ping_from_the_sender_is_refused)
+{
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .wire_flags = SOCK_WIRE_PING };
+	expect_bad_heartbeat(&h);
+}
+
+Test(socket_hang, beat_from_the_sender_is_refused)
+{
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .wire_flags = SOCK_WIRE_BEAT };
+	expect_bad_heartbeat(&h);
+}
+
+Test(socket_hang, heartbeat_of_two_kinds_is_refused)
+{
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
+				  .wire_flags = SOCK_WIRE_PING | SOCK_WIRE_PONG };
+	expect_bad_heartbeat(&h);
+}
+
+/* A raw receiver for a real sender: a listening socket and the handle for it, the sender
+ * connected with one data stream, and the accepted sockets. */
+struct raw_receiver {
+	int lfd;
+	int fd[2];
+	int ctrl; /* one of fd[] */
+	struct rcmoe_tsend *s;
+};
+
+static void raw_receiver_open(struct raw_receiver *rx)
 {
 	const char *env[] = { "RCMOE_SOCKET_TIMEOUT=2", "RCMOE_SOCKET_NSTREAMS=1", NULL };
 	st_init(env);
 	st_capture_warn();
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	rx->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sock_handle h = { .version = SOCK_PROTO_VERSION, .secret = 1 };
 	h.addr.in.sin_family = AF_INET;
 	h.addr.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t alen = sizeof(h.addr.in);
-	cr_assert_eq(bind(lfd, &h.addr.sa, alen), 0);
-	cr_assert_eq(listen(lfd, 4), 0);
-	cr_assert_eq(getsockname(lfd, &h.addr.sa, &alen), 0);
+	cr_assert_eq(bind(rx->lfd, &h.addr.sa, alen), 0);
+	cr_assert_eq(listen(rx->lfd, 4), 0);
+	cr_assert_eq(getsockname(rx->lfd, &h.addr.sa, &alen), 0);
 	uint8_t handle[128];
 	sock_handle_encode(&h, handle);
-	struct rcmoe_tsend *s = NULL;
+	rx->s = NULL;
 	double end = st_now() + 10;
-	while (!s) {
-		cr_assert_eq(OPS->connect(0, handle, &s), RCMOE_OK);
+	while (!rx->s) {
+		cr_assert_eq(OPS->connect(0, handle, &rx->s), RCMOE_OK);
 		cr_assert(st_now() < end, "connect did not finish");
 	}
 	/* Find the control socket by its hello. */
-	int fd[2], ctrl = -1;
+	rx->ctrl = -1;
 	for (int i = 0; i < 2; i++) {
-		fd[i] = accept(lfd, NULL, NULL);
-		cr_assert(fd[i] >= 0);
+		rx->fd[i] = accept(rx->lfd, NULL, NULL);
+		cr_assert(rx->fd[i] >= 0);
 		uint8_t wire[SOCK_HELLO_SIZE];
-		cr_assert_eq(recv(fd[i], wire, sizeof(wire), MSG_WAITALL), (ssize_t)sizeof(wire));
+		cr_assert_eq(recv(rx->fd[i], wire, sizeof(wire), MSG_WAITALL),
+			     (ssize_t)sizeof(wire));
 		struct sock_hello hello;
 		sock_hello_decode(wire, &hello);
 		if (hello.index == 0)
-			ctrl = fd[i];
+			rx->ctrl = rx->fd[i];
 	}
-	cr_assert_geq(ctrl, 0);
-	int warns = test_log_warn_count();
-	struct sock_msg_hdr junk = { .magic = SOCK_MSG_MAGIC,
-				     .len = 10,
-				     .wire_flags = SOCK_WIRE_INLINE };
+	cr_assert_geq(rx->ctrl, 0);
+}
+
+static void raw_receiver_close(struct raw_receiver *rx)
+{
+	cr_assert_eq(OPS->close_send(rx->s), RCMOE_OK);
+	close(rx->fd[0]);
+	close(rx->fd[1]);
+	close(rx->lfd);
+}
+
+static void raw_frame(int fd, uint32_t seq, uint32_t wire_flags, uint64_t len)
+{
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
+				  .seq = seq,
+				  .len = len,
+				  .wire_flags = wire_flags };
 	uint8_t wire[SOCK_HDR_SIZE];
-	sock_hdr_encode(&junk, wire);
-	st_raw_send(ctrl, wire, sizeof(wire));
+	sock_hdr_encode(&h, wire);
+	st_raw_send(fd, wire, sizeof(wire));
+}
+
+/* The sender reads its control socket's reverse direction: anything but a ping or beat there
+ * fails the connection. */
+static void expect_junk_refused(uint32_t wire_flags, uint64_t len)
+{
+	struct raw_receiver rx;
+	raw_receiver_open(&rx);
+	int warns = test_log_warn_count();
+	raw_frame(rx.ctrl, 0, wire_flags, len);
 	/* No send is needed for the sender to notice: its helper thread reads. */
 	struct rcmoe_treq *req = NULL;
 	rcmoe_status_t st = RCMOE_OK;
 	uint8_t one = 1;
-	end = st_now() + 5;
-	while ((st = OPS->isend(s, &one, 0, 1, 0, &req)) == RCMOE_OK && st_now() < end) {
+	double end = st_now() + 5;
+	while ((st = OPS->isend(rx.s, &one, 0, 1, 0, &req)) == RCMOE_OK && st_now() < end) {
 		if (req) {
 			int done = 0;
 			while (!done && (st = OPS->test(req, &done, NULL, NULL)) == RCMOE_OK)
@@ -687,10 +970,41 @@ Test(socket_hang, sender_refuses_junk_from_the_receiver)
 	cr_assert_eq(st, RCMOE_ERR_MALFORMED, "status %s", rcmoe_status_str(st));
 	cr_assert_eq(test_log_warn_count(), warns + 1);
 	cr_assert(strstr(st_last_warn(), "heartbeat"), "WARN: %s", st_last_warn());
-	cr_assert_eq(OPS->close_send(s), RCMOE_OK);
-	close(fd[0]);
-	close(fd[1]);
-	close(lfd);
+	raw_receiver_close(&rx);
+}
+
+Test(socket_hang, sender_refuses_junk_from_the_receiver)
+{
+	expect_junk_refused(SOCK_WIRE_INLINE, 10);
+}
+
+/* Pongs go from the sender to the receiver only. */
+Test(socket_hang, sender_refuses_a_pong_from_the_receiver)
+{
+	expect_junk_refused(SOCK_WIRE_PONG, 0);
+}
+
+/* Beats are taken without an answer (an answer would be one more unread byte at a receiver
+ * that reads nothing: more beats, more answers); a ping is answered with the newest number. */
+Test(socket_hang, beats_are_not_answered)
+{
+	struct raw_receiver rx;
+	raw_receiver_open(&rx);
+	for (uint32_t i = 0; i < 3; i++)
+		raw_frame(rx.ctrl, i, SOCK_WIRE_BEAT, 0);
+	raw_frame(rx.ctrl, 5, SOCK_WIRE_PING, 0);
+	uint8_t wire[SOCK_HDR_SIZE];
+	cr_assert_eq(recv(rx.ctrl, wire, sizeof(wire), MSG_WAITALL), (ssize_t)sizeof(wire));
+	struct sock_msg_hdr h;
+	sock_hdr_decode(wire, &h);
+	cr_assert(sock_heartbeat_ok(&h, SOCK_WIRE_PONG), "not a pong: flags 0x%x", h.wire_flags);
+	cr_assert_eq(h.seq, 5);
+	for (uint32_t i = 3; i < 6; i++)
+		raw_frame(rx.ctrl, i, SOCK_WIRE_BEAT, 0);
+	struct pollfd pfd = { .fd = rx.ctrl, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 300), 0, "the sender wrote more than one answer");
+	cr_assert_eq(test_log_warn_count(), 0, "WARN: %s", st_last_warn());
+	raw_receiver_close(&rx);
 }
 
 /* Answers go between messages, never inside a header or inline payload, and the helper thread

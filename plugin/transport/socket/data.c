@@ -5,11 +5,13 @@
  * payload pieces are queued for the helper threads, and completion is read from atomics.
  *
  * Also the heartbeats (wire.h, struct sock_live): a waiting receiver asks whether its sender
- * still runs, and the sender's helper thread 0 answers (sock_echo_read, sock_ctrl_flush) even
- * when NCCL's proxy thread does not call in.
+ * still runs, and the sender's helper thread 0 answers (sock_hb_read, sock_ctrl_flush) even
+ * when NCCL's proxy thread does not call in; a receiver that holds unread bytes beats
+ * (sock_beat_check), and a sender whose send stopped moving listens for that.
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "rcmoe/log.h"
 #include "transport/socket/socket.h"
@@ -22,6 +24,11 @@ static uint64_t timeout_ns(void)
 /* A waiting receiver that heard nothing for this long asks; the sender has at least the rest of
  * the timeout to answer. */
 static uint64_t ask_after_ns(void)
+{
+	return timeout_ns() / 4;
+}
+
+uint64_t sock_beat_ns(void)
 {
 	return timeout_ns() / 4;
 }
@@ -100,34 +107,47 @@ static void queue_pieces(struct sock_comm *c, struct rcmoe_treq *r)
 	r->state = SOCK_REQ_MOVING;
 }
 
-/* ---- sending: the control socket's write side (ctrl_lock held) ---- */
+/* ---- the control socket's write side (ctrl_lock held) ---- */
 
-/* Finish an answer to a heartbeat that a full socket cut short: no header may come between its
- * bytes. */
-static enum sock_io_result echo_finish(struct sock_comm *c)
+/* Write our heartbeat frame, or what a full socket left of it. */
+static enum sock_io_result frame_write(struct sock_comm *c)
 {
-	struct sock_echo *e = &c->echo;
-	if (e->out_off == 0)
-		return SOCK_IO_DONE;
-	enum sock_io_result res = sock_io(c->ctrl_fd, true, e->out, SOCK_HDR_SIZE, &e->out_off);
+	struct sock_hb *hb = &c->hb;
+	enum sock_io_result res = sock_io(c->ctrl_fd, true, hb->out, SOCK_HDR_SIZE, &hb->out_off);
 	if (res == SOCK_IO_DONE)
-		e->out_off = 0;
+		hb->out_off = 0;
 	return res;
 }
 
-/* Start the answer owed, if any; we are between two messages here. */
-static enum sock_io_result echo_start(struct sock_comm *c)
+/* Finish a frame that a full socket cut short: nothing may come between its bytes. */
+static enum sock_io_result frame_finish(struct sock_comm *c)
 {
-	struct sock_echo *e = &c->echo;
-	if (!e->owed)
+	return c->hb.out_off ? frame_write(c) : SOCK_IO_DONE;
+}
+
+/* Start a frame; we are between two frames (and messages) here. It is under way (to be finished
+ * before anything else) unless the result is SOCK_IO_AGAIN with nothing written. */
+static enum sock_io_result frame_start(struct sock_comm *c, uint32_t kind, uint32_t id)
+{
+	sock_heartbeat_encode(kind, id, c->hb.out);
+	c->hb.out_off = 0;
+	return frame_write(c);
+}
+
+static bool frame_went(struct sock_comm *c, enum sock_io_result res)
+{
+	return res == SOCK_IO_DONE || (res == SOCK_IO_AGAIN && c->hb.out_off);
+}
+
+/* Start the answer owed, if any. */
+static enum sock_io_result pong_start(struct sock_comm *c)
+{
+	struct sock_hb *hb = &c->hb;
+	if (!hb->pong_owed)
 		return SOCK_IO_DONE;
-	sock_heartbeat_encode(e->id, e->out);
-	e->owed = false;
-	enum sock_io_result res = sock_io(c->ctrl_fd, true, e->out, SOCK_HDR_SIZE, &e->out_off);
-	if (res == SOCK_IO_DONE)
-		e->out_off = 0;
-	else if (res == SOCK_IO_AGAIN && e->out_off == 0)
-		e->owed = true; /* nothing went: try again later, with the newest number then */
+	enum sock_io_result res = frame_start(c, SOCK_WIRE_PONG, hb->pong_id);
+	/* When nothing went, try again later, with the newest number then. */
+	hb->pong_owed = !frame_went(c, res) && res == SOCK_IO_AGAIN;
 	return res;
 }
 
@@ -139,8 +159,10 @@ static enum sock_io_result write_headers(struct sock_comm *c)
 	while (hdr_seq(c) != end) {
 		struct rcmoe_treq *r = &c->reqs[hdr_seq(c) % SOCK_MAX_REQS];
 		size_t inl = r->inline_payload ? r->len : 0;
+		size_t before = c->hdr_off;
 		enum sock_io_result res =
 			sock_send2(c->ctrl_fd, r->hdr, SOCK_HDR_SIZE, r->buf, inl, &c->hdr_off);
+		atomic_fetch_add_explicit(&c->ctrl_out, c->hdr_off - before, memory_order_relaxed);
 		if (res == SOCK_IO_ERROR) {
 			int err = errno;
 			sock_comm_fail(
@@ -157,18 +179,18 @@ static enum sock_io_result write_headers(struct sock_comm *c)
 	return SOCK_IO_DONE;
 }
 
-/* Everything the control socket owes, in an order that keeps each header, inline payload and
- * answer whole: an answer under way, the headers, then a new answer. */
-static void ctrl_flush_locked(struct sock_comm *c)
+/* Everything the sender's control socket owes, in an order that keeps each header, inline
+ * payload and answer whole: an answer under way, the headers, then a new answer. */
+static void send_flush_locked(struct sock_comm *c)
 {
 	if (atomic_load_explicit(&c->failing, memory_order_relaxed))
 		return;
-	enum sock_io_result res = echo_finish(c);
+	enum sock_io_result res = frame_finish(c);
 	if (res == SOCK_IO_DONE) {
 		res = write_headers(c);
 		if (res != SOCK_IO_DONE)
 			return; /* write_headers reported an error itself */
-		res = echo_start(c);
+		res = pong_start(c);
 	}
 	if (res == SOCK_IO_ERROR) {
 		int err = errno;
@@ -178,7 +200,44 @@ static void ctrl_flush_locked(struct sock_comm *c)
 	}
 }
 
-/* The caller's writes. Helper thread 0 may hold the lock for a moment to answer a heartbeat
+/* What the receiver's control socket owes (its reverse direction): a frame under way, the
+ * caller's newest ping, then a beat. A write error only closes this direction (out_closed):
+ * the helper thread's beats go whether or not anybody waits, and the end of every job closes
+ * connections; the caller reports it when a receive waits. */
+static void recv_flush_locked(struct sock_comm *c)
+{
+	struct sock_hb *hb = &c->hb;
+	if (hb->out_closed || atomic_load_explicit(&c->failing, memory_order_relaxed))
+		return;
+	enum sock_io_result res = frame_finish(c);
+	uint32_t want = atomic_load_explicit(&hb->ping_want, memory_order_acquire);
+	if (res == SOCK_IO_DONE && want != hb->ping_sent) {
+		res = frame_start(c, SOCK_WIRE_PING, want - 1);
+		if (frame_went(c, res))
+			hb->ping_sent = want;
+	}
+	if (res == SOCK_IO_DONE && hb->beat_owed) {
+		res = frame_start(c, SOCK_WIRE_BEAT, hb->beat_id);
+		if (frame_went(c, res)) {
+			hb->beat_owed = false;
+			hb->beat_id++;
+		}
+	}
+	if (res == SOCK_IO_ERROR) {
+		hb->out_closed = true;
+		hb->out_err = errno;
+	}
+}
+
+static void ctrl_flush_locked(struct sock_comm *c)
+{
+	if (c->is_send)
+		send_flush_locked(c);
+	else
+		recv_flush_locked(c);
+}
+
+/* The sending caller's writes. Helper thread 0 may hold the lock for a moment to answer a ping
  * (writing our headers too): the caller never waits for it, it comes back in its next test. */
 static void send_headers(struct sock_comm *c)
 {
@@ -190,50 +249,83 @@ static void send_headers(struct sock_comm *c)
 
 void sock_ctrl_flush(struct sock_comm *c, bool *want_out)
 {
+	struct sock_hb *hb = &c->hb;
 	pthread_mutex_lock(&c->ctrl_lock);
 	ctrl_flush_locked(c);
-	*want_out = !atomic_load_explicit(&c->failing, memory_order_relaxed) &&
-		    (c->echo.owed || c->echo.out_off);
+	bool owed;
+	if (c->is_send)
+		owed = hb->pong_owed;
+	else
+		owed = !hb->out_closed &&
+		       (hb->beat_owed ||
+			atomic_load_explicit(&hb->ping_want, memory_order_relaxed) != hb->ping_sent);
+	*want_out =
+		!atomic_load_explicit(&c->failing, memory_order_relaxed) && (owed || hb->out_off);
 	pthread_mutex_unlock(&c->ctrl_lock);
 }
 
-void sock_echo_read(struct sock_comm *c)
+void sock_hb_read(struct sock_comm *c)
 {
-	struct sock_echo *e = &c->echo;
+	struct sock_hb *hb = &c->hb;
 	bool owed = false;
-	uint32_t id = 0;
-	while (!e->in_closed) {
+	uint32_t id = 0, seen = 0;
+	while (!hb->in_closed) {
 		enum sock_io_result res =
-			sock_io(c->ctrl_fd, false, e->in, SOCK_HDR_SIZE, &e->in_off);
+			sock_io(c->ctrl_fd, false, hb->in, SOCK_HDR_SIZE, &hb->in_off);
 		if (res == SOCK_IO_AGAIN)
 			break;
 		if (res != SOCK_IO_DONE) {
 			/* The receiver closed (or reset) the connection. No news on its own: it is
 			 * how every job ends, and a send in flight reports it where it writes. */
-			e->in_closed = true;
+			hb->in_closed = true;
 			break;
 		}
 		struct sock_msg_hdr h;
-		sock_hdr_decode(e->in, &h);
-		e->in_off = 0;
-		if (!sock_heartbeat_ok(&h)) {
-			sock_comm_fail(c, RCMOE_ERR_MALFORMED,
-				       "the receiver sent something other than a heartbeat (magic "
-				       "0x%08x, transport flags 0x%x, %llu bytes)",
-				       h.magic, h.wire_flags, (unsigned long long)h.len);
-			e->in_closed = true;
+		sock_hdr_decode(hb->in, &h);
+		hb->in_off = 0;
+		if (!sock_heartbeat_ok(&h, SOCK_WIRE_PING | SOCK_WIRE_BEAT)) {
+			sock_comm_fail(
+				c, RCMOE_ERR_MALFORMED,
+				"the receiver sent something other than a heartbeat (ping or "
+				"beat: magic 0x%08x, transport flags 0x%x, %llu bytes)",
+				h.magic, h.wire_flags, (unsigned long long)h.len);
+			hb->in_closed = true;
 			return;
 		}
-		/* Answer the newest only: one answer shows as much as several. */
-		owed = true;
-		id = h.seq;
+		seen++;
+		if (h.wire_flags == SOCK_WIRE_PING) {
+			/* Answer the newest only: one answer shows as much as several. */
+			owed = true;
+			id = h.seq;
+		}
 	}
+	if (seen)
+		atomic_fetch_add_explicit(&hb->in_count, seen, memory_order_relaxed);
 	if (owed) {
 		pthread_mutex_lock(&c->ctrl_lock);
-		e->owed = true;
-		e->id = id;
+		hb->pong_owed = true;
+		hb->pong_id = id;
 		pthread_mutex_unlock(&c->ctrl_lock);
 	}
+}
+
+/* Whether the socket holds bytes that nobody read yet. */
+static bool unread(int fd)
+{
+	int n = 0;
+	return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+void sock_beat_check(struct sock_comm *c)
+{
+	bool any = unread(c->ctrl_fd);
+	for (int s = 0; s < c->nstreams && !any; s++)
+		any = unread(c->streams[s].fd);
+	if (!any)
+		return;
+	pthread_mutex_lock(&c->ctrl_lock);
+	c->hb.beat_owed = true;
+	pthread_mutex_unlock(&c->ctrl_lock);
 }
 
 /* ---- receiving: headers ---- */
@@ -279,15 +371,15 @@ static bool header_ok(struct sock_comm *c, struct rcmoe_treq *r, const struct so
 	return r->status == RCMOE_OK;
 }
 
-/* An answer to our heartbeats. It shows that the sender runs only if it answers the open
- * question: an older one was sent before the question and may have waited unread (behind a
- * parked header) for a long time. */
+/* A heartbeat on the sender's direction: only a pong (an answer to our pings) may come there.
+ * It shows that the sender runs only if it answers the open question: an older one was sent
+ * before the question and may have waited unread (behind a parked header) for a long time. */
 static bool take_answer(struct sock_comm *c, const struct sock_msg_hdr *h)
 {
 	struct sock_live *lv = &c->live;
-	if (!sock_heartbeat_ok(h) || (int32_t)(lv->next_id - h->seq) <= 0) {
+	if (!sock_heartbeat_ok(h, SOCK_WIRE_PONG) || (int32_t)(lv->next_id - h->seq) <= 0) {
 		sock_comm_fail(c, RCMOE_ERR_MALFORMED,
-			       "bad heartbeat (magic 0x%08x, transport flags 0x%x, %llu bytes, "
+			       "bad heartbeat answer (magic 0x%08x, transport flags 0x%x, %llu bytes, "
 			       "number %u while %u were sent)",
 			       h->magic, h->wire_flags, (unsigned long long)h->len, h->seq,
 			       lv->next_id);
@@ -459,6 +551,17 @@ static uint64_t bytes_in(struct sock_comm *c)
 	return n;
 }
 
+/* What shows a send moving or its receiver running: the bytes our kernel took (headers, inline
+ * and streamed payload) and the pings and beats that came from the receiver. */
+static uint64_t send_progress(struct sock_comm *c)
+{
+	uint64_t n = atomic_load_explicit(&c->ctrl_out, memory_order_relaxed) +
+		     atomic_load_explicit(&c->hb.in_count, memory_order_relaxed);
+	for (int t = 0; t < c->nthreads; t++)
+		n += atomic_load_explicit(&c->threads[t].moved, memory_order_relaxed);
+	return n;
+}
+
 static void live_restart(struct sock_comm *c, uint64_t now)
 {
 	struct sock_live *lv = &c->live;
@@ -466,32 +569,31 @@ static void live_restart(struct sock_comm *c, uint64_t now)
 	lv->data_ns = now;
 	lv->call_ns = now;
 	lv->asking = false;
-	lv->seen = bytes_in(c);
+	lv->seen = c->is_send ? send_progress(c) : bytes_in(c);
 }
 
-/* Write our heartbeat, or what a full socket left of it. */
-static void send_heartbeat(struct sock_comm *c)
+/* Write what the receiver's control socket owes (our ping first), unless helper thread 0 is at
+ * it right now: then it writes our ping too, or we do in the next test. */
+static void recv_flush(struct sock_comm *c)
 {
-	struct sock_live *lv = &c->live;
-	enum sock_io_result res = sock_io(c->ctrl_fd, true, lv->out, SOCK_HDR_SIZE, &lv->out_off);
-	if (res == SOCK_IO_DONE)
-		lv->out_off = 0;
-	if (res == SOCK_IO_ERROR) {
-		int err = errno;
+	if (pthread_mutex_trylock(&c->ctrl_lock) != 0)
+		return;
+	recv_flush_locked(c);
+	bool closed = c->hb.out_closed;
+	int err = c->hb.out_err;
+	pthread_mutex_unlock(&c->ctrl_lock);
+	if (closed)
 		sock_comm_fail(c, RCMOE_ERR_REMOTE,
 			       "%s on the control socket while sending a heartbeat", strerror(err));
-	}
 }
 
 static void ask(struct sock_comm *c, uint64_t now)
 {
 	struct sock_live *lv = &c->live;
-	sock_heartbeat_encode(lv->next_id, lv->out);
 	lv->asking = true;
 	lv->ask_id = lv->next_id++;
 	lv->ask_ns = now;
-	lv->out_off = 0;
-	send_heartbeat(c);
+	atomic_store_explicit(&c->hb.ping_want, lv->ask_id + 1, memory_order_release);
 }
 
 static void fail_stalled(struct sock_comm *c, struct rcmoe_treq *r)
@@ -541,19 +643,72 @@ static void recv_check_live(struct sock_comm *c)
 		fail_stalled(c, r);
 		return;
 	}
-	if (lv->out_off)
-		send_heartbeat(c);
-	if (!lv->asking) {
-		if (!lv->out_off && now - lv->ev_ns >= ask_after_ns() && oldest_waiting(c))
-			ask(c, now);
+	if (!lv->asking && now - lv->ev_ns >= ask_after_ns() && oldest_waiting(c))
+		ask(c, now);
+	if (lv->asking)
+		recv_flush(c);
+	if (!lv->asking || atomic_load_explicit(&c->failing, memory_order_relaxed))
 		return;
-	}
 	if (now - lv->ev_ns > timeout_ns() && now - lv->ask_ns >= timeout_ns() - ask_after_ns()) {
 		if ((r = oldest_waiting(c)) != NULL)
 			fail_silent(c, r);
 		else
 			lv->asking = false;
 	}
+}
+
+/* ---- sending: is the receiver still there? ---- */
+
+/* The oldest send not all handed to the kernel yet (header, inline or streamed payload), or
+ * NULL. */
+static struct rcmoe_treq *oldest_unsent(struct sock_comm *c)
+{
+	uint32_t out = atomic_load_explicit(&c->hdr_seq, memory_order_acquire);
+	for (uint32_t seq = c->tail; seq != c->head; seq++) {
+		struct rcmoe_treq *r = &c->reqs[seq % SOCK_MAX_REQS];
+		if (r->state != SOCK_REQ_MOVING)
+			continue;
+		if ((int32_t)(out - r->seq) <= 0 ||
+		    atomic_load_explicit(&r->pieces_left, memory_order_acquire) > 0)
+			return r;
+	}
+	return NULL;
+}
+
+static void fail_unread(struct sock_comm *c, struct rcmoe_treq *r)
+{
+	bool hdr_out =
+		(int32_t)(atomic_load_explicit(&c->hdr_seq, memory_order_relaxed) - r->seq) > 0;
+	size_t sent = r->inline_payload
+			      ? (hdr_out ? r->len : 0)
+			      : atomic_load_explicit(&r->bytes_done, memory_order_relaxed);
+	sock_comm_fail(c, RCMOE_ERR_REMOTE,
+		       "no progress for %lld s (RCMOE_SOCKET_TIMEOUT) with %zu of %zu bytes of "
+		       "message %u sent, and no sign of life from the receiver: it is stopped or "
+		       "hung, or the network is down",
+		       (long long)sock_global.params.socket_timeout, sent, r->len, r->seq);
+}
+
+/* Called by each send test: a send that stopped moving is fine as long as its receiver beats
+ * (it is only late to read it); without either for the timeout, the receiver is gone. */
+static void send_check_live(struct sock_comm *c)
+{
+	struct sock_live *lv = &c->live;
+	uint64_t now = sock_now_ns();
+	if (now - lv->call_ns > ask_after_ns()) {
+		live_restart(c, now); /* we were not looking: see recv_check_live */
+		return;
+	}
+	lv->call_ns = now;
+	uint64_t seen = send_progress(c);
+	if (seen != lv->seen) {
+		lv->seen = seen;
+		lv->ev_ns = now;
+		return;
+	}
+	struct rcmoe_treq *r;
+	if (now - lv->ev_ns > timeout_ns() && (r = oldest_unsent(c)) != NULL)
+		fail_unread(c, r);
 }
 
 /* ---- the ops ---- */
@@ -568,9 +723,13 @@ rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len,
 	int err = atomic_load_explicit(&c->error, memory_order_acquire);
 	if (err != RCMOE_OK)
 		return (rcmoe_status_t)err;
+	/* A wait starts: the receiver is judged from now on (see sock_irecv). */
+	bool was_waiting = oldest_unsent(c) != NULL;
 	struct rcmoe_treq *r = alloc_req(c);
 	if (!r)
 		return RCMOE_OK;
+	if (!was_waiting)
+		live_restart(c, sock_now_ns());
 	r->buf = (uint8_t *)(uintptr_t)buf; /* only read from */
 	r->len = len;
 	r->tag = tag;
@@ -633,6 +792,8 @@ rcmoe_status_t sock_test(struct rcmoe_treq *req, int *done, size_t *len, uint32_
 	*done = 0;
 	if (c->is_send) {
 		send_headers(c);
+		if (!atomic_load_explicit(&c->failing, memory_order_relaxed))
+			send_check_live(c);
 		header_done = (int32_t)(atomic_load_explicit(&c->hdr_seq, memory_order_acquire) -
 					req->seq) > 0;
 	} else {

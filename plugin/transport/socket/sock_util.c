@@ -54,17 +54,19 @@ rcmoe_status_t sock_set_options(int fd, int timeout_s, const char *peer)
 {
 	/* Headers and small messages must not wait for Nagle's algorithm. */
 	RCMOE_CHECK(set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY", peer));
-	/* Keepalive probes find a peer machine that died while the connection is idle; the user
-	 * timeout bounds how long unacknowledged data (and probes) may wait. Together a dead
-	 * peer becomes a socket error within about timeout_s. */
+	/* Keepalive probes find a peer machine that died while the connection is idle (idle
+	 * timeout_s / 2, then 3 probes timeout_s / 6 apart): a socket error within about
+	 * timeout_s. No TCP_USER_TIMEOUT: Linux applies it to a closed receive window too, so
+	 * it would kill the connection of a live receiver that is merely late to read (its rank
+	 * not at the collective yet). While somebody waits, the heartbeats judge the peer
+	 * instead (data.c), which also catches a peer host that is gone with our data unacked
+	 * (TCP alone would retransmit for about 15 minutes). */
 	int idle = timeout_s / 2 > 0 ? timeout_s / 2 : 1;
 	int intvl = timeout_s / 6 > 0 ? timeout_s / 6 : 1;
 	RCMOE_CHECK(set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE", peer));
 	RCMOE_CHECK(set_int_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle, "TCP_KEEPIDLE", peer));
 	RCMOE_CHECK(set_int_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, intvl, "TCP_KEEPINTVL", peer));
 	RCMOE_CHECK(set_int_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, 3, "TCP_KEEPCNT", peer));
-	RCMOE_CHECK(set_int_opt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, timeout_s * 1000,
-				"TCP_USER_TIMEOUT", peer));
 	return RCMOE_OK;
 }
 

@@ -3,12 +3,12 @@
  * Private state of the socket transport.
  *
  * A connection is one control socket (message headers, written and read without blocking by the
- * caller's thread, and on the sender also by helper thread 0; heartbeats, see sock_live) plus
- * `nstreams` data sockets (payload, moved by `nthreads` helper threads,
- * thread t owning the streams s with s % nthreads == t). The caller's thread cuts each message
- * into pieces (sock_plan_pieces) and queues each piece on its stream; the stream's thread moves
- * it between the user buffer and the socket and counts it done. Each stream's queue is
- * single-producer (caller) single-consumer (its thread).
+ * caller's thread, and on the sender also written by helper thread 0; heartbeats both ways, see
+ * sock_live and sock_hb) plus `nstreams` data sockets (payload, moved by `nthreads` helper
+ * threads, thread t owning the streams s with s % nthreads == t). The caller's thread cuts each
+ * message into pieces (sock_plan_pieces) and queues each piece on its stream; the stream's
+ * thread moves it between the user buffer and the socket and counts it done. Each stream's
+ * queue is single-producer (caller) single-consumer (its thread).
  *
  * Threading: one caller thread per comm at a time (NCCL's proxy thread). Fields marked "caller"
  * are touched only by it; "shared" fields are atomics.
@@ -50,7 +50,9 @@ rcmoe_status_t sock_pick_interface(const struct rcmoe_params *params, char *ifna
 				   union sock_addr *addr);
 socklen_t sock_addr_len(const union sock_addr *a);
 void sock_addr_str(const union sock_addr *a, char *buf, size_t size);
-/* TCP_NODELAY, keepalive and TCP_USER_TIMEOUT so that a dead peer is noticed in `timeout_s`. */
+/* TCP_NODELAY, and keepalive so that the host of an idle connection's peer, gone, is noticed in
+ * about `timeout_s`. No TCP_USER_TIMEOUT: it would also fail a live peer that leaves our data
+ * unread that long (a closed receive window); the heartbeats judge that (sock_live). */
 rcmoe_status_t sock_set_options(int fd, int timeout_s, const char *peer);
 rcmoe_status_t sock_random64(uint64_t *out);
 uint64_t sock_now_ns(void);
@@ -125,38 +127,54 @@ struct sock_thread {
 };
 
 /*
- * Is the sender still running? (receive comms; caller). TCP cannot tell: a stopped process's
- * kernel still acknowledges data and keepalive probes. While a receive waits and nothing came
- * for a quarter of RCMOE_SOCKET_TIMEOUT, the receiver asks with a heartbeat on the control
- * socket's reverse direction; the sender's helper thread 0 answers at once, whatever its caller
- * does. Nothing is sent while no receive waits, so nothing piles up unread on an idle
- * connection.
+ * Is the peer still running? TCP cannot tell: a stopped process's kernel still acknowledges
+ * data and keepalive probes, and a live receiver may leave data unread for as long as its rank
+ * is late. So each side watches for progress and the peer's own signs of life (wire.h):
+ *  - receive comms: while a receive waits and nothing came for a quarter of
+ *    RCMOE_SOCKET_TIMEOUT, the caller asks with a ping on the control socket's reverse
+ *    direction; the sender's helper thread 0 answers at once with a pong, whatever its caller
+ *    does. Nothing is asked while no receive waits.
+ *  - send comms: while a send is outstanding, the caller watches the bytes its kernel takes and
+ *    the receiver's beats and pings, which the sender's helper thread 0 counts. The receiver's
+ *    helper thread 0 beats every quarter of the timeout while any socket of the connection
+ *    holds bytes it has not read, so a late receiver keeps the send alive and a stopped one
+ *    does not.
+ * Caller fields; the caller's "asking" state is receive-only.
  */
 struct sock_live {
-	uint64_t ctrl_in; /* header and inline payload bytes read (heartbeats not counted) */
-	uint64_t seen;    /* those and the helper threads' payload bytes, at the last look */
-	uint64_t ev_ns;   /* last sign of life: such a byte, or an answer to our question */
-	uint64_t data_ns; /* last header or payload byte: a started message must keep moving */
+	uint64_t ctrl_in; /* recv: header and inline payload bytes read (heartbeats not counted) */
+	uint64_t seen;    /* progress counters summed, at the last look */
+	uint64_t ev_ns;   /* last sign of life: progress, or (recv) an answer to our question */
+	uint64_t data_ns; /* recv: last header or payload byte (a started message must move) */
 	uint64_t call_ns; /* the caller's last look (a long gap restarts the clocks) */
-	bool asking;      /* a heartbeat went out and nothing answered it yet */
+	bool asking;      /* recv: a ping went out and nothing answered it yet */
 	uint32_t ask_id;  /* its number: older answers prove nothing */
 	uint64_t ask_ns;
-	uint32_t next_id;           /* number of the next heartbeat */
-	uint8_t out[SOCK_HDR_SIZE]; /* the heartbeat being written */
-	size_t out_off;             /* bytes of it written, 0 when none is under way */
+	uint32_t next_id; /* number of the next ping */
 };
 
-/* The sender's side of the heartbeats (send comms). */
-struct sock_echo {
-	/* helper thread 0: reading the receiver's heartbeats */
+/* The heartbeats' share of the control socket (wire.h), both kinds of comm. */
+struct sock_hb {
+	/* helper thread 0 of a send comm: reading the receiver's pings and beats */
 	uint8_t in[SOCK_HDR_SIZE];
 	size_t in_off;
 	bool in_closed; /* EOF or error: the caller's writes will report it if it matters */
-	/* ctrl_lock: the answer, written between two messages' headers */
-	bool owed;
-	uint32_t id; /* the newest heartbeat read */
+	/* Shared (send): pings and beats read, each a sign that the receiver runs. */
+	_Atomic uint32_t in_count;
+	/* Shared (recv): the caller's newest question, its number + 1 (0: none yet). */
+	_Atomic uint32_t ping_want;
+	/* ctrl_lock: what our direction of the control socket owes besides message headers,
+	 * and the frame being written (no header or other frame may come between its bytes) */
+	bool pong_owed;      /* send: an answer to the newest ping read */
+	uint32_t pong_id;
+	uint32_t ping_sent;  /* recv: ping_want of the newest ping started */
+	bool beat_owed;      /* recv: helper thread 0 found unread bytes */
+	uint32_t beat_id;    /* recv: number of the next beat */
+	bool out_closed;     /* recv: writing failed (errno out_err); the caller reports it if a
+			      * receive waits */
+	int out_err;
 	uint8_t out[SOCK_HDR_SIZE];
-	size_t out_off; /* bytes of the answer written, 0 when none is under way */
+	size_t out_off;      /* bytes of `out` written, 0 when none is under way */
 };
 
 struct sock_comm {
@@ -184,12 +202,15 @@ struct sock_comm {
 	size_t rx_off;	  /* caller (recv): bytes of the inline payload read */
 	uint8_t rx_hdr[SOCK_HDR_SIZE]; /* caller (recv): header being read */
 	unsigned next_stream;	       /* caller: where the next message's first piece goes */
-	/* send: the control socket's write side (headers, inline payloads, heartbeat answers),
-	 * shared by the caller and helper thread 0. Held only around non-blocking writes, and
-	 * the caller only ever try-locks it. */
+	/* The control socket's write side (send: headers, inline payloads, pongs; recv: pings,
+	 * beats), shared by the caller and helper thread 0. Held only around non-blocking
+	 * writes, and the caller only ever try-locks it. */
 	pthread_mutex_t ctrl_lock;
-	struct sock_echo echo; /* send */
-	struct sock_live live; /* recv, caller */
+	/* send: header and inline payload bytes written (under ctrl_lock), read by the caller
+	 * to see whether anything moves (sock_live) */
+	_Atomic uint64_t ctrl_out;
+	struct sock_hb hb;
+	struct sock_live live; /* caller */
 
 	_Atomic int failing;  /* shared: set once by whoever reports the failure */
 	_Atomic int error;    /* shared: rcmoe_status_t, RCMOE_OK while healthy */
@@ -223,11 +244,14 @@ void sock_comm_fail(struct sock_comm *c, rcmoe_status_t st, const char *fmt, ...
 void sock_thread_wake(struct sock_thread *th);
 void *sock_thread_main(void *arg);
 
-/* data.c, for helper thread 0 of a send comm: read the receiver's heartbeats (each owes an
- * answer) and write what the control socket owes. *want_out: wait for the socket to take
+/* data.c, for helper thread 0: read the receiver's pings (each owes a pong) and beats (send
+ * comms); owe a beat when the connection holds unread bytes (receive comms, called every
+ * sock_beat_ns); write what the control socket owes. *want_out: wait for the socket to take
  * more before calling again. */
-void sock_echo_read(struct sock_comm *c);
+void sock_hb_read(struct sock_comm *c);
+void sock_beat_check(struct sock_comm *c);
 void sock_ctrl_flush(struct sock_comm *c, bool *want_out);
+uint64_t sock_beat_ns(void);
 
 /* data.c */
 rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, int tag,

@@ -8,9 +8,10 @@
  * Pieces go out and come in, per stream, in the order the caller queued them (the message
  * order), on both sides; that is what keeps the two ends of a stream in step.
  *
- * Thread 0 of a send comm also watches the control socket for the receiver's heartbeats and
- * answers them (data.c): it runs whether or not NCCL's proxy thread calls in, so a sender that
- * is merely busy is never taken for a stopped one.
+ * Thread 0 also keeps the heartbeats going (data.c, wire.h) whether or not NCCL's proxy thread
+ * calls in, so that a peer that is merely busy or late is never taken for a stopped one: on a
+ * send comm it reads the receiver's pings and beats and answers the pings; on a receive comm it
+ * beats every quarter of RCMOE_SOCKET_TIMEOUT while the connection holds unread bytes.
  */
 #include <errno.h>
 #include <poll.h>
@@ -66,8 +67,13 @@ static void report(struct sock_comm *c, struct sock_stream *s, struct sock_piece
 	sock_comm_fail(c, st == RCMOE_ERR_SYSTEM ? st : RCMOE_ERR_REMOTE,
 		       "%s on data stream %d after %zu of %zu bytes of message %u%s", strerror(err),
 		       s->index, done, req->len, req->seq,
-		       err == ETIMEDOUT ? " (no progress within RCMOE_SOCKET_TIMEOUT)" : "");
+		       err == ETIMEDOUT ? " (the peer's host stopped answering TCP)" : "");
 }
+
+/* Bytes moved per call before the counters are updated: the side that is slower never sees
+ * EAGAIN, and a piece may be large (a message / nstreams), so without a step the heartbeats'
+ * progress counters (sock_live) could stand still for as long as a whole piece takes. */
+#define STREAM_STEP (1u << 20)
 
 /* Move the stream's queued pieces until it is empty or would block. */
 static enum turn stream_turn(struct sock_thread *th, struct sock_stream *s, short *events)
@@ -76,11 +82,12 @@ static enum turn stream_turn(struct sock_thread *th, struct sock_stream *s, shor
 	struct sock_piece *p;
 	while ((p = queue_front(s)) != NULL) {
 		size_t before = s->off;
+		size_t end = p->len - s->off > STREAM_STEP ? s->off + STREAM_STEP : p->len;
 		enum sock_io_result r;
 		if (p->buf)
-			r = sock_io(s->fd, c->is_send, p->buf, p->len, &s->off);
+			r = sock_io(s->fd, c->is_send, p->buf, end, &s->off);
 		else
-			r = discard(th, s, p->len);
+			r = discard(th, s, end);
 		if (s->off > before) {
 			atomic_fetch_add_explicit(&p->req->bytes_done, s->off - before,
 						  memory_order_relaxed);
@@ -99,6 +106,8 @@ static enum turn stream_turn(struct sock_thread *th, struct sock_stream *s, shor
 			report(c, s, p, r, errno);
 			return TURN_FAILED;
 		}
+		if (s->off < p->len)
+			continue; /* the next step of the same piece */
 		/* Free the queue slot before counting the piece done: once the request is
 		 * complete the caller may reuse both. */
 		struct rcmoe_treq *req = p->req;
@@ -124,11 +133,25 @@ static void quiesce(struct sock_thread *th)
 	}
 }
 
-/* The control socket's events thread 0 of a send comm waits for: the receiver's heartbeats, and
- * room to write an answer that did not fit. 0: none. */
+/* The control socket's events thread 0 waits for: the receiver's heartbeats (send comms; the
+ * caller reads a receive comm's), and room to write a frame that did not fit. 0: none. */
 static short ctrl_events(struct sock_comm *c, bool want_out)
 {
-	return (short)((c->echo.in_closed ? 0 : POLLIN) | (want_out ? POLLOUT : 0));
+	bool in = c->is_send && !c->hb.in_closed;
+	return (short)((in ? POLLIN : 0) | (want_out ? POLLOUT : 0));
+}
+
+/* Receive comms, thread 0: every sock_beat_ns, beat if bytes wait unread. Returns the poll
+ * timeout until the next look, in ms. */
+static int beat_turn(struct sock_comm *c, uint64_t *next_ns, bool *want_out)
+{
+	uint64_t now = sock_now_ns();
+	if (now >= *next_ns) {
+		sock_beat_check(c);
+		sock_ctrl_flush(c, want_out); /* also what the caller's ping left unwritten */
+		*next_ns = now + sock_beat_ns();
+	}
+	return (int)((*next_ns - now + 999999) / 1000000);
 }
 
 void *sock_thread_main(void *arg)
@@ -137,8 +160,10 @@ void *sock_thread_main(void *arg)
 	struct sock_comm *c = th->comm;
 	struct pollfd pfd[SOCK_MAX_STREAMS + 2];
 	int idle[SOCK_MAX_STREAMS];
-	bool watch_ctrl = c->is_send && th->index == 0;
+	bool watch_ctrl = th->index == 0;
+	bool beats = !c->is_send && th->index == 0;
 	bool want_out = false;
+	uint64_t next_beat_ns = sock_now_ns() + sock_beat_ns();
 
 	for (;;) {
 		if (atomic_load_explicit(&c->stop, memory_order_acquire))
@@ -147,8 +172,10 @@ void *sock_thread_main(void *arg)
 			quiesce(th);
 			break;
 		}
-		int npfd = 1, nidle = 0, ctrl = -1;
+		int npfd = 1, nidle = 0, ctrl = -1, timeout = -1;
 		bool failed = false;
+		if (beats)
+			timeout = beat_turn(c, &next_beat_ns, &want_out);
 		pfd[0] = (struct pollfd){ .fd = th->efd, .events = POLLIN };
 		if (watch_ctrl && ctrl_events(c, want_out)) {
 			ctrl = npfd;
@@ -175,14 +202,15 @@ void *sock_thread_main(void *arg)
 		bool more = false;
 		for (int i = 0; i < nidle && !more; i++)
 			more = !queue_empty_now(&c->streams[idle[i]]);
-		if (!more && poll(pfd, (nfds_t)npfd, -1) < 0 && errno != EINTR) {
+		if (!more && poll(pfd, (nfds_t)npfd, timeout) < 0 && errno != EINTR) {
 			int err = errno;
 			sock_comm_fail(c, RCMOE_ERR_SYSTEM, "poll in a helper thread failed: %s",
 				       strerror(err));
 		}
 		atomic_store(&th->sleeping, 0);
 		if (ctrl >= 0 && pfd[ctrl].revents) {
-			sock_echo_read(c);
+			if (c->is_send)
+				sock_hb_read(c);
 			sock_ctrl_flush(c, &want_out);
 		}
 		if (pfd[0].revents & POLLIN) {

@@ -131,23 +131,23 @@ void sock_hdr_decode(const uint8_t in[SOCK_HDR_SIZE], struct sock_msg_hdr *h)
 	h->wire_flags = get32(in + 24);
 }
 
-void sock_heartbeat_encode(uint32_t id, uint8_t out[SOCK_HDR_SIZE])
+void sock_heartbeat_encode(uint32_t kind, uint32_t id, uint8_t out[SOCK_HDR_SIZE])
 {
-	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
-				  .seq = id,
-				  .wire_flags = SOCK_WIRE_HEARTBEAT };
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .seq = id, .wire_flags = kind };
 	sock_hdr_encode(&h, out);
 }
 
 bool sock_hdr_is_heartbeat(const struct sock_msg_hdr *h)
 {
-	return (h->wire_flags & SOCK_WIRE_HEARTBEAT) != 0;
+	return (h->wire_flags & SOCK_WIRE_HEARTBEATS) != 0;
 }
 
-bool sock_heartbeat_ok(const struct sock_msg_hdr *h)
+bool sock_heartbeat_ok(const struct sock_msg_hdr *h, uint32_t kinds)
 {
-	return h->magic == SOCK_MSG_MAGIC && h->wire_flags == SOCK_WIRE_HEARTBEAT && h->tag == 0 &&
-	       h->flags == 0 && h->len == 0;
+	uint32_t k = h->wire_flags;
+	/* exactly one flag, and one of `kinds` */
+	return h->magic == SOCK_MSG_MAGIC && k && (k & (k - 1)) == 0 &&
+	       (k & kinds & SOCK_WIRE_HEARTBEATS) && h->tag == 0 && h->flags == 0 && h->len == 0;
 }
 
 void sock_plan_pieces(size_t len, unsigned nstreams, size_t min_chunk, size_t *piece,

@@ -18,17 +18,31 @@
  *     would be a single piece (at most the sender's min_chunk, and SOCK_INLINE_MAX) follows its
  *     header on the control socket (SOCK_WIRE_INLINE) instead of going to a data stream: it
  *     loses no parallelism and costs no helper-thread wakeup on either side.
- *   heartbeat (32 bytes, a message header with wire_flags == SOCK_WIRE_HEARTBEAT, tag, flags and
- *     len 0, seq = the heartbeat's own number; it consumes no message sequence number):
- *     a stopped process's kernel still acknowledges TCP data and keepalive probes, so only the
- *     peer's own code can show that it runs. A receiver that waits for a message and heard
- *     nothing for RCMOE_SOCKET_TIMEOUT / 4 sends one on the control socket's reverse direction
- *     (otherwise unused), numbered 0, 1, 2, ...; the sender's helper thread 0 answers it on the
- *     control socket between two messages (never inside a header or inline payload) with a
- *     heartbeat carrying the newest number it read. An answer only counts for a question asked
- *     in the current wait, and a receiver that heard nothing at all for RCMOE_SOCKET_TIMEOUT
- *     while a receive waits fails the connection. Nothing is sent while no receive waits, so an
- *     idle connection accumulates nothing unread. (Version 1 had no heartbeats.)
+ *   heartbeats (32 bytes, a message header with tag, flags and len 0, seq = the heartbeat's own
+ *     number, wire_flags exactly one of the kinds below; they consume no message sequence
+ *     number). A stopped process's kernel still acknowledges TCP data and keepalive probes, so
+ *     only the peer's own code can show that it runs. Each kind has one direction, and a frame
+ *     of a kind in the wrong direction is refused as malformed:
+ *     - SOCK_WIRE_PING, receiver -> sender (the control socket's otherwise unused reverse
+ *       direction): a receiver that waits for a message and heard nothing for
+ *       RCMOE_SOCKET_TIMEOUT / 4 asks, numbered 0, 1, 2, ...
+ *     - SOCK_WIRE_PONG, sender -> receiver: the sender's helper thread 0 answers at once,
+ *       whatever its caller does, between two messages (never inside a header or inline
+ *       payload), with the newest number it read. An answer only counts for a question asked
+ *       in the current wait; a receiver that heard nothing at all for RCMOE_SOCKET_TIMEOUT
+ *       while a receive waits fails the connection.
+ *     - SOCK_WIRE_BEAT, receiver -> sender, numbered 0, 1, 2, ... on their own: the receiver's
+ *       helper thread 0 says "I run, and bytes of yours wait unread here" every
+ *       RCMOE_SOCKET_TIMEOUT / 4 while any socket of the connection holds unread bytes,
+ *       whether or not NCCL's proxy posts receives. A sender whose outstanding send made no
+ *       progress (bytes taken by its kernel) and heard nothing from its receiver (beat or
+ *       ping) for RCMOE_SOCKET_TIMEOUT fails the connection; a receiver that is merely late
+ *       keeps beating, and the send waits as long as it takes. The sender does not ask: its
+ *       question would queue behind the very bytes that the receiver is not reading.
+ *     The sender's helper thread reads the reverse direction at all times, so what the
+ *     receiver sends never piles up; nothing goes the other way unasked, so an idle
+ *     connection whose receiver reads nothing accumulates nothing unread. (Version 1 had no
+ *     heartbeats, version 2 pings and answers of one kind and no beats.)
  */
 #ifndef RCMOE_SOCKET_WIRE_H
 #define RCMOE_SOCKET_WIRE_H
@@ -41,7 +55,7 @@
 
 #include "rcmoe/status.h"
 
-#define SOCK_PROTO_VERSION 2u
+#define SOCK_PROTO_VERSION 3u
 #define SOCK_HANDLE_MAGIC  0x72636d6f65736b68ull /* "rcmoeskh" */
 #define SOCK_HELLO_MAGIC   0x72636d6f6568656cull /* "rcmoehel" */
 #define SOCK_MSG_MAGIC     0x524d5347u           /* "RMSG" */
@@ -50,8 +64,11 @@
 #define SOCK_HELLO_SIZE  40
 #define SOCK_HDR_SIZE    32
 
-#define SOCK_WIRE_INLINE    0x1u
-#define SOCK_WIRE_HEARTBEAT 0x2u
+#define SOCK_WIRE_INLINE 0x1u
+#define SOCK_WIRE_PING   0x2u /* heartbeats, see above */
+#define SOCK_WIRE_PONG   0x4u
+#define SOCK_WIRE_BEAT   0x8u
+#define SOCK_WIRE_HEARTBEATS (SOCK_WIRE_PING | SOCK_WIRE_PONG | SOCK_WIRE_BEAT)
 #define SOCK_INLINE_MAX     65536u
 
 /* Data streams per connection: params.def allows 1..64. */
@@ -101,12 +118,12 @@ void sock_hello_decode(const uint8_t in[SOCK_HELLO_SIZE], struct sock_hello *h);
 void sock_hdr_encode(const struct sock_msg_hdr *h, uint8_t out[SOCK_HDR_SIZE]);
 void sock_hdr_decode(const uint8_t in[SOCK_HDR_SIZE], struct sock_msg_hdr *h);
 
-/* A heartbeat numbered `id` (both directions use the same form). */
-void sock_heartbeat_encode(uint32_t id, uint8_t out[SOCK_HDR_SIZE]);
-/* Whether `h` claims to be a heartbeat (has SOCK_WIRE_HEARTBEAT), and whether it is a
- * well-formed one: nothing else may be set but its number. */
+/* A heartbeat of kind `kind` (SOCK_WIRE_PING, _PONG or _BEAT) numbered `id`. */
+void sock_heartbeat_encode(uint32_t kind, uint32_t id, uint8_t out[SOCK_HDR_SIZE]);
+/* Whether `h` claims to be a heartbeat (has any SOCK_WIRE_HEARTBEATS flag), and whether it is
+ * a well-formed one of a kind in `kinds`: one kind flag and nothing else set but its number. */
 bool sock_hdr_is_heartbeat(const struct sock_msg_hdr *h);
-bool sock_heartbeat_ok(const struct sock_msg_hdr *h);
+bool sock_heartbeat_ok(const struct sock_msg_hdr *h, uint32_t kinds);
 
 /*
  * How a message of `len` bytes is cut: *npieces pieces of *piece bytes (the last one shorter),
