@@ -14,8 +14,9 @@
  *  - test never blocks. A request that reported done (or an error) is released by that test call.
  *  - A peer that presents a wrong secret or protocol version, or sends a malformed or oversized
  *    header, gets its connection closed with a WARN and nothing is written to a posted buffer.
- *  - A peer that dies makes test return an error within RCMOE_SOCKET_TIMEOUT seconds, naming the
- *    peer and what happened.
+ *  - A peer that dies, or whose process stops responding, makes test return an error within
+ *    about RCMOE_SOCKET_TIMEOUT seconds while a transfer waits on it, naming the peer and what
+ *    happened; a peer that is merely slow to send or late to receive is never failed.
  */
 #ifndef RCMOE_TRANSPORT_H
 #define RCMOE_TRANSPORT_H
