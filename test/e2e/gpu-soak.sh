@@ -16,17 +16,8 @@
 set -uo pipefail
 build=${1:?usage: gpu-soak.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-/tmp/rcmoe-gpu-soak}}
-mkdir -p "$out"
-plugin=$(readlink -f "$build/plugin/libnccl-net-rcmoe.so")
-[ -f "$plugin" ] || { echo "no plugin at $plugin"; exit 1; }
-
-nvidia-smi -L
-export CUDA_MPS_PIPE_DIRECTORY=/tmp/rcmoe-mps CUDA_MPS_LOG_DIRECTORY=/tmp/rcmoe-mps-log
-mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-started_mps=0
-if nvidia-cuda-mps-control -d 2>/dev/null; then started_mps=1; fi
-stop_mps() { [ $started_mps = 1 ] && echo quit | nvidia-cuda-mps-control; }
-trap stop_mps EXIT
+source "$(dirname "$0")/mps.sh"
+rcmoe_e2e_setup "$build" "$out"
 
 # one_job N BITS DTYPE BUFFERS: run one configuration, print its verdict line.
 one_job() {

@@ -327,3 +327,14 @@ const char *st_last_warn(void)
 	pthread_mutex_unlock(&warn_lock);
 	return copy;
 }
+
+struct rcmoe_trecv *st_accept_one(struct rcmoe_tlisten *l)
+{
+	struct rcmoe_trecv *r = NULL;
+	double end = st_now() + 10;
+	while (!r) {
+		cr_assert_eq(OPS->accept(l, &r), RCMOE_OK);
+		cr_assert(st_now() < end, "nothing accepted within 10 s");
+	}
+	return r;
+}

@@ -33,6 +33,8 @@ void st_pair_open(struct st_pair *p);
 /* Connect a second sender to p's listener and accept it. */
 void st_connect_accept(struct st_pair *p, struct rcmoe_tsend **s, struct rcmoe_trecv **r);
 void st_pair_close(struct st_pair *p);
+/* Call accept until it gives a comm (at most 10 s). */
+struct rcmoe_trecv *st_accept_one(struct rcmoe_tlisten *l);
 
 /* What a placement callback was asked, and what it answers. */
 struct st_place {

@@ -86,17 +86,6 @@ static void wait_child(pid_t pid)
 		  status);
 }
 
-static struct rcmoe_trecv *accept_one(struct rcmoe_tlisten *l)
-{
-	struct rcmoe_trecv *r = NULL;
-	double end = st_now() + 10;
-	while (!r) {
-		cr_assert_eq(OPS->accept(l, &r), RCMOE_OK);
-		cr_assert(st_now() < end, "nothing accepted within 10 s");
-	}
-	return r;
-}
-
 static void peer_exits_mid_message(size_t len, size_t sent, bool inl, const char *progress)
 {
 	st_init(NULL);
@@ -109,7 +98,7 @@ static void peer_exits_mid_message(size_t len, size_t sent, bool inl, const char
 	if (pid == 0)
 		raw_child(handle, len, sent, inl);
 
-	struct rcmoe_trecv *r = accept_one(l);
+	struct rcmoe_trecv *r = st_accept_one(l);
 	uint8_t *dst = malloc(len);
 	struct st_place pl = {.dest = dst};
 	struct rcmoe_treq *rr = st_irecv(r, len, 1, &pl);
@@ -160,7 +149,7 @@ Test(socket_fault, sender_process_exits_mid_message)
 			_exit(3);
 		_exit(0);
 	}
-	struct rcmoe_trecv *r = accept_one(l);
+	struct rcmoe_trecv *r = st_accept_one(l);
 	uint8_t *dst = malloc(len);
 	struct st_place pl = {.dest = dst};
 	struct rcmoe_treq *rr = st_irecv(r, len, 1, &pl);

@@ -168,17 +168,6 @@ static void join(struct child *ch)
 	close(ch->wr);
 }
 
-static struct rcmoe_trecv *accept_one(struct rcmoe_tlisten *l)
-{
-	struct rcmoe_trecv *r = NULL;
-	double end = st_now() + 10;
-	while (!r) {
-		cr_assert_eq(OPS->accept(l, &r), RCMOE_OK);
-		cr_assert(st_now() < end, "nothing accepted within 10 s");
-	}
-	return r;
-}
-
 /* Call test until done or error, at most `limit` seconds (a hang fails the test). */
 static rcmoe_status_t wait_req(struct rcmoe_treq *req, double limit, size_t *len)
 {
@@ -228,7 +217,7 @@ Test(socket_hang, sender_stopped_before_sending)
 	cr_assert_eq(OPS->listen(0, handle, &l), RCMOE_OK);
 	struct child ch;
 	spawn(&ch, idle_sender, handle);
-	struct rcmoe_trecv *r = accept_one(l);
+	struct rcmoe_trecv *r = st_accept_one(l);
 	char c;
 	expect_from_child(&ch, &c, 1);
 	uint8_t dst[4096];
@@ -275,7 +264,7 @@ Test(socket_hang, sender_stopped_mid_message)
 	cr_assert_eq(OPS->listen(0, handle, &l), RCMOE_OK);
 	struct child ch;
 	spawn(&ch, big_sender, handle);
-	struct rcmoe_trecv *r = accept_one(l);
+	struct rcmoe_trecv *r = st_accept_one(l);
 	char c;
 	expect_from_child(&ch, &c, 1);
 	/* Let the sender fill the sockets' buffers, stop it, then receive what it got out: the
@@ -319,7 +308,7 @@ Test(socket_hang, slow_sender_is_not_failed)
 	cr_assert_eq(OPS->listen(0, handle, &l), RCMOE_OK);
 	struct child ch;
 	spawn(&ch, slow_sender, handle);
-	struct rcmoe_trecv *r = accept_one(l);
+	struct rcmoe_trecv *r = st_accept_one(l);
 	char c;
 	expect_from_child(&ch, &c, 1);
 	const size_t len = 8u << 20;
@@ -437,7 +426,7 @@ Test(socket_hang, idle_connection_then_receive)
 	cr_assert_eq(OPS->listen(0, handle, &l), RCMOE_OK);
 	struct child ch;
 	spawn(&ch, on_demand_sender, handle);
-	struct rcmoe_trecv *r = accept_one(l);
+	struct rcmoe_trecv *r = st_accept_one(l);
 	char c;
 	expect_from_child(&ch, &c, 1);
 	/* Nothing posted: heartbeats pile up unread and must not matter. */
