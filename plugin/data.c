@@ -291,11 +291,9 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq
 				     "workers); under MPS (or with RCMOE_CUDA_BUFFERS=on) the codec "
 				     "runs on the GPU");
 	struct rcmoe_cpu_job *job = &r->job;
-	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
-	RCMOE_CHECK(check_fits(r, "CPU encode", rcmoe_lsq_bound(n, cfg), shadow_room(r)));
 	job->kind = RCMOE_JOB_ENCODE;
 	job->in = r->data;
-	job->in_len = n;
+	job->in_len = r->size / rcmoe_dtype_size(cfg->dtype);
 	job->out = shadow_of(r);
 	job->out_cap = shadow_room(r);
 	job->cfg = *cfg;
@@ -312,7 +310,6 @@ static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
 #ifdef RCMOE_HAVE_CUDA
 	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
 	struct rcmoe_gpu_scope g;
-	RCMOE_CHECK(check_fits(r, "GPU encode", rcmoe_lsq_bound(n, cfg), shadow_room(r)));
 	RCMOE_CHECK(check_fits(r, "GPU encode scratch", rcmoe_gpu_lsq_work_bytes(n, cfg),
 			       c->gpu_work_bytes));
 	r->codec_start_ns = now_ns();
@@ -387,7 +384,8 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 		     rcmoe_policy_lsq(rcmoe_core_params(), &r->info,
 				      atomic_load_explicit(&c->ctx->attr_op, memory_order_relaxed),
 				      size, r->seq, &cfg);
-	/* The encoder needs room for its worst case (raw blocks plus header) in the shadow. */
+	/* The encoder needs room for its worst case (raw blocks plus header) in the shadow; the
+	 * encoders check that cap again before they write. */
 	if (encode && rcmoe_lsq_bound(size / rcmoe_dtype_size(cfg.dtype), &cfg) > shadow_room(r))
 		encode = 0;
 	if (encode && is_gpu(r))
@@ -418,12 +416,9 @@ static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, voi
 			"RCMOE_* variables on every rank");
 		return RCMOE_ERR_USAGE;
 	}
-	int to_shadow = is_gpu(r) || (flags & RCMOE_MSG_ENCODED);
-	RCMOE_CHECK(check_fits(r, "arriving message", wire_len,
-			       to_shadow ? shadow_room(r) : r->size));
 	r->wire_len = wire_len;
 	r->flags = flags;
-	*dest = to_shadow ? shadow_of(r) : r->data;
+	*dest = (is_gpu(r) || (flags & RCMOE_MSG_ENCODED)) ? shadow_of(r) : r->data;
 	return RCMOE_OK;
 }
 
@@ -516,8 +511,7 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 	}
 	size_t out = hdr.codec == RCMOE_CODEC_DEDUP ? hdr.count
 						    : hdr.count * rcmoe_dtype_size(hdr.dtype);
-	RCMOE_CHECK(check_fits(r, "decode", out, r->size));
-	r->result = out;
+	r->result = out; /* rcmoe_codec_validate checked it against the receive */
 	if (!is_gpu(r)) {
 		struct rcmoe_cpu_job *job = &r->job;
 		job->kind = RCMOE_JOB_DECODE;
@@ -652,6 +646,12 @@ rcmoe_status_t rcmoe_core_test(struct rcmoe_request *r, int *done, size_t *size)
 	return c->failed;
 }
 
+/* A request of ours that may touch mr's buffers (any region's when mr is NULL). */
+static int in_flight(const struct rcmoe_request *r, const struct rcmoe_mr *mr)
+{
+	return r->state != REQ_FREE && (!mr || r->mr == mr);
+}
+
 /* Wait until nothing of ours writes into `mr`'s buffers (every region when mr is NULL): NCCL
  * frees them right after deregMr (and close). In a normal teardown nothing is in flight; after
  * an abort, requests may still be moving: the comm is stopped and each is waited for (transport
@@ -661,7 +661,7 @@ void rcmoe_core_quiesce(struct rcmoe_comm *c, const struct rcmoe_mr *mr)
 {
 	int busy = 0;
 	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
-		busy += c->reqs[i].state != REQ_FREE && (!mr || c->reqs[i].mr == mr);
+		busy += in_flight(&c->reqs[i], mr);
 	if (!busy)
 		return;
 	RCMOE_INFO(NCCL_NET, "%s with %d transfer(s) in flight: stopping the connection and "
@@ -670,7 +670,7 @@ void rcmoe_core_quiesce(struct rcmoe_comm *c, const struct rcmoe_mr *mr)
 	comm_fail_why(c, RCMOE_ERR_INVALID, "closed by NCCL with transfers in flight");
 	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++) {
 		struct rcmoe_request *r = &c->reqs[i];
-		if (r->state == REQ_FREE || (mr && r->mr != mr))
+		if (!in_flight(r, mr))
 			continue;
 		while (!req_quiet(c, r))
 			sched_yield();

@@ -85,10 +85,6 @@ struct rcmoe_transport_ops {
 	 * blocks; harmless on a failed comm. */
 	void (*abort_send)(struct rcmoe_tsend *comm, rcmoe_status_t st, const char *why);
 	void (*abort_recv)(struct rcmoe_trecv *comm, rcmoe_status_t st, const char *why);
-	/* 1 once no transport thread can touch any request's buffer (after an abort or a
-	 * failure); 0 while one still may. */
-	int (*quiet_send)(struct rcmoe_tsend *comm);
-	int (*quiet_recv)(struct rcmoe_trecv *comm);
 	/* Close calls are safe on comms with requests still in flight (they are abandoned). */
 	rcmoe_status_t (*close_send)(struct rcmoe_tsend *comm);
 	rcmoe_status_t (*close_recv)(struct rcmoe_trecv *comm);

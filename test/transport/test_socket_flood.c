@@ -423,14 +423,28 @@ static void close_comms(struct st_pair *p)
  * test keeps calling accept: no accept fails, a legitimate connection made during the flood
  * moves data byte-exact, descriptors return to their baseline once the flood stops, and the
  * WARNs stay few. */
+/* A listener alone, no connection yet (the tests drive accept themselves). */
+static void listen_only(struct st_pair *p)
+{
+	memset(p, 0, sizeof(*p));
+	cr_assert_eq(OPS->listen(0, p->handle, &p->l), RCMOE_OK);
+}
+
+/* The wire bytes of stream 0's correct hello for a connection of `count` data streams. */
+static void good_hello_bytes(const uint8_t *handle, uint16_t count, uint8_t out[SOCK_HELLO_SIZE])
+{
+	struct sock_hello h;
+	st_good_hello(handle, &h, 0, count);
+	sock_hello_encode(&h, out);
+}
+
 Test(socket_flood, legit_connection_through_a_flood)
 {
 	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=2", "RCMOE_SOCKET_NSTREAMS=2",
 			     "RCMOE_SOCKET_NTHREADS=1", NULL};
 	st_init(env);
 	struct st_pair p;
-	memset(&p, 0, sizeof(p));
-	cr_assert_eq(OPS->listen(0, p.handle, &p.l), RCMOE_OK);
+	listen_only(&p);
 	int baseline = count_fds();
 	int warns = test_log_warn_count();
 	struct peer atk;
@@ -490,12 +504,9 @@ Test(socket_flood, silent_and_slow_sockets_closed_at_handshake_deadline)
 	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=1", NULL};
 	st_init(env);
 	struct st_pair p;
-	memset(&p, 0, sizeof(p));
-	cr_assert_eq(OPS->listen(0, p.handle, &p.l), RCMOE_OK);
-	struct sock_hello h;
+	listen_only(&p);
 	uint8_t hello[SOCK_HELLO_SIZE];
-	st_good_hello(p.handle, &h, 0, 1);
-	sock_hello_encode(&h, hello);
+	good_hello_bytes(p.handle, 1, hello);
 	int fd[2] = {st_raw_connect(p.handle), st_raw_connect(p.handle)};
 	double closed_at[2] = {0, 0};
 	double start = st_now(), next_byte = start;
@@ -536,12 +547,9 @@ Test(socket_flood, incomplete_connection_closed_at_handshake_deadline)
 	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=1", NULL};
 	st_init(env);
 	struct st_pair p;
-	memset(&p, 0, sizeof(p));
-	cr_assert_eq(OPS->listen(0, p.handle, &p.l), RCMOE_OK);
-	struct sock_hello h;
+	listen_only(&p);
 	uint8_t hello[SOCK_HELLO_SIZE];
-	st_good_hello(p.handle, &h, 0, 2);
-	sock_hello_encode(&h, hello);
+	good_hello_bytes(p.handle, 2, hello);
 	int fd = st_raw_connect(p.handle);
 	st_raw_send(fd, hello, sizeof(hello));
 	double start = st_now();
@@ -561,8 +569,7 @@ Test(socket_flood, unauthenticated_sockets_capped_oldest_first)
 			     "RCMOE_SOCKET_NTHREADS=1", NULL};
 	st_init(env);
 	struct st_pair p;
-	memset(&p, 0, sizeof(p));
-	cr_assert_eq(OPS->listen(0, p.handle, &p.l), RCMOE_OK);
+	listen_only(&p);
 	int warns = test_log_warn_count();
 	struct peer atk;
 	peer_start(&atk, p.handle);
@@ -619,8 +626,7 @@ Test(socket_flood, out_of_descriptors_keeps_listening)
 	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=3", "RCMOE_SOCKET_NTHREADS=1", NULL};
 	st_init(env);
 	struct st_pair p;
-	memset(&p, 0, sizeof(p));
-	cr_assert_eq(OPS->listen(0, p.handle, &p.l), RCMOE_OK);
+	listen_only(&p);
 	int warns = test_log_warn_count();
 	struct peer atk;
 	peer_start(&atk, p.handle);

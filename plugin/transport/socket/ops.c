@@ -24,23 +24,6 @@ static void abort_recv(struct rcmoe_trecv *comm, rcmoe_status_t st, const char *
 	sock_comm_fail(sock_recv_comm(comm), st, "stopped: %s", why);
 }
 
-/* Helper threads count themselves into `quiesced` once they stopped touching requests. */
-static int comm_quiet(struct sock_comm *c)
-{
-	return atomic_load_explicit(&c->error, memory_order_acquire) != RCMOE_OK &&
-	       atomic_load_explicit(&c->quiesced, memory_order_acquire) >= c->nthreads;
-}
-
-static int quiet_send(struct rcmoe_tsend *comm)
-{
-	return comm_quiet(sock_send_comm(comm));
-}
-
-static int quiet_recv(struct rcmoe_trecv *comm)
-{
-	return comm_quiet(sock_recv_comm(comm));
-}
-
 const struct rcmoe_transport_ops rcmoe_socket_ops = {
     .name = "socket",
     .init = sock_init,
@@ -54,8 +37,6 @@ const struct rcmoe_transport_ops rcmoe_socket_ops = {
     .test = sock_test,
     .abort_send = abort_send,
     .abort_recv = abort_recv,
-    .quiet_send = quiet_send,
-    .quiet_recv = quiet_recv,
     .close_send = close_send,
     .close_recv = close_recv,
     .close_listen = sock_close_listen,
