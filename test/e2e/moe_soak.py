@@ -354,7 +354,9 @@ def peer_death_drill(args, procs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--plugin", required=True)
+    ap.add_argument("--plugin", required=True,
+                    help="the plugin .so, or 'socket' for NCCL's built-in Socket transport "
+                         "(the baseline of the peer-death drill; --bits must be 0)")
     ap.add_argument("--nranks", type=int, default=4)
     ap.add_argument("--bits", type=int, default=0, choices=(0, 2, 4, 8))
     ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"),
@@ -376,10 +378,13 @@ def main():
     args = ap.parse_args()
     if EXPERTS % args.nranks:
         sys.exit(f"{EXPERTS} experts do not divide over {args.nranks} ranks")
+    if args.plugin == "socket" and args.bits:
+        sys.exit("--plugin socket carries everything losslessly: --bits must be 0")
     os.makedirs(args.out, exist_ok=True)
+    socket_net = args.plugin == "socket"
     os.environ.update({
-        "NCCL_NET_PLUGIN": os.path.abspath(args.plugin),
-        "NCCL_NET": "RCMoE",
+        "NCCL_NET_PLUGIN": "none" if socket_net else os.path.abspath(args.plugin),
+        "NCCL_NET": "Socket" if socket_net else "RCMoE",
         "NCCL_SOCKET_IFNAME": os.environ.get("NCCL_SOCKET_IFNAME", "lo"),
         "RCMOE_SOCKET_IFNAME": os.environ.get("RCMOE_SOCKET_IFNAME", "lo"),
         "NCCL_MNNVL_ENABLE": "0",
