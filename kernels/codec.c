@@ -20,15 +20,9 @@ rcmoe_status_t rcmoe_codec_validate(const void *src, size_t len, size_t dst_byte
 		return RCMOE_ERR_OVERFLOW;
 	const uint8_t *payload = (const uint8_t *)src + RCMOE_WIRE_HEADER_BYTES;
 	switch (h.codec) {
-	case RCMOE_CODEC_LSQ:
-		st = rcmoe_lsq_validate(payload, &h);
-		break;
-	case RCMOE_CODEC_PTS:
-		st = rcmoe_pts_validate(payload, &h);
-		break;
-	default:
-		st = rcmoe_dedup_validate(payload, &h);
-		break;
+	case RCMOE_CODEC_LSQ: st = rcmoe_lsq_validate(payload, &h); break;
+	case RCMOE_CODEC_PTS: st = rcmoe_pts_validate(payload, &h); break;
+	default: st = rcmoe_dedup_validate(payload, &h); break;
 	}
 	if (st == RCMOE_OK && hdr)
 		*hdr = h;

@@ -200,7 +200,7 @@ RCMOE_HD uint16_t rcmoe_f32_to_f16(float f)
 
 RCMOE_HD uint32_t rcmoe_dt_size(int dtype)
 {
-	return dtype == RCMOE_DT_FP32_				      ? 4u
+	return dtype == RCMOE_DT_FP32_                                ? 4u
 	       : (dtype == RCMOE_DT_FP16_ || dtype == RCMOE_DT_BF16_) ? 2u
 								      : 0u;
 }
@@ -311,7 +311,7 @@ RCMOE_HD float rcmoe_rng_unit(uint32_t r)
 enum {
 	RCMOE_HW_MAGIC = 0,
 	RCMOE_HW_VERSION_CODEC_DTYPE = 1, /* u16 version | u8 codec << 16 | u8 dtype << 24 */
-	RCMOE_HW_BITS_FLAGS = 2,	  /* u8 bits | u8 flags << 8 | u16 reserved (0) */
+	RCMOE_HW_BITS_FLAGS = 2,          /* u8 bits | u8 flags << 8 | u16 reserved (0) */
 	RCMOE_HW_BLOCK = 3,
 	RCMOE_HW_COUNT = 4, /* u64 */
 	RCMOE_HW_SEED = 6,  /* u64 */
@@ -523,15 +523,15 @@ RCMOE_HD int rcmoe_pts_tau(double l1, double rho, uint64_t n, int dtype, uint32_
  * element, then a bucket bit vector of m + nbuckets bits), whichever takes fewer words; k and
  * the choice follow from (m, len) alone, so they are not sent. */
 struct rcmoe_pts_chunk {
-	uint32_t ef;	     /* 1: Elias-Fano, 0: bitmap (or m == 0: no index words) */
-	uint32_t k;	     /* EF low bits */
+	uint32_t ef;         /* 1: Elias-Fano, 0: bitmap (or m == 0: no index words) */
+	uint32_t k;          /* EF low bits */
 	uint32_t low_words;  /* EF */
 	uint32_t high_words; /* EF */
 	uint32_t idx_words;  /* bitmap words, or low_words + high_words */
 	uint32_t sign_words; /* one sign bit per small element */
 	uint32_t pos_bytes;  /* u16 chunk-local position per large element, padded to 4 */
 	uint32_t val_bytes;  /* element value per large element, padded to 4 */
-	uint32_t bytes;	     /* body total */
+	uint32_t bytes;      /* body total */
 };
 
 RCMOE_HD void rcmoe_pts_chunk_layout(uint32_t m, uint32_t nl, uint32_t len, uint32_t esize,

@@ -105,12 +105,12 @@ rcmoe_status_t rcmoe_dedup_encode(const void *src, size_t bytes, uint32_t block_
 	free(ord);
 
 	struct rcmoe_wire_header h = {
-	    .magic = RCMOE_WIRE_MAGIC,
-	    .version = RCMOE_WIRE_VERSION,
-	    .codec = RCMOE_CODEC_DEDUP,
-	    .block = bb,
-	    .count = bytes,
-	    .payload_len = off,
+		.magic = RCMOE_WIRE_MAGIC,
+		.version = RCMOE_WIRE_VERSION,
+		.codec = RCMOE_CODEC_DEDUP,
+		.block = bb,
+		.count = bytes,
+		.payload_len = off,
 	};
 	rcmoe_wire_write(dst, &h);
 	*len = RCMOE_WIRE_HEADER_BYTES + off;

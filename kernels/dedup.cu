@@ -22,7 +22,7 @@
 #include "gpu_common.cuh"
 #include "gpu_internal.h"
 
-#define DD_NT	 256
+#define DD_NT    256
 #define DD_WARPS (DD_NT / 32)
 
 struct dd_args {
@@ -233,19 +233,19 @@ extern "C" rcmoe_status_t rcmoe_gpu_dedup_encode(const void *d_src, size_t bytes
 		return RCMOE_ERR_INVALID;
 	uint8_t *work = (uint8_t *)d_work;
 	struct rcmoe_wire_header h = {
-	    .magic = RCMOE_WIRE_MAGIC,
-	    .version = RCMOE_WIRE_VERSION,
-	    .codec = RCMOE_CODEC_DEDUP,
-	    .dtype = 0,
-	    .bits = 0,
-	    .flags = 0,
-	    .block = block_bytes,
-	    .count = bytes,
-	    .seed = 0,
-	    .op_id = 0,
-	    .rank = 0,
-	    .payload_len = 0,
-	    .aux = 0,
+		.magic = RCMOE_WIRE_MAGIC,
+		.version = RCMOE_WIRE_VERSION,
+		.codec = RCMOE_CODEC_DEDUP,
+		.dtype = 0,
+		.bits = 0,
+		.flags = 0,
+		.block = block_bytes,
+		.count = bytes,
+		.seed = 0,
+		.op_id = 0,
+		.rank = 0,
+		.payload_len = 0,
+		.aux = 0,
 	};
 	rcmoe_wire_words(&h, a.hdr);
 	a.src = (const uint8_t *)d_src;

@@ -17,7 +17,7 @@
  */
 #include "gpu_common.cuh"
 
-#define FILL_THREADS	256
+#define FILL_THREADS    256
 #define FILL_MAX_BLOCKS 32
 
 __global__ void __launch_bounds__(FILL_THREADS) fill_kernel(uint8_t *d, size_t n, uint32_t word)

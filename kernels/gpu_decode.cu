@@ -8,12 +8,9 @@ extern "C" size_t rcmoe_gpu_decode_work_bytes(const struct rcmoe_wire_header *hd
 	if (!hdr)
 		return 0;
 	switch (hdr->codec) {
-	case RCMOE_CODEC_LSQ:
-		return rcmoe_gpu_lsq_decode_work_bytes(hdr);
-	case RCMOE_CODEC_PTS:
-		return rcmoe_gpu_pts_accumulate_work_bytes(hdr, 1);
-	default:
-		return rcmoe_gpu_dedup_decode_work_bytes(hdr);
+	case RCMOE_CODEC_LSQ: return rcmoe_gpu_lsq_decode_work_bytes(hdr);
+	case RCMOE_CODEC_PTS: return rcmoe_gpu_pts_accumulate_work_bytes(hdr, 1);
+	default: return rcmoe_gpu_dedup_decode_work_bytes(hdr);
 	}
 }
 
@@ -37,9 +34,7 @@ extern "C" rcmoe_status_t rcmoe_gpu_decode(const void *d_src, const struct rcmoe
 	case RCMOE_CODEC_PTS:
 		return rcmoe_gpu_pts_accumulate(&d_src, hdr, 1, hdr->dtype, d_dst, hdr->count,
 						d_work, work_bytes, stream);
-	case RCMOE_CODEC_DEDUP:
-		return rcmoe_gpu_dedup_decode(d_src, hdr, d_dst, stream);
-	default:
-		return RCMOE_ERR_INVALID;
+	case RCMOE_CODEC_DEDUP: return rcmoe_gpu_dedup_decode(d_src, hdr, d_dst, stream);
+	default: return RCMOE_ERR_INVALID;
 	}
 }

@@ -134,9 +134,9 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 						make_uint4(rcmoe_fbits(f[4]), rcmoe_fbits(f[5]),
 							   rcmoe_fbits(f[6]), rcmoe_fbits(f[7]));
 				} else {
-					*(uint4 *)(a.dst + 2 * e) =
-						make_uint4(pack2<DT>(f[0], f[1]), pack2<DT>(f[2], f[3]),
-							   pack2<DT>(f[4], f[5]), pack2<DT>(f[6], f[7]));
+					*(uint4 *)(a.dst + 2 * e) = make_uint4(
+						pack2<DT>(f[0], f[1]), pack2<DT>(f[2], f[3]),
+						pack2<DT>(f[4], f[5]), pack2<DT>(f[6], f[7]));
 				}
 			} else {
 				for (int k = 0; k < 8; k++)

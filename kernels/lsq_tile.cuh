@@ -17,7 +17,7 @@
 
 #include "gpu_common.cuh"
 
-#define LSQ_NT	  256
+#define LSQ_NT    256
 #define LSQ_TILE  8192
 #define LSQ_STEPS 4
 

@@ -43,7 +43,7 @@ double rcmoe_pts_l1(const void *src, size_t n, int dtype)
 {
 	const uint8_t *in = src;
 	uint32_t esize = rcmoe_dt_size(dtype);
-	double lanes[RCMOE_PTS_L1_LANES] = {0}, v[RCMOE_PTS_L1_LANES];
+	double lanes[RCMOE_PTS_L1_LANES] = { 0 }, v[RCMOE_PTS_L1_LANES];
 	uint64_t nchunks = (n + RCMOE_PTS_L1_CHUNK - 1) / RCMOE_PTS_L1_CHUNK, c;
 	int t, s, i;
 
@@ -51,8 +51,8 @@ double rcmoe_pts_l1(const void *src, size_t n, int dtype)
 		memset(v, 0, sizeof(v));
 		for (i = 0; i < RCMOE_PTS_L1_CHUNK / RCMOE_PTS_L1_LANES; i++) {
 			for (t = 0; t < RCMOE_PTS_L1_LANES; t++) {
-				uint64_t idx =
-				    c * RCMOE_PTS_L1_CHUNK + (uint64_t)i * RCMOE_PTS_L1_LANES + t;
+				uint64_t idx = c * RCMOE_PTS_L1_CHUNK +
+					       (uint64_t)i * RCMOE_PTS_L1_LANES + t;
 				if (idx >= n)
 					break;
 				float x = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, idx));
@@ -143,8 +143,8 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 	uint8_t *payload = (uint8_t *)dst + RCMOE_WIRE_HEADER_BYTES;
 	uint32_t esize = rcmoe_dt_size(cfg->dtype), C = cfg_chunk(cfg), tau_bits;
 	uint64_t key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank);
-	int dense =
-	    rcmoe_pts_tau(rcmoe_pts_l1(src, n, cfg->dtype), cfg->density, n, cfg->dtype, &tau_bits);
+	int dense = rcmoe_pts_tau(rcmoe_pts_l1(src, n, cfg->dtype), cfg->density, n, cfg->dtype,
+				  &tau_bits);
 	uint64_t off;
 
 	if (dense) {
@@ -165,8 +165,8 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 			for (p = 0; p < l; p++) {
 				uint32_t raw = rcmoe_ld_elem(in, esize, e0 + p);
 				float g = rcmoe_to_f32(cfg->dtype, raw);
-				sel[p] =
-				    (uint8_t)rcmoe_pts_select(g, tau, rcmoe_rng_at(key, e0 + p));
+				sel[p] = (uint8_t)rcmoe_pts_select(g, tau,
+								   rcmoe_rng_at(key, e0 + p));
 				neg[p] = (uint8_t)(rcmoe_fbits(g) >> 31);
 				m += sel[p] == RCMOE_PTS_SMALL;
 				nl += sel[p] == RCMOE_PTS_LARGE;
@@ -180,18 +180,18 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 	}
 
 	struct rcmoe_wire_header h = {
-	    .magic = RCMOE_WIRE_MAGIC,
-	    .version = RCMOE_WIRE_VERSION,
-	    .codec = RCMOE_CODEC_PTS,
-	    .dtype = (uint8_t)cfg->dtype,
-	    .flags = dense ? RCMOE_PTS_DENSE : 0,
-	    .block = C,
-	    .count = n,
-	    .seed = cfg->seed,
-	    .op_id = cfg->op_id,
-	    .rank = cfg->rank,
-	    .payload_len = off,
-	    .aux = tau_bits,
+		.magic = RCMOE_WIRE_MAGIC,
+		.version = RCMOE_WIRE_VERSION,
+		.codec = RCMOE_CODEC_PTS,
+		.dtype = (uint8_t)cfg->dtype,
+		.flags = dense ? RCMOE_PTS_DENSE : 0,
+		.block = C,
+		.count = n,
+		.seed = cfg->seed,
+		.op_id = cfg->op_id,
+		.rank = cfg->rank,
+		.payload_len = off,
+		.aux = tau_bits,
 	};
 	rcmoe_wire_write(dst, &h);
 	*len = RCMOE_WIRE_HEADER_BYTES + off;
@@ -312,7 +312,7 @@ static void accumulate_one(float *acc, const uint8_t *payload, const struct rcmo
 	if (h->flags & RCMOE_PTS_DENSE) {
 		for (i = 0; i < n; i++)
 			acc[i] = rcmoe_fadd_acc(
-			    acc[i], rcmoe_to_f32(h->dtype, rcmoe_ld_elem(payload, esize, i)));
+				acc[i], rcmoe_to_f32(h->dtype, rcmoe_ld_elem(payload, esize, i)));
 		return;
 	}
 	float tau = rcmoe_bitsf(h->aux), ntau = rcmoe_bitsf(h->aux | 0x80000000u);

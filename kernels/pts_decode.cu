@@ -88,8 +88,8 @@ __global__ void __launch_bounds__(PTS_ACC_NT) pts_accum_kernel(const struct pts_
 		const uint32_t e = ((const uint32_t *)pl)[c], m = e & 0xffffu, nl = e >> 16;
 		struct rcmoe_pts_chunk L;
 		rcmoe_pts_chunk_layout(m, nl, len, ES, &L);
-		const uint32_t *body =
-		    (const uint32_t *)(pl + 4 * a.nchunks + a.offs[(uint64_t)r * a.nchunks + c]);
+		const uint32_t *body = (const uint32_t *)(pl + 4 * a.nchunks +
+							  a.offs[(uint64_t)r * a.nchunks + c]);
 		const uint32_t *sign = body + L.idx_words;
 		if (m > 0) {
 			/* words carrying one bit per small element: the bitmap, or EF's bucket bits
@@ -114,7 +114,8 @@ __global__ void __launch_bounds__(PTS_ACC_NT) pts_accum_kernel(const struct pts_
 				}
 				if (p < len)
 					acc[p] = rcmoe_fadd_acc(
-					    acc[p], (sign[j / 32] >> (j % 32)) & 1 ? ntau : tau);
+						acc[p],
+						(sign[j / 32] >> (j % 32)) & 1 ? ntau : tau);
 				j++;
 			}
 		}
@@ -123,8 +124,8 @@ __global__ void __launch_bounds__(PTS_ACC_NT) pts_accum_kernel(const struct pts_
 		for (uint32_t i = tid; i < nl; i += PTS_ACC_NT) {
 			uint32_t p = pos[i];
 			if (p < len)
-				acc[p] =
-				    rcmoe_fadd_acc(acc[p], rcmoe_to_f32(DT, ld_elem<DT>(val, i)));
+				acc[p] = rcmoe_fadd_acc(acc[p],
+							rcmoe_to_f32(DT, ld_elem<DT>(val, i)));
 		}
 		__syncthreads();
 	}

@@ -41,7 +41,7 @@ struct pts_ctl {
 struct pts_l1_args {
 	const uint8_t *src;
 	uint64_t n, nl1; /* elements, L1 chunks (at least 1) */
-	int vec;	 /* src is 8-byte aligned: pairs load as one word (fp32: two) */
+	int vec;         /* src is 8-byte aligned: pairs load as one word (fp32: two) */
 	double rho;
 	double *partials;
 	struct pts_ctl *ctl;
@@ -76,7 +76,7 @@ static __device__ __forceinline__ uint2 l1_load(const uint8_t *src, uint64_t e, 
 	if (full)
 		return make_uint2(*(const uint32_t *)(src + 2 * e), 0u);
 	return make_uint2((e < n ? ld_elem<DT>(src, e) : 0u) |
-			      (e + 1 < n ? ld_elem<DT>(src, e + 1) << 16 : 0u),
+				  (e + 1 < n ? ld_elem<DT>(src, e + 1) << 16 : 0u),
 			  0u);
 }
 
@@ -255,7 +255,8 @@ static __device__ __forceinline__ void select_words_n(const uint8_t *src, uint32
 			uint32_t p = i * PTS_ENC_NT + base + lane;
 			uint32_t v = PER == 1 ? raw[i] : (raw[i / PER] >> (16 * (i % 2))) & 0xffffu;
 			float g = widen_nan_any<DT>(v); /* no NaN reaches a sparse stream */
-			uint32_t r = rcmoe_rng_folded(hfold, y0 + i * (PTS_ENC_NT * RCMOE_RNG_GOLDEN));
+			uint32_t r =
+				rcmoe_rng_folded(hfold, y0 + i * (PTS_ENC_NT * RCMOE_RNG_GOLDEN));
 			bool kept = EXACT ? rcmoe_pts_kept_fused_exact(g, tau, neg_tau, r)
 					  : rcmoe_pts_kept_fused(g, tau, neg_tau, r);
 			if (!FULL && p >= len)
@@ -282,8 +283,8 @@ static __device__ __forceinline__ uint32_t spread16(uint32_t x)
 static __device__ __forceinline__ uint32_t unpair_word(const uint32_t *s_kept, uint32_t w)
 {
 	uint32_t q = w / 2, h = 16 * (w & 1);
-	return spread16(s_kept[2 * q] >> h & 0xffffu) |
-	       spread16(s_kept[2 * q + 1] >> h & 0xffffu) << 1;
+	return spread16(s_kept[2 * q] >> h & 0xffffu) | spread16(s_kept[2 * q + 1] >> h & 0xffffu)
+								<< 1;
 }
 
 /* iters = chunk / 512: 2, 4, 8, 16 or 32 (chunks are powers of two in [1024, 16384]). */
@@ -296,15 +297,9 @@ static __device__ __forceinline__ void select_words(const uint8_t *src, uint32_t
 			      RCMOE_PTS_MAX_CHUNK / PTS_ENC_NT == 32,
 		      "the chunk sizes select_words dispatches on");
 	switch (iters) {
-	case 2:
-		select_words_n<DT, FULL, EXACT, PAIRS, 2>(src, len, lo0, hikey, tau, s_kept);
-		break;
-	case 4:
-		select_words_n<DT, FULL, EXACT, PAIRS, 4>(src, len, lo0, hikey, tau, s_kept);
-		break;
-	case 8:
-		select_words_n<DT, FULL, EXACT, PAIRS, 8>(src, len, lo0, hikey, tau, s_kept);
-		break;
+	case 2: select_words_n<DT, FULL, EXACT, PAIRS, 2>(src, len, lo0, hikey, tau, s_kept); break;
+	case 4: select_words_n<DT, FULL, EXACT, PAIRS, 4>(src, len, lo0, hikey, tau, s_kept); break;
+	case 8: select_words_n<DT, FULL, EXACT, PAIRS, 8>(src, len, lo0, hikey, tau, s_kept); break;
 	case 16:
 		select_words_n<DT, FULL, EXACT, PAIRS, 16>(src, len, lo0, hikey, tau, s_kept);
 		break;
@@ -337,7 +332,8 @@ static __device__ __forceinline__ void split_kept(const uint8_t *src, uint32_t w
 }
 
 template <int DT>
-__global__ void __launch_bounds__(PTS_ENC_NT, PTS_ENC_MIN_CTAS) pts_encode_kernel(const struct pts_enc_args a)
+__global__ void __launch_bounds__(PTS_ENC_NT, PTS_ENC_MIN_CTAS)
+	pts_encode_kernel(const struct pts_enc_args a)
 {
 	constexpr uint32_t ES = DT == RCMOE_DT_FP32_ ? 4 : 2;
 	__shared__ uint32_t s_kept[PTS_MAX_WORDS];
@@ -372,8 +368,8 @@ __global__ void __launch_bounds__(PTS_ENC_NT, PTS_ENC_MIN_CTAS) pts_encode_kerne
 	const uint32_t hikey = rcmoe_rng_hikey(a.key, (uint32_t)(e0 >> 32)); /* chunk within 2^32 */
 	const uint8_t *src = a.src + e0 * ES;
 	/* 16-bit elements of full chunks with a normal tau load in aligned pairs (unpair_word) */
-	const bool paired = ES == 2 && tau_bits >= 0x00800000u && len == C &&
-			    ((uintptr_t)a.src & 3u) == 0;
+	const bool paired =
+		ES == 2 && tau_bits >= 0x00800000u && len == C && ((uintptr_t)a.src & 3u) == 0;
 	if (tau_bits < 0x00800000u) /* subnormal (or 0): large elements tested explicitly */
 		select_words<DT, false, true>(src, len, C / PTS_ENC_NT, (uint32_t)e0, hikey, tau,
 					      s_kept);
@@ -396,7 +392,7 @@ __global__ void __launch_bounds__(PTS_ENC_NT, PTS_ENC_MIN_CTAS) pts_encode_kerne
 
 	/* ranks: small count in the low half, large in the high half (each <= 16384) */
 	uint32_t tot,
-	    ex = block_exclusive_scan(__popc(ws) | (uint32_t)__popc(wl) << 16, &tot, s_scan);
+		ex = block_exclusive_scan(__popc(ws) | (uint32_t)__popc(wl) << 16, &tot, s_scan);
 	const uint32_t m = tot & 0xffffu, nl = tot >> 16;
 	struct rcmoe_pts_chunk L;
 	rcmoe_pts_chunk_layout(m, nl, len, ES, &L);
@@ -512,8 +508,9 @@ template <int DT>
 static void launch(const struct pts_l1_args *l, const struct pts_enc_args *e, uint64_t grid,
 		   cudaStream_t stream)
 {
-	pts_l1_kernel<DT><<<(unsigned)((l->nl1 + PTS_L1_WARPS - 1) / PTS_L1_WARPS), PTS_L1_NT, 0,
-			    stream>>>(*l);
+	pts_l1_kernel<DT>
+		<<<(unsigned)((l->nl1 + PTS_L1_WARPS - 1) / PTS_L1_WARPS), PTS_L1_NT, 0, stream>>>(
+			*l);
 	pts_encode_kernel<DT><<<(unsigned)grid, PTS_ENC_NT, 0, stream>>>(*e);
 }
 
@@ -547,19 +544,19 @@ extern "C" rcmoe_status_t rcmoe_gpu_pts_encode(const void *d_src, size_t n,
 	l.dtype = cfg->dtype;
 
 	struct rcmoe_wire_header h = {
-	    .magic = RCMOE_WIRE_MAGIC,
-	    .version = RCMOE_WIRE_VERSION,
-	    .codec = RCMOE_CODEC_PTS,
-	    .dtype = (uint8_t)cfg->dtype,
-	    .bits = 0,
-	    .flags = 0,
-	    .block = cfg_chunk(cfg),
-	    .count = n,
-	    .seed = cfg->seed,
-	    .op_id = cfg->op_id,
-	    .rank = cfg->rank,
-	    .payload_len = 0,
-	    .aux = 0,
+		.magic = RCMOE_WIRE_MAGIC,
+		.version = RCMOE_WIRE_VERSION,
+		.codec = RCMOE_CODEC_PTS,
+		.dtype = (uint8_t)cfg->dtype,
+		.bits = 0,
+		.flags = 0,
+		.block = cfg_chunk(cfg),
+		.count = n,
+		.seed = cfg->seed,
+		.op_id = cfg->op_id,
+		.rank = cfg->rank,
+		.payload_len = 0,
+		.aux = 0,
 	};
 	/* flags and tau are only known on the device: the encode kernel patches them in */
 	rcmoe_wire_words(&h, e.hdr);

@@ -17,7 +17,7 @@
 
 #include "rcmoe/kernels.h"
 
-#define STAGE_THREADS 256
+#define STAGE_THREADS    256
 #define STAGE_MAX_BLOCKS 32
 
 __global__ void stage_copy_vec16(uint4 *__restrict__ dst, const uint4 *__restrict__ src, size_t n16)

@@ -19,7 +19,7 @@ void rcmoe_wire_words(const struct rcmoe_wire_header *hdr, uint32_t w[RCMOE_HW_W
 	memset(w, 0, RCMOE_HW_WORDS * sizeof(uint32_t));
 	w[RCMOE_HW_MAGIC] = hdr->magic;
 	w[RCMOE_HW_VERSION_CODEC_DTYPE] =
-	    hdr->version | (uint32_t)hdr->codec << 16 | (uint32_t)hdr->dtype << 24;
+		hdr->version | (uint32_t)hdr->codec << 16 | (uint32_t)hdr->dtype << 24;
 	w[RCMOE_HW_BITS_FLAGS] = hdr->bits | (uint32_t)hdr->flags << 8;
 	w[RCMOE_HW_BLOCK] = hdr->block;
 	w[RCMOE_HW_COUNT] = (uint32_t)hdr->count;
@@ -76,8 +76,7 @@ static rcmoe_status_t check_fields(const struct rcmoe_wire_header *h)
 		    h->block % 4 != 0 || h->seed != 0 || h->op_id != 0 || h->rank != 0)
 			return RCMOE_ERR_MALFORMED;
 		return RCMOE_OK;
-	default:
-		return RCMOE_ERR_MALFORMED;
+	default: return RCMOE_ERR_MALFORMED;
 	}
 }
 

@@ -77,8 +77,7 @@ static rcmoe_status_t comm_alloc(struct rcmoe_ctx *ctx, int is_send, struct rcmo
 		RCMOE_CHECK_GOTO(rcmoe_gpu_enter(dev, &g), st, leave_context);
 		RCMOE_CHECK_GOTO(rcmoe_gpu_stream_create(&c->stream), st, leave_context);
 		for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
-			RCMOE_CHECK_GOTO(rcmoe_gpu_event_create(&c->reqs[i].ev), st,
-					 leave_context);
+			RCMOE_CHECK_GOTO(rcmoe_gpu_event_create(&c->reqs[i].ev), st, leave_context);
 		if (rcmoe_core_compressing()) {
 			c->gpu_work_bytes = gpu_work_bytes();
 			RCMOE_CHECK_GOTO(rcmoe_gpu_dev_alloc(&c->gpu_work, c->gpu_work_bytes), st,

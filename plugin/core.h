@@ -75,8 +75,8 @@ struct rcmoe_request {
 	size_t result;           /* bytes reported to NCCL */
 	uint64_t codec_start_ns; /* GPU codec: when it was launched */
 	uint64_t codec_ns;       /* encode or decode time, for the counters */
-	int on_cpu; /* REQ_ENCODING / REQ_UNSTAGING wait for `job`, not `ev` */
-	int gpu_pending; /* GPU work was enqueued for it and `ev` has not been seen done */
+	int on_cpu;              /* REQ_ENCODING / REQ_UNSTAGING wait for `job`, not `ev` */
+	int gpu_pending;         /* GPU work was enqueued for it and `ev` has not been seen done */
 	struct rcmoe_cpu_job job;
 	struct rcmoe_treq *treq;
 	struct rcmoe_gpu_event ev;
@@ -92,7 +92,7 @@ struct rcmoe_comm {
 	struct rcmoe_request reqs[NCCL_NET_MAX_REQUESTS];
 	uint64_t next_seq;  /* sequence number of the next isend/irecv */
 	uint64_t next_post; /* send: next sequence number to hand to the transport */
-	int gpu_dev; /* device of the plugin's CUDA context for this comm, or -1 */
+	int gpu_dev;        /* device of the plugin's CUDA context for this comm, or -1 */
 	struct rcmoe_gpu_stream stream;
 	void *gpu_work; /* codec scratch on the GPU (kernels on `stream` run one at a time) */
 	size_t gpu_work_bytes;

@@ -21,9 +21,9 @@ struct rcmoe_cpu_job {
 	_Atomic int state; /* 0 idle, 1 queued or running, 2 done */
 	enum rcmoe_cpu_job_kind kind;
 	const void *in;
-	size_t in_len;	/* encode: elements; decode: stream bytes */
+	size_t in_len; /* encode: elements; decode: stream bytes */
 	void *out;
-	size_t out_cap; /* bytes */
+	size_t out_cap;           /* bytes */
 	struct rcmoe_lsq_cfg cfg; /* encode */
 	/* results, valid once done */
 	rcmoe_status_t status;

@@ -218,8 +218,9 @@ static rcmoe_status_t cpu_encoded_ready(struct rcmoe_request *r)
 		size_t len;
 		RCMOE_CHECK(check_encoded(r, &len));
 		if (len != r->job.out_len) {
-			RCMOE_WARN("CPU encoder reported %zu bytes for message %llu, its header %zu",
-				   r->job.out_len, (unsigned long long)r->seq, len);
+			RCMOE_WARN(
+				"CPU encoder reported %zu bytes for message %llu, its header %zu",
+				r->job.out_len, (unsigned long long)r->seq, len);
 			return RCMOE_ERR_INTERNAL;
 		}
 		r->wire = shadow_of(r);
@@ -287,9 +288,10 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq
 {
 	static atomic_int told;
 	if (!atomic_exchange(&told, 1))
-		RCMOE_INFO(NCCL_NET, "compressing host buffers on the CPU (RCMOE_CPU_CODEC_THREADS "
-				     "workers); under MPS (or with RCMOE_CUDA_BUFFERS=on) the codec "
-				     "runs on the GPU");
+		RCMOE_INFO(NCCL_NET,
+			   "compressing host buffers on the CPU (RCMOE_CPU_CODEC_THREADS "
+			   "workers); under MPS (or with RCMOE_CUDA_BUFFERS=on) the codec "
+			   "runs on the GPU");
 	struct rcmoe_cpu_job *job = &r->job;
 	job->kind = RCMOE_JOB_ENCODE;
 	job->in = r->data;
@@ -531,8 +533,8 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 	r->codec_start_ns = now_ns();
 	st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
-		st = rcmoe_gpu_decode(src, &hdr, r->data, r->size, c->gpu_work,
-				      c->gpu_work_bytes, (cudaStream_t)c->stream.handle);
+		st = rcmoe_gpu_decode(src, &hdr, r->data, r->size, c->gpu_work, c->gpu_work_bytes,
+				      (cudaStream_t)c->stream.handle);
 	st = record_and_leave(c, r, &g, st);
 	if (st != RCMOE_OK)
 		RCMOE_WARN("GPU decode of message %llu failed: %s", (unsigned long long)r->seq,
@@ -664,8 +666,9 @@ void rcmoe_core_quiesce(struct rcmoe_comm *c, const struct rcmoe_mr *mr)
 		busy += in_flight(&c->reqs[i], mr);
 	if (!busy)
 		return;
-	RCMOE_INFO(NCCL_NET, "%s with %d transfer(s) in flight: stopping the connection and "
-			     "waiting for them",
+	RCMOE_INFO(NCCL_NET,
+		   "%s with %d transfer(s) in flight: stopping the connection and "
+		   "waiting for them",
 		   mr ? "deregMr" : "close", busy);
 	comm_fail_why(c, RCMOE_ERR_INVALID, "closed by NCCL with transfers in flight");
 	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++) {

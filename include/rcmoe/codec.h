@@ -38,20 +38,20 @@ enum {
 	RCMOE_CODEC_DEDUP = 3,
 };
 
-#define RCMOE_WIRE_MAGIC	0x454d4352u /* "RCME" little-endian */
-#define RCMOE_WIRE_VERSION	1
+#define RCMOE_WIRE_MAGIC        0x454d4352u /* "RCME" little-endian */
+#define RCMOE_WIRE_VERSION      1
 #define RCMOE_WIRE_HEADER_BYTES 64
 
 /* Limits the header is checked against (docs/wire-format.md). */
-#define RCMOE_LSQ_MIN_BLOCK	32 /* LSQ block: a power of two in [32, 1024] elements */
-#define RCMOE_LSQ_MAX_BLOCK	1024
+#define RCMOE_LSQ_MIN_BLOCK     32 /* LSQ block: a power of two in [32, 1024] elements */
+#define RCMOE_LSQ_MAX_BLOCK     1024
 #define RCMOE_LSQ_DEFAULT_BLOCK 128
-#define RCMOE_PTS_MIN_CHUNK	1024 /* PTS chunk: a power of two in [1024, 16384] elements */
-#define RCMOE_PTS_MAX_CHUNK	16384
+#define RCMOE_PTS_MIN_CHUNK     1024 /* PTS chunk: a power of two in [1024, 16384] elements */
+#define RCMOE_PTS_MAX_CHUNK     16384
 #define RCMOE_PTS_DEFAULT_CHUNK 16384
-#define RCMOE_DEDUP_MIN_BLOCK	16 /* dedup block: a multiple of 4 in [16, 64 MiB] bytes */
-#define RCMOE_DEDUP_MAX_BLOCK	(64u << 20)
-#define RCMOE_CODEC_MAX_COUNT	(1ull << 48) /* elements (dedup: bytes) in one stream */
+#define RCMOE_DEDUP_MIN_BLOCK   16 /* dedup block: a multiple of 4 in [16, 64 MiB] bytes */
+#define RCMOE_DEDUP_MAX_BLOCK   (64u << 20)
+#define RCMOE_CODEC_MAX_COUNT   (1ull << 48) /* elements (dedup: bytes) in one stream */
 
 /* PTS header flag: the payload is the n raw elements (input had Inf/NaN, or no usable tau). */
 #define RCMOE_PTS_DENSE 1u
@@ -60,17 +60,17 @@ enum {
 struct rcmoe_wire_header {
 	uint32_t magic;
 	uint16_t version;
-	uint8_t codec;	/* RCMOE_CODEC_* */
-	uint8_t dtype;	/* RCMOE_DT_* (dedup: 0, bytes) */
-	uint8_t bits;	/* LSQ: 8, 4 or 2; others 0 */
-	uint8_t flags;	/* PTS: RCMOE_PTS_DENSE; others 0 */
+	uint8_t codec;  /* RCMOE_CODEC_* */
+	uint8_t dtype;  /* RCMOE_DT_* (dedup: 0, bytes) */
+	uint8_t bits;   /* LSQ: 8, 4 or 2; others 0 */
+	uint8_t flags;  /* PTS: RCMOE_PTS_DENSE; others 0 */
 	uint32_t block; /* LSQ: elements per block; PTS: elements per chunk; dedup: bytes */
 	uint64_t count; /* elements (dedup: bytes) the stream decodes to */
-	uint64_t seed;	/* RNG inputs, recorded for reproduction (dedup: 0) */
+	uint64_t seed;  /* RNG inputs, recorded for reproduction (dedup: 0) */
 	uint64_t op_id;
 	uint32_t rank;
 	uint64_t payload_len; /* bytes after the header */
-	uint32_t aux;	      /* PTS: fp32 bits of tau; others 0 */
+	uint32_t aux;         /* PTS: fp32 bits of tau; others 0 */
 };
 
 /* Parse and check the header alone: magic, version (RCMOE_ERR_UNSUPPORTED if another), check
@@ -96,8 +96,8 @@ uint32_t rcmoe_rng_u32(uint64_t seed, uint64_t op_id, uint32_t rank, uint64_t in
  * last block too short to gain) are sent raw and decode bit-exact; all-zero blocks cost 2 bits
  * and decode to +0. Exact definition: docs/wire-format.md. */
 struct rcmoe_lsq_cfg {
-	int dtype;	/* RCMOE_DT_* */
-	int bits;	/* 8, 4, 2 */
+	int dtype;      /* RCMOE_DT_* */
+	int bits;       /* 8, 4, 2 */
 	uint32_t block; /* elements per block: a power of two in [32, 1024] */
 	uint64_t seed;
 	uint64_t op_id;

@@ -4,7 +4,8 @@
  * status; none synchronizes the device or the legacy default stream (they run on NCCL's proxy
  * thread, next to NCCL's persistent kernels): each only enqueues a fill kernel for its scratch
  * and its codec kernels, never a cudaMemset or cudaMemcpy (those take a driver lock that another
- * thread's synchronous copy can hold while it waits for NCCL). Each produces the same bytes as its CPU reference in rcmoe/codec.h.
+ * thread's synchronous copy can hold while it waits for NCCL). Each produces the same bytes as its
+ * CPU reference in rcmoe/codec.h.
  *
  * Scratch memory ("work") is allocated by the caller outside the data path, sized by the
  * matching *_work_bytes function; it needs no initialisation and may be reused by the next call

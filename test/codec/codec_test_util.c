@@ -80,15 +80,9 @@ void tu_fill(int dtype, void *buf, size_t n, enum tu_data kind, struct tu_rng *r
 			scale = exp(tu_gauss(r)) * (dtype == RCMOE_DT_FP16 ? 1.0 : 0.01);
 		double v;
 		switch (kind) {
-		case TU_HEAVY:
-			v = scale * student_t3(r);
-			break;
-		case TU_CONSTANT:
-			v = 0.75;
-			break;
-		default:
-			v = scale * tu_gauss(r);
-			break;
+		case TU_HEAVY: v = scale * student_t3(r); break;
+		case TU_CONSTANT: v = 0.75; break;
+		default: v = scale * tu_gauss(r); break;
 		}
 		tu_set(dtype, buf, i, v);
 	}
@@ -100,7 +94,7 @@ void tu_fill(int dtype, void *buf, size_t n, enum tu_data kind, struct tu_rng *r
 		tu_set(dtype, buf, i, (i & 1) ? 0.0 : -0.0);
 	double big = dtype == RCMOE_DT_FP16 ? 65504.0 : dtype == RCMOE_DT_BF16 ? 3.3e38 : 3.4e38;
 	double tiny = dtype == RCMOE_DT_FP16 ? 6e-8 : 1e-40;
-	double specials[] = {NAN, INFINITY, -INFINITY, tiny, -tiny, big, -big};
+	double specials[] = { NAN, INFINITY, -INFINITY, tiny, -tiny, big, -big };
 	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
 		if (tu_uniform(r) < 0.7)
 			tu_set(dtype, buf, (size_t)(tu_u64(r) % n), specials[k]);

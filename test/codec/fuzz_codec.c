@@ -45,7 +45,7 @@ rcmoe_status_t rcmoe_fuzz_one(const uint8_t *data, size_t size)
 	if (st != RCMOE_OK)
 		goto out;
 	uint64_t need =
-	    h.codec == RCMOE_CODEC_DEDUP ? h.count : h.count * rcmoe_dtype_size(h.dtype);
+		h.codec == RCMOE_CODEC_DEDUP ? h.count : h.count * rcmoe_dtype_size(h.dtype);
 	if (need > FUZZ_MAX_OUT) {
 		st = rcmoe_codec_validate(s, len, FUZZ_MAX_OUT, &h);
 		fuzz_abort_if(st == RCMOE_OK);
@@ -61,8 +61,8 @@ rcmoe_status_t rcmoe_fuzz_one(const uint8_t *data, size_t size)
 		fuzz_abort_if(rcmoe_codec_decode(s, len, out, need, &outb) != RCMOE_OK);
 		fuzz_abort_if(outb != need);
 		if (h.codec == RCMOE_CODEC_PTS) {
-			const void *ps[2] = {s, s};
-			size_t lens[2] = {len, len};
+			const void *ps[2] = { s, s };
+			size_t lens[2] = { len, len };
 			fuzz_abort_if(rcmoe_pts_accumulate(ps, lens, 2, h.dtype, out, h.count) !=
 				      RCMOE_OK);
 		}

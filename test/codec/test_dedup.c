@@ -50,7 +50,7 @@ Test(dedup, planted_duplicates)
 	const uint32_t bb = 256;
 	const size_t nb = 64, bytes = nb * bb;
 	uint8_t *in = malloc(bytes);
-	struct tu_rng r = {31};
+	struct tu_rng r = { 31 };
 	fill_random(in, bytes, &r);
 	memcpy(in + 10 * bb, in + 3 * bb, bb);
 	memcpy(in + 20 * bb, in + 3 * bb, bb);
@@ -74,7 +74,7 @@ Test(dedup, planted_duplicates)
 
 Test(dedup, no_false_matches_and_tails)
 {
-	struct tu_rng r = {32};
+	struct tu_rng r = { 32 };
 	/* random data: nothing matches */
 	size_t bytes = 1000 * 64 + 20, len;
 	uint8_t *in = malloc(bytes);
@@ -105,7 +105,7 @@ Test(dedup, rows_like_moe_dispatch)
 	const uint32_t bb = 7168 * 2;
 	const size_t nrows = 512, bytes = nrows * bb;
 	uint8_t *in = malloc(bytes);
-	struct tu_rng r = {33};
+	struct tu_rng r = { 33 };
 	size_t planted = 0;
 	tu_fill(RCMOE_DT_BF16, in, bytes / 2, TU_GAUSS, &r);
 	for (size_t i = 1; i < nrows; i++) {
@@ -128,7 +128,7 @@ Test(dedup, rows_like_moe_dispatch)
 
 Test(dedup, config_checks)
 {
-	uint8_t in[64] = {0}, out[512];
+	uint8_t in[64] = { 0 }, out[512];
 	size_t len;
 	cr_assert_eq(rcmoe_dedup_bound(64, 18), 0u);
 	cr_assert_eq(rcmoe_dedup_bound(64, 8), 0u);

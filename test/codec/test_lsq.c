@@ -12,8 +12,8 @@
 
 TestSuite(lsq, .init = test_log_init);
 
-static const int dtypes[] = {RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32};
-static const int bitss[] = {8, 4, 2};
+static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32 };
+static const int bitss[] = { 8, 4, 2 };
 
 struct coded {
 	uint8_t *stream;
@@ -53,12 +53,12 @@ static void check_block_errors(const void *in, size_t n, const struct rcmoe_lsq_
 		uint32_t amax = 0;
 		for (size_t j = 0; j < m; j++) {
 			uint32_t a =
-			    rcmoe_fbits((float)tu_get(cfg->dtype, in, b0 + j)) & 0x7fffffffu;
+				rcmoe_fbits((float)tu_get(cfg->dtype, in, b0 + j)) & 0x7fffffffu;
 			amax = a > amax ? a : amax;
 		}
 		float s = 0, inv = 0;
-		int kind =
-		    rcmoe_lsq_block_kind(amax, (uint32_t)m, cfg->bits, (uint32_t)esize, &s, &inv);
+		int kind = rcmoe_lsq_block_kind(amax, (uint32_t)m, cfg->bits, (uint32_t)esize, &s,
+						&inv);
 		if (kind == RCMOE_LSQ_RAW) {
 			cr_assert(!memcmp((const uint8_t *)in + b0 * esize, c->out + b0 * esize,
 					  m * esize),
@@ -82,10 +82,10 @@ static void check_block_errors(const void *in, size_t n, const struct rcmoe_lsq_
 
 Test(lsq, roundtrip_within_bound)
 {
-	static const uint32_t blocks[] = {32, 128, 1024};
-	static const size_t sizes[] = {0, 1, 31, 33, 129, 1000, 5003};
-	static const enum tu_data kinds[] = {TU_GAUSS, TU_HEAVY, TU_SPECIALS, TU_CONSTANT};
-	struct tu_rng r = {1};
+	static const uint32_t blocks[] = { 32, 128, 1024 };
+	static const size_t sizes[] = { 0, 1, 31, 33, 129, 1000, 5003 };
+	static const enum tu_data kinds[] = { TU_GAUSS, TU_HEAVY, TU_SPECIALS, TU_CONSTANT };
+	struct tu_rng r = { 1 };
 	for (int d = 0; d < 3; d++)
 		for (int bi = 0; bi < 3; bi++)
 			for (int k = 0; k < 3; k++)
@@ -93,12 +93,12 @@ Test(lsq, roundtrip_within_bound)
 					for (int kd = 0; kd < 4; kd++) {
 						size_t n = sizes[s];
 						struct rcmoe_lsq_cfg cfg = {
-						    .dtype = dtypes[d],
-						    .bits = bitss[bi],
-						    .block = blocks[k],
-						    .seed = tu_u64(&r),
-						    .op_id = s,
-						    .rank = (uint32_t)kd,
+							.dtype = dtypes[d],
+							.bits = bitss[bi],
+							.block = blocks[k],
+							.seed = tu_u64(&r),
+							.op_id = s,
+							.rank = (uint32_t)kd,
 						};
 						void *in = malloc(n * 4 + 1);
 						tu_fill(cfg.dtype, in, n, kinds[kd], &r);
@@ -116,13 +116,14 @@ Test(lsq, roundtrip_within_bound)
 Test(lsq, unbiased_over_seeds)
 {
 	const size_t n = 256, K = 2000;
-	struct tu_rng r = {7};
-	static const int dts[] = {RCMOE_DT_FP32, RCMOE_DT_BF16};
+	struct tu_rng r = { 7 };
+	static const int dts[] = { RCMOE_DT_FP32, RCMOE_DT_BF16 };
 	double *sum = malloc(n * sizeof(double));
 	for (int d = 0; d < 2; d++)
 		for (int bi = 0; bi < 3; bi++) {
-			struct rcmoe_lsq_cfg cfg = {
-			    .dtype = dts[d], .bits = bitss[bi], .block = 128};
+			struct rcmoe_lsq_cfg cfg = { .dtype = dts[d],
+						     .bits = bitss[bi],
+						     .block = 128 };
 			void *in = malloc(n * 4);
 			tu_fill(cfg.dtype, in, n, TU_GAUSS, &r);
 			memset(sum, 0, n * sizeof(double));
@@ -165,22 +166,22 @@ Test(lsq, special_blocks)
 	const uint32_t B = 32;
 	const size_t n = 6 * B + 5;
 	float in[6 * 32 + 5];
-	struct tu_rng r = {3};
+	struct tu_rng r = { 3 };
 	for (size_t i = 0; i < n; i++)
 		in[i] = (float)tu_gauss(&r);
 	for (size_t i = 0; i < B; i++)
 		in[i] = (i & 1) ? -0.0f : 0.0f; /* block 0: zeros */
-	in[B + 5] = NAN;			/* block 1: NaN */
-	in[2 * B + 7] = -INFINITY;		/* block 2: Inf */
+	in[B + 5] = NAN;                        /* block 1: NaN */
+	in[2 * B + 7] = -INFINITY;              /* block 2: Inf */
 	for (size_t i = 3 * B; i < 4 * B; i++)
-		in[i] = 1e-40f;	 /* block 3: subnormal scale */
+		in[i] = 1e-40f;  /* block 3: subnormal scale */
 	in[4 * B + 1] = 3.0e38f; /* block 4: too close to FLT_MAX */
-	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_FP32, .bits = 4, .block = B, .seed = 9};
+	struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_FP32, .bits = 4, .block = B, .seed = 9 };
 	struct coded c;
 	roundtrip(in, n, &cfg, &c);
 	const uint8_t *p = c.stream + RCMOE_WIRE_HEADER_BYTES;
-	int expect[7] = {RCMOE_LSQ_ZERO, RCMOE_LSQ_RAW,	  RCMOE_LSQ_RAW,  RCMOE_LSQ_RAW,
-			 RCMOE_LSQ_RAW,	 RCMOE_LSQ_QUANT, RCMOE_LSQ_QUANT};
+	int expect[7] = { RCMOE_LSQ_ZERO, RCMOE_LSQ_RAW,   RCMOE_LSQ_RAW,  RCMOE_LSQ_RAW,
+			  RCMOE_LSQ_RAW,  RCMOE_LSQ_QUANT, RCMOE_LSQ_QUANT };
 	for (int b = 0; b < 7; b++)
 		cr_assert_eq((p[b / 4] >> (2 * (b % 4))) & 3, expect[b], "block %d kind", b);
 	/* kinds 4 bytes, 4 raw blocks, 1 full + 1 partial quantized block; zero block free */
@@ -198,11 +199,12 @@ Test(lsq, exact_sizes_and_ratio)
 {
 	const size_t n = 128 * 1000;
 	uint16_t *in = malloc(n * 2);
-	struct tu_rng r = {5};
+	struct tu_rng r = { 5 };
 	tu_fill(RCMOE_DT_BF16, in, n, TU_GAUSS, &r);
 	for (int bi = 0; bi < 3; bi++) {
-		struct rcmoe_lsq_cfg cfg = {
-		    .dtype = RCMOE_DT_BF16, .bits = bitss[bi], .block = 128};
+		struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_BF16,
+					     .bits = bitss[bi],
+					     .block = 128 };
 		struct coded c;
 		roundtrip(in, n, &cfg, &c);
 		size_t expect = 1000 / 16 * 4 + 4 + 1000 * (4 + 128 * bitss[bi] / 8);
@@ -217,10 +219,11 @@ Test(lsq, deterministic_and_seeded)
 {
 	const size_t n = 4096;
 	float *in = malloc(n * 4);
-	struct tu_rng r = {11};
+	struct tu_rng r = { 11 };
 	tu_fill(RCMOE_DT_FP32, in, n, TU_GAUSS, &r);
 	struct rcmoe_lsq_cfg cfg = {
-	    .dtype = RCMOE_DT_FP32, .bits = 4, .block = 256, .seed = 42, .op_id = 7, .rank = 3};
+		.dtype = RCMOE_DT_FP32, .bits = 4, .block = 256, .seed = 42, .op_id = 7, .rank = 3
+	};
 	struct coded a, b, c;
 	roundtrip(in, n, &cfg, &a);
 	roundtrip(in, n, &cfg, &b);
@@ -240,16 +243,16 @@ Test(lsq, deterministic_and_seeded)
 
 Test(lsq, config_and_capacity)
 {
-	float in[64] = {1};
+	float in[64] = { 1 };
 	uint8_t out[1024];
 	size_t len;
-	struct rcmoe_lsq_cfg ok = {.dtype = RCMOE_DT_FP32, .bits = 8, .block = 32};
+	struct rcmoe_lsq_cfg ok = { .dtype = RCMOE_DT_FP32, .bits = 8, .block = 32 };
 	struct rcmoe_lsq_cfg bad[] = {
-	    {.dtype = 8, .bits = 8, .block = 32},
-	    {.dtype = RCMOE_DT_FP32, .bits = 3, .block = 32},
-	    {.dtype = RCMOE_DT_FP32, .bits = 8, .block = 48},
-	    {.dtype = RCMOE_DT_FP32, .bits = 8, .block = 16},
-	    {.dtype = RCMOE_DT_FP32, .bits = 8, .block = 2048},
+		{ .dtype = 8, .bits = 8, .block = 32 },
+		{ .dtype = RCMOE_DT_FP32, .bits = 3, .block = 32 },
+		{ .dtype = RCMOE_DT_FP32, .bits = 8, .block = 48 },
+		{ .dtype = RCMOE_DT_FP32, .bits = 8, .block = 16 },
+		{ .dtype = RCMOE_DT_FP32, .bits = 8, .block = 2048 },
 	};
 	cr_assert_eq(rcmoe_lsq_check_cfg(&ok), RCMOE_OK);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -277,7 +280,7 @@ Test(lsq, rng_properties)
 	/* mean of u over 2^16 draws within 5 standard errors of 1/2; bucket counts balanced */
 	const int N = 1 << 16;
 	double s = 0;
-	int buckets[16] = {0};
+	int buckets[16] = { 0 };
 	for (int i = 0; i < N; i++) {
 		uint32_t v = rcmoe_rng_u32(99, 1, 0, (uint64_t)i);
 		s += rcmoe_rng_unit(v);
@@ -293,7 +296,7 @@ Test(lsq, rng_properties)
  * magnitude pattern of 2^20 spread over the normal range, plus each power of two's neighbours. */
 Test(lsq, inverse_scale_never_overshoots)
 {
-	static const int bitss[] = {8, 4, 2};
+	static const int bitss[] = { 8, 4, 2 };
 	int stepped = 0;
 	for (int bi = 0; bi < 3; bi++) {
 		float l = (float)rcmoe_lsq_levels(bitss[bi]);

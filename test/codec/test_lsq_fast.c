@@ -18,14 +18,14 @@
 
 TestSuite(lsq_fast, .init = test_log_init);
 
-static const int dtypes[] = {RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32};
-static const int bitss[] = {8, 4, 2};
-static const uint32_t blocks[] = {32, 64, 128, 256, 512, 1024};
+static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32 };
+static const int bitss[] = { 8, 4, 2 };
+static const uint32_t blocks[] = { 32, 64, 128, 256, 512, 1024 };
 
-#define NDT 3
-#define NBITS 3
+#define NDT     3
+#define NBITS   3
 #define NBLOCKS (sizeof(blocks) / sizeof(blocks[0]))
-#define SLACK 64 /* poisoned bytes checked after every output */
+#define SLACK   64 /* poisoned bytes checked after every output */
 
 /* Block kinds seen per dtype, to show the data reaches every path. */
 static size_t kinds_seen[NDT][4];
@@ -67,18 +67,11 @@ static void fill_mixed(int dtype, uint8_t *buf, size_t n, struct tu_rng *r)
 		for (size_t j = i; j < end; j++) {
 			uint32_t raw;
 			switch (cls) {
-			case 0: case 1:
-				raw = rcmoe_from_f32(dtype, (float)(tu_gauss(r) * scale));
-				break;
-			case 2:
-				raw = (uint32_t)tu_u64(r);
-				break;
-			case 3:
-				raw = (tu_u64(r) & 1) ? rcmoe_from_f32(dtype, -0.0f) : 0u;
-				break;
-			case 4:
-				raw = rcmoe_from_f32(dtype, rep);
-				break;
+			case 0:
+			case 1: raw = rcmoe_from_f32(dtype, (float)(tu_gauss(r) * scale)); break;
+			case 2: raw = (uint32_t)tu_u64(r); break;
+			case 3: raw = (tu_u64(r) & 1) ? rcmoe_from_f32(dtype, -0.0f) : 0u; break;
+			case 4: raw = rcmoe_from_f32(dtype, rep); break;
 			case 5:
 				raw = rcmoe_from_f32(dtype, ldexpf((tu_u64(r) & 1) ? -1.0f : 1.0f,
 								   (int)(tu_u64(r) % 40) - 20));
@@ -149,8 +142,8 @@ static void scramble_quant_blocks(uint8_t *stream, size_t len, size_t bytes, str
 									: h.block);
 		uint32_t sz = rcmoe_lsq_block_bytes(kind, m, h.bits, esize);
 		if (kind == RCMOE_LSQ_QUANT) {
-			uint32_t s = 0x00800000u +
-				     (uint32_t)(tu_u64(r) % (0x7f800000u - 0x00800000u));
+			uint32_t s =
+				0x00800000u + (uint32_t)(tu_u64(r) % (0x7f800000u - 0x00800000u));
 			if (tu_u64(r) & 1) /* mostly ordinary scales */
 				s = rcmoe_fbits(ldexpf(1.0f + (float)tu_uniform(r),
 						       (int)(tu_u64(r) % 60) - 40));
@@ -231,7 +224,7 @@ Test(lsq_fast, avx2_build_matches_reference)
 
 static void match_reference(void)
 {
-	struct tu_rng r = {2024};
+	struct tu_rng r = { 2024 };
 	size_t maxn = 6 * RCMOE_LSQ_MAX_BLOCK + 100000;
 	uint8_t *src = malloc(maxn * 4);
 	size_t cases = 0, elems = 0;
@@ -245,12 +238,12 @@ static void match_reference(void)
 					if (s >= 9 && (k + (size_t)bi + (size_t)s) % 3 != 0)
 						continue;
 					struct rcmoe_lsq_cfg cfg = {
-					    .dtype = dtypes[d],
-					    .bits = bitss[bi],
-					    .block = B,
-					    .seed = tu_u64(&r),
-					    .op_id = tu_u64(&r),
-					    .rank = (uint32_t)tu_u64(&r),
+						.dtype = dtypes[d],
+						.bits = bitss[bi],
+						.block = B,
+						.seed = tu_u64(&r),
+						.op_id = tu_u64(&r),
+						.rank = (uint32_t)tu_u64(&r),
 					};
 					fill(cfg.dtype, src, n, (int)(tu_u64(&r) % 6), &r);
 					check_one(src, n, &cfg, (size_t)(tu_u64(&r) % 4), &r);
@@ -288,7 +281,7 @@ Test(lsq_fast, every_fp16_value)
 	 * quantized block) and shuffled (mixed blocks) */
 	const size_t n = 65536;
 	uint16_t *v = malloc(n * 2);
-	struct tu_rng r = {77};
+	struct tu_rng r = { 77 };
 	for (size_t i = 0; i < n; i++)
 		v[i] = (uint16_t)i;
 	for (int pass = 0; pass < 2; pass++) {
@@ -300,12 +293,12 @@ Test(lsq_fast, every_fp16_value)
 				v[j] = t;
 			}
 		for (int bi = 0; bi < NBITS; bi++) {
-			struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_FP16,
-						    .bits = bitss[bi],
-						    .block = pass ? 128 : 32,
-						    .seed = 5,
-						    .op_id = (uint64_t)bi,
-						    .rank = 1};
+			struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_FP16,
+						     .bits = bitss[bi],
+						     .block = pass ? 128 : 32,
+						     .seed = 5,
+						     .op_id = (uint64_t)bi,
+						     .rank = 1 };
 			check_one((const uint8_t *)v, n, &cfg, 1, &r);
 		}
 	}

@@ -56,7 +56,7 @@ static uint64_t kept(const struct stream *s, uint64_t *large)
  * give rcmoe_rng_lo's value for every key and index. */
 Test(pts, folded_draw_equals_rng_lo)
 {
-	struct tu_rng r = {307};
+	struct tu_rng r = { 307 };
 	for (int i = 0; i < 1000000; i++) {
 		uint32_t hikey = (uint32_t)tu_u64(&r), lo = (uint32_t)tu_u64(&r);
 		if (i < 4) /* the ends of both */
@@ -74,9 +74,9 @@ Test(pts, folded_draw_equals_rng_lo)
  * must agree with the forms they replace. */
 Test(pts, kept_predicates_match_select)
 {
-	static const uint32_t draws[] = {0u, 1u, 0x1ffu, 0x200u, 0xfffffdffu, 0xfffffe00u,
-					  0xffffffffu};
-	struct tu_rng r = {211};
+	static const uint32_t draws[] = { 0u,          1u,          0x1ffu,     0x200u,
+					  0xfffffdffu, 0xfffffe00u, 0xffffffffu };
+	struct tu_rng r = { 211 };
 	uint64_t checked = 0, normal_form_misses = 0;
 	for (int i = 0; i < 200000; i++) {
 		uint32_t tb = i % 4 == 0 ? (uint32_t)(tu_u64(&r) % 0x00800000u) + 1u /* subnormal */
@@ -85,9 +85,9 @@ Test(pts, kept_predicates_match_select)
 		memcpy(&tau, &tb, 4);
 		uint32_t gb;
 		switch (i % 5) {
-		case 0: gb = tb; break;		  /* |g| == tau */
-		case 1: gb = tb - 1u; break;	  /* just below */
-		case 2: gb = tb + 1u; break;	  /* just above */
+		case 0: gb = tb; break;                   /* |g| == tau */
+		case 1: gb = tb - 1u; break;              /* just below */
+		case 2: gb = tb + 1u; break;              /* just above */
 		case 3: gb = (uint32_t)tu_u64(&r); break; /* anything, NaN and Inf included */
 		default: gb = (uint32_t)(tu_u64(&r) % (tb + 1u)); break; /* small */
 		}
@@ -95,7 +95,7 @@ Test(pts, kept_predicates_match_select)
 		memcpy(&g, &gb, 4);
 		for (size_t d = 0; d < sizeof(draws) / sizeof(draws[0]) + 1; d++) {
 			uint32_t rv = d < sizeof(draws) / sizeof(draws[0]) ? draws[d]
-									  : (uint32_t)tu_u64(&r);
+									   : (uint32_t)tu_u64(&r);
 			int want = rcmoe_pts_select(g, tau, rv) != RCMOE_PTS_DROP;
 			cr_assert_eq(rcmoe_pts_kept_exact(g, tau, rv), want,
 				     "exact: g %a tau %a r %08x", (double)g, (double)tau, rv);
@@ -120,17 +120,18 @@ Test(pts, kept_predicates_match_select)
 Test(pts, density_expected_and_realised)
 {
 	const size_t n = 1 << 20;
-	static const double rhos[] = {0.001, 0.01, 0.1};
-	static const int dts[] = {RCMOE_DT_FP32, RCMOE_DT_BF16, RCMOE_DT_FP16};
-	static const enum tu_data kinds[] = {TU_GAUSS, TU_HEAVY};
-	struct tu_rng r = {21};
+	static const double rhos[] = { 0.001, 0.01, 0.1 };
+	static const int dts[] = { RCMOE_DT_FP32, RCMOE_DT_BF16, RCMOE_DT_FP16 };
+	static const enum tu_data kinds[] = { TU_GAUSS, TU_HEAVY };
+	struct tu_rng r = { 21 };
 	void *in = malloc(n * 4);
 	for (int d = 0; d < 3; d++)
 		for (int kd = 0; kd < 2; kd++) {
 			tu_fill(dts[d], in, n, kinds[kd], &r);
 			for (int i = 0; i < 3; i++) {
-				struct rcmoe_pts_cfg cfg = {
-				    .dtype = dts[d], .density = rhos[i], .seed = tu_u64(&r)};
+				struct rcmoe_pts_cfg cfg = { .dtype = dts[d],
+							     .density = rhos[i],
+							     .seed = tu_u64(&r) };
 				struct stream s;
 				encode(in, n, &cfg, &s);
 				double tau = rcmoe_bitsf(s.h.aux), expect = 0;
@@ -145,11 +146,11 @@ Test(pts, density_expected_and_realised)
 					  "realised %lu vs expected %.1f", (unsigned long)k,
 					  expect);
 				cr_log_info(
-				    "dtype %d data %d rho %g: expected %.1f kept %lu large %lu "
-				    "bytes %zu (%.2f%% of raw)",
-				    dts[d], kinds[kd], rhos[i], expect, (unsigned long)k,
-				    (unsigned long)large, s.len,
-				    100.0 * s.len / (n * rcmoe_dtype_size(dts[d])));
+					"dtype %d data %d rho %g: expected %.1f kept %lu large %lu "
+					"bytes %zu (%.2f%% of raw)",
+					dts[d], kinds[kd], rhos[i], expect, (unsigned long)k,
+					(unsigned long)large, s.len,
+					100.0 * s.len / (n * rcmoe_dtype_size(dts[d])));
 				free(s.p);
 			}
 		}
@@ -160,13 +161,14 @@ Test(pts, density_expected_and_realised)
 Test(pts, large_exact_small_tau)
 {
 	const size_t n = 50000;
-	static const int dts[] = {RCMOE_DT_FP32, RCMOE_DT_BF16, RCMOE_DT_FP16};
-	struct tu_rng r = {22};
+	static const int dts[] = { RCMOE_DT_FP32, RCMOE_DT_BF16, RCMOE_DT_FP16 };
+	struct tu_rng r = { 22 };
 	for (int d = 0; d < 3; d++) {
 		void *in = malloc(n * 4), *out = malloc(n * 4);
 		tu_fill(dts[d], in, n, TU_HEAVY, &r);
 		struct rcmoe_pts_cfg cfg = {
-		    .dtype = dts[d], .density = 0.05, .seed = 5, .chunk = 4096};
+			.dtype = dts[d], .density = 0.05, .seed = 5, .chunk = 4096
+		};
 		struct stream s;
 		encode(in, n, &cfg, &s);
 		decode1(&s, dts[d], out, n);
@@ -176,9 +178,9 @@ Test(pts, large_exact_small_tau)
 		for (size_t j = 0; j < n; j++) {
 			double x = tu_get(dts[d], in, j), y = tu_get(dts[d], out, j);
 			if (fabs(x) >= tau) {
-				cr_assert(
-				    !memcmp((uint8_t *)in + j * es, (uint8_t *)out + j * es, es),
-				    "large element %zu not exact", j);
+				cr_assert(!memcmp((uint8_t *)in + j * es, (uint8_t *)out + j * es,
+						  es),
+					  "large element %zu not exact", j);
 				nlarge++;
 			} else {
 				cr_assert(y == 0 || y == tau || y == -tau, "elem %zu: %g", j, y);
@@ -198,13 +200,14 @@ Test(pts, large_exact_small_tau)
 Test(pts, unbiased_over_seeds)
 {
 	const size_t n = 2048, K = 3000;
-	struct tu_rng r = {23};
+	struct tu_rng r = { 23 };
 	float *in = malloc(n * 4), *out = malloc(n * 4);
 	double *sum = calloc(n, sizeof(double)), tau = 0;
 	tu_fill(RCMOE_DT_FP32, in, n, TU_HEAVY, &r);
 	for (size_t k = 0; k < K; k++) {
 		struct rcmoe_pts_cfg cfg = {
-		    .dtype = RCMOE_DT_FP32, .density = 0.2, .seed = k, .chunk = 1024};
+			.dtype = RCMOE_DT_FP32, .density = 0.2, .seed = k, .chunk = 1024
+		};
 		struct stream s;
 		encode(in, n, &cfg, &s);
 		decode1(&s, RCMOE_DT_FP32, out, n);
@@ -235,13 +238,15 @@ Test(pts, index_codings)
 {
 	const size_t n = 16384;
 	float *in = malloc(n * 4), *out = malloc(n * 4);
-	struct tu_rng r = {24};
+	struct tu_rng r = { 24 };
 	for (size_t j = 0; j < n; j++) /* one magnitude: every element kept with probability rho */
 		in[j] = (tu_u64(&r) & 1) ? 0.5f : -0.5f;
-	double rhos[] = {0.002, 0.5};
+	double rhos[] = { 0.002, 0.5 };
 	size_t ef_len = 0;
 	for (int i = 0; i < 2; i++) {
-		struct rcmoe_pts_cfg cfg = {.dtype = RCMOE_DT_FP32, .density = rhos[i], .seed = 1};
+		struct rcmoe_pts_cfg cfg = { .dtype = RCMOE_DT_FP32,
+					     .density = rhos[i],
+					     .seed = 1 };
 		struct stream s;
 		encode(in, n, &cfg, &s);
 		uint32_t e;
@@ -267,11 +272,11 @@ Test(pts, index_codings)
 Test(pts, zero_nan_inf_inputs)
 {
 	const size_t n = 5000;
-	static const int dts[] = {RCMOE_DT_FP32, RCMOE_DT_BF16, RCMOE_DT_FP16};
+	static const int dts[] = { RCMOE_DT_FP32, RCMOE_DT_BF16, RCMOE_DT_FP16 };
 	for (int d = 0; d < 3; d++) {
 		size_t es = rcmoe_dtype_size(dts[d]);
 		uint8_t *in = calloc(n, 4), *out = malloc(n * 4);
-		struct rcmoe_pts_cfg cfg = {.dtype = dts[d], .density = 0.01, .chunk = 1024};
+		struct rcmoe_pts_cfg cfg = { .dtype = dts[d], .density = 0.01, .chunk = 1024 };
 		struct stream s;
 		encode(in, n, &cfg, &s); /* all zero: nothing kept */
 		cr_assert_eq(s.h.flags, 0);
@@ -283,7 +288,7 @@ Test(pts, zero_nan_inf_inputs)
 			cr_assert_eq(out[j], 0);
 		free(s.p);
 
-		struct tu_rng r = {25};
+		struct tu_rng r = { 25 };
 		tu_fill(dts[d], in, n, TU_GAUSS, &r);
 		tu_set(dts[d], in, 77, NAN);
 		tu_set(dts[d], in, 78, INFINITY);
@@ -304,8 +309,8 @@ Test(pts, zero_nan_inf_inputs)
 Test(pts, ordered_accumulation)
 {
 	const size_t n = 30000, R = 4;
-	static const int dts[] = {RCMOE_DT_FP32, RCMOE_DT_BF16};
-	struct tu_rng r = {26};
+	static const int dts[] = { RCMOE_DT_FP32, RCMOE_DT_BF16 };
+	struct tu_rng r = { 26 };
 	for (int d = 0; d < 2; d++) {
 		int dt = dts[d];
 		size_t es = rcmoe_dtype_size(dt);
@@ -316,11 +321,11 @@ Test(pts, ordered_accumulation)
 		uint8_t *one = malloc(n * 4), *in = malloc(n * 4);
 		for (size_t k = 0; k < R; k++) {
 			tu_fill(dt, in, n, TU_HEAVY, &r);
-			struct rcmoe_pts_cfg cfg = {.dtype = dt,
-						    .density = 0.05,
-						    .seed = 3,
-						    .rank = (uint32_t)k,
-						    .chunk = 2048};
+			struct rcmoe_pts_cfg cfg = { .dtype = dt,
+						     .density = 0.05,
+						     .seed = 3,
+						     .rank = (uint32_t)k,
+						     .chunk = 2048 };
 			encode(in, n, &cfg, &s[k]);
 			ps[k] = s[k].p;
 			lens[k] = s[k].len;
@@ -359,20 +364,20 @@ Test(pts, ordered_accumulation)
 Test(pts, config_checks)
 {
 	struct rcmoe_pts_cfg bad[] = {
-	    {.dtype = 8, .density = 0.1},
-	    {.dtype = RCMOE_DT_FP32, .density = 0},
-	    {.dtype = RCMOE_DT_FP32, .density = 1.5},
-	    {.dtype = RCMOE_DT_FP32, .density = NAN},
-	    {.dtype = RCMOE_DT_FP32, .density = 0.1, .chunk = 3000},
-	    {.dtype = RCMOE_DT_FP32, .density = 0.1, .chunk = 512},
-	    {.dtype = RCMOE_DT_FP32, .density = 0.1, .chunk = 32768},
+		{ .dtype = 8, .density = 0.1 },
+		{ .dtype = RCMOE_DT_FP32, .density = 0 },
+		{ .dtype = RCMOE_DT_FP32, .density = 1.5 },
+		{ .dtype = RCMOE_DT_FP32, .density = NAN },
+		{ .dtype = RCMOE_DT_FP32, .density = 0.1, .chunk = 3000 },
+		{ .dtype = RCMOE_DT_FP32, .density = 0.1, .chunk = 512 },
+		{ .dtype = RCMOE_DT_FP32, .density = 0.1, .chunk = 32768 },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_eq(rcmoe_pts_check_cfg(&bad[i]), RCMOE_ERR_INVALID);
 		cr_assert_eq(rcmoe_pts_bound(100, &bad[i]), 0u);
 	}
-	struct rcmoe_pts_cfg ok = {.dtype = RCMOE_DT_FP32, .density = 1.0};
-	float in[100] = {1};
+	struct rcmoe_pts_cfg ok = { .dtype = RCMOE_DT_FP32, .density = 1.0 };
+	float in[100] = { 1 };
 	uint8_t out[4096];
 	size_t len, bound = rcmoe_pts_bound(100, &ok);
 	cr_assert_eq(rcmoe_pts_encode(in, 100, &ok, out, bound - 1, &len), RCMOE_ERR_OVERFLOW);

@@ -20,8 +20,8 @@ struct stream {
 
 static struct stream make_lsq(size_t n, int dtype, int bits, uint32_t block, uint64_t seed)
 {
-	struct rcmoe_lsq_cfg cfg = {.dtype = dtype, .bits = bits, .block = block, .seed = seed};
-	struct tu_rng r = {seed};
+	struct rcmoe_lsq_cfg cfg = { .dtype = dtype, .bits = bits, .block = block, .seed = seed };
+	struct tu_rng r = { seed };
 	struct stream s;
 	void *in = malloc(n * 4 + 1);
 	tu_fill(dtype, in, n, TU_SPECIALS, &r);
@@ -35,8 +35,8 @@ static struct stream make_lsq(size_t n, int dtype, int bits, uint32_t block, uin
 
 static struct stream make_pts(size_t n, int dtype, double rho, uint64_t seed)
 {
-	struct rcmoe_pts_cfg cfg = {.dtype = dtype, .density = rho, .seed = seed, .chunk = 1024};
-	struct tu_rng r = {seed};
+	struct rcmoe_pts_cfg cfg = { .dtype = dtype, .density = rho, .seed = seed, .chunk = 1024 };
+	struct tu_rng r = { seed };
 	struct stream s;
 	void *in = malloc(n * 4 + 1);
 	tu_fill(dtype, in, n, TU_HEAVY, &r);
@@ -50,15 +50,15 @@ static struct stream make_pts(size_t n, int dtype, double rho, uint64_t seed)
 
 static struct stream make_dedup(size_t bytes, uint32_t bb, uint64_t seed)
 {
-	struct tu_rng r = {seed};
+	struct tu_rng r = { seed };
 	struct stream s;
 	uint8_t *in = malloc(bytes + 1);
 	for (size_t i = 0; i < bytes; i++)
 		in[i] = (uint8_t)(tu_u64(&r) % 3); /* low entropy: blocks repeat */
 	s.p = malloc(rcmoe_dedup_bound(bytes, bb));
 	cr_assert_eq(
-	    rcmoe_dedup_encode(in, bytes, bb, s.p, rcmoe_dedup_bound(bytes, bb), &s.len, NULL),
-	    RCMOE_OK);
+		rcmoe_dedup_encode(in, bytes, bb, s.p, rcmoe_dedup_bound(bytes, bb), &s.len, NULL),
+		RCMOE_OK);
 	s.out = bytes;
 	free(in);
 	return s;
@@ -129,20 +129,20 @@ Test(wire, header_errors)
 		int reseal;
 		rcmoe_status_t want;
 	} cases[] = {
-	    {0, 0x12345678, 1, RCMOE_ERR_MALFORMED}, /* magic */
-	    {12, 64, 0, RCMOE_ERR_MALFORMED},	     /* check word no longer matches */
-	    {4, 2 | RCMOE_CODEC_LSQ << 16 | RCMOE_DT_BF16 << 24, 1, RCMOE_ERR_UNSUPPORTED},
-	    {4, 1 | 9 << 16 | RCMOE_DT_BF16 << 24, 1, RCMOE_ERR_MALFORMED},   /* codec */
-	    {4, 1 | RCMOE_CODEC_LSQ << 16 | 8 << 24, 1, RCMOE_ERR_MALFORMED}, /* dtype */
-	    {8, 3, 1, RCMOE_ERR_MALFORMED},				      /* bits */
-	    {8, 8 | 1 << 8, 1, RCMOE_ERR_MALFORMED},			      /* flags */
-	    {8, 8 | 1 << 16, 1, RCMOE_ERR_MALFORMED},			      /* reserved */
-	    {12, 96, 1, RCMOE_ERR_MALFORMED},	   /* block not a power of two */
-	    {12, 2048, 1, RCMOE_ERR_MALFORMED},	   /* block too large */
-	    {44, 1, 1, RCMOE_ERR_MALFORMED},	   /* aux */
-	    {56, 1, 1, RCMOE_ERR_MALFORMED},	   /* reserved */
-	    {20, 1 << 20, 1, RCMOE_ERR_MALFORMED}, /* count > 2^48 */
-	    {52, 1, 1, RCMOE_ERR_TRUNCATED},	   /* payload_len > len */
+		{ 0, 0x12345678, 1, RCMOE_ERR_MALFORMED }, /* magic */
+		{ 12, 64, 0, RCMOE_ERR_MALFORMED },        /* check word no longer matches */
+		{ 4, 2 | RCMOE_CODEC_LSQ << 16 | RCMOE_DT_BF16 << 24, 1, RCMOE_ERR_UNSUPPORTED },
+		{ 4, 1 | 9 << 16 | RCMOE_DT_BF16 << 24, 1, RCMOE_ERR_MALFORMED },   /* codec */
+		{ 4, 1 | RCMOE_CODEC_LSQ << 16 | 8 << 24, 1, RCMOE_ERR_MALFORMED }, /* dtype */
+		{ 8, 3, 1, RCMOE_ERR_MALFORMED },                                   /* bits */
+		{ 8, 8 | 1 << 8, 1, RCMOE_ERR_MALFORMED },                          /* flags */
+		{ 8, 8 | 1 << 16, 1, RCMOE_ERR_MALFORMED },                         /* reserved */
+		{ 12, 96, 1, RCMOE_ERR_MALFORMED },      /* block not a power of two */
+		{ 12, 2048, 1, RCMOE_ERR_MALFORMED },    /* block too large */
+		{ 44, 1, 1, RCMOE_ERR_MALFORMED },       /* aux */
+		{ 56, 1, 1, RCMOE_ERR_MALFORMED },       /* reserved */
+		{ 20, 1 << 20, 1, RCMOE_ERR_MALFORMED }, /* count > 2^48 */
+		{ 52, 1, 1, RCMOE_ERR_TRUNCATED },       /* payload_len > len */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memcpy(s.p, orig, s.len);
@@ -177,10 +177,10 @@ Test(wire, lsq_structure)
 
 	/* all-quantized Gaussian blocks: corrupt a scale, the table padding, the length */
 	float in[100];
-	struct tu_rng r = {3};
+	struct tu_rng r = { 3 };
 	for (int i = 0; i < 100; i++)
 		in[i] = (float)tu_gauss(&r);
-	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_FP32, .bits = 8, .block = 32};
+	struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_FP32, .bits = 8, .block = 32 };
 	s.p = malloc(rcmoe_lsq_bound(100, &cfg) + 8);
 	cr_assert_eq(rcmoe_lsq_encode(in, 100, &cfg, s.p, rcmoe_lsq_bound(100, &cfg), &s.len),
 		     RCMOE_OK);
@@ -188,7 +188,7 @@ Test(wire, lsq_structure)
 	pl = s.p + 64;
 	cr_assert_eq(validate(&s), RCMOE_OK);
 	uint32_t scale = get32(pl, 4);
-	uint32_t bad_scales[] = {0, 0x00000001, 0x7f800000, 0x7fc00000, scale | 0x80000000u};
+	uint32_t bad_scales[] = { 0, 0x00000001, 0x7f800000, 0x7fc00000, scale | 0x80000000u };
 	for (size_t i = 0; i < 5; i++) {
 		put32(pl, 4, bad_scales[i]);
 		cr_assert_eq(validate(&s), RCMOE_ERR_MALFORMED, "scale %08x", bad_scales[i]);
@@ -313,7 +313,7 @@ Test(wire, dedup_structure)
  * validates decodes. */
 Test(wire, random_mutations, .timeout = 300)
 {
-	struct tu_rng r = {77};
+	struct tu_rng r = { 77 };
 	struct stream seeds[9];
 	seeds[0] = make_lsq(700, RCMOE_DT_BF16, 8, 32, 1);
 	seeds[1] = make_lsq(300, RCMOE_DT_FP16, 2, 64, 2);
@@ -334,20 +334,14 @@ Test(wire, random_mutations, .timeout = 300)
 		for (int k = 0; k < nmut; k++) {
 			size_t pos = (size_t)(tu_u64(&r) % (len ? len : 1));
 			switch (tu_u64(&r) % 6) {
-			case 0:
-				buf[1 + pos] ^= (uint8_t)(1u << (tu_u64(&r) % 8));
-				break;
-			case 1:
-				buf[1 + pos] = (uint8_t)tu_u64(&r);
-				break;
+			case 0: buf[1 + pos] ^= (uint8_t)(1u << (tu_u64(&r) % 8)); break;
+			case 1: buf[1 + pos] = (uint8_t)tu_u64(&r); break;
 			case 2: /* interesting values at word boundaries */
 				put32(buf + 1, (pos & ~(size_t)3) + 4 <= len ? pos & ~(size_t)3 : 0,
-				      (uint32_t[]){0, 1, 0xffffffffu, 0x7fffffffu, 0x80000000u,
-						   0xffff, 0x10000}[tu_u64(&r) % 7]);
+				      (uint32_t[]){ 0, 1, 0xffffffffu, 0x7fffffffu, 0x80000000u,
+						    0xffff, 0x10000 }[tu_u64(&r) % 7]);
 				break;
-			case 3:
-				len = pos;
-				break;
+			case 3: len = pos; break;
 			case 4:
 				if (len + 16 < (1 << 16) - 1) {
 					memset(buf + 1 + len, (int)(tu_u64(&r) & 0xff), 16);

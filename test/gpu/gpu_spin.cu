@@ -19,8 +19,8 @@ static __device__ __forceinline__ unsigned long long global_ns(void)
 }
 
 __global__ void __launch_bounds__(SPIN_THREADS)
-    gpu_spin_kernel(volatile uint32_t *ctl, uint32_t *out, size_t nwords,
-		    unsigned long long timeout_ns)
+	gpu_spin_kernel(volatile uint32_t *ctl, uint32_t *out, size_t nwords,
+			unsigned long long timeout_ns)
 {
 	__shared__ uint32_t s_state;
 	if (threadIdx.x == 0) {

@@ -18,11 +18,11 @@ extern "C" {
 /* Words of the control block (pinned, mapped: cudaHostAllocMapped, host address == device
  * address under unified addressing). The host writes RELEASE; the kernel writes STATE. */
 #define GPU_SPIN_RELEASE   0
-#define GPU_SPIN_STATE	   1
+#define GPU_SPIN_STATE     1
 #define GPU_SPIN_CTL_WORDS 2
 
 /* STATE values. The final one is also what the kernel writes into every word of its output. */
-#define GPU_SPIN_IDLE	   0u
+#define GPU_SPIN_IDLE      0u
 #define GPU_SPIN_RUNNING   1u
 #define GPU_SPIN_RELEASED  0x52454c53u /* "RELS": the host released it */
 #define GPU_SPIN_TIMED_OUT 0x54494d4fu /* "TIMO": nobody released it within the timeout */

@@ -306,7 +306,8 @@ Test(gpu, pts_subnormal_tau_bytes_equal_cpu)
 			size_t es = rcmoe_dtype_size(dts[di]);
 			for (size_t i = 0; i < n; i++) {
 				uint64_t v = tu_u64(&r);
-				uint32_t k = v % 16 == 0 ? (uint32_t)(v >> 8) % 64 : 1 + (uint32_t)(v >> 8) % 4;
+				uint32_t k = v % 16 == 0 ? (uint32_t)(v >> 8) % 64
+							 : 1 + (uint32_t)(v >> 8) % 4;
 				uint32_t bits = k | (uint32_t)((v >> 40) & 1) << (8 * es - 1);
 				memcpy(host + i * es, &bits, es);
 			}

@@ -62,8 +62,8 @@ struct drv {
 	CUresult (*mem_release)(CUmemGenericAllocationHandle);
 	/* green contexts: an SM partition of the primary context */
 	CUresult (*dev_resource)(CUdevice, CUdevResource *, CUdevResourceType);
-	CUresult (*sm_split)(CUdevResource *, unsigned int *, const CUdevResource *, CUdevResource *,
-			     unsigned int, unsigned int);
+	CUresult (*sm_split)(CUdevResource *, unsigned int *, const CUdevResource *,
+			     CUdevResource *, unsigned int, unsigned int);
 	CUresult (*resource_desc)(CUdevResourceDesc *, CUdevResource *, unsigned int);
 	CUresult (*green_create)(CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned int);
 	CUresult (*green_to_ctx)(CUcontext *, CUgreenCtx);
@@ -336,7 +336,8 @@ static void context_probe(int green)
 	bad = e == cudaSuccess ? first_mismatch(s.pinned, pattern, PROBE_BYTES) : 0;
 	fprintf(stderr,
 		"CONTEXT PROBE: cudaMalloc memory of the primary context from the %s: %s%s\n",
-		s.kind, e != cudaSuccess    ? "not reachable: "
+		s.kind,
+		e != cudaSuccess    ? "not reachable: "
 		: bad == (size_t)-1 ? "reachable"
 				    : "wrong bytes",
 		e != cudaSuccess ? cudaGetErrorString(e) : "");

@@ -42,10 +42,10 @@ extern const ncclProfiler_v5_t ncclProfiler_v5;
 #define GUARD  4096
 
 /* Bounds on every wait: transfers, connection setup, the deadlock model's kernel. */
-#define XFER_TIMEOUT_S	 60.0
-#define MODEL_XFER_S	 15.0 /* the transfer while the application's copy waits */
-#define MODEL_SPIN_S	 5.0  /* the spin kernel gives up after this: must be < MODEL_XFER_S */
-#define MODEL_CONTROL_S	 5.0  /* the same, for the model check (which expects to block) */
+#define XFER_TIMEOUT_S  60.0
+#define MODEL_XFER_S    15.0 /* the transfer while the application's copy waits */
+#define MODEL_SPIN_S    5.0  /* the spin kernel gives up after this: must be < MODEL_XFER_S */
+#define MODEL_CONTROL_S 5.0  /* the same, for the model check (which expects to block) */
 
 static char stats_path[96];
 
@@ -143,7 +143,9 @@ static size_t first_difference(const uint8_t *a, const uint8_t *b, size_t n)
 /* Length of the CPU codec's stream for these elements (it does not depend on the seed). */
 static size_t cpu_lsq_len(const void *src, size_t n, int bits)
 {
-	struct rcmoe_lsq_cfg cfg = {.dtype = RCMOE_DT_BF16, .bits = bits, .block = 128, .seed = 1};
+	struct rcmoe_lsq_cfg cfg = {
+		.dtype = RCMOE_DT_BF16, .bits = bits, .block = 128, .seed = 1
+	};
 	size_t len = 0, cap = rcmoe_lsq_bound(n, &cfg);
 	void *enc = host_alloc(cap);
 	cr_assert_eq(rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len), RCMOE_OK);
@@ -217,7 +219,7 @@ static void lossless_in_flight(struct net_pair *p, size_t size, unsigned seed)
 
 Test(gpu_net, lossless_small_and_odd_sizes)
 {
-	static const size_t sizes[] = {0, 1, 4097, (1u << 20) + 3};
+	static const size_t sizes[] = { 0, 1, 4097, (1u << 20) + 3 };
 	struct net_pair p;
 	gpu_pair_open(&p, NULL);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -241,7 +243,7 @@ Test(gpu_net, compressed_bf16_within_bound)
 {
 	compress_env();
 	const size_t n = 1u << 19, bytes = 2 * n;
-	struct tu_rng rng = {31};
+	struct tu_rng rng = { 31 };
 	uint16_t *hsrc = host_alloc(bytes);
 	uint8_t *hdst = host_alloc(bytes + GUARD);
 	tu_fill(RCMOE_DT_BF16, hsrc, n, TU_GAUSS, &rng);
@@ -319,7 +321,7 @@ static rcmoe_status_t place_host(void *arg, size_t wire_len, uint32_t flags, voi
 static const char *gdr_level_after_init(const char *user)
 {
 	void *ctx = NULL;
-	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
 	if (user)
 		setenv("NCCL_NET_GDR_LEVEL", user, 1);
 	else
@@ -335,7 +337,7 @@ static const char *gdr_level_after_init(const char *user)
 static int auto_claims(const char *bits)
 {
 	void *ctx = NULL;
-	ncclNetCommConfig_v11_t cfg = {.trafficClass = -1};
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
 	ncclNetProperties_v11_t props;
 	setenv("RCMOE_CUDA_BUFFERS", "auto", 1);
 	setenv("RCMOE_A2A_BITS", bits, 1);
@@ -376,7 +378,7 @@ Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
 	compress_env();
 	const size_t n = (1u << 19) + 77, bytes = 2 * n;
 	char handle[NCCL_NET_HANDLE_MAXSIZE];
-	struct tu_rng rng = {47};
+	struct tu_rng rng = { 47 };
 	uint16_t *hsrc = host_alloc(bytes);
 	uint8_t *hdst = host_alloc(bytes + GUARD), *wire = host_alloc(bytes);
 	tu_fill(RCMOE_DT_BF16, hsrc, n, TU_GAUSS, &rng);
@@ -386,7 +388,7 @@ Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
 	CK(cudaDeviceSynchronize());
 
 	void *pctx = prof_chain_init(4, 2), *ctx = NULL;
-	ncclNetCommConfig_v11_t cfg = {.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF};
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF };
 	ncclNetProperties_v11_t props;
 	cr_assert_eq(ncclNetPlugin_v11.init(&ctx, 0x47, &cfg, rcmoe_log_get(), fake_nccl_callback),
 		     ncclSuccess);
@@ -413,7 +415,7 @@ Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
 		cr_assert_lt(now_s() - t0, 10.0, "connect/accept did not complete in 10 s");
 	}
 	cr_assert_eq(net_reg(send, dsrc, bytes, NCCL_PTR_CUDA, &smh), ncclSuccess);
-	struct host_sink sink = {.buf = wire, .cap = bytes};
+	struct host_sink sink = { .buf = wire, .cap = bytes };
 	struct rcmoe_treq *treq = NULL;
 	cr_assert_eq(rcmoe_socket_ops.irecv(tr, bytes, 0, place_host, &sink, &treq), RCMOE_OK);
 	cr_assert_not_null(treq);
@@ -440,12 +442,12 @@ Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
 	cr_expect_eq(h.bits, 8);
 	cr_expect_eq(h.block, 128);
 	cr_expect_eq(h.count, n);
-	struct rcmoe_lsq_cfg lc = {.dtype = h.dtype,
-				   .bits = h.bits,
-				   .block = h.block,
-				   .seed = h.seed,
-				   .op_id = h.op_id,
-				   .rank = h.rank};
+	struct rcmoe_lsq_cfg lc = { .dtype = h.dtype,
+				    .bits = h.bits,
+				    .block = h.block,
+				    .seed = h.seed,
+				    .op_id = h.op_id,
+				    .rank = h.rank };
 	size_t cap = rcmoe_lsq_bound(n, &lc), ref_len = 0, out = 0;
 	uint8_t *ref = host_alloc(cap), *dec = host_alloc(bytes);
 	cr_assert_eq(rcmoe_lsq_encode(hsrc, n, &lc, ref, cap, &ref_len), RCMOE_OK);
@@ -520,12 +522,12 @@ Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
 Test(gpu_net, mixed_bf16_and_int64_in_flight)
 {
 	enum { SZ = 1 << 20, N = 8 };
-	static const int is_i64[N] = {0, 1, 0, 1, 1, 0, 0, 1};
+	static const int is_i64[N] = { 0, 1, 0, 1, 1, 0, 0, 1 };
 	compress_env();
 	size_t len[N];
 	void *smh, *rmh, *reqs[2 * N];
 	int sizes[2 * N];
-	struct tu_rng rng = {53};
+	struct tu_rng rng = { 53 };
 	uint8_t *hsrc = host_alloc((size_t)N * SZ), *hdst = host_alloc((size_t)N * SZ);
 	uint8_t *dsrc = dev_alloc((size_t)N * SZ), *ddst = dev_alloc((size_t)N * SZ);
 	for (int i = 0; i < N; i++) {
@@ -643,8 +645,8 @@ static const char *xfer_unchecked(struct net_pair *p, void *src, size_t bytes, v
 				  void *dst, size_t cap, void *rmh, void *rph, int sizes[2],
 				  struct call_watch *w)
 {
-	void *reqs[2] = {NULL, NULL};
-	int done[2] = {0, 0};
+	void *reqs[2] = { NULL, NULL };
+	int done[2] = { 0, 0 };
 	ncclResult_t r;
 	double t0 = now_s(), t;
 	while (!reqs[0] || !reqs[1]) {
@@ -687,8 +689,8 @@ static void transfer_beside_waiting_copy(struct net_pair *p, void *src, size_t b
 					 const char *what)
 {
 	struct model m;
-	struct call_watch w = {0, "none"};
-	int sizes[2] = {-1, -1};
+	struct call_watch w = { 0, "none" };
+	int sizes[2] = { -1, -1 };
 	model_start(&m, MODEL_SPIN_S);
 	double t0 = now_s();
 	const char *err = xfer_unchecked(p, src, bytes, smh, sph, dst, cap, rmh, rph, sizes, &w);
@@ -753,7 +755,7 @@ Test(gpu_net, device_buffers_beside_sync_copy_compressed)
 {
 	compress_env();
 	const size_t n = 8u << 20, bytes = 2 * n;
-	struct tu_rng rng = {61};
+	struct tu_rng rng = { 61 };
 	uint16_t *hsrc = host_alloc(bytes);
 	uint8_t *hdst = host_alloc(bytes);
 	uint8_t *dsrc = dev_alloc(bytes), *ddst = dev_alloc(bytes);
@@ -797,12 +799,12 @@ Test(gpu_net, device_buffers_beside_sync_copy_compressed)
 Test(gpu_net, deadlock_model_check)
 {
 	static const char *const names[] = {
-	    "kernel launch, first time (rcmoe_gpu_stage_copy)",
-	    "cudaMemcpyAsync device->pinned (the first GPU version)",
-	    "cudaMemsetAsync (the codecs before rcmoe_gpu_fill)",
-	    "kernel launch, loaded (rcmoe_gpu_stage_copy)",
-	    "cudaEventRecord on the plugin's stream",
-	    "cudaEventQuery of a completed event",
+		"kernel launch, first time (rcmoe_gpu_stage_copy)",
+		"cudaMemcpyAsync device->pinned (the first GPU version)",
+		"cudaMemsetAsync (the codecs before rcmoe_gpu_fill)",
+		"kernel launch, loaded (rcmoe_gpu_stage_copy)",
+		"cudaEventRecord on the plugin's stream",
+		"cudaEventQuery of a completed event",
 	};
 	const size_t bytes = 1u << 20;
 	void *pinned = NULL;
@@ -825,15 +827,9 @@ Test(gpu_net, deadlock_model_check)
 			if (rcmoe_gpu_stage_copy(pinned, dbuf, bytes, st) != RCMOE_OK)
 				e = cudaErrorLaunchFailure;
 			break;
-		case 1:
-			e = cudaMemcpyAsync(pinned, dbuf, bytes, cudaMemcpyDeviceToHost, st);
-			break;
-		case 2:
-			e = cudaMemsetAsync(dbuf, 0, bytes, st);
-			break;
-		case 4:
-			e = cudaEventRecord(ev, st);
-			break;
+		case 1: e = cudaMemcpyAsync(pinned, dbuf, bytes, cudaMemcpyDeviceToHost, st); break;
+		case 2: e = cudaMemsetAsync(dbuf, 0, bytes, st); break;
+		case 4: e = cudaEventRecord(ev, st); break;
 		default: /* ev was recorded and has completed in the previous round */
 			e = cudaEventQuery(ev);
 			break;
@@ -853,19 +849,23 @@ Test(gpu_net, deadlock_model_check)
 		/* The call itself lasting until the copy returned is the lock; the work finishing
 		 * only after it (short call) means the GPU serialized it behind the copy instead.
 		 */
-		fprintf(
-		    stderr,
-		    "MODEL CHECK: %s: call %.3f s, done after %.3f s (spin kernel %s): %s\n",
-		    names[op], call, done, state == GPU_SPIN_TIMED_OUT ? "timed out" : "released",
-		    returned_in_call   ? "the CALL BLOCKED until the copy returned: lock reproduced"
-		    : returned_at_done ? "call returned at once, but the work completed only after "
-					 "the copy"
-				       : "did not block");
+		fprintf(stderr,
+			"MODEL CHECK: %s: call %.3f s, done after %.3f s (spin kernel %s): %s\n",
+			names[op], call, done,
+			state == GPU_SPIN_TIMED_OUT ? "timed out" : "released",
+			returned_in_call
+				? "the CALL BLOCKED until the copy returned: lock reproduced"
+			: returned_at_done
+				? "call returned at once, but the work completed only after "
+				  "the copy"
+				: "did not block");
 		/* Why the plugin has a context of its own (plugin/gpu_context.c). */
 		if (op < 5)
-			cr_expect(returned_in_call, "%s no longer waits behind a synchronous copy "
+			cr_expect(returned_in_call,
+				  "%s no longer waits behind a synchronous copy "
 				  "in the primary context: the plugin's own context may no longer "
-				  "be needed (README, GPU buffers)", names[op]);
+				  "be needed (README, GPU buffers)",
+				  names[op]);
 		else
 			cr_expect(!returned_in_call && !returned_at_done,
 				  "%s waited behind the copy", names[op]);

@@ -56,7 +56,7 @@ double now_s(void);
 
 /* The send counters for func/dtype in a stats file (RCMOE_STATS_FILE, written at finalize; the
  * last matching line wins): 1 if found, else 0. */
-int stats_send_cell(const char *path, const char *func, const char *dtype,
-		    unsigned long *messages, unsigned long *logical, unsigned long *wire);
+int stats_send_cell(const char *path, const char *func, const char *dtype, unsigned long *messages,
+		    unsigned long *logical, unsigned long *wire);
 
 #endif

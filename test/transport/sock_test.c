@@ -57,7 +57,7 @@ double st_now(void)
 
 void st_sleep_ms(int ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 	nanosleep(&ts, NULL);
 }
 
@@ -176,7 +176,7 @@ void st_exchange(struct st_pair *p, size_t len, size_t max, unsigned seed)
 	cr_assert(src && dst);
 	st_fill(src, len, seed);
 	memset(dst, 0xA5, max + 64);
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *rr = st_irecv(p->r, max, 7, &pl);
 	struct rcmoe_treq *sr = st_isend(p->s, src, len, 7, 0);
 	int sdone = 0, rdone = 0;
@@ -235,13 +235,13 @@ void st_good_hello(const uint8_t *handle, struct sock_hello *h, uint16_t index, 
 	struct sock_handle hd;
 	cr_assert_eq(sock_handle_decode(handle, &hd), RCMOE_OK);
 	*h = (struct sock_hello){
-	    .magic = SOCK_HELLO_MAGIC,
-	    .version = SOCK_PROTO_VERSION,
-	    .index = index,
-	    .count = count,
-	    .secret = hd.secret,
-	    .nonce = 0x1234567890abcdefull,
-	    .min_chunk = 65536,
+		.magic = SOCK_HELLO_MAGIC,
+		.version = SOCK_PROTO_VERSION,
+		.index = index,
+		.count = count,
+		.secret = hd.secret,
+		.nonce = 0x1234567890abcdefull,
+		.min_chunk = 65536,
 	};
 }
 
@@ -266,8 +266,11 @@ struct rcmoe_trecv *st_raw_sender(struct rcmoe_tlisten *l, const uint8_t *handle
 
 void st_raw_header(int fd, uint32_t seq, int tag, uint64_t len, uint32_t wire_flags)
 {
-	struct sock_msg_hdr h = {
-	    .magic = SOCK_MSG_MAGIC, .seq = seq, .tag = tag, .len = len, .wire_flags = wire_flags};
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
+				  .seq = seq,
+				  .tag = tag,
+				  .len = len,
+				  .wire_flags = wire_flags };
 	uint8_t wire[SOCK_HDR_SIZE];
 	sock_hdr_encode(&h, wire);
 	st_raw_send(fd, wire, sizeof(wire));
@@ -280,7 +283,7 @@ int st_accept_until_closed(struct rcmoe_tlisten *l, int fd, double timeout_s)
 		struct rcmoe_trecv *r = NULL;
 		cr_assert_eq(OPS->accept(l, &r), RCMOE_OK, "accept failed");
 		cr_assert_null(r, "accept returned a comm for a connection it should refuse");
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		if (poll(&pfd, 1, 10) > 0) {
 			char c;
 			ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);

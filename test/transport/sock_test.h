@@ -38,7 +38,7 @@ struct rcmoe_trecv *st_accept_one(struct rcmoe_tlisten *l);
 
 /* What a placement callback was asked, and what it answers. */
 struct st_place {
-	void *dest;	     /* returned as the destination */
+	void *dest;          /* returned as the destination */
 	rcmoe_status_t fail; /* when not OK: returned instead */
 	int calls;
 	size_t len;

@@ -50,7 +50,7 @@ Test(socket_data, init_from_many_threads_at_once)
 
 Test(socket_data, unknown_interface_is_a_usage_error)
 {
-	const char *env[] = {"RCMOE_SOCKET_IFNAME=nosuchif9", NULL};
+	const char *env[] = { "RCMOE_SOCKET_IFNAME=nosuchif9", NULL };
 	cr_assert_eq(st_try_init(env), RCMOE_ERR_USAGE);
 	cr_assert_geq(test_log_warn_count(), 1);
 	int n;
@@ -72,7 +72,7 @@ Test(socket_data, handshake_and_handle_size)
 	struct rcmoe_tsend *s2;
 	struct rcmoe_trecv *r2;
 	st_connect_accept(&p, &s2, &r2);
-	struct st_pair q = {.l = p.l, .s = s2, .r = r2};
+	struct st_pair q = { .l = p.l, .s = s2, .r = r2 };
 	st_exchange(&q, 5000, 5000, 2);
 	st_exchange(&p, 5000, 5000, 3);
 	cr_assert_eq(OPS->close_send(s2), RCMOE_OK);
@@ -93,10 +93,11 @@ Test(socket_data, connect_refuses_a_foreign_handle)
 
 static void sizes_body(const char *const *env)
 {
-	static const size_t sizes[] = {
-	    0,	     1,	    2,	   3,	  7,	  100,	  4095,	       4096,
-	    4097,    65535, 65536, 65537, 196609, 524287, 1048576 + 7, 3 * 1048576 + 5,
-	    16777219};
+	static const size_t sizes[] = { 0,       1,      2,           3,
+					7,       100,    4095,        4096,
+					4097,    65535,  65536,       65537,
+					196609,  524287, 1048576 + 7, 3 * 1048576 + 5,
+					16777219 };
 	st_init(env);
 	struct st_pair p;
 	st_pair_open(&p);
@@ -108,39 +109,39 @@ static void sizes_body(const char *const *env)
 
 Test(socket_data, sizes_8_streams_4_threads)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL };
 	sizes_body(env);
 }
 
 Test(socket_data, sizes_1_stream_1_thread)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=1", "RCMOE_SOCKET_NTHREADS=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=1", "RCMOE_SOCKET_NTHREADS=1", NULL };
 	sizes_body(env);
 }
 
 Test(socket_data, sizes_8_streams_1_thread)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=1", NULL };
 	sizes_body(env);
 }
 
 Test(socket_data, sizes_1_stream_4_threads)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=1", "RCMOE_SOCKET_NTHREADS=4", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=1", "RCMOE_SOCKET_NTHREADS=4", NULL };
 	sizes_body(env);
 }
 
 Test(socket_data, sizes_small_pieces)
 {
 	/* 4 KiB pieces: many pieces per message, every stream busy even for small messages. */
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=7", "RCMOE_SOCKET_NTHREADS=3",
-			     "RCMOE_SOCKET_MIN_CHUNK=4096", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=7", "RCMOE_SOCKET_NTHREADS=3",
+			      "RCMOE_SOCKET_MIN_CHUNK=4096", NULL };
 	sizes_body(env);
 }
 
 Test(socket_data, large_256_mib)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL };
 	st_init(env);
 	struct st_pair p;
 	st_pair_open(&p);
@@ -224,7 +225,7 @@ static void pipeline(struct st_pair *p, int count, int window, size_t max, unsig
 
 Test(socket_data, fifo_many_small_messages)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL };
 	st_init(env);
 	struct st_pair p;
 	st_pair_open(&p);
@@ -235,7 +236,7 @@ Test(socket_data, fifo_many_small_messages)
 
 Test(socket_data, random_sizes_pipelined)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=5", "RCMOE_SOCKET_NTHREADS=2", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=5", "RCMOE_SOCKET_NTHREADS=2", NULL };
 	st_init(env);
 	struct st_pair p;
 	st_pair_open(&p);
@@ -267,7 +268,7 @@ Test(socket_data, thirty_two_in_flight_then_null)
 	cr_assert_eq(OPS->isend(p.s, src, len, 1, 0, &extra), RCMOE_OK);
 	cr_assert_null(extra, "a 33rd isend got a request");
 	for (int i = 0; i < N; i++) {
-		pl[i] = (struct st_place){.dest = dst + i * len};
+		pl[i] = (struct st_place){ .dest = dst + i * len };
 		cr_assert_eq(OPS->irecv(p.r, len, 1, st_place_fn, &pl[i], &rr[i]), RCMOE_OK);
 		cr_assert_not_null(rr[i], "irecv %d returned no request", i);
 	}
@@ -302,7 +303,7 @@ Test(socket_data, placement_sees_length_and_flags)
 	uint8_t *src = malloc(len), *dst = malloc(len + 200);
 	st_fill(src, len, 77);
 	memset(dst, 0xee, len + 200);
-	struct st_place pl = {.dest = dst + 100};
+	struct st_place pl = { .dest = dst + 100 };
 	struct rcmoe_treq *rr = st_irecv(p.r, 1 << 20, 9, &pl);
 	struct rcmoe_treq *sr = st_isend(p.s, src, len, 9, RCMOE_MSG_ENCODED);
 	size_t n = 0;
@@ -326,7 +327,7 @@ Test(socket_data, placement_sees_length_and_flags)
 
 Test(socket_data, placement_error_fails_only_that_message)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=4", "RCMOE_SOCKET_NTHREADS=2", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=4", "RCMOE_SOCKET_NTHREADS=2", NULL };
 	st_init(env);
 	struct st_pair p;
 	st_pair_open(&p);
@@ -335,14 +336,14 @@ Test(socket_data, placement_error_fails_only_that_message)
 	st_fill(src, len, 5);
 	memset(dst, 0x3c, len);
 	/* A small message first: its payload comes inline on the control socket. */
-	struct st_place small = {.dest = dst, .fail = RCMOE_ERR_NOMEM};
+	struct st_place small = { .dest = dst, .fail = RCMOE_ERR_NOMEM };
 	struct rcmoe_treq *r0 = st_irecv(p.r, len, 1, &small);
 	struct rcmoe_treq *s0 = st_isend(p.s, src, 5000, 1, 0);
 	cr_assert_eq(st_wait(r0, 30, NULL, NULL), RCMOE_ERR_NOMEM);
 	cr_assert_eq(st_wait(s0, 30, NULL, NULL), RCMOE_OK);
 	cr_assert_eq(small.calls, 1);
 	cr_assert_eq(small.len, 5000);
-	struct st_place pl = {.dest = dst, .fail = RCMOE_ERR_UNSUPPORTED};
+	struct st_place pl = { .dest = dst, .fail = RCMOE_ERR_UNSUPPORTED };
 	struct rcmoe_treq *rr = st_irecv(p.r, len, 1, &pl);
 	struct rcmoe_treq *sr = st_isend(p.s, src, len, 1, RCMOE_MSG_ENCODED);
 	cr_assert_eq(st_wait(rr, 30, NULL, NULL), RCMOE_ERR_UNSUPPORTED);

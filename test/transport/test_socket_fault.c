@@ -51,23 +51,23 @@ static void raw_child(const uint8_t *handle, size_t msg_len, size_t sent, bool i
 		_exit(2);
 	int fds[2];
 	for (uint16_t i = 0; i < 2; i++) {
-		struct sock_hello h = {.magic = SOCK_HELLO_MAGIC,
-				       .version = SOCK_PROTO_VERSION,
-				       .index = i,
-				       .count = 1,
-				       .secret = hd.secret,
-				       .nonce = 42,
-				       .min_chunk = 65536};
+		struct sock_hello h = { .magic = SOCK_HELLO_MAGIC,
+					.version = SOCK_PROTO_VERSION,
+					.index = i,
+					.count = 1,
+					.secret = hd.secret,
+					.nonce = 42,
+					.min_chunk = 65536 };
 		uint8_t wire[SOCK_HELLO_SIZE];
 		sock_hello_encode(&h, wire);
 		fds[i] = child_connect(handle);
 		child_send(fds[i], wire, sizeof(wire));
 	}
-	struct sock_msg_hdr m = {.magic = SOCK_MSG_MAGIC,
-				 .seq = 0,
-				 .tag = 1,
-				 .len = msg_len,
-				 .wire_flags = inl ? SOCK_WIRE_INLINE : 0};
+	struct sock_msg_hdr m = { .magic = SOCK_MSG_MAGIC,
+				  .seq = 0,
+				  .tag = 1,
+				  .len = msg_len,
+				  .wire_flags = inl ? SOCK_WIRE_INLINE : 0 };
 	uint8_t hdr[SOCK_HDR_SIZE];
 	sock_hdr_encode(&m, hdr);
 	child_send(fds[0], hdr, sizeof(hdr));
@@ -100,7 +100,7 @@ static void peer_exits_mid_message(size_t len, size_t sent, bool inl, const char
 
 	struct rcmoe_trecv *r = st_accept_one(l);
 	uint8_t *dst = malloc(len);
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *rr = st_irecv(r, len, 1, &pl);
 	int warns = test_log_warn_count();
 	cr_assert_eq(st_wait(rr, 10, NULL, NULL), RCMOE_ERR_REMOTE);
@@ -128,7 +128,7 @@ Test(socket_fault, sender_process_exits_mid_message)
 {
 	/* The real sender, in a child that exits right after queueing a 256 MiB message. The
 	 * parent has no threads when it forks (listen starts none). */
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL };
 	const size_t len = 256u << 20;
 	st_init(env);
 	st_capture_warn();
@@ -151,7 +151,7 @@ Test(socket_fault, sender_process_exits_mid_message)
 	}
 	struct rcmoe_trecv *r = st_accept_one(l);
 	uint8_t *dst = malloc(len);
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *rr = st_irecv(r, len, 1, &pl);
 	int warns = test_log_warn_count();
 	cr_assert_eq(st_wait(rr, 30, NULL, NULL), RCMOE_ERR_REMOTE);
@@ -165,7 +165,7 @@ Test(socket_fault, sender_process_exits_mid_message)
 
 Test(socket_fault, receiver_closes_mid_transfer)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=4", "RCMOE_SOCKET_NTHREADS=2", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=4", "RCMOE_SOCKET_NTHREADS=2", NULL };
 	const size_t len = 256u << 20;
 	st_init(env);
 	st_capture_warn();
@@ -173,7 +173,7 @@ Test(socket_fault, receiver_closes_mid_transfer)
 	st_pair_open(&p);
 	uint8_t *src = calloc(1, len), *dst = malloc(len);
 	cr_assert(src && dst);
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *rr = st_irecv(p.r, len, 1, &pl);
 	struct rcmoe_treq *sr = st_isend(p.s, src, len, 1, 0);
 	int done = 0;
@@ -203,7 +203,7 @@ Test(socket_fault, sender_closes_while_a_receive_waits)
 	st_exchange(&p, 1000, 1000, 1);
 	uint8_t dst[100];
 	memset(dst, 0x42, sizeof(dst));
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *rr = st_irecv(p.r, sizeof(dst), 7, &pl);
 	int warns = test_log_warn_count();
 	cr_assert_eq(OPS->close_send(p.s), RCMOE_OK);
@@ -219,7 +219,7 @@ Test(socket_fault, sender_closes_while_a_receive_waits)
 
 static void close_in_flight(bool send_first)
 {
-	const char *env[] = {"RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL};
+	const char *env[] = { "RCMOE_SOCKET_NSTREAMS=8", "RCMOE_SOCKET_NTHREADS=4", NULL };
 	enum { N = 12 };
 	const size_t len = 8u << 20;
 	st_init(env);
@@ -229,7 +229,7 @@ static void close_in_flight(bool send_first)
 	struct st_place pl[N];
 	struct rcmoe_treq *rr[N];
 	for (int i = 0; i < N; i++) {
-		pl[i] = (struct st_place){.dest = dst + (size_t)i * len};
+		pl[i] = (struct st_place){ .dest = dst + (size_t)i * len };
 		st_isend(p.s, src, len, 1, 0);
 		rr[i] = st_irecv(p.r, len, 1, &pl[i]);
 	}

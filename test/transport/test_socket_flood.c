@@ -54,7 +54,7 @@ static int count_fds(void)
 static void set_fd_limit(rlim_t soft, struct rlimit *old)
 {
 	cr_assert_eq(getrlimit(RLIMIT_NOFILE, old), 0);
-	struct rlimit r = {.rlim_cur = soft, .rlim_max = old->rlim_max};
+	struct rlimit r = { .rlim_cur = soft, .rlim_max = old->rlim_max };
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &r), 0, "setrlimit: %s", strerror(errno));
 }
 
@@ -109,7 +109,7 @@ static int child_connect(void)
 		return -1;
 	/* connect gives up after this long when the listener's backlog is full, so the child
 	 * keeps reading its commands. */
-	struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, &child.addr.sa, sizeof(child.addr.in)) != 0) {
 		close(fd);
@@ -133,7 +133,7 @@ static void child_hold(int fd)
 /* The listener never writes to an idle connection: any event is its close. */
 static bool child_closed(int fd)
 {
-	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
 	return poll(&p, 1, 0) > 0;
 }
 
@@ -155,7 +155,7 @@ static long child_closed_prefix(void)
 
 static bool child_command_waiting(void)
 {
-	struct pollfd p = {.fd = child.cmd, .events = POLLIN};
+	struct pollfd p = { .fd = child.cmd, .events = POLLIN };
 	return poll(&p, 1, 0) > 0;
 }
 
@@ -195,20 +195,20 @@ static void child_good_sender(void)
 {
 	int fds[2];
 	for (uint16_t i = 0; i < 2; i++) {
-		struct sock_hello h = {.magic = SOCK_HELLO_MAGIC,
-				       .version = SOCK_PROTO_VERSION,
-				       .index = i,
-				       .count = 1,
-				       .secret = child.secret,
-				       .nonce = 0x600d,
-				       .min_chunk = 65536};
+		struct sock_hello h = { .magic = SOCK_HELLO_MAGIC,
+					.version = SOCK_PROTO_VERSION,
+					.index = i,
+					.count = 1,
+					.secret = child.secret,
+					.nonce = 0x600d,
+					.min_chunk = 65536 };
 		uint8_t wire[SOCK_HELLO_SIZE];
 		sock_hello_encode(&h, wire);
 		while ((fds[i] = child_connect()) < 0)
 			;
 		child_send_all(fds[i], wire, sizeof(wire));
 	}
-	struct sock_msg_hdr m = {.magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = GOOD_LEN};
+	struct sock_msg_hdr m = { .magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = GOOD_LEN };
 	uint8_t hdr[SOCK_HDR_SIZE];
 	sock_hdr_encode(&m, hdr);
 	child_send_all(fds[0], hdr, sizeof(hdr));
@@ -317,7 +317,7 @@ static void peer_start(struct peer *p, const uint8_t *handle)
 
 static void peer_send(struct peer *p, enum peer_op op, int arg)
 {
-	struct peer_cmd c = {.op = (char)op, .arg = arg};
+	struct peer_cmd c = { .op = (char)op, .arg = arg };
 	cr_assert_eq(write(p->cmd, &c, sizeof(c)), (ssize_t)sizeof(c), "the attacker is gone");
 }
 
@@ -346,7 +346,7 @@ static long peer_answer(struct peer *p, struct acc *a, double timeout_s)
 	for (;;) {
 		if (a)
 			acc_once(a);
-		struct pollfd pfd = {.fd = p->rep, .events = POLLIN};
+		struct pollfd pfd = { .fd = p->rep, .events = POLLIN };
 		if (poll(&pfd, 1, a ? 0 : 10) > 0)
 			break;
 		cr_assert(st_now() < end, "the attacker did not answer within %.0f s", timeout_s);
@@ -440,8 +440,8 @@ static void good_hello_bytes(const uint8_t *handle, uint16_t count, uint8_t out[
 
 Test(socket_flood, legit_connection_through_a_flood)
 {
-	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=2", "RCMOE_SOCKET_NSTREAMS=2",
-			     "RCMOE_SOCKET_NTHREADS=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_HANDSHAKE_TIMEOUT=2", "RCMOE_SOCKET_NSTREAMS=2",
+			      "RCMOE_SOCKET_NTHREADS=1", NULL };
 	st_init(env);
 	struct st_pair p;
 	listen_only(&p);
@@ -451,13 +451,13 @@ Test(socket_flood, legit_connection_through_a_flood)
 	peer_start(&atk, p.handle);
 	struct rlimit old;
 	set_fd_limit(FLOOD_FD_LIMIT, &old);
-	struct acc a = {.l = p.l};
+	struct acc a = { .l = p.l };
 
 	long flood = peer_call(&atk, &a, OP_FLOOD, FLOOD_CONNS, 60);
 	/* The flood goes on while the legitimate connection is made. */
 	bool legit = legit_connect(&p, &a, 10);
 	if (legit) {
-		static const size_t sizes[] = {1, 4096, 70000, 1 << 20, 3 << 20};
+		static const size_t sizes[] = { 1, 4096, 70000, 1 << 20, 3 << 20 };
 		for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 			st_exchange(&p, sizes[i], sizes[i], 20 + i);
 	}
@@ -501,14 +501,14 @@ Test(socket_flood, legit_connection_through_a_flood)
  * (30 s). */
 Test(socket_flood, silent_and_slow_sockets_closed_at_handshake_deadline)
 {
-	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_HANDSHAKE_TIMEOUT=1", NULL };
 	st_init(env);
 	struct st_pair p;
 	listen_only(&p);
 	uint8_t hello[SOCK_HELLO_SIZE];
 	good_hello_bytes(p.handle, 1, hello);
-	int fd[2] = {st_raw_connect(p.handle), st_raw_connect(p.handle)};
-	double closed_at[2] = {0, 0};
+	int fd[2] = { st_raw_connect(p.handle), st_raw_connect(p.handle) };
+	double closed_at[2] = { 0, 0 };
 	double start = st_now(), next_byte = start;
 	size_t sent = 0;
 	while ((!closed_at[0] || !closed_at[1]) && st_now() < start + 5) {
@@ -522,7 +522,7 @@ Test(socket_flood, silent_and_slow_sockets_closed_at_handshake_deadline)
 			next_byte += 0.2;
 		}
 		for (int i = 0; i < 2; i++) {
-			struct pollfd pfd = {.fd = fd[i], .events = POLLIN | POLLRDHUP};
+			struct pollfd pfd = { .fd = fd[i], .events = POLLIN | POLLRDHUP };
 			if (!closed_at[i] && poll(&pfd, 1, 0) > 0)
 				closed_at[i] = st_now() - start;
 		}
@@ -544,7 +544,7 @@ Test(socket_flood, silent_and_slow_sockets_closed_at_handshake_deadline)
 /* A connection whose data stream never comes is dropped at the handshake deadline too. */
 Test(socket_flood, incomplete_connection_closed_at_handshake_deadline)
 {
-	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_HANDSHAKE_TIMEOUT=1", NULL };
 	st_init(env);
 	struct st_pair p;
 	listen_only(&p);
@@ -565,8 +565,8 @@ Test(socket_flood, incomplete_connection_closed_at_handshake_deadline)
  * authenticated, closing the oldest first; a legitimate connection still gets in. */
 Test(socket_flood, unauthenticated_sockets_capped_oldest_first)
 {
-	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=5", "RCMOE_SOCKET_NSTREAMS=2",
-			     "RCMOE_SOCKET_NTHREADS=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_HANDSHAKE_TIMEOUT=5", "RCMOE_SOCKET_NSTREAMS=2",
+			      "RCMOE_SOCKET_NTHREADS=1", NULL };
 	st_init(env);
 	struct st_pair p;
 	listen_only(&p);
@@ -574,7 +574,7 @@ Test(socket_flood, unauthenticated_sockets_capped_oldest_first)
 	struct peer atk;
 	peer_start(&atk, p.handle);
 	int baseline = count_fds(); /* with the two pipe ends */
-	struct acc a = {.l = p.l};
+	struct acc a = { .l = p.l };
 	enum { N = 600 };
 
 	long opened = peer_call(&atk, &a, OP_CONNECT, N, 30);
@@ -623,7 +623,7 @@ static int exhaust_fds(int *fds, int max)
  * connection that moves data, and everything is given back at the end. */
 Test(socket_flood, out_of_descriptors_keeps_listening)
 {
-	const char *env[] = {"RCMOE_SOCKET_HANDSHAKE_TIMEOUT=3", "RCMOE_SOCKET_NTHREADS=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_HANDSHAKE_TIMEOUT=3", "RCMOE_SOCKET_NTHREADS=1", NULL };
 	st_init(env);
 	struct st_pair p;
 	listen_only(&p);
@@ -635,7 +635,7 @@ Test(socket_flood, out_of_descriptors_keeps_listening)
 	set_fd_limit(EXHAUST_FD_LIMIT, &old);
 	int nulls[EXHAUST_FD_LIMIT];
 	int nnull = exhaust_fds(nulls, EXHAUST_FD_LIMIT);
-	struct acc a = {.l = p.l};
+	struct acc a = { .l = p.l };
 
 	/* None free: every connection is closed. */
 	long opened = peer_call(&atk, &a, OP_CONNECT, 20, 10);
@@ -666,7 +666,7 @@ Test(socket_flood, out_of_descriptors_keeps_listening)
 	cr_assert_eq(a.failures, 0, "accept failed: %s", rcmoe_status_str(a.first_failure));
 	cr_assert_not_null(a.comm, "a correct sender did not get a connection");
 	static uint8_t buf[GOOD_LEN];
-	struct st_place pl = {.dest = buf};
+	struct st_place pl = { .dest = buf };
 	struct rcmoe_treq *rr = st_irecv(a.comm, GOOD_LEN, 1, &pl);
 	size_t len = 0;
 	cr_assert_eq(st_wait(rr, 10, &len, NULL), RCMOE_OK);

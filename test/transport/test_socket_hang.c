@@ -924,10 +924,9 @@ static void raw_receiver_close(struct raw_receiver *rx)
 
 static void raw_frame(int fd, uint32_t seq, uint32_t wire_flags, uint64_t len)
 {
-	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
-				  .seq = seq,
-				  .len = len,
-				  .wire_flags = wire_flags };
+	struct sock_msg_hdr h = {
+		.magic = SOCK_MSG_MAGIC, .seq = seq, .len = len, .wire_flags = wire_flags
+	};
 	uint8_t wire[SOCK_HDR_SIZE];
 	sock_hdr_encode(&h, wire);
 	st_raw_send(fd, wire, sizeof(wire));

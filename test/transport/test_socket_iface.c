@@ -17,7 +17,7 @@
 TestSuite(socket_iface, .init = test_log_init, .timeout = 60);
 
 /* RCMOE_SOCKET_IFNAME unset (an empty value counts as unset), so NCCL_SOCKET_IFNAME decides. */
-static const char *const no_rcmoe_ifname[] = {"RCMOE_SOCKET_IFNAME=", NULL};
+static const char *const no_rcmoe_ifname[] = { "RCMOE_SOCKET_IFNAME=", NULL };
 
 static void expect_device(const char *name)
 {
@@ -70,7 +70,7 @@ Test(socket_iface, nccl_ifname_unknown_is_a_usage_error)
 Test(socket_iface, ipv6_loopback)
 {
 	st_init(NULL);
-	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 	int probe = socket(AF_INET6, SOCK_STREAM, 0);
 	if (probe < 0 || bind(probe, (struct sockaddr *)&a, sizeof(a)) != 0)
 		cr_skip_test("no IPv6 loopback on this machine");

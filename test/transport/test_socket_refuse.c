@@ -28,7 +28,7 @@ static void bystander_open(struct bystander *b)
 {
 	st_pair_open(&b->p);
 	memset(b->buf, PAT, sizeof(b->buf));
-	b->pl = (struct st_place){.dest = b->buf};
+	b->pl = (struct st_place){ .dest = b->buf };
 	b->rr = st_irecv(b->p.r, sizeof(b->buf), 1, &b->pl);
 }
 
@@ -51,7 +51,7 @@ static void bystander_check_and_close(struct bystander *b)
 	cr_assert_eq(n, sizeof(src));
 	cr_assert_eq(st_check(b->buf, n, 3), (size_t)-1);
 
-	struct st_pair q = {.l = b->p.l};
+	struct st_pair q = { .l = b->p.l };
 	memcpy(q.handle, b->p.handle, sizeof(q.handle));
 	st_connect_accept(&q, &q.s, &q.r);
 	st_exchange(&q, 70000, 70000, 4);
@@ -175,7 +175,7 @@ Test(socket_refuse, garbage_hello)
 
 Test(socket_refuse, incomplete_hello_times_out)
 {
-	const char *env[] = {"RCMOE_SOCKET_TIMEOUT=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_TIMEOUT=1", NULL };
 	st_init(env);
 	uint8_t part[10];
 	memset(part, 0, sizeof(part));
@@ -204,7 +204,7 @@ Test(socket_refuse, peer_closes_during_hello)
 Test(socket_refuse, incomplete_connection_times_out)
 {
 	/* Only the control socket of a 2-stream connection ever arrives. */
-	const char *env[] = {"RCMOE_SOCKET_TIMEOUT=1", NULL};
+	const char *env[] = { "RCMOE_SOCKET_TIMEOUT=1", NULL };
 	st_init(env);
 	struct bystander b;
 	bystander_open(&b);
@@ -226,7 +226,7 @@ static void expect_header_refused(const struct sock_msg_hdr *hdr, size_t max_len
 	struct rcmoe_trecv *r = st_raw_sender(b.p.l, b.p.handle, fds);
 	uint8_t *dst = malloc(max_len + 1);
 	memset(dst, PAT, max_len + 1);
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *rr = st_irecv(r, max_len, tag, &pl);
 
 	int warns = test_log_warn_count();
@@ -257,35 +257,35 @@ static void expect_header_refused(const struct sock_msg_hdr *hdr, size_t max_len
 Test(socket_refuse, header_bad_magic)
 {
 	st_init(NULL);
-	struct sock_msg_hdr h = {.magic = 0xdeadbeef, .seq = 0, .tag = 1, .len = 100};
+	struct sock_msg_hdr h = { .magic = 0xdeadbeef, .seq = 0, .tag = 1, .len = 100 };
 	expect_header_refused(&h, 4096, 1, RCMOE_ERR_MALFORMED);
 }
 
 Test(socket_refuse, header_longer_than_the_receive)
 {
 	st_init(NULL);
-	struct sock_msg_hdr h = {.magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = 4097};
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = 4097 };
 	expect_header_refused(&h, 4096, 1, RCMOE_ERR_OVERFLOW);
 }
 
 Test(socket_refuse, header_huge_length)
 {
 	st_init(NULL);
-	struct sock_msg_hdr h = {.magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = 1ull << 63};
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = 1ull << 63 };
 	expect_header_refused(&h, 4096, 1, RCMOE_ERR_OVERFLOW);
 }
 
 Test(socket_refuse, header_wrong_tag)
 {
 	st_init(NULL);
-	struct sock_msg_hdr h = {.magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 2, .len = 100};
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 2, .len = 100 };
 	expect_header_refused(&h, 4096, 1, RCMOE_ERR_MALFORMED);
 }
 
 Test(socket_refuse, header_out_of_sequence)
 {
 	st_init(NULL);
-	struct sock_msg_hdr h = {.magic = SOCK_MSG_MAGIC, .seq = 5, .tag = 1, .len = 100};
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC, .seq = 5, .tag = 1, .len = 100 };
 	expect_header_refused(&h, 4096, 1, RCMOE_ERR_MALFORMED);
 }
 
@@ -293,11 +293,11 @@ Test(socket_refuse, header_inline_too_long)
 {
 	/* Inline payload is read by the caller's thread: a peer may not make it long. */
 	st_init(NULL);
-	struct sock_msg_hdr h = {.magic = SOCK_MSG_MAGIC,
-				 .seq = 0,
-				 .tag = 1,
-				 .len = SOCK_INLINE_MAX + 1,
-				 .wire_flags = SOCK_WIRE_INLINE};
+	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
+				  .seq = 0,
+				  .tag = 1,
+				  .len = SOCK_INLINE_MAX + 1,
+				  .wire_flags = SOCK_WIRE_INLINE };
 	expect_header_refused(&h, 1 << 20, 1, RCMOE_ERR_MALFORMED);
 }
 
@@ -305,7 +305,8 @@ Test(socket_refuse, header_unknown_transport_flags)
 {
 	st_init(NULL);
 	struct sock_msg_hdr h = {
-	    .magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = 100, .wire_flags = 0x80};
+		.magic = SOCK_MSG_MAGIC, .seq = 0, .tag = 1, .len = 100, .wire_flags = 0x80
+	};
 	expect_header_refused(&h, 4096, 1, RCMOE_ERR_MALFORMED);
 }
 
@@ -319,7 +320,7 @@ Test(socket_refuse, raw_sender_inline_and_streamed)
 	struct rcmoe_trecv *r = st_raw_sender(p.l, p.handle, fds);
 	uint8_t src[3000], dst[2][3000];
 	st_fill(src, sizeof(src), 8);
-	struct st_place pl[2] = {{.dest = dst[0]}, {.dest = dst[1]}};
+	struct st_place pl[2] = { { .dest = dst[0] }, { .dest = dst[1] } };
 	struct rcmoe_treq *rr0 = st_irecv(r, sizeof(src), 4, &pl[0]);
 	struct rcmoe_treq *rr1 = st_irecv(r, sizeof(src), 4, &pl[1]);
 	st_raw_header(fds[0], 0, 4, sizeof(src), SOCK_WIRE_INLINE);
@@ -349,7 +350,7 @@ Test(socket_refuse, send_longer_than_receive)
 	uint8_t src[1000], dst[1000];
 	st_fill(src, sizeof(src), 1);
 	memset(dst, PAT, sizeof(dst));
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	int warns = test_log_warn_count();
 	struct rcmoe_treq *rr = st_irecv(p.r, 999, 1, &pl);
 	struct rcmoe_treq *sr = st_isend(p.s, src, 1000, 1, 0);
@@ -372,7 +373,7 @@ Test(socket_refuse, send_with_another_tag)
 	uint8_t src[100], dst[100];
 	memset(src, 1, sizeof(src));
 	memset(dst, PAT, sizeof(dst));
-	struct st_place pl = {.dest = dst};
+	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *rr = st_irecv(p.r, sizeof(dst), 6, &pl);
 	st_isend(p.s, src, sizeof(src), 5, 0);
 	cr_assert_eq(st_wait(rr, 10, NULL, NULL), RCMOE_ERR_MALFORMED);

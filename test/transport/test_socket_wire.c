@@ -12,7 +12,8 @@ TestSuite(socket_wire, .init = test_log_init, .timeout = 60);
 Test(socket_wire, handle_fits_and_round_trips_ipv4)
 {
 	cr_assert_leq(SOCK_HANDLE_SIZE, RCMOE_TRANSPORT_HANDLE_SIZE);
-	struct sock_handle h = {.version = SOCK_PROTO_VERSION, .secret = 0x0123456789abcdefull}, d;
+	struct sock_handle h = { .version = SOCK_PROTO_VERSION, .secret = 0x0123456789abcdefull },
+			   d;
 	h.addr.in.sin_family = AF_INET;
 	h.addr.in.sin_port = htons(40001);
 	h.addr.in.sin_addr.s_addr = htonl(0x0a000102);
@@ -30,7 +31,7 @@ Test(socket_wire, handle_fits_and_round_trips_ipv4)
 
 Test(socket_wire, handle_round_trips_ipv6_with_scope)
 {
-	struct sock_handle h = {.version = SOCK_PROTO_VERSION, .secret = 7}, d;
+	struct sock_handle h = { .version = SOCK_PROTO_VERSION, .secret = 7 }, d;
 	h.addr.in6.sin6_family = AF_INET6;
 	h.addr.in6.sin6_port = htons(5);
 	inet_pton(AF_INET6, "fe80::1:2", &h.addr.in6.sin6_addr);
@@ -46,7 +47,7 @@ Test(socket_wire, handle_round_trips_ipv6_with_scope)
 
 Test(socket_wire, handle_decode_refuses_foreign_bytes)
 {
-	struct sock_handle h = {.version = SOCK_PROTO_VERSION}, d;
+	struct sock_handle h = { .version = SOCK_PROTO_VERSION }, d;
 	h.addr.in.sin_family = AF_INET;
 	uint8_t buf[RCMOE_TRANSPORT_HANDLE_SIZE];
 	sock_handle_encode(&h, buf);
@@ -59,13 +60,13 @@ Test(socket_wire, handle_decode_refuses_foreign_bytes)
 
 Test(socket_wire, hello_and_header_round_trip)
 {
-	struct sock_hello h = {.magic = SOCK_HELLO_MAGIC,
-			       .version = 9,
-			       .index = 63,
-			       .count = 64,
-			       .secret = ~0ull,
-			       .nonce = 0x8000000000000001ull,
-			       .min_chunk = 1u << 30},
+	struct sock_hello h = { .magic = SOCK_HELLO_MAGIC,
+				.version = 9,
+				.index = 63,
+				.count = 64,
+				.secret = ~0ull,
+				.nonce = 0x8000000000000001ull,
+				.min_chunk = 1u << 30 },
 			  hd;
 	uint8_t hw[SOCK_HELLO_SIZE];
 	sock_hello_encode(&h, hw);
@@ -78,12 +79,12 @@ Test(socket_wire, hello_and_header_round_trip)
 	cr_assert_eq(hd.nonce, h.nonce);
 	cr_assert_eq(hd.min_chunk, h.min_chunk);
 
-	struct sock_msg_hdr m = {.magic = SOCK_MSG_MAGIC,
-				 .seq = 0xfffffffe,
-				 .tag = -3,
-				 .flags = RCMOE_MSG_ENCODED,
-				 .len = (1ull << 40) + 5,
-				 .wire_flags = SOCK_WIRE_INLINE},
+	struct sock_msg_hdr m = { .magic = SOCK_MSG_MAGIC,
+				  .seq = 0xfffffffe,
+				  .tag = -3,
+				  .flags = RCMOE_MSG_ENCODED,
+				  .len = (1ull << 40) + 5,
+				  .wire_flags = SOCK_WIRE_INLINE },
 			    md;
 	uint8_t mw[SOCK_HDR_SIZE];
 	sock_hdr_encode(&m, mw);
@@ -102,10 +103,11 @@ Test(socket_wire, hello_and_header_round_trip)
 Test(socket_wire, piece_plan_covers_each_byte_once)
 {
 	static const size_t lens[] = {
-	    1,	   2,	    4095,    4096,	    4097,      65535,	 65536,
-	    65537, 1000000, 1 << 20, (1 << 20) + 1, 123456789, 1u << 28, (1ull << 33) + 3};
-	static const unsigned streams[] = {1, 2, 3, 7, 8, 16, 64};
-	static const size_t chunks[] = {4096, 65536, 100000, 1u << 30};
+		1,     2,       4095,    4096,          4097,      65535,    65536,
+		65537, 1000000, 1 << 20, (1 << 20) + 1, 123456789, 1u << 28, (1ull << 33) + 3
+	};
+	static const unsigned streams[] = { 1, 2, 3, 7, 8, 16, 64 };
+	static const size_t chunks[] = { 4096, 65536, 100000, 1u << 30 };
 	size_t piece;
 	unsigned n;
 	sock_plan_pieces(0, 8, 65536, &piece, &n);

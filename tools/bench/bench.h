@@ -16,12 +16,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define BENCH_VERSION	 "0.1.0"
-#define BENCH_MAX_RANKS	 32 /* allreduce check data stays exact in bf16 up to 32 */
-#define BENCH_MAX_SIZES	 64
-#define BENCH_MAX_ENV	 64
-#define BENCH_ID_BYTES	 128 /* NCCL_UNIQUE_ID_BYTES */
-#define BENCH_PLUGIN_SO	 "libnccl-net-rcmoe.so"
+#define BENCH_VERSION    "0.1.0"
+#define BENCH_MAX_RANKS  32 /* allreduce check data stays exact in bf16 up to 32 */
+#define BENCH_MAX_SIZES  64
+#define BENCH_MAX_ENV    64
+#define BENCH_ID_BYTES   128 /* NCCL_UNIQUE_ID_BYTES */
+#define BENCH_PLUGIN_SO  "libnccl-net-rcmoe.so"
 #define BENCH_HOSTID_FMT "rcmoe-bench-h%d"
 
 enum bench_op { BENCH_ALLTOALL, BENCH_ALLREDUCE, BENCH_SENDRECV, BENCH_NUM_OPS };
@@ -39,8 +39,8 @@ enum bench_fail_mode {
 
 struct bench_dtype {
 	const char *name; /* nccl-tests spelling */
-	int nccl;	  /* ncclDataType_t value */
-	unsigned size;	  /* bytes per element */
+	int nccl;         /* ncclDataType_t value */
+	unsigned size;    /* bytes per element */
 	bool is_float;
 	bool is_signed;
 };
@@ -63,7 +63,7 @@ struct bench_cfg {
 	bool transport_on[BENCH_NUM_TRANSPORTS];
 	int check; /* enum bench_check_mode, after folding: integer types always exact */
 	bool check_asked_error; /* --check error was given (for the header when folded) */
-	int a2a;		/* enum bench_a2a_impl */
+	int a2a;                /* enum bench_a2a_impl */
 	uint64_t seed;
 	int check_threads; /* 0: automatic */
 
@@ -87,7 +87,7 @@ struct bench_cfg {
 
 	/* modes */
 	bool loopback;
-	int inflight;	       /* loopback: messages in flight */
+	int inflight;          /* loopback: messages in flight */
 	size_t loopback_bytes; /* loopback: bytes moved per size and transport */
 	bool selftest;
 	bool fake; /* children simulate the collectives on the CPU (selftest) */
@@ -107,10 +107,10 @@ struct bench_cfg {
 enum bench_msg_type {
 	BENCH_MSG_ID = 1, /* rank 0 -> parent: the ncclUniqueId, BENCH_ID_BYTES */
 	BENCH_MSG_HELLO,  /* struct bench_hello */
-	BENCH_MSG_ROW,	  /* struct bench_row_msg */
+	BENCH_MSG_ROW,    /* struct bench_row_msg */
 	BENCH_MSG_ERROR,  /* text */
-	BENCH_MSG_INFO,	  /* text, printed with -v */
-	BENCH_MSG_DONE,	  /* empty */
+	BENCH_MSG_INFO,   /* text, printed with -v */
+	BENCH_MSG_DONE,   /* empty */
 };
 
 struct bench_msg_hdr {
@@ -125,15 +125,15 @@ struct bench_hello {
 	int32_t nccl_version; /* ncclGetVersion at runtime, 0 when simulated */
 	int32_t a2a_native;   /* 1 when ncclAlltoAll is used, 0 for grouped send/recv */
 	uint64_t id_hash;     /* hash of the unique id this rank used: all must agree */
-	char text[256];	      /* environment summary for -v */
+	char text[256];       /* environment summary for -v */
 };
 
 struct bench_check_res {
-	uint64_t wrong;	  /* exact mode: elements that differ */
+	uint64_t wrong;   /* exact mode: elements that differ */
 	uint64_t checked; /* elements compared */
-	double err_sq;	  /* error mode: sum (got-exp)^2 */
-	double ref_sq;	  /* error mode: sum exp^2 */
-	double maxabs;	  /* error mode: max |got-exp| (NaN poisons it) */
+	double err_sq;    /* error mode: sum (got-exp)^2 */
+	double ref_sq;    /* error mode: sum exp^2 */
+	double maxabs;    /* error mode: max |got-exp| (NaN poisons it) */
 };
 
 struct bench_row_msg {
@@ -237,11 +237,11 @@ extern int bench_orig_argc;
 
 /* ---- modes ---- */
 int bench_launch_all(struct bench_cfg *cfg, struct bench_report *rep); /* launch.c */
-int bench_child_main(struct bench_cfg *cfg);			       /* child.c */
-int bench_fake_child_main(struct bench_cfg *cfg);		       /* fake.c */
-int bench_loopback_main(struct bench_cfg *cfg);			       /* loopback.c */
-bool bench_have_nccl(void);					       /* child.c */
-bool bench_mps_running(void);					       /* launch.c */
+int bench_child_main(struct bench_cfg *cfg);                           /* child.c */
+int bench_fake_child_main(struct bench_cfg *cfg);                      /* fake.c */
+int bench_loopback_main(struct bench_cfg *cfg);                        /* loopback.c */
+bool bench_have_nccl(void);                                            /* child.c */
+bool bench_mps_running(void);                                          /* launch.c */
 int bench_mps_start(void);
 int bench_mps_stop(void);
 int bench_plot(struct bench_report *rep, const char *png); /* report.c */

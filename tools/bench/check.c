@@ -25,24 +25,24 @@
 
 /* nccl: the ncclDataType_t value, a fact of NCCL's ABI. */
 static const struct bench_dtype dtypes[] = {
-    {.name = "int8", .nccl = 0, .size = 1, .is_float = false, .is_signed = true},
-    {.name = "uint8", .nccl = 1, .size = 1, .is_float = false, .is_signed = false},
-    {.name = "int32", .nccl = 2, .size = 4, .is_float = false, .is_signed = true},
-    {.name = "uint32", .nccl = 3, .size = 4, .is_float = false, .is_signed = false},
-    {.name = "int64", .nccl = 4, .size = 8, .is_float = false, .is_signed = true},
-    {.name = "uint64", .nccl = 5, .size = 8, .is_float = false, .is_signed = false},
-    {.name = "half", .nccl = 6, .size = 2, .is_float = true, .is_signed = true},
-    {.name = "float", .nccl = 7, .size = 4, .is_float = true, .is_signed = true},
-    {.name = "double", .nccl = 8, .size = 8, .is_float = true, .is_signed = true},
-    {.name = "bfloat16", .nccl = 9, .size = 2, .is_float = true, .is_signed = true},
+	{ .name = "int8", .nccl = 0, .size = 1, .is_float = false, .is_signed = true },
+	{ .name = "uint8", .nccl = 1, .size = 1, .is_float = false, .is_signed = false },
+	{ .name = "int32", .nccl = 2, .size = 4, .is_float = false, .is_signed = true },
+	{ .name = "uint32", .nccl = 3, .size = 4, .is_float = false, .is_signed = false },
+	{ .name = "int64", .nccl = 4, .size = 8, .is_float = false, .is_signed = true },
+	{ .name = "uint64", .nccl = 5, .size = 8, .is_float = false, .is_signed = false },
+	{ .name = "half", .nccl = 6, .size = 2, .is_float = true, .is_signed = true },
+	{ .name = "float", .nccl = 7, .size = 4, .is_float = true, .is_signed = true },
+	{ .name = "double", .nccl = 8, .size = 8, .is_float = true, .is_signed = true },
+	{ .name = "bfloat16", .nccl = 9, .size = 2, .is_float = true, .is_signed = true },
 };
 
 static const struct {
 	const char *alias, *name;
 } dtype_aliases[] = {
-    {"float16", "half"},   {"fp16", "half"},   {"float32", "float"}, {"fp32", "float"},
-    {"float64", "double"}, {"fp64", "double"}, {"bf16", "bfloat16"}, {"char", "int8"},
-    {"int", "int32"},	   {"uint", "uint32"},
+	{ "float16", "half" },   { "fp16", "half" },   { "float32", "float" }, { "fp32", "float" },
+	{ "float64", "double" }, { "fp64", "double" }, { "bf16", "bfloat16" }, { "char", "int8" },
+	{ "int", "int32" },      { "uint", "uint32" },
 };
 
 const struct bench_dtype *bench_dtype_find(const char *name)
@@ -141,14 +141,10 @@ float bench_f16_to_f32(uint16_t h)
 double bench_load_f(const struct bench_dtype *dt, const void *buf, size_t i)
 {
 	switch (dt->nccl) {
-	case 6:
-		return bench_f16_to_f32(((const uint16_t *)buf)[i]);
-	case 7:
-		return ((const float *)buf)[i];
-	case 8:
-		return ((const double *)buf)[i];
-	case 9:
-		return bench_bf16_to_f32(((const uint16_t *)buf)[i]);
+	case 6: return bench_f16_to_f32(((const uint16_t *)buf)[i]);
+	case 7: return ((const float *)buf)[i];
+	case 8: return ((const double *)buf)[i];
+	case 9: return bench_bf16_to_f32(((const uint16_t *)buf)[i]);
 	}
 	return NAN;
 }
@@ -156,18 +152,10 @@ double bench_load_f(const struct bench_dtype *dt, const void *buf, size_t i)
 void bench_store_f(const struct bench_dtype *dt, void *buf, size_t i, double v)
 {
 	switch (dt->nccl) {
-	case 6:
-		((uint16_t *)buf)[i] = bench_f32_to_f16((float)v);
-		break;
-	case 7:
-		((float *)buf)[i] = (float)v;
-		break;
-	case 8:
-		((double *)buf)[i] = v;
-		break;
-	case 9:
-		((uint16_t *)buf)[i] = bench_f32_to_bf16((float)v);
-		break;
+	case 6: ((uint16_t *)buf)[i] = bench_f32_to_f16((float)v); break;
+	case 7: ((float *)buf)[i] = (float)v; break;
+	case 8: ((double *)buf)[i] = v; break;
+	case 9: ((uint16_t *)buf)[i] = bench_f32_to_bf16((float)v); break;
 	}
 }
 
@@ -181,8 +169,7 @@ uint64_t bench_load_u(const struct bench_dtype *dt, const void *buf, size_t i)
 	case 4:
 		return dt->is_signed ? (uint64_t)(int64_t)((const int32_t *)buf)[i]
 				     : ((const uint32_t *)buf)[i];
-	case 8:
-		return ((const uint64_t *)buf)[i];
+	case 8: return ((const uint64_t *)buf)[i];
 	}
 	return 0;
 }
@@ -190,15 +177,9 @@ uint64_t bench_load_u(const struct bench_dtype *dt, const void *buf, size_t i)
 void bench_store_u(const struct bench_dtype *dt, void *buf, size_t i, uint64_t v)
 {
 	switch (dt->size) {
-	case 1:
-		((uint8_t *)buf)[i] = (uint8_t)v;
-		break;
-	case 4:
-		((uint32_t *)buf)[i] = (uint32_t)v;
-		break;
-	case 8:
-		((uint64_t *)buf)[i] = v;
-		break;
+	case 1: ((uint8_t *)buf)[i] = (uint8_t)v; break;
+	case 4: ((uint32_t *)buf)[i] = (uint32_t)v; break;
+	case 8: ((uint64_t *)buf)[i] = v; break;
 	}
 }
 
@@ -236,12 +217,9 @@ bool bench_lossy(const struct bench_cfg *cfg)
 static double round_to(const struct bench_dtype *dt, double v)
 {
 	switch (dt->nccl) {
-	case 6:
-		return bench_f16_to_f32(bench_f32_to_f16((float)v));
-	case 7:
-		return (float)v;
-	case 9:
-		return bench_bf16_to_f32(bench_f32_to_bf16((float)v));
+	case 6: return bench_f16_to_f32(bench_f32_to_f16((float)v));
+	case 7: return (float)v;
+	case 9: return bench_bf16_to_f32(bench_f32_to_bf16((float)v));
 	}
 	return v;
 }
@@ -311,7 +289,7 @@ static void run_jobs(const struct bench_cfg *cfg, void *(*fn)(void *), struct jo
 	enum { MAXT = 64 };
 	struct job jobs[MAXT];
 	pthread_t tid[MAXT];
-	bool started[MAXT] = {false};
+	bool started[MAXT] = { false };
 	int nt = bench_check_threads(cfg);
 	if (nt > MAXT)
 		nt = MAXT;
@@ -364,7 +342,7 @@ static void *fill_job(void *arg)
 
 void bench_fill(const struct bench_cfg *cfg, int op, int rank, void *buf, size_t count)
 {
-	struct job j = {.cfg = cfg, .op = op, .rank = rank, .wbuf = buf, .count = count};
+	struct job j = { .cfg = cfg, .op = op, .rank = rank, .wbuf = buf, .count = count };
 	run_jobs(cfg, fill_job, &j, NULL);
 }
 
@@ -434,7 +412,7 @@ static void *check_job(void *arg)
 void bench_check(const struct bench_cfg *cfg, int op, int rank, const void *recv, size_t count,
 		 struct bench_check_res *res)
 {
-	struct job j = {.cfg = cfg, .op = op, .rank = rank, .rbuf = recv, .count = count};
+	struct job j = { .cfg = cfg, .op = op, .rank = rank, .rbuf = recv, .count = count };
 	run_jobs(cfg, check_job, &j, res);
 }
 
@@ -469,17 +447,17 @@ static void st_conversions(FILE *out)
 		float f;
 		uint16_t half, bf16;
 	} known[] = {
-	    {1.0f, 0x3c00, 0x3f80},
-	    {-2.0f, 0xc000, 0xc000},
-	    {65504.0f, 0x7bff, 0x4780},
-	    {65520.0f, 0x7c00, 0x4780},
-	    {0x1p-24f, 0x0001, 0x3380},
-	    {0x1p-25f, 0x0000, 0x3300},
-	    {1.0f + 0x1p-11f, 0x3c00, 0x3f80},		/* tie -> even */
-	    {1.0f + 3 * 0x1p-11f, 0x3c02, 0x3f80},	/* tie -> even (up) */
-	    {1.0f + 0x1p-8f + 0x1p-9f, 0x3c06, 0x3f81}, /* bf16: above the tie */
-	    {1.0f + 0x1p-8f, 0x3c04, 0x3f80},		/* bf16: tie -> even (down) */
-	    {1.0f + 0x1p-7f + 0x1p-8f, 0x3c0c, 0x3f82}, /* bf16: tie -> even (up) */
+		{ 1.0f, 0x3c00, 0x3f80 },
+		{ -2.0f, 0xc000, 0xc000 },
+		{ 65504.0f, 0x7bff, 0x4780 },
+		{ 65520.0f, 0x7c00, 0x4780 },
+		{ 0x1p-24f, 0x0001, 0x3380 },
+		{ 0x1p-25f, 0x0000, 0x3300 },
+		{ 1.0f + 0x1p-11f, 0x3c00, 0x3f80 },          /* tie -> even */
+		{ 1.0f + 3 * 0x1p-11f, 0x3c02, 0x3f80 },      /* tie -> even (up) */
+		{ 1.0f + 0x1p-8f + 0x1p-9f, 0x3c06, 0x3f81 }, /* bf16: above the tie */
+		{ 1.0f + 0x1p-8f, 0x3c04, 0x3f80 },           /* bf16: tie -> even (down) */
+		{ 1.0f + 0x1p-7f + 0x1p-8f, 0x3c0c, 0x3f82 }, /* bf16: tie -> even (up) */
 	};
 	for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
 		ST_EXPECT(bench_f32_to_f16(known[k].f) == known[k].half, "half(%a) = 0x%04x",
@@ -561,9 +539,9 @@ static void st_collectives(FILE *out, const struct bench_dtype *dt, int mode, in
 				double rel = sqrt(res.err_sq / res.ref_sq);
 				/* Copies are exact; a low-precision sum is off by its rounding. */
 				double lim = op != BENCH_ALLREDUCE ? 0
-					     : dt->nccl == 9	   ? 1e-2
-					     : dt->nccl == 6	   ? 2e-3
-					     : dt->nccl == 7	   ? 1e-6
+					     : dt->nccl == 9       ? 1e-2
+					     : dt->nccl == 6       ? 2e-3
+					     : dt->nccl == 7       ? 1e-6
 								   : 1e-14;
 				ST_EXPECT(rel <= lim && res.ref_sq > 0, "%s %s n=%d: relL2 %g",
 					  what, dt->name, n, rel);
@@ -623,7 +601,7 @@ static void st_gauss(FILE *out)
 		  "gaussian: mean %g var %g max %g", mean, var, mx);
 	/* Different ranks draw different streams. */
 	ST_EXPECT(bench_value_f(&cfg, BENCH_ALLTOALL, 0, 7) !=
-		      bench_value_f(&cfg, BENCH_ALLTOALL, 1, 7),
+			  bench_value_f(&cfg, BENCH_ALLTOALL, 1, 7),
 		  "gaussian: ranks 0 and 1 agree");
 }
 
@@ -644,13 +622,13 @@ static void st_threads(FILE *out)
 	}
 	cfg.check_threads = 4;
 	bench_fill(&cfg, BENCH_SENDRECV, 2, buf, count); /* rank 0 receives rank 2's data */
-	buf[count - 1] ^= 0x40;				 /* one element off */
+	buf[count - 1] ^= 0x40;                          /* one element off */
 	struct bench_check_res r1, r4;
 	bench_check(&cfg, BENCH_SENDRECV, 0, buf, count, &r4);
 	cfg.check_threads = 1;
 	bench_check(&cfg, BENCH_SENDRECV, 0, buf, count, &r1);
 	ST_EXPECT(r1.checked == count && r4.checked == count && r1.maxabs == r4.maxabs &&
-		      r1.maxabs > 0 && fabs(r1.err_sq - r4.err_sq) <= 1e-9 * r1.err_sq,
+			  r1.maxabs > 0 && fabs(r1.err_sq - r4.err_sq) <= 1e-9 * r1.err_sq,
 		  "threads: 1: %g %g, 4: %g %g", r1.err_sq, r1.maxabs, r4.err_sq, r4.maxabs);
 	cfg.check = BENCH_CHECK_EXACT;
 	cfg.check_threads = 4;
@@ -673,8 +651,8 @@ int bench_check_selftest(FILE *out)
 	st_conversions(out);
 	st_gauss(out);
 	st_threads(out);
-	static const char *names[] = {"int8",	"uint8", "int32", "uint32", "int64",
-				      "uint64", "half",	 "float", "double", "bfloat16"};
+	static const char *names[] = { "int8",   "uint8", "int32", "uint32", "int64",
+				       "uint64", "half",  "float", "double", "bfloat16" };
 	for (size_t d = 0; d < sizeof(names) / sizeof(names[0]); d++) {
 		const struct bench_dtype *dt = bench_dtype_find(names[d]);
 		ST_EXPECT(dt != NULL, "dtype %s missing", names[d]);

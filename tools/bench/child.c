@@ -27,7 +27,7 @@
 int bench_msg_send(int fd, int type, int rank, const void *payload, size_t len)
 {
 	char buf[sizeof(struct bench_msg_hdr) + BENCH_MSG_MAX];
-	struct bench_msg_hdr h = {BENCH_MSG_MAGIC, (uint16_t)type, (uint16_t)rank, 0};
+	struct bench_msg_hdr h = { BENCH_MSG_MAGIC, (uint16_t)type, (uint16_t)rank, 0 };
 	if (len > BENCH_MSG_MAX)
 		len = BENCH_MSG_MAX;
 	h.len = (uint32_t)len;
@@ -159,7 +159,7 @@ static void info(struct rank *R, const char *fmt, ...)
  */
 static int wait_stream(struct rank *R)
 {
-	struct timespec pause = {0, 50000};
+	struct timespec pause = { 0, 50000 };
 	for (;;) {
 		cudaError_t e = cudaStreamQuery(R->stream);
 		if (e == cudaSuccess)
@@ -186,8 +186,8 @@ static int launch(struct rank *R, int op, size_t count, size_t per_peer)
 	switch (op) {
 	case BENCH_ALLTOALL:
 		if (R->a2a) {
-			NCCL_TRY(
-			    R->a2a(R->sendbuf, R->recvbuf, per_peer, R->dt, R->comm, R->stream));
+			NCCL_TRY(R->a2a(R->sendbuf, R->recvbuf, per_peer, R->dt, R->comm,
+					R->stream));
 			break;
 		}
 		/* What PyTorch's all_to_all_single does: one group of n sends and n receives. */
@@ -195,9 +195,9 @@ static int launch(struct rank *R, int op, size_t count, size_t per_peer)
 		for (int p = 0; p < n; p++) {
 			size_t off = (size_t)p * per_peer * R->es;
 			NCCL_TRY(
-			    ncclSend(R->sendbuf + off, per_peer, R->dt, p, R->comm, R->stream));
+				ncclSend(R->sendbuf + off, per_peer, R->dt, p, R->comm, R->stream));
 			NCCL_TRY(
-			    ncclRecv(R->recvbuf + off, per_peer, R->dt, p, R->comm, R->stream));
+				ncclRecv(R->recvbuf + off, per_peer, R->dt, p, R->comm, R->stream));
 		}
 		NCCL_TRY(ncclGroupEnd());
 		break;
@@ -249,8 +249,8 @@ static int one_size(struct rank *R, int opi, int si)
 		CUDA_TRY(cudaMemsetAsync(R->recvbuf, 0xff, bytes, R->stream));
 		if (launch(R, op, count, per_peer))
 			return -1;
-		CUDA_TRY(
-		    cudaMemcpyAsync(R->host, R->recvbuf, bytes, cudaMemcpyDeviceToHost, R->stream));
+		CUDA_TRY(cudaMemcpyAsync(R->host, R->recvbuf, bytes, cudaMemcpyDeviceToHost,
+					 R->stream));
 		if (wait_stream(R))
 			return -1;
 		bench_check(cfg, op, R->rank, R->host, count, &m.chk);

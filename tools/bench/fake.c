@@ -129,7 +129,7 @@ static void simulate(const struct bench_cfg *cfg, int op, int me, void *recv, si
 			else
 				bench_store_u(dt, recv, i,
 					      bench_load_u(dt, recv, i) +
-						  bench_load_u(dt, scratch, i));
+						      bench_load_u(dt, scratch, i));
 		}
 	}
 }
@@ -179,9 +179,7 @@ int bench_fake_child_main(struct bench_cfg *cfg)
 			if (me == cfg->fail_rank && row == 1) {
 				const char msg[] = "simulated failure (--selftest-fail)";
 				switch (cfg->fail_mode) {
-				case BENCH_FAIL_CRASH:
-					raise(SIGSEGV);
-					break;
+				case BENCH_FAIL_CRASH: raise(SIGSEGV); break;
 				case BENCH_FAIL_HANG:
 					for (;;)
 						pause();
@@ -189,8 +187,7 @@ int bench_fake_child_main(struct bench_cfg *cfg)
 					bench_msg_send(fd, BENCH_MSG_ERROR, me, msg,
 						       sizeof(msg) - 1);
 					return 1;
-				case BENCH_FAIL_EXIT:
-					_exit(3);
+				case BENCH_FAIL_EXIT: _exit(3);
 				}
 			}
 			struct bench_row_msg m;

@@ -181,15 +181,15 @@ struct runstate {
 };
 
 static void add_failure(struct runstate *rs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+	__attribute__((format(printf, 2, 3)));
 static void add_failure(struct runstate *rs, const char *fmt, ...)
 {
 	va_list ap;
 	if (rs->flen + 4 >= sizeof(rs->failure))
 		return;
 	if (rs->flen)
-		rs->flen +=
-		    (size_t)snprintf(rs->failure + rs->flen, sizeof(rs->failure) - rs->flen, "; ");
+		rs->flen += (size_t)snprintf(rs->failure + rs->flen, sizeof(rs->failure) - rs->flen,
+					     "; ");
 	va_start(ap, fmt);
 	int k = vsnprintf(rs->failure + rs->flen, sizeof(rs->failure) - rs->flen, fmt, ap);
 	va_end(ap);
@@ -365,8 +365,9 @@ static void handle_msg(struct runstate *rs, struct child *c, const struct bench_
 		if (said == rs->n)
 			for (int r = 1; r < rs->n; r++)
 				if (rs->ch[r].h.id_hash != rs->ch[0].h.id_hash)
-					add_failure(
-					    rs, "rank %d used another unique id than rank 0", r);
+					add_failure(rs,
+						    "rank %d used another unique id than rank 0",
+						    r);
 		break;
 	case BENCH_MSG_ROW:
 		if (h->len == sizeof(struct bench_row_msg)) {
@@ -388,9 +389,7 @@ static void handle_msg(struct runstate *rs, struct child *c, const struct bench_
 			fprintf(stderr, "rcmoe-bench: %s rank %d: %.*s\n",
 				bench_transport_name(rs->run->transport), c->rank, (int)h->len, p);
 		break;
-	case BENCH_MSG_DONE:
-		c->done = true;
-		break;
+	case BENCH_MSG_DONE: c->done = true; break;
 	}
 }
 
@@ -502,7 +501,7 @@ static int run_one(struct bench_cfg *cfg, struct bench_report *rep, int run, int
 			rs->nseq++;
 		}
 
-	struct envvec env = {0}, shown = {0};
+	struct envvec env = { 0 }, shown = { 0 };
 	if (build_env(cfg, transport, &env, &shown)) {
 		snprintf(rs->run->error, sizeof(rs->run->error), "out of memory (environment)");
 		rs->run->failed = true;
@@ -563,8 +562,8 @@ static int run_one(struct bench_cfg *cfg, struct bench_report *rep, int run, int
 			size_t wl = 0;
 			for (int r = 0; r < rs->n && wl + 16 < sizeof(who); r++)
 				if (rs->ch[r].alive && !rs->ch[r].done)
-					wl +=
-					    (size_t)snprintf(who + wl, sizeof(who) - wl, " %d", r);
+					wl += (size_t)snprintf(who + wl, sizeof(who) - wl, " %d",
+							       r);
 			add_failure(rs,
 				    "no progress for %.0f s (--timeout); ranks still running:%s; "
 				    "%d of %d rows complete",

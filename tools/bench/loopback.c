@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LB_TAG	       0x5243	      /* any tag: sender and receiver agree */
+#define LB_TAG         0x5243         /* any tag: sender and receiver agree */
 #define LB_RECV_BUDGET (512ull << 20) /* receive slots of one size share this much memory */
 
 static bool lb_verbose;
@@ -33,7 +33,7 @@ static void lb_logger(ncclDebugLogLevel level, unsigned long flags, const char *
 static void lb_logger(ncclDebugLogLevel level, unsigned long flags, const char *file, int line,
 		      const char *fmt, ...)
 {
-	static const char *names[] = {"NONE", "VERSION", "WARN", "INFO", "ABORT", "TRACE"};
+	static const char *names[] = { "NONE", "VERSION", "WARN", "INFO", "ABORT", "TRACE" };
 	/* Warnings always: they are why a run fails. INFO and TRACE with -v. */
 	if (level != NCCL_LOG_WARN && level != NCCL_LOG_ABORT && !lb_verbose)
 		return;
@@ -89,7 +89,7 @@ static int lb_open(struct lb *L, const char *path)
 		snprintf(L->err, sizeof(L->err), "%.400s exports no ncclNetPlugin_v11", path);
 		return -1;
 	}
-	ncclNetCommConfig_v11_t conf = {NCCL_NET_TRAFFIC_CLASS_UNDEF};
+	ncclNetCommConfig_v11_t conf = { NCCL_NET_TRAFFIC_CLASS_UNDEF };
 	LB_CHECK(L->net->init(&L->ctx, 0x726362656e6368ull, &conf, lb_logger, NULL));
 	int ndev = 0;
 	LB_CHECK(L->net->devices(&ndev));
@@ -157,7 +157,7 @@ static int recv_slots(const struct bench_cfg *cfg, size_t S)
 static int lb_transfer(struct lb *L, size_t S, long nmsg, int slots, double *secs, long *badsize)
 {
 	ncclNet_v11_t *net = L->net;
-	void *sreq[8] = {NULL}, *rreq[8] = {NULL};
+	void *sreq[8] = { NULL }, *rreq[8] = { NULL };
 	long sposted = 0, sdone = 0, rposted = 0, rdone = 0;
 	int inflight = L->cfg->inflight;
 	double t0 = now_s(), last = t0;
@@ -324,7 +324,7 @@ struct lb_row {
 	size_t size;
 	long nmsg;
 	double tcp, plug; /* GB/s, NAN if not run */
-	int ok;		  /* 1 ok, 0 bad, -1 not checked */
+	int ok;           /* 1 ok, 0 bad, -1 not checked */
 };
 
 static void write_json(const struct bench_cfg *cfg, const struct lb *L, const struct lb_row *rows,
@@ -404,7 +404,7 @@ int bench_loopback_main(struct bench_cfg *cfg)
 		lb_close(L);
 		return 1;
 	}
-	struct tcp T = {.tx = -1, .rx = -1};
+	struct tcp T = { .tx = -1, .rx = -1 };
 	if (do_tcp && tcp_connect_pair(&T.tx, &T.rx)) {
 		fprintf(stderr, "rcmoe-bench: --loopback: TCP over 127.0.0.1: %s\n",
 			strerror(errno));
@@ -421,9 +421,9 @@ int bench_loopback_main(struct bench_cfg *cfg)
 		       L->props.name ? L->props.name : "?", L->props.speed, L->props.ptrSupport,
 		       L->props.maxP2pBytes, cfg->inflight);
 	if (do_tcp)
-		printf(
-		    "# reference tcp-1: one blocking TCP stream between two threads (about NCCL's "
-		    "Socket transport with one stream)\n");
+		printf("# reference tcp-1: one blocking TCP stream between two threads (about "
+		       "NCCL's "
+		       "Socket transport with one stream)\n");
 	printf("#       size      msgs     tcp-1     RCMoE     ratio  check\n");
 	printf("#        (B)              (GB/s)    (GB/s)\n");
 	fflush(stdout);

@@ -128,47 +128,47 @@ enum {
 };
 
 static const struct option long_opts[] = {
-    {"nranks", required_argument, NULL, 'n'},
-    {"ops", required_argument, NULL, 'O'},
-    {"transports", required_argument, NULL, 'T'},
-    {"minbytes", required_argument, NULL, 'b'},
-    {"maxbytes", required_argument, NULL, 'e'},
-    {"stepfactor", required_argument, NULL, 'f'},
-    {"datatype", required_argument, NULL, 'd'},
-    {"iters", required_argument, NULL, 'i'},
-    {"warmup", required_argument, NULL, 'w'},
-    {"check", required_argument, NULL, 'c'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {"runs", required_argument, NULL, OPT_RUNS},
-    {"a2a", required_argument, NULL, OPT_A2A},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"device", required_argument, NULL, OPT_DEVICE},
-    {"plugin", required_argument, NULL, OPT_PLUGIN},
-    {"gdr-level", required_argument, NULL, OPT_GDR},
-    {"proto", optional_argument, NULL, OPT_PROTO},
-    {"env", required_argument, NULL, OPT_ENV},
-    {"rcmoe-env", required_argument, NULL, OPT_RCMOE_ENV},
-    {"mps", no_argument, NULL, OPT_MPS},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"json", required_argument, NULL, OPT_JSON},
-    {"plot", required_argument, NULL, OPT_PLOT},
-    {"check-threads", required_argument, NULL, OPT_CHECK_THREADS},
-    {"loopback", no_argument, NULL, OPT_LOOPBACK},
-    {"inflight", required_argument, NULL, OPT_INFLIGHT},
-    {"loopback-bytes", required_argument, NULL, OPT_LOOPBACK_BYTES},
-    {"selftest", no_argument, NULL, OPT_SELFTEST},
-    {"selftest-fail", required_argument, NULL, OPT_SELFTEST_FAIL},
-    {"child", required_argument, NULL, OPT_CHILD}, /* internal: set by the parent */
-    {NULL, 0, NULL, 0},
+	{ "nranks", required_argument, NULL, 'n' },
+	{ "ops", required_argument, NULL, 'O' },
+	{ "transports", required_argument, NULL, 'T' },
+	{ "minbytes", required_argument, NULL, 'b' },
+	{ "maxbytes", required_argument, NULL, 'e' },
+	{ "stepfactor", required_argument, NULL, 'f' },
+	{ "datatype", required_argument, NULL, 'd' },
+	{ "iters", required_argument, NULL, 'i' },
+	{ "warmup", required_argument, NULL, 'w' },
+	{ "check", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "runs", required_argument, NULL, OPT_RUNS },
+	{ "a2a", required_argument, NULL, OPT_A2A },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "device", required_argument, NULL, OPT_DEVICE },
+	{ "plugin", required_argument, NULL, OPT_PLUGIN },
+	{ "gdr-level", required_argument, NULL, OPT_GDR },
+	{ "proto", optional_argument, NULL, OPT_PROTO },
+	{ "env", required_argument, NULL, OPT_ENV },
+	{ "rcmoe-env", required_argument, NULL, OPT_RCMOE_ENV },
+	{ "mps", no_argument, NULL, OPT_MPS },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "json", required_argument, NULL, OPT_JSON },
+	{ "plot", required_argument, NULL, OPT_PLOT },
+	{ "check-threads", required_argument, NULL, OPT_CHECK_THREADS },
+	{ "loopback", no_argument, NULL, OPT_LOOPBACK },
+	{ "inflight", required_argument, NULL, OPT_INFLIGHT },
+	{ "loopback-bytes", required_argument, NULL, OPT_LOOPBACK_BYTES },
+	{ "selftest", no_argument, NULL, OPT_SELFTEST },
+	{ "selftest-fail", required_argument, NULL, OPT_SELFTEST_FAIL },
+	{ "child", required_argument, NULL, OPT_CHILD }, /* internal: set by the parent */
+	{ NULL, 0, NULL, 0 },
 };
 
 /* ---- small shared helpers ---- */
 
 const char *bench_op_name(int op)
 {
-	static const char *names[] = {"alltoall", "allreduce", "sendrecv"};
+	static const char *names[] = { "alltoall", "allreduce", "sendrecv" };
 	return op >= 0 && op < BENCH_NUM_OPS ? names[op] : "?";
 }
 
@@ -181,12 +181,9 @@ double bench_busbw_factor(int op, int nranks)
 {
 	double n = nranks;
 	switch (op) {
-	case BENCH_ALLTOALL:
-		return (n - 1) / n;
-	case BENCH_ALLREDUCE:
-		return 2 * (n - 1) / n;
-	default:
-		return 1;
+	case BENCH_ALLTOALL: return (n - 1) / n;
+	case BENCH_ALLREDUCE: return 2 * (n - 1) / n;
+	default: return 1;
 	}
 }
 
@@ -215,21 +212,13 @@ static int parse_size(const char *s, size_t *out)
 	double mult = 1;
 	switch (*end) {
 	case 'k':
-	case 'K':
-		mult = 1024.0, end++;
-		break;
+	case 'K': mult = 1024.0, end++; break;
 	case 'm':
-	case 'M':
-		mult = 1024.0 * 1024, end++;
-		break;
+	case 'M': mult = 1024.0 * 1024, end++; break;
 	case 'g':
-	case 'G':
-		mult = 1024.0 * 1024 * 1024, end++;
-		break;
+	case 'G': mult = 1024.0 * 1024 * 1024, end++; break;
 	case 't':
-	case 'T':
-		mult = 1024.0 * 1024 * 1024 * 1024, end++;
-		break;
+	case 'T': mult = 1024.0 * 1024 * 1024 * 1024, end++; break;
 	}
 	if (*end == 'B' || *end == 'b')
 		end++;
@@ -242,7 +231,7 @@ static int parse_size(const char *s, size_t *out)
 
 void bench_format_size_arg(char *buf, size_t len, size_t v)
 {
-	static const char *sfx[] = {"", "K", "M", "G", "T"};
+	static const char *sfx[] = { "", "K", "M", "G", "T" };
 	int k = 0;
 	while (k < 4 && v && v % 1024 == 0)
 		v /= 1024, k++;
@@ -353,8 +342,8 @@ static void defaults(struct bench_cfg *cfg)
 
 static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 {
-	static const char *const op_names[] = {"alltoall", "allreduce", "sendrecv"};
-	static const char *const tr_names[] = {"socket", "rcmoe"};
+	static const char *const op_names[] = { "alltoall", "allreduce", "sendrecv" };
+	static const char *const tr_names[] = { "socket", "rcmoe" };
 	int c;
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "n:O:T:b:e:f:d:i:w:c:vhV", long_opts, NULL)) != -1) {
@@ -364,8 +353,8 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 				BAD("-n: 2..%d ranks", BENCH_MAX_RANKS);
 			break;
 		case 'O': {
-			static const char *const more[] = {"alltoall", "allreduce", "sendrecv",
-							   "a2a",      "ar",	    "sr"};
+			static const char *const more[] = { "alltoall", "allreduce", "sendrecv",
+							    "a2a",      "ar",        "sr" };
 			int tmp[6], n;
 			if (parse_list(optarg, more, 6, tmp, 6, &n))
 				BAD("-O: comma list of %s,%s,%s", op_names[0], op_names[1],
@@ -431,15 +420,9 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			else
 				BAD("-c: exact, error or none");
 			break;
-		case 'v':
-			cfg->verbose = true;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		case 'V':
-			printf("rcmoe-bench %s\n", BENCH_VERSION);
-			exit(0);
+		case 'v': cfg->verbose = true; break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf("rcmoe-bench %s\n", BENCH_VERSION); exit(0);
 		case OPT_RUNS:
 			if (parse_int(optarg, 1, 1000, &cfg->runs))
 				BAD("--runs: 1..1000");
@@ -465,15 +448,9 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			if (parse_int(optarg, 0, 1023, &cfg->device))
 				BAD("--device: a CUDA device number");
 			break;
-		case OPT_PLUGIN:
-			cfg->plugin_arg = optarg;
-			break;
-		case OPT_GDR:
-			cfg->gdr_level = optarg;
-			break;
-		case OPT_PROTO:
-			cfg->proto = optarg ? optarg : "Simple";
-			break;
+		case OPT_PLUGIN: cfg->plugin_arg = optarg; break;
+		case OPT_GDR: cfg->gdr_level = optarg; break;
+		case OPT_PROTO: cfg->proto = optarg ? optarg : "Simple"; break;
 		case OPT_ENV:
 			if (add_env(cfg->env, &cfg->nenv, optarg))
 				BAD("--env: NAME=VALUE (at most %d)", BENCH_MAX_ENV);
@@ -482,9 +459,7 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			if (add_env(cfg->rcmoe_env, &cfg->nrcmoe_env, optarg))
 				BAD("--rcmoe-env: NAME=VALUE (at most %d)", BENCH_MAX_ENV);
 			break;
-		case OPT_MPS:
-			cfg->mps = true;
-			break;
+		case OPT_MPS: cfg->mps = true; break;
 		case OPT_TIMEOUT: {
 			char *end;
 			cfg->timeout = strtod(optarg, &end);
@@ -492,19 +467,13 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 				BAD("--timeout: seconds > 0");
 			break;
 		}
-		case OPT_JSON:
-			cfg->json = optarg;
-			break;
-		case OPT_PLOT:
-			cfg->plot = optarg;
-			break;
+		case OPT_JSON: cfg->json = optarg; break;
+		case OPT_PLOT: cfg->plot = optarg; break;
 		case OPT_CHECK_THREADS:
 			if (parse_int(optarg, 1, 64, &cfg->check_threads))
 				BAD("--check-threads: 1..64");
 			break;
-		case OPT_LOOPBACK:
-			cfg->loopback = true;
-			break;
+		case OPT_LOOPBACK: cfg->loopback = true; break;
 		case OPT_INFLIGHT:
 			if (parse_int(optarg, 1, 8, &cfg->inflight))
 				BAD("--inflight: 1..8 (NCCL keeps at most 8 steps in flight)");
@@ -513,12 +482,11 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			if (parse_size(optarg, &cfg->loopback_bytes) || !cfg->loopback_bytes)
 				BAD("--loopback-bytes: bad size '%s'", optarg);
 			break;
-		case OPT_SELFTEST:
-			cfg->selftest = cfg->fake = true;
-			break;
+		case OPT_SELFTEST: cfg->selftest = cfg->fake = true; break;
 		case OPT_SELFTEST_FAIL: {
-			static const char *modes[] = {"",      "crash", "hang",
-						      "error", "exit",	"wrong"};
+			static const char *modes[] = {
+				"", "crash", "hang", "error", "exit", "wrong"
+			};
 			char mode[16];
 			int r;
 			if (sscanf(optarg, "%d:%15s", &r, mode) != 2)
@@ -538,9 +506,7 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 				BAD("--child: internal option");
 			cfg->child = true;
 			break;
-		default:
-			fprintf(stderr, "rcmoe-bench: -h lists the options\n");
-			return -1;
+		default: fprintf(stderr, "rcmoe-bench: -h lists the options\n"); return -1;
 		}
 	}
 	if (optind < argc)

@@ -87,8 +87,8 @@ void bench_report_preamble(struct bench_report *rep, FILE *out)
 		"only (in-place is not measured)\n",
 		cfg->a2a == BENCH_A2A_P2P ? "grouped ncclSend/ncclRecv (forced)"
 		: cfg->a2a == BENCH_A2A_NATIVE
-		    ? "ncclAlltoAll (forced)"
-		    : "ncclAlltoAll if NCCL >= 2.28, else grouped send/recv");
+			? "ncclAlltoAll (forced)"
+			: "ncclAlltoAll if NCCL >= 2.28, else grouped send/recv");
 	fprintf(out, "#   time = max over ranks of each rank's mean time per op (CUDA events); "
 		     "busbw factor: alltoall (n-1)/n, allreduce 2(n-1)/n, sendrecv 1\n");
 	char label[PATH_MAX + 32];
@@ -317,7 +317,7 @@ static void json_write(struct bench_report *rep, FILE *f)
 	fprintf(f, "],\n    \"iters\": %d,\n    \"warmup\": %d,\n    \"runs\": %d,\n", cfg->iters,
 		cfg->warmup, cfg->runs);
 	fprintf(f, "    \"check\": \"%s\",\n",
-		cfg->check == BENCH_CHECK_EXACT	  ? "exact"
+		cfg->check == BENCH_CHECK_EXACT   ? "exact"
 		: cfg->check == BENCH_CHECK_ERROR ? "error"
 						  : "none");
 	fprintf(f, "    \"a2a\": \"%s\",\n",
@@ -404,16 +404,17 @@ static void json_write(struct bench_report *rep, FILE *f)
 		for (int o = 0; o < cfg->nops; o++)
 			for (int s = 0; s < cfg->nsizes; s++) {
 				size_t count, pp;
-				size_t bytes =
-				    bench_op_shape(cfg, cfg->ops[o], cfg->sizes[s], &count, &pp);
+				size_t bytes = bench_op_shape(cfg, cfg->ops[o], cfg->sizes[s],
+							      &count, &pp);
 				if (!bytes || !any_valid(rep, o, s))
 					continue;
 				int n0, n1;
 				double a = median_busbw(rep, BENCH_SOCKET, o, s, &n0);
 				double b = median_busbw(rep, BENCH_RCMOE, o, s, &n1);
-				fprintf(
-				    f, "%s\n    {\"op\": \"%s\", \"size\": %zu, \"socket_busbw\": ",
-				    first ? "" : ",", bench_op_name(cfg->ops[o]), bytes);
+				fprintf(f,
+					"%s\n    {\"op\": \"%s\", \"size\": %zu, "
+					"\"socket_busbw\": ",
+					first ? "" : ",", bench_op_name(cfg->ops[o]), bytes);
 				first = false;
 				bench_json_num(f, a);
 				fprintf(f, ", \"rcmoe_busbw\": ");

@@ -45,9 +45,12 @@ static size_t parse_size(const char *s)
 	char *end;
 	double v = strtod(s, &end);
 	switch (*end) {
-	case 'K': case 'k': v *= 1024; break;
-	case 'M': case 'm': v *= 1024 * 1024; break;
-	case 'G': case 'g': v *= 1024.0 * 1024 * 1024; break;
+	case 'K':
+	case 'k': v *= 1024; break;
+	case 'M':
+	case 'm': v *= 1024 * 1024; break;
+	case 'G':
+	case 'g': v *= 1024.0 * 1024 * 1024; break;
 	default: break;
 	}
 	return (size_t)v;
@@ -93,11 +96,11 @@ int main(int argc, char **argv)
 	double factor = 4;
 	int reps = 5;
 	const char *json = NULL, *isa = "auto";
-	static const struct option opts[] = {{"reps", required_argument, NULL, 'r'},
-					     {"isa", required_argument, NULL, 'i'},
-					     {"json", required_argument, NULL, 'j'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = { { "reps", required_argument, NULL, 'r' },
+					      { "isa", required_argument, NULL, 'i' },
+					      { "json", required_argument, NULL, 'j' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
 	int c;
 	while ((c = getopt_long(argc, argv, "b:e:f:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -133,14 +136,15 @@ int main(int argc, char **argv)
 	}
 	if (jf)
 		fprintf(jf, "{\"tool\":\"rcmoe-cbench\",\"rows\":[");
-	printf("# rcmoe-cbench: CPU LSQ (the host-buffer codec), one thread, medians of %d; fractions are of memcpy "
+	printf("# rcmoe-cbench: CPU LSQ (the host-buffer codec), one thread, medians of %d; "
+	       "fractions are of memcpy "
 	       "in the same run (bytes copied per second)\n",
 	       reps);
-	printf("#%11s %5s %4s %9s %9s %6s %9s %6s %7s %8s\n", "size(B)", "type", "bits",
-	       "memcpy", "encode", "xcopy", "decode", "xcopy", "ratio", "relL2");
+	printf("#%11s %5s %4s %9s %9s %6s %9s %6s %7s %8s\n", "size(B)", "type", "bits", "memcpy",
+	       "encode", "xcopy", "decode", "xcopy", "ratio", "relL2");
 	int first = 1;
-	static const int bits_list[] = {8, 4, 2};
-	static const int dtypes[] = {RCMOE_DT_BF16, RCMOE_DT_FP32};
+	static const int bits_list[] = { 8, 4, 2 };
+	static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP32 };
 	for (size_t bytes = minb; bytes <= maxb; bytes = (size_t)(bytes * factor)) {
 		for (int di = 0; di < 2; di++) {
 			int dtype = dtypes[di];
@@ -148,8 +152,10 @@ int main(int argc, char **argv)
 			char *src = malloc(bytes), *out = malloc(bytes), *cp = malloc(bytes);
 			fill(src, n, dtype);
 			for (int bi = 0; bi < 3; bi++) {
-				struct rcmoe_lsq_cfg cfg = {.dtype = dtype, .bits = bits_list[bi],
-							    .block = 128, .seed = 1};
+				struct rcmoe_lsq_cfg cfg = { .dtype = dtype,
+							     .bits = bits_list[bi],
+							     .block = 128,
+							     .seed = 1 };
 				size_t cap = rcmoe_lsq_bound(n, &cfg), len = 0, got = 0;
 				char *enc = malloc(cap);
 				double tc[64], te[64], td[64];
@@ -159,10 +165,12 @@ int main(int argc, char **argv)
 					memcpy(cp, src, bytes);
 					double t1 = now_s();
 					cfg.op_id = (uint64_t)r;
-					if (rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len) != RCMOE_OK)
+					if (rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len) !=
+					    RCMOE_OK)
 						return 1;
 					double t2 = now_s();
-					if (rcmoe_codec_decode(enc, len, out, bytes, &got) != RCMOE_OK ||
+					if (rcmoe_codec_decode(enc, len, out, bytes, &got) !=
+						    RCMOE_OK ||
 					    got != bytes)
 						return 1;
 					double t3 = now_s();
@@ -171,18 +179,24 @@ int main(int argc, char **argv)
 					td[r] = t3 - t2;
 				}
 				double copy = bytes / median(tc, k) / 1e9;
-				double e = bytes / median(te, k) / 1e9, d = bytes / median(td, k) / 1e9;
+				double e = bytes / median(te, k) / 1e9,
+				       d = bytes / median(td, k) / 1e9;
 				double err = rel_l2(src, out, n, dtype);
-				printf(" %11zu %5s %4d %9.2f %9.2f %6.2f %9.2f %6.2f %7.2f %8.4f\n", bytes,
-				       dtype == RCMOE_DT_BF16 ? "bf16" : "fp32", bits_list[bi], copy, e,
-				       e / copy, d, d / copy, (double)bytes / len, err);
+				printf(" %11zu %5s %4d %9.2f %9.2f %6.2f %9.2f %6.2f %7.2f %8.4f\n",
+				       bytes, dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
+				       bits_list[bi], copy, e, e / copy, d, d / copy,
+				       (double)bytes / len, err);
 				if (jf)
 					fprintf(jf,
-						"%s{\"bytes\":%zu,\"dtype\":\"%s\",\"bits\":%d,\"memcpy_gbs\":%.3f,"
-						"\"encode_gbs\":%.3f,\"decode_gbs\":%.3f,\"ratio\":%.4f,"
+						"%s{\"bytes\":%zu,\"dtype\":\"%s\",\"bits\":%d,"
+						"\"memcpy_gbs\":%.3f,"
+						"\"encode_gbs\":%.3f,\"decode_gbs\":%.3f,\"ratio\":"
+						"%.4f,"
 						"\"rel_l2\":%.6f}",
-						first ? "" : ",", bytes, dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
-						bits_list[bi], copy, e, d, (double)bytes / len, err);
+						first ? "" : ",", bytes,
+						dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
+						bits_list[bi], copy, e, d, (double)bytes / len,
+						err);
 				first = 0;
 				free(enc);
 			}

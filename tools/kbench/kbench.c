@@ -69,19 +69,12 @@ static size_t parse_size(const char *s)
 	double v = strtod(s, &end);
 	switch (*end) {
 	case 'k':
-	case 'K':
-		v *= 1024;
-		break;
+	case 'K': v *= 1024; break;
 	case 'm':
-	case 'M':
-		v *= 1024 * 1024;
-		break;
+	case 'M': v *= 1024 * 1024; break;
 	case 'g':
-	case 'G':
-		v *= 1024.0 * 1024 * 1024;
-		break;
-	default:
-		break;
+	case 'G': v *= 1024.0 * 1024 * 1024; break;
+	default: break;
 	}
 	return (size_t)v;
 }
@@ -130,7 +123,7 @@ static void run_copy(void *p)
 {
 	struct ctx *c = p;
 	CUDA_OR_DIE(
-	    cudaMemcpyAsync(c->b->out, c->b->in, c->bytes, cudaMemcpyDeviceToDevice, c->b->s));
+		cudaMemcpyAsync(c->b->out, c->b->in, c->bytes, cudaMemcpyDeviceToDevice, c->b->s));
 }
 
 static void run_lsq_enc(void *p)
@@ -164,7 +157,7 @@ static void run_decode(void *p)
 static void run_accumulate(void *p)
 {
 	struct ctx *c = p;
-	const void *ps[4] = {c->b->stream, c->b->stream, c->b->stream, c->b->stream};
+	const void *ps[4] = { c->b->stream, c->b->stream, c->b->stream, c->b->stream };
 	RC_OR_DIE(rcmoe_gpu_pts_accumulate(ps, c->hdr, c->npay, c->dtype, c->b->out, c->n,
 					   c->b->work, c->b->work_cap, c->b->s));
 }
@@ -193,14 +186,14 @@ static void json_row(const char *section, const char *codec, int dtype, const ch
 {
 	if (!json)
 		return;
-	fprintf(
-	    json,
-	    "%s\n  {\"section\": \"%s\", \"codec\": \"%s\", \"dtype\": \"%s\", \"param\": \"%s\", "
-	    "\"bytes\": %zu, \"copy_gbs\": %.3f, \"enc_gbs\": %.3f, \"dec_gbs\": %.3f, "
-	    "\"dec4_gbs\": %.3f, \"ratio\": %.4f, \"rel_l2\": %.6g, \"max_abs\": %.6g, "
-	    "\"data\": \"%s\"}",
-	    json_first ? "" : ",", section, codec, dtype ? dt_name(dtype) : "bytes", param, bytes,
-	    copy, enc, dec, dec4, ratio, rel_l2, max_abs, data);
+	fprintf(json,
+		"%s\n  {\"section\": \"%s\", \"codec\": \"%s\", \"dtype\": \"%s\", \"param\": "
+		"\"%s\", "
+		"\"bytes\": %zu, \"copy_gbs\": %.3f, \"enc_gbs\": %.3f, \"dec_gbs\": %.3f, "
+		"\"dec4_gbs\": %.3f, \"ratio\": %.4f, \"rel_l2\": %.6g, \"max_abs\": %.6g, "
+		"\"data\": \"%s\"}",
+		json_first ? "" : ",", section, codec, dtype ? dt_name(dtype) : "bytes", param,
+		bytes, copy, enc, dec, dec4, ratio, rel_l2, max_abs, data);
 	json_first = 0;
 }
 
@@ -217,7 +210,7 @@ static void print_row(const char *codec, const char *dt, const char *param, size
 
 static void bench_size(struct bufs *b, const struct opts *o, size_t bytes)
 {
-	struct ctx c = {.b = b, .bytes = bytes};
+	struct ctx c = { .b = b, .bytes = bytes };
 	char param[32];
 	double copy = bytes / time_median(b, o, run_copy, &c) / 1e9;
 
@@ -231,7 +224,8 @@ static void bench_size(struct bufs *b, const struct opts *o, size_t bytes)
 		if (o->codecs & C_LSQ) {
 			for (int bits = 8; bits >= 2; bits /= 2) {
 				c.lsq = (struct rcmoe_lsq_cfg){
-				    .dtype = dt, .bits = bits, .block = o->block, .seed = 7};
+					.dtype = dt, .bits = bits, .block = o->block, .seed = 7
+				};
 				double te = time_median(b, o, run_lsq_enc, &c);
 				uint64_t len = read_header(b, c.bytes, &c.hdr[0]);
 				double td = time_median(b, o, run_decode, &c);
@@ -245,7 +239,8 @@ static void bench_size(struct bufs *b, const struct opts *o, size_t bytes)
 		}
 		if (o->codecs & C_PTS) {
 			c.pts = (struct rcmoe_pts_cfg){
-			    .dtype = dt, .density = o->density, .seed = 7, .chunk = o->chunk};
+				.dtype = dt, .density = o->density, .seed = 7, .chunk = o->chunk
+			};
 			double te = time_median(b, o, run_pts_enc, &c);
 			uint64_t len = read_header(b, c.bytes, &c.hdr[0]);
 			for (int k = 1; k < 4; k++)
@@ -282,8 +277,8 @@ static void bench_size(struct bufs *b, const struct opts *o, size_t bytes)
 /* Ratio and error on Gaussian and heavy-tailed rows: encode, decode, compare. */
 static void bench_error(struct bufs *b, const struct opts *o)
 {
-	static const char *names[] = {"gauss", "heavy"};
-	struct ctx c = {.b = b};
+	static const char *names[] = { "gauss", "heavy" };
+	struct ctx c = { .b = b };
 	char param[32];
 	printf("\n# compression ratio and error, %zu elements per run (decode vs input; PTS: one "
 	       "payload)\n",
@@ -304,17 +299,17 @@ static void bench_error(struct bufs *b, const struct opts *o)
 				if (v == 3 && !(o->codecs & C_PTS))
 					continue;
 				if (v < 3) {
-					c.lsq = (struct rcmoe_lsq_cfg){.dtype = dt,
-								       .bits = 8 >> v,
-								       .block = o->block,
-								       .seed = 3};
+					c.lsq = (struct rcmoe_lsq_cfg){ .dtype = dt,
+									.bits = 8 >> v,
+									.block = o->block,
+									.seed = 3 };
 					run_lsq_enc(&c);
 					snprintf(param, sizeof(param), "b%d/B%u", 8 >> v, o->block);
 				} else {
-					c.pts = (struct rcmoe_pts_cfg){.dtype = dt,
-								       .density = o->density,
-								       .seed = 3,
-								       .chunk = o->chunk};
+					c.pts = (struct rcmoe_pts_cfg){ .dtype = dt,
+									.density = o->density,
+									.seed = 3,
+									.chunk = o->chunk };
 					run_pts_enc(&c);
 					snprintf(param, sizeof(param), "r%g", o->density);
 				}
@@ -354,42 +349,32 @@ static void usage(void)
 
 static void parse(int argc, char **argv, struct opts *o)
 {
-	static const struct option longs[] = {{"row", required_argument, 0, 1},
-					      {"dup", required_argument, 0, 2},
-					      {"help", no_argument, 0, 'h'},
-					      {0, 0, 0, 0}};
+	static const struct option longs[] = { { "row", required_argument, 0, 1 },
+					       { "dup", required_argument, 0, 2 },
+					       { "help", no_argument, 0, 'h' },
+					       { 0, 0, 0, 0 } };
 	int ch;
-	*o = (struct opts){.min = 64 << 10,
-			   .max = 1u << 30,
-			   .err_elems = 16u << 20,
-			   .factor = 4,
-			   .iters = 20,
-			   .warmup = 3,
-			   .codecs = C_LSQ | C_PTS | C_DEDUP,
-			   .dtypes = {RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32},
-			   .ndtypes = 3,
-			   .block = 128,
-			   .chunk = 16384,
-			   .row = 8192,
-			   .density = 0.01,
-			   .dup = 0.25};
+	*o = (struct opts){ .min = 64 << 10,
+			    .max = 1u << 30,
+			    .err_elems = 16u << 20,
+			    .factor = 4,
+			    .iters = 20,
+			    .warmup = 3,
+			    .codecs = C_LSQ | C_PTS | C_DEDUP,
+			    .dtypes = { RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32 },
+			    .ndtypes = 3,
+			    .block = 128,
+			    .chunk = 16384,
+			    .row = 8192,
+			    .density = 0.01,
+			    .dup = 0.25 };
 	while ((ch = getopt_long(argc, argv, "b:e:f:n:w:c:d:B:r:C:E:J:h", longs, NULL)) != -1) {
 		switch (ch) {
-		case 'b':
-			o->min = parse_size(optarg);
-			break;
-		case 'e':
-			o->max = parse_size(optarg);
-			break;
-		case 'f':
-			o->factor = atoi(optarg);
-			break;
-		case 'n':
-			o->iters = atoi(optarg);
-			break;
-		case 'w':
-			o->warmup = atoi(optarg);
-			break;
+		case 'b': o->min = parse_size(optarg); break;
+		case 'e': o->max = parse_size(optarg); break;
+		case 'f': o->factor = atoi(optarg); break;
+		case 'n': o->iters = atoi(optarg); break;
+		case 'w': o->warmup = atoi(optarg); break;
 		case 'c':
 			o->codecs = (strstr(optarg, "lsq") ? C_LSQ : 0) |
 				    (strstr(optarg, "pts") ? C_PTS : 0) |
@@ -404,30 +389,14 @@ static void parse(int argc, char **argv, struct opts *o)
 			if (strstr(optarg, "fp32"))
 				o->dtypes[o->ndtypes++] = RCMOE_DT_FP32;
 			break;
-		case 'B':
-			o->block = (uint32_t)atoi(optarg);
-			break;
-		case 'r':
-			o->density = atof(optarg);
-			break;
-		case 'C':
-			o->chunk = (uint32_t)atoi(optarg);
-			break;
-		case 'E':
-			o->err_elems = parse_size(optarg);
-			break;
-		case 'J':
-			o->json = optarg;
-			break;
-		case 1:
-			o->row = (uint32_t)parse_size(optarg);
-			break;
-		case 2:
-			o->dup = atof(optarg);
-			break;
-		default:
-			usage();
-			exit(ch == 'h' ? 0 : 2);
+		case 'B': o->block = (uint32_t)atoi(optarg); break;
+		case 'r': o->density = atof(optarg); break;
+		case 'C': o->chunk = (uint32_t)atoi(optarg); break;
+		case 'E': o->err_elems = parse_size(optarg); break;
+		case 'J': o->json = optarg; break;
+		case 1: o->row = (uint32_t)parse_size(optarg); break;
+		case 2: o->dup = atof(optarg); break;
+		default: usage(); exit(ch == 'h' ? 0 : 2);
 		}
 	}
 	if (o->factor < 2 || o->iters < 1 || o->iters > MAX_ITERS || o->min < 1024 ||
@@ -440,7 +409,7 @@ static void parse(int argc, char **argv, struct opts *o)
 int main(int argc, char **argv)
 {
 	struct opts o;
-	struct bufs b = {0};
+	struct bufs b = { 0 };
 	struct cudaDeviceProp prop;
 	int ndev = 0;
 

@@ -36,7 +36,7 @@ __global__ void kb_fill_kernel(uint8_t *d, size_t n, int dtype, int kind, uint64
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
 	     i += (size_t)gridDim.x * blockDim.x) {
 		double scale =
-		    exp(0.5 * kb_gauss(k3, i / 4096)) * (dtype == RCMOE_DT_FP16_ ? 1.0 : 0.02);
+			exp(0.5 * kb_gauss(k3, i / 4096)) * (dtype == RCMOE_DT_FP16_ ? 1.0 : 0.02);
 		double v = kb_gauss(k1, i);
 		if (kind == KB_HEAVY) {
 			double c = 0;
@@ -133,7 +133,7 @@ extern "C" cudaError_t kb_error(const void *x, const void *y, size_t n, int dtyp
 						   (unsigned int *)((char *)d_tmp + 16));
 	if ((e = cudaMemcpyAsync(acc, d_tmp, 16, cudaMemcpyDeviceToHost, s)) != cudaSuccess ||
 	    (e = cudaMemcpyAsync(&mb, (char *)d_tmp + 16, 4, cudaMemcpyDeviceToHost, s)) !=
-		cudaSuccess ||
+		    cudaSuccess ||
 	    (e = cudaStreamSynchronize(s)) != cudaSuccess)
 		return e;
 	float mx;

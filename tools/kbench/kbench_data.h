@@ -24,7 +24,7 @@ cudaError_t kb_fill_rows(void *d, size_t bytes, uint32_t row_bytes, double dup_f
 			 cudaStream_t s);
 
 struct kb_err {
-	double rel_l2;	/* ||y - x||_2 / ||x||_2 */
+	double rel_l2;  /* ||y - x||_2 / ||x||_2 */
 	double max_abs; /* max |y - x| */
 };
 /* Error of y against x (n elements of dtype); d_tmp: 32 bytes of device scratch. Synchronizes

@@ -404,7 +404,7 @@ static bool room_for_waiting(struct rcmoe_tlisten *l, int err)
 {
 	/* accept fails for want of a descriptor before it looks at the backlog: free one only
 	 * for a connection that is there. */
-	struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
 	if (poll(&pfd, 1, 0) <= 0)
 		return false;
 	return evict_oldest(l, "when closed as the oldest unauthenticated socket: the process "

@@ -63,11 +63,11 @@ static rcmoe_status_t start(const struct sock_handle *h, struct sock_connecting 
 	const struct rcmoe_params *p = &sock_global.params;
 	rcmoe_status_t st;
 	struct sock_hello hello = {
-	    .magic = SOCK_HELLO_MAGIC,
-	    .version = SOCK_PROTO_VERSION,
-	    .count = (uint16_t)p->socket_nstreams,
-	    .secret = h->secret,
-	    .min_chunk = (uint32_t)p->socket_min_chunk,
+		.magic = SOCK_HELLO_MAGIC,
+		.version = SOCK_PROTO_VERSION,
+		.count = (uint16_t)p->socket_nstreams,
+		.secret = h->secret,
+		.min_chunk = (uint32_t)p->socket_min_chunk,
 	};
 	struct sock_connecting *e = calloc(1, sizeof(*e));
 	if (!e)
@@ -122,7 +122,7 @@ static rcmoe_status_t progress(struct sock_connecting *e, bool *done)
 	*done = false;
 	for (int i = 0; i < e->nsock; i++) {
 		if (!e->s[i].connected) {
-			pfd[n] = (struct pollfd){.fd = e->s[i].fd, .events = POLLOUT};
+			pfd[n] = (struct pollfd){ .fd = e->s[i].fd, .events = POLLOUT };
 			idx[n++] = i;
 		}
 	}

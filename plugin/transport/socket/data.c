@@ -258,7 +258,8 @@ void sock_ctrl_flush(struct sock_comm *c, bool *want_out)
 	else
 		owed = !hb->out_closed &&
 		       (hb->beat_owed ||
-			atomic_load_explicit(&hb->ping_want, memory_order_relaxed) != hb->ping_sent);
+			atomic_load_explicit(&hb->ping_want, memory_order_relaxed) !=
+				hb->ping_sent);
 	*want_out =
 		!atomic_load_explicit(&c->failing, memory_order_relaxed) && (owed || hb->out_off);
 	pthread_mutex_unlock(&c->ctrl_lock);
@@ -378,11 +379,11 @@ static bool take_answer(struct sock_comm *c, const struct sock_msg_hdr *h)
 {
 	struct sock_live *lv = &c->live;
 	if (!sock_heartbeat_ok(h, SOCK_WIRE_PONG) || (int32_t)(lv->next_id - h->seq) <= 0) {
-		sock_comm_fail(c, RCMOE_ERR_MALFORMED,
-			       "bad heartbeat answer (magic 0x%08x, transport flags 0x%x, %llu bytes, "
-			       "number %u while %u were sent)",
-			       h->magic, h->wire_flags, (unsigned long long)h->len, h->seq,
-			       lv->next_id);
+		sock_comm_fail(
+			c, RCMOE_ERR_MALFORMED,
+			"bad heartbeat answer (magic 0x%08x, transport flags 0x%x, %llu bytes, "
+			"number %u while %u were sent)",
+			h->magic, h->wire_flags, (unsigned long long)h->len, h->seq, lv->next_id);
 		return false;
 	}
 	if (lv->asking && (int32_t)(h->seq - lv->ask_id) >= 0) {

@@ -58,8 +58,9 @@ rcmoe_status_t sock_listen(int dev, void *handle, struct rcmoe_tlisten **out)
 	 * listener still works; accept.c tries again to open it. */
 	l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-	struct sock_handle h = {
-	    .version = SOCK_PROTO_VERSION, .addr = l->addr, .secret = l->secret};
+	struct sock_handle h = { .version = SOCK_PROTO_VERSION,
+				 .addr = l->addr,
+				 .secret = l->secret };
 	memset(handle, 0, RCMOE_TRANSPORT_HANDLE_SIZE);
 	sock_handle_encode(&h, handle);
 	RCMOE_INFO(NCCL_NET, "listening on %s", l->addr_str);

@@ -128,14 +128,14 @@ enum sock_io_result sock_send2(int fd, const void *a, size_t alen, const void *b
 		struct iovec iov[2];
 		int n = 0;
 		if (*off < alen) {
-			iov[n++] = (struct iovec){(uint8_t *)(uintptr_t)a + *off, alen - *off};
+			iov[n++] = (struct iovec){ (uint8_t *)(uintptr_t)a + *off, alen - *off };
 			if (blen)
-				iov[n++] = (struct iovec){(void *)(uintptr_t)b, blen};
+				iov[n++] = (struct iovec){ (void *)(uintptr_t)b, blen };
 		} else {
-			iov[n++] = (struct iovec){(uint8_t *)(uintptr_t)b + (*off - alen),
-						  blen - (*off - alen)};
+			iov[n++] = (struct iovec){ (uint8_t *)(uintptr_t)b + (*off - alen),
+						   blen - (*off - alen) };
 		}
-		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
 		ssize_t r = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (r > 0) {
 			*off += (size_t)r;

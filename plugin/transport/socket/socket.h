@@ -25,7 +25,7 @@
 #include "rcmoe/transport.h"
 #include "transport/socket/wire.h"
 
-#define SOCK_MAX_REQS	  RCMOE_TRANSPORT_MAX_REQUESTS
+#define SOCK_MAX_REQS     RCMOE_TRANSPORT_MAX_REQUESTS
 #define SOCK_ADDR_STRLEN  64 /* "[v6 address%scope]:port" */
 #define SOCK_SCRATCH_SIZE (64 * 1024)
 
@@ -78,16 +78,16 @@ enum sock_req_state {
 struct sock_comm;
 
 struct rcmoe_treq {
-	struct sock_comm *comm;	   /* caller */
+	struct sock_comm *comm;    /* caller */
 	enum sock_req_state state; /* caller */
-	uint32_t seq;		   /* caller: message number on the connection */
-	uint8_t *buf;		   /* caller until queued, then read-only */
-	size_t len;		   /* caller until queued, then read-only */
-	uint32_t flags;		   /* caller */
+	uint32_t seq;              /* caller: message number on the connection */
+	uint8_t *buf;              /* caller until queued, then read-only */
+	size_t len;                /* caller until queued, then read-only */
+	uint32_t flags;            /* caller */
 	bool inline_payload;   /* caller: the payload follows the header on the control socket */
-	int tag;	       /* caller */
+	int tag;               /* caller */
 	rcmoe_status_t status; /* caller: e.g. the placement callback's error */
-	size_t max_len;	       /* caller (recv) */
+	size_t max_len;        /* caller (recv) */
 	rcmoe_place_fn place;  /* caller (recv) */
 	void *place_arg;       /* caller (recv) */
 	uint8_t hdr[SOCK_HDR_SIZE];   /* caller (send): the encoded header */
@@ -116,9 +116,9 @@ struct sock_stream {
 struct sock_thread {
 	struct sock_comm *comm;
 	int index;
-	int efd;	      /* eventfd: new work, failure or stop */
+	int efd;              /* eventfd: new work, failure or stop */
 	_Atomic int sleeping; /* set before polling, so posters know to write efd */
-	bool started;	      /* caller */
+	bool started;         /* caller */
 	pthread_t tid;
 	uint8_t *scratch; /* where discarded payload goes */
 	/* Payload bytes this thread moved; written by it alone, read by the receiving caller to
@@ -165,16 +165,16 @@ struct sock_hb {
 	_Atomic uint32_t ping_want;
 	/* ctrl_lock: what our direction of the control socket owes besides message headers,
 	 * and the frame being written (no header or other frame may come between its bytes) */
-	bool pong_owed;      /* send: an answer to the newest ping read */
+	bool pong_owed; /* send: an answer to the newest ping read */
 	uint32_t pong_id;
-	uint32_t ping_sent;  /* recv: ping_want of the newest ping started */
-	bool beat_owed;      /* recv: helper thread 0 found unread bytes */
-	uint32_t beat_id;    /* recv: number of the next beat */
-	bool out_closed;     /* recv: writing failed (errno out_err); the caller reports it if a
-			      * receive waits */
+	uint32_t ping_sent; /* recv: ping_want of the newest ping started */
+	bool beat_owed;     /* recv: helper thread 0 found unread bytes */
+	uint32_t beat_id;   /* recv: number of the next beat */
+	bool out_closed;    /* recv: writing failed (errno out_err); the caller reports it if a
+			     * receive waits */
 	int out_err;
 	uint8_t out[SOCK_HDR_SIZE];
-	size_t out_off;      /* bytes of `out` written, 0 when none is under way */
+	size_t out_off; /* bytes of `out` written, 0 when none is under way */
 };
 
 struct sock_comm {
@@ -188,8 +188,8 @@ struct sock_comm {
 	struct sock_thread *threads;
 
 	struct rcmoe_treq reqs[SOCK_MAX_REQS];
-	uint32_t head;	  /* caller: seq of the next request */
-	uint32_t tail;	  /* caller: seq of the oldest unreleased request */
+	uint32_t head; /* caller: seq of the next request */
+	uint32_t tail; /* caller: seq of the oldest unreleased request */
 	/* Next header to write (send: under ctrl_lock, read by the caller to see which sends
 	 * are out) or to read (recv: caller). */
 	_Atomic uint32_t hdr_seq;
@@ -199,9 +199,9 @@ struct sock_comm {
 	 * caller). On receive, a complete header whose receive is not posted yet waits here
 	 * ("parked") with hdr_off == SOCK_HDR_SIZE and hdr_seq == head. */
 	size_t hdr_off;
-	size_t rx_off;	  /* caller (recv): bytes of the inline payload read */
+	size_t rx_off;                 /* caller (recv): bytes of the inline payload read */
 	uint8_t rx_hdr[SOCK_HDR_SIZE]; /* caller (recv): header being read */
-	unsigned next_stream;	       /* caller: where the next message's first piece goes */
+	unsigned next_stream;          /* caller: where the next message's first piece goes */
 	/* The control socket's write side (send: headers, inline payloads, pongs; recv: pings,
 	 * beats), shared by the caller and helper thread 0. Held only around non-blocking
 	 * writes, and the caller only ever try-locks it. */
@@ -239,7 +239,7 @@ void sock_comm_destroy(struct sock_comm *c);
  * callers only return. Shuts the sockets down (the peer sees the connection close) and wakes
  * the threads. */
 void sock_comm_fail(struct sock_comm *c, rcmoe_status_t st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+	__attribute__((format(printf, 3, 4)));
 /* Wake thread `t` if it is (about to be) asleep. */
 void sock_thread_wake(struct sock_thread *th);
 void *sock_thread_main(void *arg);
@@ -266,7 +266,7 @@ struct sock_group;
 
 /* Refused connections of one listener, so that a flood costs a few WARNs, not one each. */
 struct sock_refusals {
-	uint64_t total;	       /* since listen */
+	uint64_t total;        /* since listen */
 	uint64_t unlogged;     /* refused since the last WARN */
 	uint64_t last_warn_ns; /* of the last refusal WARN */
 	char last_peer[SOCK_ADDR_STRLEN];

@@ -64,12 +64,12 @@
 #define SOCK_HELLO_SIZE  40
 #define SOCK_HDR_SIZE    32
 
-#define SOCK_WIRE_INLINE 0x1u
-#define SOCK_WIRE_PING   0x2u /* heartbeats, see above */
-#define SOCK_WIRE_PONG   0x4u
-#define SOCK_WIRE_BEAT   0x8u
+#define SOCK_WIRE_INLINE     0x1u
+#define SOCK_WIRE_PING       0x2u /* heartbeats, see above */
+#define SOCK_WIRE_PONG       0x4u
+#define SOCK_WIRE_BEAT       0x8u
 #define SOCK_WIRE_HEARTBEATS (SOCK_WIRE_PING | SOCK_WIRE_PONG | SOCK_WIRE_BEAT)
-#define SOCK_INLINE_MAX     65536u
+#define SOCK_INLINE_MAX      65536u
 
 /* Data streams per connection: params.def allows 1..64. */
 #define SOCK_MAX_STREAMS 64
