@@ -1,6 +1,62 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Codec-independent entry points: full validation and CPU decode of any stream. */
+/* Codec-independent entry points: full validation and CPU decode of any stream, and the CPU
+ * encoders behind one configuration type (struct rcmoe_codec_cfg). */
 #include "codec_internal.h"
+
+uint64_t rcmoe_wire_decoded_bytes(const struct rcmoe_wire_header *hdr)
+{
+	return hdr->codec == RCMOE_CODEC_DEDUP ? hdr->count
+					       : hdr->count * rcmoe_dt_size(hdr->dtype);
+}
+
+const char *rcmoe_codec_name(int codec)
+{
+	switch (codec) {
+	case RCMOE_CODEC_LSQ: return "LSQ";
+	case RCMOE_CODEC_PTS: return "PTS";
+	case RCMOE_CODEC_DEDUP: return "dedup";
+	default: return "?";
+	}
+}
+
+rcmoe_status_t rcmoe_codec_check_cfg(const struct rcmoe_codec_cfg *cfg)
+{
+	if (!cfg)
+		return RCMOE_ERR_INVALID;
+	switch (cfg->codec) {
+	case RCMOE_CODEC_LSQ: return rcmoe_lsq_check_cfg(&cfg->u.lsq);
+	case RCMOE_CODEC_PTS: return rcmoe_pts_check_cfg(&cfg->u.pts);
+	case RCMOE_CODEC_DEDUP:
+		return rcmoe_dedup_bound(0, cfg->u.dedup_block) ? RCMOE_OK : RCMOE_ERR_INVALID;
+	default: return RCMOE_ERR_INVALID;
+	}
+}
+
+size_t rcmoe_codec_bound(const struct rcmoe_codec_cfg *cfg, size_t n)
+{
+	if (!cfg)
+		return 0;
+	switch (cfg->codec) {
+	case RCMOE_CODEC_LSQ: return rcmoe_lsq_bound(n, &cfg->u.lsq);
+	case RCMOE_CODEC_PTS: return rcmoe_pts_bound(n, &cfg->u.pts);
+	case RCMOE_CODEC_DEDUP: return rcmoe_dedup_bound(n, cfg->u.dedup_block);
+	default: return 0;
+	}
+}
+
+rcmoe_status_t rcmoe_codec_encode(const struct rcmoe_codec_cfg *cfg, const void *src, size_t n,
+				  void *dst, size_t cap, size_t *len)
+{
+	if (!cfg)
+		return RCMOE_ERR_INVALID;
+	switch (cfg->codec) {
+	case RCMOE_CODEC_LSQ: return rcmoe_lsq_encode(src, n, &cfg->u.lsq, dst, cap, len);
+	case RCMOE_CODEC_PTS: return rcmoe_pts_encode(src, n, &cfg->u.pts, dst, cap, len);
+	case RCMOE_CODEC_DEDUP:
+		return rcmoe_dedup_encode(src, n, cfg->u.dedup_block, dst, cap, len, NULL);
+	default: return RCMOE_ERR_INVALID;
+	}
+}
 
 rcmoe_status_t rcmoe_codec_validate(const void *src, size_t len, size_t dst_bytes,
 				    struct rcmoe_wire_header *hdr)

@@ -307,7 +307,7 @@ RCMOE_HD float rcmoe_rng_unit(uint32_t r)
 
 /* ---- header ---- */
 
-/* The 64-byte header as 16 little-endian 32-bit words (offsets in docs/wire-format.md). */
+/* The 64-byte header as 16 little-endian 32-bit words (offsets in docs/stream-format.md). */
 enum {
 	RCMOE_HW_MAGIC = 0,
 	RCMOE_HW_VERSION_CODEC_DTYPE = 1, /* u16 version | u8 codec << 16 | u8 dtype << 24 */

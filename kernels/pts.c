@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * PTS, CPU reference: encode, validate, accumulate. The GPU kernels (pts_encode.cu,
- * pts_decode.cu) produce the same bytes and the same sums. Payload (docs/wire-format.md):
+ * pts_decode.cu) produce the same bytes and the same sums. Payload (docs/stream-format.md):
  * sparse: a directory of one u32 per chunk (small count | large count << 16), then each chunk's
  * body (codec_math.h, struct rcmoe_pts_chunk); dense: the n raw elements.
  */

@@ -5,20 +5,8 @@
 #include <string.h>
 
 #include "rcmoe/log.h"
-#include "rcmoe/codec.h"
 #include "core.h"
-#ifdef RCMOE_HAVE_CUDA
-#include "rcmoe/kernels.h"
-#else
-static size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg *c)
-{
-	return 0;
-}
-static size_t rcmoe_gpu_decode_work_bytes(const struct rcmoe_wire_header *h)
-{
-	return 0;
-}
-#endif
+#include "policy.h"
 
 static void comm_free(struct rcmoe_comm *c)
 {
@@ -31,31 +19,6 @@ static void comm_free(struct rcmoe_comm *c)
 	}
 	rcmoe_gpu_leave(&g);
 	free(c);
-}
-
-/* Codec scratch for the largest transfer NCCL may post (RCMOE_MAX_P2P_BYTES): a few bytes per
- * thousand elements, so it is allocated once here rather than grown on the data path. */
-static size_t gpu_work_bytes(void)
-{
-	const struct rcmoe_params *p = rcmoe_core_params();
-	size_t n = RCMOE_MAX_P2P_BYTES / 2, need = 0;
-	static const int bits[] = { 2, 4, 8 };
-	for (int i = 0; i < 3; i++) {
-		struct rcmoe_lsq_cfg cfg = { .dtype = RCMOE_DT_BF16,
-					     .bits = bits[i],
-					     .block = (uint32_t)p->lsq_block };
-		struct rcmoe_wire_header h = { .magic = RCMOE_WIRE_MAGIC,
-					       .version = RCMOE_WIRE_VERSION,
-					       .codec = RCMOE_CODEC_LSQ,
-					       .dtype = RCMOE_DT_BF16,
-					       .bits = (uint8_t)bits[i],
-					       .block = 32,
-					       .count = n };
-		size_t e = rcmoe_gpu_lsq_work_bytes(n, &cfg), d = rcmoe_gpu_decode_work_bytes(&h);
-		need = e > need ? e : need;
-		need = d > need ? d : need;
-	}
-	return need;
 }
 
 static rcmoe_status_t comm_alloc(struct rcmoe_ctx *ctx, int is_send, struct rcmoe_comm **out)
@@ -79,7 +42,10 @@ static rcmoe_status_t comm_alloc(struct rcmoe_ctx *ctx, int is_send, struct rcmo
 		for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
 			RCMOE_CHECK_GOTO(rcmoe_gpu_event_create(&c->reqs[i].ev), st, leave_context);
 		if (rcmoe_core_compressing()) {
-			c->gpu_work_bytes = gpu_work_bytes();
+			/* For the largest transfer NCCL may post: a few bytes per thousand
+			 * elements, allocated once here rather than grown on the data path. */
+			c->gpu_work_bytes = rcmoe_policy_gpu_work_bytes(rcmoe_core_params(),
+									RCMOE_MAX_P2P_BYTES);
 			RCMOE_CHECK_GOTO(rcmoe_gpu_dev_alloc(&c->gpu_work, c->gpu_work_bytes), st,
 					 leave_context);
 		}
@@ -95,10 +61,23 @@ free_comm:
 	return st;
 }
 
+/* NCCL numbers net devices 0..devices()-1, one per device of the transport. */
+static rcmoe_status_t check_dev(const char *what, int dev)
+{
+	int ndev;
+	RCMOE_CHECK(rcmoe_core_devices(&ndev));
+	if (dev >= 0 && dev < ndev)
+		return RCMOE_OK;
+	RCMOE_WARN("%s on device %d, but the %s transport has %d", what, dev,
+		   rcmoe_core_transport()->name, ndev);
+	return RCMOE_ERR_INVALID;
+}
+
 rcmoe_status_t rcmoe_core_listen(struct rcmoe_ctx *ctx, int dev, void *handle,
 				 struct rcmoe_listen_comm **out)
 {
 	rcmoe_status_t st;
+	RCMOE_CHECK(check_dev("listen", dev));
 	struct rcmoe_listen_comm *l = calloc(1, sizeof(*l));
 	if (!l)
 		return RCMOE_ERR_NOMEM;
@@ -120,6 +99,7 @@ rcmoe_status_t rcmoe_core_connect(struct rcmoe_ctx *ctx, int dev, void *handle,
 	struct rcmoe_tsend *t = NULL;
 	rcmoe_status_t st;
 	*out = NULL;
+	RCMOE_CHECK(check_dev("connect", dev));
 	RCMOE_CHECK(rcmoe_core_transport()->connect(dev, handle, &t));
 	if (!t)
 		return RCMOE_OK; /* not yet: NCCL calls again */

@@ -3,7 +3,11 @@
  * The version-neutral core of the net plugin. The ABI tables (abi/net_v11.c, abi/net_v10.c)
  * translate NCCL's calls into these functions and their rcmoe_status_t into ncclResult_t; the
  * core stages GPU buffers, asks the profiler side what each transfer is, keeps the counters, and
- * hands host bytes to the transport chosen at init (rcmoe/transport.h).
+ * hands host bytes to the transport chosen at init (rcmoe/transport.h, transport/registry.c).
+ *
+ * What it leaves to others: which sends are encoded and how (the policy's encode plans,
+ * policy.h), every CUDA call (gpu.h, gpu_codec.h: the core builds and runs without CUDA), the
+ * codecs themselves (rcmoe/codec.h), and how bytes move (the transport).
  */
 #ifndef RCMOE_CORE_H
 #define RCMOE_CORE_H
@@ -18,6 +22,7 @@
 #include "rcmoe/transport.h"
 #include "cpu_codec.h"
 #include "gpu.h"
+#include "gpu_codec.h"
 #include "msginfo.h"
 #include "stats.h"
 
@@ -47,6 +52,12 @@ struct rcmoe_mr {
 	char *host_shadow;
 	size_t shadow_factor; /* 1 or 2 */
 	int gpu_dev;          /* device of the plugin context the pinned shadow belongs to */
+	/* The transport's registrations (reg_mr, on the comm NCCL registered the region with,
+	 * which NCCL closes only after deregMr) of the host memory it may move: NCCL's buffer
+	 * (host regions) and the shadow. NULL where there is none, or no comm was given. */
+	struct rcmoe_comm *reg_comm;
+	struct rcmoe_tmr *t_data;
+	struct rcmoe_tmr *t_shadow;
 };
 
 enum rcmoe_req_state {

@@ -22,8 +22,8 @@ static void run_job(struct rcmoe_cpu_job *job)
 	uint64_t t0 = now_ns();
 	job->out_len = 0;
 	if (job->kind == RCMOE_JOB_ENCODE)
-		job->status = rcmoe_lsq_encode(job->in, job->in_len, &job->cfg, job->out,
-					       job->out_cap, &job->out_len);
+		job->status = job->encode(&job->cfg, job->in, job->in_len, job->out, job->out_cap,
+					  &job->out_len);
 	else
 		job->status = rcmoe_codec_decode(job->in, job->in_len, job->out, job->out_cap,
 						 &job->out_len);

@@ -17,14 +17,19 @@
 
 enum rcmoe_cpu_job_kind { RCMOE_JOB_ENCODE, RCMOE_JOB_DECODE };
 
+/* A CPU encoder as an encode plan holds it (policy.h): rcmoe_codec_encode's shape. */
+typedef rcmoe_status_t (*rcmoe_cpu_encode_fn)(const struct rcmoe_codec_cfg *cfg, const void *src,
+					      size_t n, void *dst, size_t cap, size_t *len);
+
 struct rcmoe_cpu_job {
 	_Atomic int state; /* 0 idle, 1 queued or running, 2 done */
 	enum rcmoe_cpu_job_kind kind;
 	const void *in;
 	size_t in_len; /* encode: elements; decode: stream bytes */
 	void *out;
-	size_t out_cap;           /* bytes */
-	struct rcmoe_lsq_cfg cfg; /* encode */
+	size_t out_cap;             /* bytes */
+	rcmoe_cpu_encode_fn encode; /* encode: the plan's CPU entry point, and its config */
+	struct rcmoe_codec_cfg cfg;
 	/* results, valid once done */
 	rcmoe_status_t status;
 	size_t out_len; /* encode: stream bytes; decode: bytes decoded */

@@ -22,17 +22,6 @@ static int cuda_buffers;
 static int compressing;
 static struct rcmoe_ctx default_ctx;
 
-/* The one place a transport is chosen. */
-static rcmoe_status_t select_transport(void)
-{
-	switch (params->transport) {
-	case RCMOE_TRANSPORT_AUTO:
-	case RCMOE_TRANSPORT_SOCKET: transport = &rcmoe_socket_ops; break;
-	default: return RCMOE_ERR_USAGE;
-	}
-	return transport->init(params);
-}
-
 /* Set one NCCL variable the user has not set; a value of theirs is kept. */
 static void set_nccl_default(const char *name, const char *value, const char *why)
 {
@@ -126,7 +115,7 @@ static void setup(void)
 		RCMOE_WARN("invalid RCMOE_* settings (see the warnings above); refusing to start");
 		return;
 	}
-	setup_status = select_transport();
+	setup_status = rcmoe_transport_select(params, &transport); /* plugin/transport/registry.c */
 	if (setup_status != RCMOE_OK) {
 		RCMOE_WARN("transport %s failed to start: %s", transport ? transport->name : "?",
 			   rcmoe_status_str(setup_status));
@@ -143,14 +132,7 @@ static void setup(void)
 			return;
 	}
 	char codecs[160];
-	if (compressing)
-		snprintf(codecs, sizeof(codecs),
-			 "LSQ %lld-bit (block %lld) on %s float sends of at least %lld bytes",
-			 (long long)params->a2a_bits, (long long)params->lsq_block,
-			 params->a2a_scope == RCMOE_A2A_SCOPE_P2P ? "all p2p" : "all-to-all",
-			 (long long)params->min_bytes);
-	else
-		snprintf(codecs, sizeof(codecs), "off (lossless)");
+	rcmoe_policy_describe(params, codecs, sizeof(codecs));
 	RCMOE_INFO(
 		NCCL_INIT | NCCL_NET,
 		"rcmoe %s: net ABI v11+v10, profiler v5; transport %s; GPU buffers %s; codecs %s",
@@ -224,22 +206,36 @@ rcmoe_status_t rcmoe_core_devices(int *ndev)
 
 rcmoe_status_t rcmoe_core_properties(int dev, struct rcmoe_props *props)
 {
-	/* Names must outlive the call (NCCL keeps the pointers): one record per device, filled
-	 * once under a lock since several communicators may ask at the same time. */
-	static struct rcmoe_device_info infos[8];
-	static int filled[8];
+	/* Names must outlive the call (NCCL keeps the pointers): one record per device, however
+	 * many the transport has (its count is fixed once it started), filled once under a lock
+	 * since several communicators may ask at the same time; kept until the process ends. */
+	static struct rcmoe_device_info *infos;
+	static int *filled;
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	struct rcmoe_device_info *info;
+	struct rcmoe_device_info *info = NULL;
 	rcmoe_status_t st = RCMOE_OK;
 	int ndev;
 	RCMOE_CHECK(rcmoe_core_devices(&ndev));
-	if (dev < 0 || dev >= ndev || dev >= 8)
+	if (dev < 0 || dev >= ndev)
 		return RCMOE_ERR_INVALID;
-	info = &infos[dev];
 	pthread_mutex_lock(&lock);
-	if (!filled[dev]) {
-		st = transport->device_info(dev, info);
-		filled[dev] = st == RCMOE_OK;
+	if (!infos) {
+		infos = calloc((size_t)ndev, sizeof(*infos));
+		filled = calloc((size_t)ndev, sizeof(*filled));
+		if (!infos || !filled) {
+			free(infos);
+			free(filled);
+			infos = NULL;
+			filled = NULL;
+			st = RCMOE_ERR_NOMEM;
+		}
+	}
+	if (st == RCMOE_OK) {
+		info = &infos[dev];
+		if (!filled[dev]) {
+			st = transport->device_info(dev, info);
+			filled[dev] = st == RCMOE_OK;
+		}
 	}
 	pthread_mutex_unlock(&lock);
 	RCMOE_CHECK(st);

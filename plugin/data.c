@@ -9,12 +9,13 @@
  * posted them even when their copies finish out of order. A receive into a GPU buffer lands in
  * the shadow and is copied up (REQ_UNSTAGING) before test reports it done with its size.
  *
- * With compression on (policy.h), an eligible send is LSQ-encoded into the region's shadow: on
- * the CPU for host buffers, by the GPU encoder for GPU buffers (REQ_ENCODING; its length is in
- * the stream's header once the kernel is done). It is sent with RCMOE_MSG_ENCODED only when it
- * is shorter than the raw bytes. The receiver places encoded messages in its shadow, validates
- * the whole stream on the CPU, then decodes into NCCL's buffer (CPU, or GPU kernel) and reports
- * the original size.
+ * With compression on, an eligible send is encoded into the region's shadow through the encode
+ * plan the policy chose for it (policy.h: which codec, its configuration, its bound, scratch and
+ * entry points; nothing here knows which codec it is): on the CPU for host buffers, by the GPU
+ * encoder for GPU buffers (REQ_ENCODING; its length is in the stream's header once the kernel is
+ * done). It is sent with RCMOE_MSG_ENCODED only when it is shorter than the raw bytes. The
+ * receiver places encoded messages in its shadow, validates the whole stream on the CPU, then
+ * decodes into NCCL's buffer (CPU, or GPU kernel) and reports the original size.
  */
 #include <sched.h>
 #include <string.h>
@@ -24,9 +25,6 @@
 #include "rcmoe/log.h"
 #include "core.h"
 #include "policy.h"
-#ifdef RCMOE_HAVE_CUDA
-#include "rcmoe/kernels.h"
-#endif
 
 static uint64_t now_ns(void)
 {
@@ -94,6 +92,15 @@ static int is_gpu(const struct rcmoe_request *r)
 static char *shadow_of(const struct rcmoe_request *r)
 {
 	return r->mr->host_shadow + (size_t)(r->data - r->mr->base) * r->mr->shadow_factor;
+}
+
+/* The transport's registration of the host bytes at p, which are NCCL's buffer or the shadow
+ * of this transfer (mr.c registered both); NULL when the transfer has no registered region. */
+static struct rcmoe_tmr *tmr_of(const struct rcmoe_request *r, const char *p)
+{
+	if (!r->mr)
+		return NULL;
+	return p == r->data ? r->mr->t_data : r->mr->t_shadow;
 }
 
 /* Room the shadow has for this transfer's wire bytes. */
@@ -189,7 +196,7 @@ static rcmoe_status_t check_encoded(const struct rcmoe_request *r, size_t *len)
 			   (unsigned long long)r->seq, r->size, rcmoe_status_str(st));
 		return RCMOE_ERR_INTERNAL;
 	}
-	if (hdr.op_id != r->seq || hdr.count * rcmoe_dtype_size(hdr.dtype) != r->size ||
+	if (hdr.op_id != r->seq || rcmoe_wire_decoded_bytes(&hdr) != r->size ||
 	    RCMOE_WIRE_HEADER_BYTES + hdr.payload_len > shadow_room(r)) {
 		RCMOE_WARN("the encoded stream for message %llu (%zu bytes) is another's: op %llu, "
 			   "%llu x %s, %llu payload bytes",
@@ -210,8 +217,8 @@ static rcmoe_status_t cpu_encoded_ready(struct rcmoe_request *r)
 		return RCMOE_OK;
 	r->codec_ns = r->job.ns;
 	if (r->job.status != RCMOE_OK) {
-		RCMOE_WARN("LSQ encode of %zu bytes failed: %s", r->size,
-			   rcmoe_status_str(r->job.status));
+		RCMOE_WARN("%s encode of %zu bytes failed: %s", rcmoe_codec_name(r->job.cfg.codec),
+			   r->size, rcmoe_status_str(r->job.status));
 		return r->job.status;
 	}
 	if (r->job.out_len < r->size) {
@@ -274,7 +281,8 @@ static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 		}
 		if (r->state != REQ_WAIT_POST)
 			return RCMOE_OK;
-		RCMOE_CHECK(t->isend(c->tsend, r->wire, r->wire_len, 0, r->flags, &r->treq));
+		RCMOE_CHECK(t->isend(c->tsend, r->wire, r->wire_len, tmr_of(r, r->wire), 0,
+				     r->flags, &r->treq));
 		if (!r->treq)
 			return RCMOE_OK; /* transport full: try again on the next test */
 		r->state = REQ_XFER;
@@ -283,8 +291,8 @@ static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 	return RCMOE_OK;
 }
 
-/* Host buffers: encode on this thread with the CPU codec (the reference itself). */
-static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq_cfg *cfg)
+/* Host buffers: the plan's CPU encoder (the reference itself), on a CPU codec worker. */
+static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_encode_plan *plan)
 {
 	static atomic_int told;
 	if (!atomic_exchange(&told, 1))
@@ -295,10 +303,11 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq
 	struct rcmoe_cpu_job *job = &r->job;
 	job->kind = RCMOE_JOB_ENCODE;
 	job->in = r->data;
-	job->in_len = r->size / rcmoe_dtype_size(cfg->dtype);
+	job->in_len = plan->n;
 	job->out = shadow_of(r);
 	job->out_cap = shadow_room(r);
-	job->cfg = *cfg;
+	job->encode = plan->cpu_encode;
+	job->cfg = plan->cfg;
 	r->on_cpu = 1;
 	r->state = REQ_ENCODING;
 	rcmoe_cpu_job_submit(job);
@@ -307,29 +316,23 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_lsq
 
 /* GPU buffers: the encoder writes the stream straight into the mapped shadow. */
 static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
-				 const struct rcmoe_lsq_cfg *cfg)
+				 const struct rcmoe_encode_plan *plan)
 {
-#ifdef RCMOE_HAVE_CUDA
-	size_t n = r->size / rcmoe_dtype_size(cfg->dtype);
 	struct rcmoe_gpu_scope g;
-	RCMOE_CHECK(check_fits(r, "GPU encode scratch", rcmoe_gpu_lsq_work_bytes(n, cfg),
-			       c->gpu_work_bytes));
+	RCMOE_CHECK(check_fits(r, "GPU encode scratch", plan->gpu_work, c->gpu_work_bytes));
 	r->codec_start_ns = now_ns();
 	rcmoe_status_t st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
-		st = rcmoe_gpu_lsq_encode(r->data, n, cfg, shadow_of(r), shadow_room(r),
-					  c->gpu_work, c->gpu_work_bytes,
-					  (cudaStream_t)c->stream.handle);
+		st = plan->gpu_encode(&plan->cfg, r->data, plan->n, shadow_of(r), shadow_room(r),
+				      c->gpu_work, c->gpu_work_bytes, &c->stream);
 	st = record_and_leave(c, r, &g, st);
 	if (st != RCMOE_OK) {
-		RCMOE_WARN("GPU LSQ encode of %zu bytes failed: %s", r->size, rcmoe_status_str(st));
+		RCMOE_WARN("GPU %s encode of %zu bytes failed: %s",
+			   rcmoe_codec_name(plan->cfg.codec), r->size, rcmoe_status_str(st));
 		return st;
 	}
 	r->state = REQ_ENCODING;
 	return RCMOE_OK;
-#else
-	return RCMOE_ERR_UNSUPPORTED;
-#endif
 }
 
 /* What isend and irecv share: refuse on a failed comm or a transfer outside its registration,
@@ -381,19 +384,19 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 	/* Numbered before any work starts: the encoder stamps it into the stream as its
 	 * operation id, and every check names the message by it. */
 	r->seq = c->next_seq++;
-	struct rcmoe_lsq_cfg cfg;
+	struct rcmoe_encode_plan plan;
 	int encode = rcmoe_core_compressing() && mr &&
-		     rcmoe_policy_lsq(rcmoe_core_params(), &r->info,
-				      atomic_load_explicit(&c->ctx->attr_op, memory_order_relaxed),
-				      size, r->seq, &cfg);
-	/* The encoder needs room for its worst case (raw blocks plus header) in the shadow; the
-	 * encoders check that cap again before they write. */
-	if (encode && rcmoe_lsq_bound(size / rcmoe_dtype_size(cfg.dtype), &cfg) > shadow_room(r))
+		     rcmoe_policy_plan(rcmoe_core_params(), &r->info,
+				       atomic_load_explicit(&c->ctx->attr_op, memory_order_relaxed),
+				       size, r->seq, &plan);
+	/* The encoder needs room for its worst case (e.g. raw blocks plus header) in the shadow;
+	 * the encoders check that cap again before they write. */
+	if (encode && plan.bound > shadow_room(r))
 		encode = 0;
 	if (encode && is_gpu(r))
-		st = encode_gpu(c, r, &cfg);
+		st = encode_gpu(c, r, &plan);
 	else if (encode)
-		st = encode_cpu(r, &cfg);
+		st = encode_cpu(r, &plan);
 	else if (is_gpu(r) && size > 0)
 		st = stage_raw(c, r);
 	if (st == RCMOE_OK)
@@ -404,8 +407,10 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 	return RCMOE_OK;
 }
 
-/* Called by the transport once the next message's length and flags are known. */
-static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, void **dest)
+/* Called by the transport once the next message's length and flags are known (the core
+ * drives no transport that asks before: needs_posted_dest, see rcmoe_transport_select). */
+static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, void **dest,
+				 struct rcmoe_tmr **tmr)
 {
 	struct rcmoe_request *r = arg;
 	if (wire_len > r->size) {
@@ -421,6 +426,7 @@ static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, voi
 	r->wire_len = wire_len;
 	r->flags = flags;
 	*dest = (is_gpu(r) || (flags & RCMOE_MSG_ENCODED)) ? shadow_of(r) : r->data;
+	*tmr = tmr_of(r, *dest);
 	return RCMOE_OK;
 }
 
@@ -511,9 +517,7 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 			   parsed ? rcmoe_dtype_name(h.dtype) : "-");
 		return st;
 	}
-	size_t out = hdr.codec == RCMOE_CODEC_DEDUP ? hdr.count
-						    : hdr.count * rcmoe_dtype_size(hdr.dtype);
-	r->result = out; /* rcmoe_codec_validate checked it against the receive */
+	r->result = rcmoe_wire_decoded_bytes(&hdr); /* validated against the receive */
 	if (!is_gpu(r)) {
 		struct rcmoe_cpu_job *job = &r->job;
 		job->kind = RCMOE_JOB_DECODE;
@@ -526,24 +530,20 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 		rcmoe_cpu_job_submit(job);
 		return RCMOE_OK;
 	}
-#ifdef RCMOE_HAVE_CUDA
-	RCMOE_CHECK(check_fits(r, "GPU decode scratch", rcmoe_gpu_decode_work_bytes(&hdr),
+	RCMOE_CHECK(check_fits(r, "GPU decode scratch", rcmoe_gpu_codec_decode_work_bytes(&hdr),
 			       c->gpu_work_bytes));
 	struct rcmoe_gpu_scope g;
 	r->codec_start_ns = now_ns();
 	st = rcmoe_gpu_enter(c->gpu_dev, &g);
 	if (st == RCMOE_OK)
-		st = rcmoe_gpu_decode(src, &hdr, r->data, r->size, c->gpu_work, c->gpu_work_bytes,
-				      (cudaStream_t)c->stream.handle);
+		st = rcmoe_gpu_codec_decode(src, &hdr, r->data, r->size, c->gpu_work,
+					    c->gpu_work_bytes, &c->stream);
 	st = record_and_leave(c, r, &g, st);
 	if (st != RCMOE_OK)
 		RCMOE_WARN("GPU decode of message %llu failed: %s", (unsigned long long)r->seq,
 			   rcmoe_status_str(st));
 	r->state = REQ_UNSTAGING;
 	return st;
-#else
-	return RCMOE_ERR_UNSUPPORTED;
-#endif
 }
 
 /* Has everything that may write into r's buffers stopped? Only asked of a failed comm, whose

@@ -1,11 +1,64 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Memory registration. GPU regions get a pinned host shadow (mapped into the GPU) that the data
  * path stages through; with compression on, every region gets one, twice its size, for the
- * encoded streams. All of it is allocated here (NCCL's service thread), never per message. */
+ * encoded streams. The host memory the transport may then move (NCCL's host buffer, the shadow)
+ * is registered with the transport (reg_mr: pinning and NIC tables for RDMA, nothing for TCP).
+ * All of it is done here (NCCL's service thread), never per message. */
 #include <stdlib.h>
 
 #include "rcmoe/log.h"
 #include "core.h"
+
+static void shadow_free(struct rcmoe_mr *mr)
+{
+	if (mr->host_shadow && mr->type == NCCL_PTR_CUDA) {
+		struct rcmoe_gpu_scope g;
+		if (rcmoe_gpu_enter(mr->gpu_dev, &g) == RCMOE_OK)
+			rcmoe_gpu_host_free(mr->host_shadow);
+		rcmoe_gpu_leave(&g);
+	} else {
+		free(mr->host_shadow);
+	}
+	mr->host_shadow = NULL;
+}
+
+static void transport_dereg(struct rcmoe_mr *mr)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	struct rcmoe_comm *c = mr->reg_comm;
+	struct rcmoe_tmr **handles[] = { &mr->t_shadow, &mr->t_data };
+	for (int i = 0; i < 2; i++) {
+		if (!*handles[i])
+			continue;
+		rcmoe_status_t st = t->dereg_mr(c->tsend, c->trecv, *handles[i]);
+		if (st != RCMOE_OK)
+			RCMOE_WARN("deregMr: the %s transport could not deregister %zu bytes: %s",
+				   t->name, mr->size, rcmoe_status_str(st));
+		*handles[i] = NULL;
+	}
+}
+
+/* Register with the transport the host memory it may move for this region, on the comm NCCL
+ * registered the region with. */
+static rcmoe_status_t transport_reg(struct rcmoe_comm *comm, struct rcmoe_mr *mr)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	rcmoe_status_t st = RCMOE_OK;
+	if (!comm)
+		return RCMOE_OK;
+	mr->reg_comm = comm;
+	if (mr->type == NCCL_PTR_HOST)
+		st = t->reg_mr(comm->tsend, comm->trecv, mr->base, mr->size, &mr->t_data);
+	if (st == RCMOE_OK && mr->host_shadow)
+		st = t->reg_mr(comm->tsend, comm->trecv, mr->host_shadow,
+			       mr->size * mr->shadow_factor, &mr->t_shadow);
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("regMr: the %s transport could not register %zu bytes: %s", t->name,
+			   mr->size, rcmoe_status_str(st));
+		transport_dereg(mr);
+	}
+	return st;
+}
 
 rcmoe_status_t rcmoe_core_reg_mr(struct rcmoe_comm *comm, void *data, size_t size, int type,
 				 struct rcmoe_mr **out)
@@ -47,9 +100,12 @@ rcmoe_status_t rcmoe_core_reg_mr(struct rcmoe_comm *comm, void *data, size_t siz
 			goto free_mr;
 		}
 	}
+	RCMOE_CHECK_GOTO(transport_reg(comm, mr), st, free_shadow);
 	*out = mr;
 	return RCMOE_OK;
 
+free_shadow:
+	shadow_free(mr);
 free_mr:
 	free(mr);
 	return st;
@@ -64,14 +120,8 @@ rcmoe_status_t rcmoe_core_dereg_mr(struct rcmoe_comm *comm, struct rcmoe_mr *mr)
 	 * codec worker, a GPU copy): stop and wait for those first. */
 	if (comm)
 		rcmoe_core_quiesce(comm, mr);
-	if (mr->host_shadow && mr->type == NCCL_PTR_CUDA) {
-		struct rcmoe_gpu_scope g;
-		if (rcmoe_gpu_enter(mr->gpu_dev, &g) == RCMOE_OK)
-			rcmoe_gpu_host_free(mr->host_shadow);
-		rcmoe_gpu_leave(&g);
-	} else {
-		free(mr->host_shadow);
-	}
+	transport_dereg(mr);
+	shadow_free(mr);
 	free(mr);
 	return RCMOE_OK;
 }

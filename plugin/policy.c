@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "rcmoe/log.h"
@@ -29,8 +30,38 @@ static int is_float(int dtype)
 	return dtype == RCMOE_DT_BF16 || dtype == RCMOE_DT_FP16 || dtype == RCMOE_DT_FP32;
 }
 
-int rcmoe_policy_lsq(const struct rcmoe_params *p, const struct rcmoe_msg_info *info,
-		     uint32_t attr_op, size_t bytes, uint64_t op_id, struct rcmoe_lsq_cfg *cfg)
+/* The LSQ configuration the settings give for one send. */
+static struct rcmoe_codec_cfg lsq_cfg(const struct rcmoe_params *p, int dtype, int bits,
+				      uint64_t op_id, uint32_t rank)
+{
+	struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_LSQ };
+	cfg.u.lsq.dtype = dtype;
+	cfg.u.lsq.bits = bits;
+	cfg.u.lsq.block = (uint32_t)p->lsq_block;
+	cfg.u.lsq.seed = (uint64_t)p->seed;
+	cfg.u.lsq.op_id = op_id;
+	cfg.u.lsq.rank = rank;
+	return cfg;
+}
+
+/* Fill a plan for n elements with cfg: the codec library's entry points, bound and scratch. 0
+ * when the codec refuses the configuration. */
+static int plan_make(const struct rcmoe_codec_cfg *cfg, size_t n, struct rcmoe_encode_plan *plan)
+{
+	if (rcmoe_codec_check_cfg(cfg) != RCMOE_OK)
+		return 0;
+	plan->cfg = *cfg;
+	plan->n = n;
+	plan->bound = rcmoe_codec_bound(cfg, n);
+	plan->gpu_work = rcmoe_gpu_codec_encode_work_bytes(cfg, n);
+	plan->cpu_encode = rcmoe_codec_encode;
+	plan->gpu_encode = rcmoe_gpu_codec_encode;
+	return plan->bound != 0;
+}
+
+int rcmoe_policy_plan(const struct rcmoe_params *p, const struct rcmoe_msg_info *info,
+		      uint32_t attr_op, size_t bytes, uint64_t op_id,
+		      struct rcmoe_encode_plan *plan)
 {
 	if (!enabled || !info->known || info->func != ncclFuncSend || !is_float(info->dtype))
 		return 0;
@@ -44,11 +75,44 @@ int rcmoe_policy_lsq(const struct rcmoe_params *p, const struct rcmoe_msg_info *
 	if (p->a2a_scope == RCMOE_A2A_SCOPE_ALLTOALL && info->group_send_peers < 2 &&
 	    !(attr_op & (1u << ncclFuncAlltoAll)))
 		return 0; /* a lone send (pipeline parallelism): not all-to-all traffic */
-	cfg->dtype = info->dtype;
-	cfg->bits = (int)p->a2a_bits;
-	cfg->block = (uint32_t)p->lsq_block;
-	cfg->seed = (uint64_t)p->seed;
-	cfg->op_id = op_id;
-	cfg->rank = info->rank >= 0 ? (uint32_t)info->rank : 0;
-	return rcmoe_lsq_check_cfg(cfg) == RCMOE_OK;
+	/* The codec for an eligible send: the one line that names it. */
+	struct rcmoe_codec_cfg cfg = lsq_cfg(p, info->dtype, (int)p->a2a_bits, op_id,
+					     info->rank >= 0 ? (uint32_t)info->rank : 0);
+	return plan_make(&cfg, bytes / esize, plan);
+}
+
+/* The most elements max_bytes holds is in the narrowest dtype (bf16); scratch grows with the
+ * element count, so that is the worst case, at every bit width the settings allow. A receiver
+ * sizes for the smallest block a stream may declare (RCMOE_LSQ_MIN_BLOCK): the most blocks. */
+size_t rcmoe_policy_gpu_work_bytes(const struct rcmoe_params *p, size_t max_bytes)
+{
+	size_t n = max_bytes / 2, need = 0;
+	static const int bits[] = { 2, 4, 8 };
+	for (int i = 0; i < 3; i++) {
+		struct rcmoe_codec_cfg cfg = lsq_cfg(p, RCMOE_DT_BF16, bits[i], 0, 0);
+		struct rcmoe_wire_header h = { .magic = RCMOE_WIRE_MAGIC,
+					       .version = RCMOE_WIRE_VERSION,
+					       .codec = RCMOE_CODEC_LSQ,
+					       .dtype = RCMOE_DT_BF16,
+					       .bits = (uint8_t)bits[i],
+					       .block = RCMOE_LSQ_MIN_BLOCK,
+					       .count = n };
+		size_t e = rcmoe_gpu_codec_encode_work_bytes(&cfg, n);
+		size_t d = rcmoe_gpu_codec_decode_work_bytes(&h);
+		need = e > need ? e : need;
+		need = d > need ? d : need;
+	}
+	return need;
+}
+
+void rcmoe_policy_describe(const struct rcmoe_params *p, char *buf, size_t len)
+{
+	if (enabled)
+		snprintf(buf, len,
+			 "LSQ %lld-bit (block %lld) on %s float sends of at least %lld bytes",
+			 (long long)p->a2a_bits, (long long)p->lsq_block,
+			 p->a2a_scope == RCMOE_A2A_SCOPE_P2P ? "all p2p" : "all-to-all",
+			 (long long)p->min_bytes);
+	else
+		snprintf(buf, len, "off (lossless)");
 }

@@ -10,7 +10,7 @@
  * (seed, op_id, rank, element index), see rcmoe_rng_u32, and all arithmetic follows one fixed
  * sequence of IEEE operations on both sides (kernels/codec_math.h).
  *
- * The byte layout of each codec is documented in docs/wire-format.md. None of these functions
+ * The byte layout of each codec is documented in docs/stream-format.md. None of these functions
  * allocates except rcmoe_pts_encode/rcmoe_pts_accumulate/rcmoe_dedup_encode (scratch the size of
  * a chunk, of the fp32 accumulator, of the hash table), none prints, none keeps state.
  */
@@ -42,7 +42,7 @@ enum {
 #define RCMOE_WIRE_VERSION      1
 #define RCMOE_WIRE_HEADER_BYTES 64
 
-/* Limits the header is checked against (docs/wire-format.md). */
+/* Limits the header is checked against (docs/stream-format.md). */
 #define RCMOE_LSQ_MIN_BLOCK     32 /* LSQ block: a power of two in [32, 1024] elements */
 #define RCMOE_LSQ_MAX_BLOCK     1024
 #define RCMOE_LSQ_DEFAULT_BLOCK 128
@@ -94,7 +94,7 @@ uint32_t rcmoe_rng_u32(uint64_t seed, uint64_t op_id, uint32_t rank, uint64_t in
  * element index / 2)), so E[q] = x/s; decodes to q * s (rounded once to the dtype).
  * |decode - x| <= s (fp32). Blocks holding NaN or Inf (or too close to the fp32 limits, or a
  * last block too short to gain) are sent raw and decode bit-exact; all-zero blocks cost 2 bits
- * and decode to +0. Exact definition: docs/wire-format.md. */
+ * and decode to +0. Exact definition: docs/stream-format.md. */
 struct rcmoe_lsq_cfg {
 	int dtype;      /* RCMOE_DT_* */
 	int bits;       /* 8, 4, 2 */
@@ -172,6 +172,34 @@ rcmoe_status_t rcmoe_codec_validate(const void *src, size_t len, size_t dst_byte
  * decoded size. dst is untouched on error. */
 rcmoe_status_t rcmoe_codec_decode(const void *src, size_t len, void *dst, size_t dst_bytes,
 				  size_t *out_bytes);
+/* Bytes a stream with this (parsed) header decodes to: count elements of dtype (dedup: count
+ * bytes). */
+uint64_t rcmoe_wire_decoded_bytes(const struct rcmoe_wire_header *hdr);
+
+/* ---- any codec, encode side ----
+ * A codec and its configuration in one value, for callers that encode without knowing which
+ * codec they run (the plugin's encode plan). `n` below counts elements of the configured dtype
+ * (dedup: bytes). Adding a codec: its config in the union, a case in each rcmoe_codec_* switch
+ * (kernels/codec.c) and in rcmoe_gpu_encode* (kernels/gpu_encode.cu). */
+struct rcmoe_codec_cfg {
+	int codec; /* RCMOE_CODEC_* */
+	union {
+		struct rcmoe_lsq_cfg lsq;
+		struct rcmoe_pts_cfg pts;
+		uint32_t dedup_block; /* bytes per dedup block */
+	} u;
+};
+/* "LSQ", "PTS", "dedup"; "?" for an unknown codec. */
+const char *rcmoe_codec_name(int codec);
+/* RCMOE_ERR_INVALID for an unknown codec or a configuration its codec refuses. */
+rcmoe_status_t rcmoe_codec_check_cfg(const struct rcmoe_codec_cfg *cfg);
+/* Largest stream the codec's encoders (CPU or GPU) can produce for n elements, header included;
+ * 0 for a bad cfg. */
+size_t rcmoe_codec_bound(const struct rcmoe_codec_cfg *cfg, size_t n);
+/* Encode n elements with cfg's codec (rcmoe_lsq_encode, rcmoe_pts_encode or rcmoe_dedup_encode,
+ * same bytes). cap must be >= rcmoe_codec_bound. */
+rcmoe_status_t rcmoe_codec_encode(const struct rcmoe_codec_cfg *cfg, const void *src, size_t n,
+				  void *dst, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

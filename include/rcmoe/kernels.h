@@ -81,6 +81,16 @@ rcmoe_status_t rcmoe_gpu_dedup_encode(const void *d_src, size_t bytes, uint32_t 
  * memcpy lock, which another thread's synchronous copy may hold while it waits for NCCL. */
 rcmoe_status_t rcmoe_gpu_stage_copy(void *dst, const void *src, size_t n, cudaStream_t stream);
 
+/* ---- encode, any codec ---- */
+
+/* Scratch bytes rcmoe_gpu_encode needs for n elements with cfg (0 for a bad cfg). */
+size_t rcmoe_gpu_encode_work_bytes(const struct rcmoe_codec_cfg *cfg, size_t n);
+/* Encode with cfg's codec: rcmoe_gpu_lsq_encode, rcmoe_gpu_pts_encode or rcmoe_gpu_dedup_encode
+ * (n: elements; dedup: bytes), same bytes and requirements (cap >= rcmoe_codec_bound). */
+rcmoe_status_t rcmoe_gpu_encode(const struct rcmoe_codec_cfg *cfg, const void *d_src, size_t n,
+				void *d_dst, size_t cap, void *d_work, size_t work_bytes,
+				cudaStream_t stream);
+
 /* ---- decode, any codec ---- */
 
 /* Scratch bytes rcmoe_gpu_decode needs for a stream with this (validated) header. */

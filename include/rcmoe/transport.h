@@ -1,9 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The transport interface: what the version-neutral core (plugin/core*.c) needs from a way of
- * moving bytes between two processes. Transports see host memory only; the core stages GPU
- * buffers and runs the codecs. Each transport fills one `struct rcmoe_transport_ops`; the core
- * picks one in one place (plugin/transport_select.c) from RCMOE_TRANSPORT.
+ * The transport interface: what the version-neutral core (plugin/ctx.c, conn.c, mr.c, data.c)
+ * needs from a way of moving bytes between two processes. Transports see host memory only; the
+ * core stages GPU buffers and runs the codecs. Each transport fills one
+ * `struct rcmoe_transport_ops`; the core picks one in one place, the registry
+ * (plugin/transport/registry.c, rcmoe_transport_select), from RCMOE_TRANSPORT.
+ *
+ * Shaped for TCP (plugin/transport/socket/) and for RDMA alike:
+ *  - Memory is registered: the core registers every host buffer a transfer may use (NCCL's host
+ *    buffers and the core's staging shadows) when NCCL registers the region (regMr), through
+ *    reg_mr on the comm NCCL names, and passes the handle with each transfer. A transport that
+ *    needs none (TCP) returns a dummy handle.
+ *  - A transport says whether its receiver must post the destination before the data arrives
+ *    (needs_posted_dest, as RDMA writes into a buffer the receiver advertised) or learns each
+ *    message's length and flags first and then asks where it goes (TCP: the place callback).
+ *  - A transport reports any number of devices (NICs); NCCL sees each as its own net device,
+ *    and dev numbers 0..n-1 are passed back to listen and connect.
  *
  * Contracts (NCCL's, passed through):
  *  - listen/connect/accept never block: connect and accept return RCMOE_OK with *out == NULL to
@@ -45,33 +57,65 @@ struct rcmoe_tlisten; /* opaque per transport */
 struct rcmoe_tsend;
 struct rcmoe_trecv;
 struct rcmoe_treq;
+struct rcmoe_tmr; /* a memory registration (reg_mr) */
 
 /*
- * Where a received message goes. Called by the transport, from test, once it knows the wire
- * length and flags of the next message, before any payload byte is written. Returns the host
- * destination (at least `wire_len` bytes) in *dest, or an error: then the request fails and
- * nothing is written.
+ * Where a received message goes. Returns the host destination (at least `wire_len` bytes) in
+ * *dest and the registration it lies in (reg_mr's handle; NULL: unregistered memory, which only
+ * a transport whose reg_mr is a no-op accepts) in *mr, or an error: then the request fails and
+ * nothing is written. Called by the transport before any payload byte is written:
+ *  - needs_posted_dest == 0: from test, once the transport knows the wire length and flags of
+ *    the next message;
+ *  - needs_posted_dest == 1: from irecv, before anything arrived, with `wire_len` = the
+ *    receive's max_len and `flags` = RCMOE_PLACE_ANY: the destination must then hold any
+ *    message the receive may get. (The core does not drive such a transport yet: the registry
+ *    refuses one, see rcmoe_transport_select.)
  */
-typedef rcmoe_status_t (*rcmoe_place_fn)(void *arg, size_t wire_len, uint32_t flags, void **dest);
+typedef rcmoe_status_t (*rcmoe_place_fn)(void *arg, size_t wire_len, uint32_t flags, void **dest,
+					 struct rcmoe_tmr **mr);
+/* `flags` of a placement asked before the message is known (needs_posted_dest). */
+#define RCMOE_PLACE_ANY 0x80000000u
 
 struct rcmoe_transport_ops {
 	const char *name;
+	/* Capabilities. needs_posted_dest: 1 when the receiver must give each receive's
+	 * destination before the data arrives (irecv calls `place` at once, see rcmoe_place_fn):
+	 * RDMA writes, where the sender needs the receiver's address and key. 0 when the
+	 * transport reads each message's header first and asks `place` then (socket: 0). */
+	int needs_posted_dest;
 	/* Process-wide setup, called once (thread-safe, idempotent). */
 	rcmoe_status_t (*init)(const struct rcmoe_params *params);
+	/* Devices (NICs) this transport drives, numbered 0..*ndev-1; the same count for the
+	 * process's lifetime once init succeeded. Each is its own NCCL net device. */
 	rcmoe_status_t (*device_count)(int *ndev);
 	rcmoe_status_t (*device_info)(int dev, struct rcmoe_device_info *info);
 
-	/* Writes at most RCMOE_TRANSPORT_HANDLE_SIZE bytes to `handle`. */
+	/* Writes at most RCMOE_TRANSPORT_HANDLE_SIZE bytes to `handle`. `dev` is in
+	 * 0..device_count-1 (checked by the core); connect's is the connecting side's device. */
 	rcmoe_status_t (*listen)(int dev, void *handle, struct rcmoe_tlisten **out);
 	rcmoe_status_t (*connect)(int dev, const void *handle, struct rcmoe_tsend **out);
 	rcmoe_status_t (*accept)(struct rcmoe_tlisten *listen, struct rcmoe_trecv **out);
 
-	/* Send `len` bytes (0 allowed) from host memory `buf` with `tag` and `flags`. The buffer
-	 * must stay untouched until test reports done. */
-	rcmoe_status_t (*isend)(struct rcmoe_tsend *comm, const void *buf, size_t len, int tag,
-				uint32_t flags, struct rcmoe_treq **req);
-	/* Receive the next message, at most `max_len` bytes, with `tag`. Where it goes is asked of
-	 * `place` when its header arrives. A longer message or another tag is an error. */
+	/* Register `len` bytes of host memory at `buf` for transfers on the comm NCCL registered
+	 * the region with: exactly one of `send` and `recv` is set. *out (never NULL on success)
+	 * goes with every transfer in that memory until dereg_mr, which is called before the
+	 * memory is freed and once no transfer uses it. Both run on NCCL's service thread (regMr,
+	 * deregMr), never on the data path; registering may be slow (pinning, NIC tables). The
+	 * socket transport's are no-ops returning a dummy handle. */
+	rcmoe_status_t (*reg_mr)(struct rcmoe_tsend *send, struct rcmoe_trecv *recv, void *buf,
+				 size_t len, struct rcmoe_tmr **out);
+	rcmoe_status_t (*dereg_mr)(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
+				   struct rcmoe_tmr *mr);
+
+	/* Send `len` bytes (0 allowed) from host memory `buf`, registered as `mr` (NULL: not
+	 * registered, see rcmoe_place_fn), with `tag` and `flags`. The buffer must stay untouched
+	 * until test reports done. */
+	rcmoe_status_t (*isend)(struct rcmoe_tsend *comm, const void *buf, size_t len,
+				struct rcmoe_tmr *mr, int tag, uint32_t flags,
+				struct rcmoe_treq **req);
+	/* Receive the next message, at most `max_len` bytes, with `tag`. Where it goes, and the
+	 * registration it lies in, is asked of `place` (when: see needs_posted_dest). A longer
+	 * message or another tag is an error. */
 	rcmoe_status_t (*irecv)(struct rcmoe_trecv *comm, size_t max_len, int tag,
 				rcmoe_place_fn place, void *place_arg, struct rcmoe_treq **req);
 	/* *len and *flags are set when done (the received wire length and flags; for sends the
@@ -91,6 +135,13 @@ struct rcmoe_transport_ops {
 	rcmoe_status_t (*close_listen)(struct rcmoe_tlisten *listen);
 };
 
+/* The transports built into the plugin; the registry (plugin/transport/registry.c) lists them. */
 extern const struct rcmoe_transport_ops rcmoe_socket_ops;
+
+/* The registry: the transport RCMOE_TRANSPORT names, or with `auto` the first that starts, in the
+ * registry's order. Calls its init; *out is the transport tried last (for messages, even on
+ * failure; NULL when none was). Never one the core cannot drive (needs_posted_dest, for now). */
+rcmoe_status_t rcmoe_transport_select(const struct rcmoe_params *params,
+				      const struct rcmoe_transport_ops **out);
 
 #endif

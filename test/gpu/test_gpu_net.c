@@ -300,7 +300,8 @@ struct host_sink {
 	size_t cap;
 };
 
-static rcmoe_status_t place_host(void *arg, size_t wire_len, uint32_t flags, void **dest)
+static rcmoe_status_t place_host(void *arg, size_t wire_len, uint32_t flags, void **dest,
+				 struct rcmoe_tmr **mr)
 {
 	struct host_sink *s = arg;
 	(void)flags;
@@ -475,7 +476,7 @@ Test(gpu_net, plugin_gpu_codecs_equal_cpu_reference)
 	cr_assert_eq(net_reg(recv, ddst, bytes + GUARD, NCCL_PTR_CUDA, &rmh), ncclSuccess);
 	void *rreq = net_irecv_retry(recv, ddst, bytes + GUARD, rmh, &rph);
 	struct rcmoe_treq *tsreq = NULL;
-	cr_assert_eq(rcmoe_socket_ops.isend(ts, ref, ref_len, 0, RCMOE_MSG_ENCODED, &tsreq),
+	cr_assert_eq(rcmoe_socket_ops.isend(ts, ref, ref_len, NULL, 0, RCMOE_MSG_ENCODED, &tsreq),
 		     RCMOE_OK);
 	cr_assert_not_null(tsreq);
 	int got = -1;
@@ -864,7 +865,7 @@ Test(gpu_net, deadlock_model_check)
 			cr_expect(returned_in_call,
 				  "%s no longer waits behind a synchronous copy "
 				  "in the primary context: the plugin's own context may no longer "
-				  "be needed (README, GPU buffers)",
+				  "be needed (docs/architecture.md, GPU buffers and CUDA contexts)",
 				  names[op]);
 		else
 			cr_expect(!returned_in_call && !returned_at_done,

@@ -320,7 +320,7 @@ static void refuse_encoded(const void *payload, size_t len)
 	memset(dst, 0x33, CAP);
 	cr_assert_eq(net_reg(l.recv, dst, CAP, NCCL_PTR_HOST, &rmh), ncclSuccess);
 	void *rr = net_irecv_retry(l.recv, dst, CAP, rmh, NULL);
-	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, payload, len, 0, RCMOE_MSG_ENCODED, &treq),
+	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, payload, len, NULL, 0, RCMOE_MSG_ENCODED, &treq),
 		     RCMOE_OK);
 	int warns = test_log_warn_count();
 	ncclResult_t res = net_wait_error(rr, 10);
@@ -352,9 +352,10 @@ Test(compress, refusal_stops_the_connection_before_reporting)
 	void *r2 = net_irecv_retry(l.recv, dst + CAP, big, rmh, NULL);
 	/* Both messages are on the wire before the receiver looks: reading the first header
 	 * also reads the second and starts its pieces. */
-	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, junk, sizeof(junk), 0, RCMOE_MSG_ENCODED, &t1),
-		     RCMOE_OK);
-	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, src, big, 0, 0, &t2), RCMOE_OK);
+	cr_assert_eq(
+		rcmoe_socket_ops.isend(l.ts, junk, sizeof(junk), NULL, 0, RCMOE_MSG_ENCODED, &t1),
+		RCMOE_OK);
+	cr_assert_eq(rcmoe_socket_ops.isend(l.ts, src, big, NULL, 0, 0, &t2), RCMOE_OK);
 	usleep(50 * 1000);
 	cr_expect_neq(net_wait_error(r1, 10), ncclSuccess);
 	cr_expect_neq(net_wait_error(r2, 10), ncclSuccess, "the second receive did not fail");

@@ -29,7 +29,8 @@ static const char *bench_getenv(const char *name)
 	return v;
 }
 
-static rcmoe_status_t place(void *arg, size_t len, uint32_t flags, void **dest)
+static rcmoe_status_t place(void *arg, size_t len, uint32_t flags, void **dest,
+			    struct rcmoe_tmr **mr)
 {
 	*dest = arg;
 	return RCMOE_OK;
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
 				TRY(ops->irecv(r, size, 0, place, dst + (size_t)slot * size,
 					       &rr[slot]));
 			while (!sr[slot])
-				TRY(ops->isend(s, src, size, 0, 0, &sr[slot]));
+				TRY(ops->isend(s, src, size, NULL, 0, 0, &sr[slot]));
 			posted++;
 		}
 		int slot = finished % window, sd = 0, rd = 0;

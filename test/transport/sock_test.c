@@ -122,7 +122,8 @@ void st_pair_close(struct st_pair *p)
 
 /* ---- requests ---- */
 
-rcmoe_status_t st_place_fn(void *arg, size_t wire_len, uint32_t flags, void **dest)
+rcmoe_status_t st_place_fn(void *arg, size_t wire_len, uint32_t flags, void **dest,
+			   struct rcmoe_tmr **mr)
 {
 	struct st_place *pl = arg;
 	pl->calls++;
@@ -152,7 +153,7 @@ struct rcmoe_treq *st_isend(struct rcmoe_tsend *s, const void *buf, size_t len, 
 	struct rcmoe_treq *req = NULL;
 	double end = st_now() + 10;
 	while (!req) {
-		cr_assert_eq(OPS->isend(s, buf, len, tag, flags, &req), RCMOE_OK);
+		cr_assert_eq(OPS->isend(s, buf, len, NULL, tag, flags, &req), RCMOE_OK);
 		cr_assert(st_now() < end, "isend gave no request within 10 s");
 	}
 	return req;

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "rcmoe/transport.h"
-#include "transport/socket/wire.h"
+#include "transport/socket/proto.h"
 
 #define OPS (&rcmoe_socket_ops)
 
@@ -44,7 +44,8 @@ struct st_place {
 	size_t len;
 	uint32_t flags;
 };
-rcmoe_status_t st_place_fn(void *arg, size_t wire_len, uint32_t flags, void **dest);
+rcmoe_status_t st_place_fn(void *arg, size_t wire_len, uint32_t flags, void **dest,
+			   struct rcmoe_tmr **mr);
 
 /* Call test until done or error, at most `timeout_s`; fails the test on timeout. Returns the
  * status of the final test call. */

@@ -190,7 +190,8 @@ static void pipeline(struct st_pair *p, int count, int window, size_t max, unsig
 		/* Post in order while the window allows. */
 		while (posted < count && posted - finished < window) {
 			struct msg *x = &m[posted];
-			cr_assert_eq(OPS->isend(p->s, x->src, x->len, 3, 0, &x->sr), RCMOE_OK);
+			cr_assert_eq(OPS->isend(p->s, x->src, x->len, NULL, 3, 0, &x->sr),
+				     RCMOE_OK);
 			cr_assert_not_null(x->sr);
 			cr_assert_eq(OPS->irecv(p->r, max, 3, st_place_fn, &x->pl, &x->rr),
 				     RCMOE_OK);
@@ -262,10 +263,10 @@ Test(socket_data, thirty_two_in_flight_then_null)
 
 	/* Senders first: with nobody receiving, all 32 must still be accepted. */
 	for (int i = 0; i < N; i++) {
-		cr_assert_eq(OPS->isend(p.s, src + i * len, len, 1, 0, &sr[i]), RCMOE_OK);
+		cr_assert_eq(OPS->isend(p.s, src + i * len, len, NULL, 1, 0, &sr[i]), RCMOE_OK);
 		cr_assert_not_null(sr[i], "isend %d returned no request", i);
 	}
-	cr_assert_eq(OPS->isend(p.s, src, len, 1, 0, &extra), RCMOE_OK);
+	cr_assert_eq(OPS->isend(p.s, src, len, NULL, 1, 0, &extra), RCMOE_OK);
 	cr_assert_null(extra, "a 33rd isend got a request");
 	for (int i = 0; i < N; i++) {
 		pl[i] = (struct st_place){ .dest = dst + i * len };

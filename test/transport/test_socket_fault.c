@@ -145,7 +145,7 @@ Test(socket_fault, sender_process_exits_mid_message)
 		while (!s && st_now() < end)
 			if (OPS->connect(0, handle, &s) != RCMOE_OK)
 				_exit(2);
-		if (!s || !src || OPS->isend(s, src, len, 1, 0, &req) != RCMOE_OK || !req)
+		if (!s || !src || OPS->isend(s, src, len, NULL, 1, 0, &req) != RCMOE_OK || !req)
 			_exit(3);
 		_exit(0);
 	}
@@ -187,7 +187,7 @@ Test(socket_fault, receiver_closes_mid_transfer)
 	cr_assert(strstr(st_last_warn(), "127.0.0.1:"), "WARN: %s", st_last_warn());
 	/* Later sends fail at once. */
 	struct rcmoe_treq *again = NULL;
-	cr_assert_eq(OPS->isend(p.s, src, 10, 1, 0, &again), RCMOE_ERR_REMOTE);
+	cr_assert_eq(OPS->isend(p.s, src, 10, NULL, 1, 0, &again), RCMOE_ERR_REMOTE);
 	cr_assert_null(again);
 	st_pair_close(&p);
 	free(src);

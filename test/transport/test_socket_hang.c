@@ -81,7 +81,7 @@ static void child_send(struct rcmoe_tsend *s, size_t len, unsigned seed)
 		_exit(14);
 	st_fill(src, len, seed);
 	while (!req)
-		if (OPS->isend(s, src, len, 1, 0, &req) != RCMOE_OK)
+		if (OPS->isend(s, src, len, NULL, 1, 0, &req) != RCMOE_OK)
 			_exit(15);
 	while (!done)
 		if (OPS->test(req, &done, NULL, NULL) != RCMOE_OK)
@@ -249,7 +249,7 @@ static void big_sender(int rd, int wr, const uint8_t *handle)
 	if (!src)
 		_exit(14);
 	while (!req)
-		if (OPS->isend(s, src, BIG_LEN, 1, 0, &req) != RCMOE_OK)
+		if (OPS->isend(s, src, BIG_LEN, NULL, 1, 0, &req) != RCMOE_OK)
 			_exit(15);
 	child_put(wr, "s", 1); /* isend wrote the header; the helper threads move the payload */
 	child_wait(rd);
@@ -945,7 +945,7 @@ static void expect_junk_refused(uint32_t wire_flags, uint64_t len)
 	rcmoe_status_t st = RCMOE_OK;
 	uint8_t one = 1;
 	double end = st_now() + 5;
-	while ((st = OPS->isend(rx.s, &one, 0, 1, 0, &req)) == RCMOE_OK && st_now() < end) {
+	while ((st = OPS->isend(rx.s, &one, 0, NULL, 1, 0, &req)) == RCMOE_OK && st_now() < end) {
 		if (req) {
 			int done = 0;
 			while (!done && (st = OPS->test(req, &done, NULL, NULL)) == RCMOE_OK)

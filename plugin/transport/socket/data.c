@@ -4,7 +4,7 @@
  * proxy thread and never blocks: headers go over the control socket with non-blocking calls,
  * payload pieces are queued for the helper threads, and completion is read from atomics.
  *
- * Also the heartbeats (wire.h, struct sock_live): a waiting receiver asks whether its sender
+ * Also the heartbeats (proto.h, struct sock_live): a waiting receiver asks whether its sender
  * still runs, and the sender's helper thread 0 answers (sock_hb_read, sock_ctrl_flush) even
  * when NCCL's proxy thread does not call in; a receiver that holds unread bytes beats
  * (sock_beat_check), and a sender whose send stopped moving listens for that.
@@ -439,9 +439,10 @@ static bool start_message(struct sock_comm *c, struct rcmoe_treq *r)
 		return false;
 
 	void *dest = NULL;
+	struct rcmoe_tmr *mr = NULL; /* TCP needs no registration (ops.c) */
 	r->len = (size_t)h.len;
 	r->flags = h.flags;
-	rcmoe_status_t st = r->place(r->place_arg, r->len, r->flags, &dest);
+	rcmoe_status_t st = r->place(r->place_arg, r->len, r->flags, &dest, &mr);
 	if (st == RCMOE_OK && !dest && r->len)
 		st = RCMOE_ERR_INTERNAL;
 	if (st != RCMOE_OK) {
@@ -714,9 +715,10 @@ static void send_check_live(struct sock_comm *c)
 
 /* ---- the ops ---- */
 
-rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, int tag,
-			  uint32_t flags, struct rcmoe_treq **req)
+rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len,
+			  struct rcmoe_tmr *mr, int tag, uint32_t flags, struct rcmoe_treq **req)
 {
+	(void)mr; /* TCP needs no registration (ops.c) */
 	struct sock_comm *c = sock_send_comm(comm);
 	if (!c || !req || (len && !buf))
 		return RCMOE_ERR_INVALID;

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "rcmoe/transport.h"
-#include "transport/socket/wire.h"
+#include "transport/socket/proto.h"
 
 #define SOCK_MAX_REQS     RCMOE_TRANSPORT_MAX_REQUESTS
 #define SOCK_ADDR_STRLEN  64 /* "[v6 address%scope]:port" */
@@ -129,7 +129,7 @@ struct sock_thread {
 /*
  * Is the peer still running? TCP cannot tell: a stopped process's kernel still acknowledges
  * data and keepalive probes, and a live receiver may leave data unread for as long as its rank
- * is late. So each side watches for progress and the peer's own signs of life (wire.h):
+ * is late. So each side watches for progress and the peer's own signs of life (proto.h):
  *  - receive comms: while a receive waits and nothing came for a quarter of
  *    RCMOE_SOCKET_TIMEOUT, the caller asks with a ping on the control socket's reverse
  *    direction; the sender's helper thread 0 answers at once with a pong, whatever its caller
@@ -153,7 +153,7 @@ struct sock_live {
 	uint32_t next_id; /* number of the next ping */
 };
 
-/* The heartbeats' share of the control socket (wire.h), both kinds of comm. */
+/* The heartbeats' share of the control socket (proto.h), both kinds of comm. */
 struct sock_hb {
 	/* helper thread 0 of a send comm: reading the receiver's pings and beats */
 	uint8_t in[SOCK_HDR_SIZE];
@@ -254,8 +254,8 @@ void sock_ctrl_flush(struct sock_comm *c, bool *want_out);
 uint64_t sock_beat_ns(void);
 
 /* data.c */
-rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, int tag,
-			  uint32_t flags, struct rcmoe_treq **req);
+rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len,
+			  struct rcmoe_tmr *mr, int tag, uint32_t flags, struct rcmoe_treq **req);
 rcmoe_status_t sock_irecv(struct rcmoe_trecv *comm, size_t max_len, int tag, rcmoe_place_fn place,
 			  void *place_arg, struct rcmoe_treq **req);
 rcmoe_status_t sock_test(struct rcmoe_treq *req, int *done, size_t *len, uint32_t *flags);

@@ -8,7 +8,7 @@
  * Pieces go out and come in, per stream, in the order the caller queued them (the message
  * order), on both sides; that is what keeps the two ends of a stream in step.
  *
- * Thread 0 also keeps the heartbeats going (data.c, wire.h) whether or not NCCL's proxy thread
+ * Thread 0 also keeps the heartbeats going (data.c, proto.h) whether or not NCCL's proxy thread
  * calls in, so that a peer that is merely busy or late is never taken for a stopped one: on a
  * send comm it reads the receiver's pings and beats and answers the pings; on a receive comm it
  * beats every quarter of RCMOE_SOCKET_TIMEOUT while the connection holds unread bytes.

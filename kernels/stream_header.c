@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The 64-byte stream header: write, parse and check (layout in docs/wire-format.md). */
+/* The 64-byte stream header: write, parse and check (layout in docs/stream-format.md). */
 #include <string.h>
 
 #include "codec_internal.h"

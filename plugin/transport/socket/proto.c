@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Encoding and decoding of the socket transport's wire formats (layouts in wire.h). */
+/* Encoding and decoding of the socket transport's protocol: its byte layouts (proto.h). */
 #include <endian.h>
 #include <string.h>
 
-#include "transport/socket/wire.h"
+#include "transport/socket/proto.h"
 
 static void put16(uint8_t *p, uint16_t v)
 {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Socket transport wire formats: round trips, byte order, refusals, and the piece plan. */
+/* Socket transport protocol formats: round trips, byte order, refusals, and the piece plan. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <string.h>
@@ -7,9 +7,9 @@
 #include "sock_test.h"
 #include "test_log.h"
 
-TestSuite(socket_wire, .init = test_log_init, .timeout = 60);
+TestSuite(socket_proto, .init = test_log_init, .timeout = 60);
 
-Test(socket_wire, handle_fits_and_round_trips_ipv4)
+Test(socket_proto, handle_fits_and_round_trips_ipv4)
 {
 	cr_assert_leq(SOCK_HANDLE_SIZE, RCMOE_TRANSPORT_HANDLE_SIZE);
 	struct sock_handle h = { .version = SOCK_PROTO_VERSION, .secret = 0x0123456789abcdefull },
@@ -29,7 +29,7 @@ Test(socket_wire, handle_fits_and_round_trips_ipv4)
 	cr_assert_eq(memcmp(buf, "rcmoeskh", 8), 0);
 }
 
-Test(socket_wire, handle_round_trips_ipv6_with_scope)
+Test(socket_proto, handle_round_trips_ipv6_with_scope)
 {
 	struct sock_handle h = { .version = SOCK_PROTO_VERSION, .secret = 7 }, d;
 	h.addr.in6.sin6_family = AF_INET6;
@@ -45,7 +45,7 @@ Test(socket_wire, handle_round_trips_ipv6_with_scope)
 	cr_assert_eq(memcmp(&d.addr.in6.sin6_addr, &h.addr.in6.sin6_addr, 16), 0);
 }
 
-Test(socket_wire, handle_decode_refuses_foreign_bytes)
+Test(socket_proto, handle_decode_refuses_foreign_bytes)
 {
 	struct sock_handle h = { .version = SOCK_PROTO_VERSION }, d;
 	h.addr.in.sin_family = AF_INET;
@@ -58,7 +58,7 @@ Test(socket_wire, handle_decode_refuses_foreign_bytes)
 	cr_assert_eq(sock_handle_decode(buf, &d), RCMOE_ERR_MALFORMED);
 }
 
-Test(socket_wire, hello_and_header_round_trip)
+Test(socket_proto, hello_and_header_round_trip)
 {
 	struct sock_hello h = { .magic = SOCK_HELLO_MAGIC,
 				.version = 9,
@@ -100,7 +100,7 @@ Test(socket_wire, hello_and_header_round_trip)
 
 /* Both sides cut messages with this: every byte in exactly one piece, at most one piece per
  * stream, pieces aligned and never below min_chunk. */
-Test(socket_wire, piece_plan_covers_each_byte_once)
+Test(socket_proto, piece_plan_covers_each_byte_once)
 {
 	static const size_t lens[] = {
 		1,     2,       4095,    4096,          4097,      65535,    65536,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The wire format: header round trip, each kind of malformed, truncated and oversized stream,
- * and a long random-mutation run through every decoder (the fuzz target's invariants). */
+/* The codec stream format: header round trip, each kind of malformed, truncated and oversized
+ * stream, and a long random-mutation run through every decoder (the fuzz target's invariants). */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 #include "fuzz_codec.h"
 #include "test_log.h"
 
-TestSuite(wire, .init = test_log_init);
+TestSuite(stream_format, .init = test_log_init);
 
 struct stream {
 	uint8_t *p;
@@ -88,7 +88,7 @@ static void set_payload_len(struct stream *s, uint64_t pl)
 	rcmoe_fuzz_reseal(s->p);
 }
 
-Test(wire, header_roundtrip)
+Test(stream_format, header_roundtrip)
 {
 	struct rcmoe_wire_header h =
 				     {
@@ -118,7 +118,7 @@ Test(wire, header_roundtrip)
 	cr_assert_eq(rcmoe_wire_parse(NULL, 64, &g), RCMOE_ERR_INVALID);
 }
 
-Test(wire, header_errors)
+Test(stream_format, header_errors)
 {
 	struct stream s = make_lsq(1000, RCMOE_DT_BF16, 8, 128, 1);
 	uint8_t *orig = malloc(s.len);
@@ -165,7 +165,7 @@ Test(wire, header_errors)
 	free(s.p);
 }
 
-Test(wire, lsq_structure)
+Test(stream_format, lsq_structure)
 {
 	struct stream s = make_lsq(40 * 32 + 7, RCMOE_DT_FP32, 4, 32, 2);
 	uint8_t *pl = s.p + 64;
@@ -213,7 +213,7 @@ Test(wire, lsq_structure)
 	free(s.p);
 }
 
-Test(wire, pts_structure)
+Test(stream_format, pts_structure)
 {
 	/* a stream whose chunk 0 has small elements and at least two large ones */
 	struct stream s;
@@ -277,7 +277,7 @@ Test(wire, pts_structure)
 	free(s.p);
 }
 
-Test(wire, dedup_structure)
+Test(stream_format, dedup_structure)
 {
 	/* blocks: A B A C, plus a 4-byte tail */
 	uint8_t in[4 * 16 + 4];
@@ -311,7 +311,7 @@ Test(wire, dedup_structure)
  * extension, splices; half of them with the header check word re-sealed so the payload checks
  * are reached. Invariants (in rcmoe_fuzz_one): no out-of-bounds access (ASan), every stream that
  * validates decodes. */
-Test(wire, random_mutations, .timeout = 300)
+Test(stream_format, random_mutations, .timeout = 300)
 {
 	struct tu_rng r = { 77 };
 	struct stream seeds[9];

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The socket transport's wire formats: the listen handle, the hello every socket sends first, and
- * the per-message header on the control socket. Integers are big-endian on the wire, so two
- * builds on different hosts agree; each format starts with a magic and carries a version so a
+ * The socket transport's protocol, byte by byte: the listen handle, the hello every socket sends
+ * first, and the per-message header on the control socket. Integers are big-endian on the wire, so
+ * two builds on different hosts agree; each format starts with a magic and carries a version so a
  * stray or foreign peer is refused instead of misread.
  *
  *   handle (44 bytes, inside NCCL's 128-byte handle):
@@ -44,8 +44,8 @@
  *     connection whose receiver reads nothing accumulates nothing unread. (Version 1 had no
  *     heartbeats, version 2 pings and answers of one kind and no beats.)
  */
-#ifndef RCMOE_SOCKET_WIRE_H
-#define RCMOE_SOCKET_WIRE_H
+#ifndef RCMOE_SOCKET_PROTO_H
+#define RCMOE_SOCKET_PROTO_H
 
 #include <netinet/in.h>
 #include <stdbool.h>

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The codec kernels behind plain C types (gpu_codec.h), with and without CUDA in the build. */
+#include "gpu_codec.h"
+
+#ifdef RCMOE_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "rcmoe/kernels.h"
+
+static cudaStream_t cuda_stream(const struct rcmoe_gpu_stream *s)
+{
+	return (cudaStream_t)s->handle;
+}
+
+size_t rcmoe_gpu_codec_encode_work_bytes(const struct rcmoe_codec_cfg *cfg, size_t n)
+{
+	return rcmoe_gpu_encode_work_bytes(cfg, n);
+}
+
+rcmoe_status_t rcmoe_gpu_codec_encode(const struct rcmoe_codec_cfg *cfg, const void *src, size_t n,
+				      void *dst, size_t cap, void *work, size_t work_bytes,
+				      struct rcmoe_gpu_stream *s)
+{
+	return rcmoe_gpu_encode(cfg, src, n, dst, cap, work, work_bytes, cuda_stream(s));
+}
+
+size_t rcmoe_gpu_codec_decode_work_bytes(const struct rcmoe_wire_header *hdr)
+{
+	return rcmoe_gpu_decode_work_bytes(hdr);
+}
+
+rcmoe_status_t rcmoe_gpu_codec_decode(const void *src, const struct rcmoe_wire_header *hdr,
+				      void *dst, size_t dst_bytes, void *work, size_t work_bytes,
+				      struct rcmoe_gpu_stream *s)
+{
+	return rcmoe_gpu_decode(src, hdr, dst, dst_bytes, work, work_bytes, cuda_stream(s));
+}
+
+#else /* no CUDA in this build: GPU buffers are never claimed, nothing is launched */
+
+size_t rcmoe_gpu_codec_encode_work_bytes(const struct rcmoe_codec_cfg *cfg, size_t n)
+{
+	return 0;
+}
+
+rcmoe_status_t rcmoe_gpu_codec_encode(const struct rcmoe_codec_cfg *cfg, const void *src, size_t n,
+				      void *dst, size_t cap, void *work, size_t work_bytes,
+				      struct rcmoe_gpu_stream *s)
+{
+	return RCMOE_ERR_UNSUPPORTED;
+}
+
+size_t rcmoe_gpu_codec_decode_work_bytes(const struct rcmoe_wire_header *hdr)
+{
+	return 0;
+}
+
+rcmoe_status_t rcmoe_gpu_codec_decode(const void *src, const struct rcmoe_wire_header *hdr,
+				      void *dst, size_t dst_bytes, void *work, size_t work_bytes,
+				      struct rcmoe_gpu_stream *s)
+{
+	return RCMOE_ERR_UNSUPPORTED;
+}
+
+#endif

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The codec kernels as the core calls them: plain C types and the plugin's own streams
+ * (struct rcmoe_gpu_stream, gpu.h) instead of rcmoe/kernels.h, which needs CUDA's headers. With
+ * gpu.h this is all the CUDA the core sees; no core file includes a CUDA header or tests for a
+ * CUDA build.
+ *
+ * Without CUDA in the build the launchers return RCMOE_ERR_UNSUPPORTED and enqueue nothing, and
+ * the scratch sizes are 0: GPU buffers are never claimed then (rcmoe_gpu_available is 0), so
+ * the core never gets this far. Launchers run inside rcmoe_gpu_enter/rcmoe_gpu_leave, like every
+ * other GPU call of the plugin.
+ */
+#ifndef RCMOE_GPU_CODEC_H
+#define RCMOE_GPU_CODEC_H
+
+#include <stddef.h>
+
+#include "rcmoe/codec.h"
+#include "rcmoe/status.h"
+#include "gpu.h"
+
+/* A GPU encoder as an encode plan holds it (policy.h): rcmoe_gpu_codec_encode's shape. */
+typedef rcmoe_status_t (*rcmoe_gpu_encode_fn)(const struct rcmoe_codec_cfg *cfg, const void *src,
+					      size_t n, void *dst, size_t cap, void *work,
+					      size_t work_bytes, struct rcmoe_gpu_stream *s);
+
+/* Scratch bytes cfg's GPU encoder needs for n elements (0 without CUDA, or for a bad cfg). */
+size_t rcmoe_gpu_codec_encode_work_bytes(const struct rcmoe_codec_cfg *cfg, size_t n);
+/* Encode n elements (dedup: bytes) at device address src with cfg's codec into a complete
+ * stream at dst (mapped host memory, cap >= rcmoe_codec_bound), on stream s; the stream's length
+ * is in the header it writes, once the stream's work is done. The GPU entry point of the encode
+ * plans (policy.h). */
+rcmoe_status_t rcmoe_gpu_codec_encode(const struct rcmoe_codec_cfg *cfg, const void *src, size_t n,
+				      void *dst, size_t cap, void *work, size_t work_bytes,
+				      struct rcmoe_gpu_stream *s);
+
+/* Scratch bytes the GPU decoder needs for a stream with this validated header (0 without
+ * CUDA). */
+size_t rcmoe_gpu_codec_decode_work_bytes(const struct rcmoe_wire_header *hdr);
+/* Decode the stream at src (mapped host memory), validated on the host with
+ * rcmoe_codec_validate against dst_bytes, into device memory at dst, on stream s. */
+rcmoe_status_t rcmoe_gpu_codec_decode(const void *src, const struct rcmoe_wire_header *hdr,
+				      void *dst, size_t dst_bytes, void *work, size_t work_bytes,
+				      struct rcmoe_gpu_stream *s);
+
+#endif
