@@ -21,6 +21,7 @@ static const struct rcmoe_transport_ops *transport;
 static int cuda_buffers;
 static int compressing;
 static struct rcmoe_ctx default_ctx;
+static _Atomic int live_ctxs; /* per-communicator contexts (net v11) not yet finalized */
 
 /* Set one NCCL variable the user has not set; a value of theirs is kept. */
 static void set_nccl_default(const char *name, const char *value, const char *why)
@@ -115,6 +116,11 @@ static void setup(void)
 		RCMOE_WARN("invalid RCMOE_* settings (see the warnings above); refusing to start");
 		return;
 	}
+	setup_status = rcmoe_stats_setup(params->stats_file, (int)params->stats_format);
+	if (setup_status != RCMOE_OK) {
+		RCMOE_WARN("invalid RCMOE_* settings (see the warnings above); refusing to start");
+		return;
+	}
 	setup_status = rcmoe_transport_select(params, &transport); /* plugin/transport/registry.c */
 	if (setup_status != RCMOE_OK) {
 		RCMOE_WARN("transport %s failed to start: %s", transport ? transport->name : "?",
@@ -174,6 +180,8 @@ rcmoe_status_t rcmoe_core_init(struct rcmoe_ctx **out, uint64_t comm_id, ncclDeb
 	struct rcmoe_ctx *ctx = out ? calloc(1, sizeof(*ctx)) : &default_ctx;
 	if (!ctx)
 		return RCMOE_ERR_NOMEM;
+	if (out)
+		atomic_fetch_add(&live_ctxs, 1);
 	ctx->comm_id = comm_id;
 	ctx->prof = prof;
 	clock_gettime(CLOCK_MONOTONIC, &ctx->last_dump);
@@ -187,10 +195,16 @@ rcmoe_status_t rcmoe_core_finalize(struct rcmoe_ctx *ctx)
 	if (!ctx) /* NCCL calls finalize after a failed init too */
 		return RCMOE_OK;
 	rcmoe_stats_log(&ctx->stats, ctx->comm_id);
-	/* A stats file that cannot be written is a WARN (from rcmoe_stats_write), not a failure of
-	 * the communicator's teardown. */
-	if (params && params->stats_file[0])
+	int last = ctx != &default_ctx && atomic_fetch_sub(&live_ctxs, 1) == 1;
+	/* The record is queued for the stats writer thread; a file that cannot be written is a
+	 * WARN from there, not a failure of the communicator's teardown. The last communicator
+	 * waits (bounded) for the file: a process often exits right after destroying it, and an
+	 * exit that skips destructors (_exit, a signal) would lose what is still queued. */
+	if (params && params->stats_file[0]) {
 		(void)rcmoe_stats_write(&ctx->stats, ctx->comm_id, params->stats_file, "finalize");
+		if (last)
+			(void)rcmoe_stats_flush(RCMOE_STATS_FLUSH_MS);
+	}
 	if (ctx != &default_ctx)
 		free(ctx);
 	return RCMOE_OK;

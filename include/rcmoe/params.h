@@ -22,6 +22,7 @@ struct rcmoe_params {
 enum { RCMOE_TRANSPORT_AUTO = 0, RCMOE_TRANSPORT_SOCKET = 1 };
 enum { RCMOE_CUDA_BUFFERS_AUTO = 0, RCMOE_CUDA_BUFFERS_ON = 1, RCMOE_CUDA_BUFFERS_OFF = 2 };
 enum { RCMOE_A2A_SCOPE_ALLTOALL = 0, RCMOE_A2A_SCOPE_P2P = 1 };
+enum { RCMOE_STATS_FORMAT_JSON = 0, RCMOE_STATS_FORMAT_PROMETHEUS = 1 };
 
 typedef const char *(*rcmoe_getenv_fn)(const char *name);
 
