@@ -58,4 +58,12 @@ rcmoe_status_t rcmoe_gpu_context_bind(int *dev);
 rcmoe_status_t rcmoe_gpu_enter(int dev, struct rcmoe_gpu_scope *s);
 void rcmoe_gpu_leave(struct rcmoe_gpu_scope *s);
 
+/* For the warning on a GPU this build has no kernel code for (made when the plugin's context is
+ * warmed up): `archs` is meson's gpu_arch list ("80,90": machine code for each, PTX of the
+ * first). Writes what the build carries to `built` ("sm_80, sm_90 and PTX compute_80") and a
+ * gpu_arch list that adds the device's compute capability major.minor to `fix` ("70,80,90";
+ * an older device goes first, so that it gets the PTX). Both are always terminated. */
+void rcmoe_gpu_arch_advice(const char *archs, int major, int minor, char *built, size_t built_len,
+			   char *fix, size_t fix_len);
+
 #endif

@@ -14,11 +14,66 @@
  * libcuda of its own. A context lives until the process ends, like the primary context.
  */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rcmoe/codec.h"
 #include "rcmoe/log.h"
 #include "core.h"
+
+/* Append to buf (len bytes, *used of them taken), truncating and always terminated. */
+static void __attribute__((format(printf, 4, 5)))
+append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+	va_list ap;
+	if (*used + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	int k = vsnprintf(buf + *used, len - *used, fmt, ap);
+	va_end(ap);
+	if (k > 0)
+		*used = *used + (size_t)k < len ? *used + (size_t)k : len - 1;
+}
+
+void rcmoe_gpu_arch_advice(const char *archs, int major, int minor, char *built, size_t built_len,
+			   char *fix, size_t fix_len)
+{
+	int dev_arch = major * 10 + minor, first = -1;
+	size_t b = 0, f = 0;
+	char first_name[16] = "";
+
+	built[0] = 0;
+	fix[0] = 0;
+	for (const char *s = archs; *s;) {
+		size_t n = strcspn(s, ",");
+		char name[16];
+		int k = snprintf(name, sizeof(name), "%.*s", (int)n, s);
+		s += n + (s[n] == ',');
+		if (k <= 0 || (size_t)k >= sizeof(name))
+			continue;
+		if (first < 0) {
+			first = atoi(name);
+			snprintf(first_name, sizeof(first_name), "%s", name);
+			/* A device older than the first one goes first: it gets the PTX. */
+			if (dev_arch < first)
+				append(fix, fix_len, &f, "%d,", dev_arch);
+		}
+		append(built, built_len, &b, "%ssm_%s", b ? ", " : "", name);
+		append(fix, fix_len, &f, "%s,", name);
+	}
+	if (first < 0) {
+		snprintf(built, built_len, "no GPU architecture");
+		snprintf(fix, fix_len, "%d", dev_arch);
+		return;
+	}
+	append(built, built_len, &b, " and PTX compute_%s", first_name);
+	if (dev_arch >= first)
+		append(fix, fix_len, &f, "%d", dev_arch);
+	else if (f > 0 && fix[f - 1] == ',')
+		fix[f - 1] = 0;
+}
 
 #ifdef RCMOE_HAVE_CUDA
 #include <cuda.h>
@@ -86,10 +141,50 @@ static rcmoe_status_t load_driver(void)
 	return RCMOE_OK;
 }
 
+#ifndef RCMOE_GPU_ARCHS
+#define RCMOE_GPU_ARCHS "" /* meson passes gpu_arch (meson.build) */
+#endif
+
+/*
+ * After a failed warm-up: when its error means that this build has no kernel code the device
+ * can run (the kernels were built for other architectures, or only as PTX newer than the
+ * driver), say so, which device, which architectures the build has and how to fix it, and
+ * return 1; 0 for any other error.
+ */
+static int explain_no_kernel_image(int dev, cudaError_t e)
+{
+	if (e != cudaErrorNoKernelImageForDevice && e != cudaErrorInvalidDeviceFunction &&
+	    e != cudaErrorUnsupportedPtxVersion)
+		return 0;
+	int major = 0, minor = 0;
+	struct cudaDeviceProp prop;
+	const char *name = "?";
+	if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+	    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+		(void)cudaGetLastError();
+	if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
+		name = prop.name;
+	else
+		(void)cudaGetLastError();
+	char built[256], fix[128];
+	rcmoe_gpu_arch_advice(RCMOE_GPU_ARCHS, major, minor, built, sizeof(built), fix,
+			      sizeof(fix));
+	RCMOE_WARN("this build of the plugin has no GPU code for device %d (%s, compute capability "
+		   "%d.%d): it was built for %s (%s%s). Rebuild it for this GPU (meson setup "
+		   "-Dgpu_arch=%s), or set RCMOE_CUDA_BUFFERS=off to keep the plugin on host "
+		   "buffers and the CPU codec",
+		   dev, name, major, minor, built, cudaGetErrorName(e),
+		   e == cudaErrorUnsupportedPtxVersion ? ": the driver is older than the PTX" : "",
+		   fix);
+	return 1;
+}
+
 /* CUDA loads kernels into a context on their first launch. Launch each of ours once here, at
  * connect time and synchronised on our own stream, so that no module load happens on the
- * data path; the decode of each encoded stream also shows the context works end to end. */
-static rcmoe_status_t warm_up(void)
+ * data path; the decode of each encoded stream also shows the context works end to end. The
+ * first launch (the staging copy, whose launcher leaves its error to be read) is also where a
+ * build without code for this GPU shows: that is refused with a warning that says so. */
+static rcmoe_status_t warm_up(int device)
 {
 	static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP16, RCMOE_DT_FP32 };
 	static const int bits[] = { 2, 4, 8 };
@@ -106,8 +201,9 @@ static rcmoe_status_t warm_up(void)
 	    cudaMalloc(&work, work_bytes) != cudaSuccess ||
 	    cudaHostAlloc((void **)&host, cap, cudaHostAllocMapped | cudaHostAllocPortable) !=
 		    cudaSuccess) {
+		/* peek: the error is read (and classified) again below */
 		RCMOE_WARN("warm-up of the plugin's CUDA context: allocation failed: %s",
-			   cudaGetErrorString(cudaGetLastError()));
+			   cudaGetErrorString(cudaPeekAtLastError()));
 		st = RCMOE_ERR_CUDA;
 		goto free_all;
 	}
@@ -142,9 +238,14 @@ static rcmoe_status_t warm_up(void)
 	if (cudaStreamSynchronize(stream) != cudaSuccess)
 		st = RCMOE_ERR_CUDA;
 free_all:
-	if (st != RCMOE_OK)
-		RCMOE_WARN("warm-up of the plugin's CUDA context failed (%s): %s",
-			   rcmoe_status_str(st), cudaGetErrorString(cudaGetLastError()));
+	if (st != RCMOE_OK) {
+		cudaError_t e = cudaGetLastError();
+		if (explain_no_kernel_image(device, e))
+			st = RCMOE_ERR_UNSUPPORTED;
+		else
+			RCMOE_WARN("warm-up of the plugin's CUDA context failed (%s): %s",
+				   rcmoe_status_str(st), cudaGetErrorString(e));
+	}
 	if (host)
 		cudaFreeHost(host);
 	if (work)
@@ -168,7 +269,7 @@ static rcmoe_status_t create(int dev)
 	}
 	/* cuCtxCreate made it current: warm it up there, then give the thread its context back. */
 	int saved = capture_relax();
-	rcmoe_status_t st = warm_up();
+	rcmoe_status_t st = warm_up(dev);
 	capture_restore(saved);
 	drv.ctx_pop(&popped);
 	if (st != RCMOE_OK) {

@@ -55,7 +55,7 @@ run_suites() {
 
 echo "# build (CUDA objects included when nvcc is present)"
 rcmoe_build build-test -Dbuildtype=debugoptimized || exit 1
-run_suites main build-test -- unit codec transport plugin smoke gpu tools
+run_suites main build-test -- unit codec transport plugin smoke gpu tools install
 
 if [ "${RCMOE_SKIP_SANITIZERS:-0}" != 1 ]; then
 	echo "# build with AddressSanitizer + UndefinedBehaviorSanitizer"

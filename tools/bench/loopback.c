@@ -77,11 +77,13 @@ static int lb_open(struct lb *L, const char *path)
 {
 	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL); /* as NCCL opens it */
 	if (!dl) {
-		snprintf(L->err, sizeof(L->err),
-			 "cannot load the plugin: %s\n"
-			 "  build it (ninja -C <builddir> plugin/%s), pass --plugin PATH or set "
-			 "RCMOE_PLUGIN; -T socket runs the TCP reference alone",
-			 dlerror(), BENCH_PLUGIN_SO);
+		snprintf(
+			L->err, sizeof(L->err),
+			"cannot load the plugin: %s\n"
+			"  build it (ninja -C <builddir> plugin/%s) or install it (meson install), "
+			"put its directory on LD_LIBRARY_PATH, pass --plugin PATH or set "
+			"RCMOE_PLUGIN; -T socket runs the TCP reference alone",
+			dlerror(), BENCH_PLUGIN_SO);
 		return -1;
 	}
 	L->net = dlsym(dl, "ncclNetPlugin_v11");

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char **bench_orig_argv;
@@ -56,8 +57,10 @@ static void usage(FILE *out)
 "environment of the ranks (the Socket run gets NCCL_NET_PLUGIN=none NCCL_NET=Socket,\n"
 "the rcmoe run NCCL_NET_PLUGIN=<plugin> NCCL_NET=RCMoE; every rank NCCL_HOSTID=rcmoe-bench-h<r>,\n"
 "NCCL_MNNVL_ENABLE=0, and NCCL_SOCKET_IFNAME=lo unless already set)\n"
-"      --plugin PATH       the plugin .so  [$RCMOE_PLUGIN, else ../../plugin/" BENCH_PLUGIN_SO "\n"
-"                          relative to this executable, i.e. its own build tree]\n"
+"      --plugin PATH       the plugin .so  [$RCMOE_PLUGIN, else the installed one\n"
+"                          (<libdir> beside the <bindir> holding this executable), else\n"
+"                          its build tree's (../../plugin/), else the first in\n"
+"                          $LD_LIBRARY_PATH]\n"
 "      --gdr-level LEVEL   NCCL_NET_GDR_LEVEL of the rcmoe run; 'unset' leaves NCCL's\n"
 "                          default (the plugin then gets host buffers)   [SYS, or the env's]\n"
 "      --proto[=PROTO]     set NCCL_PROTO=PROTO (bare: Simple) for both runs  [not set]\n"
@@ -532,7 +535,45 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 	return 0;
 }
 
-/* The plugin: --plugin, else $RCMOE_PLUGIN, else the build tree this binary sits in. */
+#ifndef RCMOE_BENCH_PLUGIN_DIR
+#define RCMOE_BENCH_PLUGIN_DIR "../lib" /* set by tools/meson.build */
+#endif
+
+/* 0, and its absolute path in cfg->plugin, when `path` is a regular file. */
+static int plugin_at(struct bench_cfg *cfg, const char *path)
+{
+	struct stat sb;
+	if (stat(path, &sb) || !S_ISREG(sb.st_mode))
+		return -1;
+	return realpath(path, cfg->plugin) ? 0 : -1;
+}
+
+/* The first directory of $LD_LIBRARY_PATH holding the plugin: where a dlopen by name (NCCL's
+ * NCCL_NET_PLUGIN=rcmoe) would find it first. An empty entry is the working directory, as for
+ * the dynamic loader. */
+static int plugin_in_ld_path(struct bench_cfg *cfg)
+{
+	const char *s = getenv("LD_LIBRARY_PATH");
+	char cand[PATH_MAX];
+	while (s && *s) {
+		size_t n = strcspn(s, ":");
+		int k = snprintf(cand, sizeof(cand), "%.*s/%s", n ? (int)n : 1, n ? s : ".",
+				 BENCH_PLUGIN_SO);
+		if (k > 0 && (size_t)k < sizeof(cand) && !plugin_at(cfg, cand))
+			return 0;
+		s += n;
+		if (*s == ':')
+			s++;
+	}
+	return -1;
+}
+
+/*
+ * The plugin: --plugin, else $RCMOE_PLUGIN, else the installed one (<libdir> seen from the
+ * <bindir> this binary was installed in), else the one of the build tree this binary sits in,
+ * else the first found in $LD_LIBRARY_PATH. cfg->plugin gets an absolute path either way: when
+ * nothing is found, the build tree's, for the messages.
+ */
 static int resolve_plugin(struct bench_cfg *cfg)
 {
 	const char *p = cfg->plugin_arg ? cfg->plugin_arg : getenv("RCMOE_PLUGIN");
@@ -540,7 +581,18 @@ static int resolve_plugin(struct bench_cfg *cfg)
 	if (!p || !*p) {
 		char exe[PATH_MAX];
 		snprintf(exe, sizeof(exe), "%s", cfg->exe);
-		snprintf(cand, sizeof(cand), "%s/../../plugin/%s", dirname(exe), BENCH_PLUGIN_SO);
+		const char *dir = dirname(exe);
+		if (RCMOE_BENCH_PLUGIN_DIR[0] == '/')
+			snprintf(cand, sizeof(cand), "%s/%s", RCMOE_BENCH_PLUGIN_DIR,
+				 BENCH_PLUGIN_SO);
+		else
+			snprintf(cand, sizeof(cand), "%s/%s/%s", dir, RCMOE_BENCH_PLUGIN_DIR,
+				 BENCH_PLUGIN_SO);
+		if (!plugin_at(cfg, cand))
+			return 0;
+		snprintf(cand, sizeof(cand), "%s/../../plugin/%s", dir, BENCH_PLUGIN_SO);
+		if (!plugin_at(cfg, cand) || !plugin_in_ld_path(cfg))
+			return 0;
 		p = cand;
 	}
 	if (realpath(p, cfg->plugin))
@@ -597,8 +649,10 @@ int main(int argc, char **argv)
 	if (need_plugin && plugin_rc && !cfg.fake) {
 		fprintf(stderr,
 			"rcmoe-bench: plugin not found: %s\n"
-			"  build it (ninja -C <builddir> plugin/%s), or pass --plugin PATH,\n"
-			"  or set RCMOE_PLUGIN; -T socket runs the Socket transport alone\n",
+			"  build it (ninja -C <builddir> plugin/%s) or install it\n"
+			"  (meson install), put its directory on LD_LIBRARY_PATH, pass\n"
+			"  --plugin PATH or set RCMOE_PLUGIN; -T socket runs the Socket\n"
+			"  transport alone\n",
 			cfg.plugin, BENCH_PLUGIN_SO);
 		return 2;
 	}

@@ -4,7 +4,31 @@
 
 rcmoe_need() { command -v "$1" >/dev/null 2>&1; }
 
-# Packages: meson, ninja and a C compiler; for the tests also pkg-config, binutils and Criterion.
+# Why the build or the tests need a package: said before anything is installed.
+rcmoe_pkg_why() {
+	case $1 in
+	meson) echo "the build system (meson setup, test, install)" ;;
+	ninja-build) echo "runs the build that meson writes" ;;
+	gcc) echo "the C compiler (plugin, tools, tests)" ;;
+	pkg-config) echo "lets meson find Criterion" ;;
+	binutils) echo "nm, for the check of the plugin's exported symbols" ;;
+	libcriterion-dev) echo "Criterion, the framework of the tests in test/" ;;
+	clang-format*) echo "the style check (tools/check-style.sh)" ;;
+	*) echo "needed by the build or the tests" ;;
+	esac
+}
+
+# rcmoe_pkg_list PKG...: one line per package, and why it is needed.
+rcmoe_pkg_list() {
+	local p
+	for p in "$@"; do
+		printf '#   %-18s %s\n' "$p" "$(rcmoe_pkg_why "$p")"
+	done
+}
+
+# Packages: meson, ninja and a C compiler; for the tests also pkg-config, binutils, Criterion and
+# clang-format (the style check, tools/check-style.sh). As root with apt-get, the missing ones
+# are listed with why, then installed; otherwise listed, and the call fails.
 rcmoe_install_deps() {
 	local want_tests=$1 missing=()
 	rcmoe_need meson || missing+=(meson)
@@ -17,14 +41,27 @@ rcmoe_install_deps() {
 		if ! pkg-config --exists criterion 2>/dev/null; then
 			missing+=(libcriterion-dev)
 		fi
+		rcmoe_need clang-format-14 || rcmoe_need clang-format || missing+=(clang-format)
 	fi
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" = 0 ] && rcmoe_need apt-get; then
-		echo "# installing: ${missing[*]}"
+		echo "# missing, to be installed with apt-get (apt-get update, then apt-get install):"
+		rcmoe_pkg_list "${missing[@]}"
 		apt-get update -qq >/dev/null
+		# The tree is formatted with clang-format 14: take that version where the archive has it
+		# (Debian 12, Ubuntu 22.04/24.04), else the distribution's default clang-format.
+		local i
+		for i in "${!missing[@]}"; do
+			if [ "${missing[$i]}" = clang-format ] &&
+				apt-cache show clang-format-14 >/dev/null 2>&1; then
+				missing[i]=clang-format-14
+			fi
+		done
+		echo "# apt-get install -y ${missing[*]}"
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	else
-		echo "missing: ${missing[*]} (install them, or run as root on Debian/Ubuntu)" >&2
+		echo "missing (install them, or run this as root on Debian/Ubuntu):" >&2
+		rcmoe_pkg_list "${missing[@]}" >&2
 		return 1
 	fi
 }
