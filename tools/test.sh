@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up and run every test: the CPU suites (unit, codec, transport, plugin, smoke; GPU cases skip
-# without a GPU, saying so), then the CPU suites again under AddressSanitizer + UBSan and the
-# threaded ones under ThreadSanitizer. Ends with one line: "N passed, N failed, N skipped".
+# Set up and run every test: the style check (tools/check-style.sh) and the path check
+# (tools/check-paths.py), one counted case each; the CPU suites (unit, codec, transport, plugin,
+# smoke; GPU cases skip without a GPU, saying so), the tools and install suites (install: meson
+# install into a temporary DESTDIR, then the installed tree used), then the CPU suites again under
+# AddressSanitizer + UBSan and the threaded ones under ThreadSanitizer. Ends with one line:
+# "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source tools/lib/setup.sh
@@ -52,6 +55,25 @@ run_suites() {
 	grep -E '^ *[0-9]+/[0-9]+ ' "$dir/test.out" || true
 	count_cases "$dir"
 }
+
+# run_check NAME COMMAND...: one counted case for a whole-tree check (style, paths). Its output is
+# shown; a non-zero exit counts one failed case and fails the run.
+run_check() {
+	local name=$1
+	shift
+	echo "# $name: $*"
+	if "$@"; then
+		passed_cases=$((passed_cases + 1))
+	else
+		failed_cases=$((failed_cases + 1))
+		failed=1
+		echo "# $name: FAILED"
+	fi
+}
+
+# The ABI checks (plugin/abi/abi_checks.c) are compile-time: every build below runs them.
+run_check style tools/check-style.sh
+run_check paths python3 tools/check-paths.py
 
 echo "# build (CUDA objects included when nvcc is present)"
 rcmoe_build build-test -Dbuildtype=debugoptimized || exit 1

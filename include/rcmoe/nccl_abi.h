@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rcmoe's own declaration of the parts of NCCL's plugin ABI it implements (NCCL 2.26 - 2.30):
- * net v11 and v10, collNet v11 and v10, profiler v5. Member order, signatures and constants are
- * facts of the ABI (see shared/notes/nccl-plugin-abi.md for their source); the text is ours.
+ * net v11 and v10, profiler v5 (no collNet). Member order, signatures and constants are facts of
+ * the ABI (see shared/notes/nccl-plugin-abi.md for their source); the text is ours. Sizes,
+ * offsets and signatures are checked at compile time against that note in
+ * plugin/abi/abi_checks.c: change both together.
  *
  * The basic enums (ncclResult_t, ncclDataType_t, ncclRedOp_t) are declared here only when nccl.h
  * has not been included, so tools that link NCCL can include both.

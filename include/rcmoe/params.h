@@ -34,7 +34,7 @@ rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get,
 /* The process-wide parameters, parsed from the environment on first call (thread-safe). */
 rcmoe_status_t rcmoe_params_load(const struct rcmoe_params **out);
 
-/* Number of entries and their names, for the README test. */
+/* Number of entries and their names, for the documentation test (test_params.c). */
 int rcmoe_params_count(void);
 const char *rcmoe_params_name(int i);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The RCMOE_* table: defaults, valid and invalid values, and that README documents each one. */
+/* The RCMOE_* table: defaults, valid and invalid values, and that docs/configuration.md documents
+ * each one. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,13 +106,13 @@ Test(params, too_long_string_is_refused)
 	cr_expect_eq(rcmoe_params_parse(&p, fake_get, 0), RCMOE_ERR_USAGE);
 }
 
-/* Every variable in the table has a row in README.md's variable table. */
-Test(params, every_variable_is_in_the_readme)
+/* Every variable in the table has a row in docs/configuration.md. */
+Test(params, every_variable_is_documented)
 {
 	const char *root = getenv("RCMOE_SOURCE_ROOT");
 	cr_assert_not_null(root, "RCMOE_SOURCE_ROOT not set by the test harness");
 	char path[1024];
-	snprintf(path, sizeof(path), "%s/README.md", root);
+	snprintf(path, sizeof(path), "%s/docs/configuration.md", root);
 	FILE *f = fopen(path, "r");
 	cr_assert_not_null(f, "cannot open %s", path);
 	static char text[1 << 20];
@@ -122,7 +123,8 @@ Test(params, every_variable_is_in_the_readme)
 	for (int i = 0; i < rcmoe_params_count(); i++) {
 		char row[128];
 		snprintf(row, sizeof(row), "| `%s` |", rcmoe_params_name(i));
-		cr_expect_not_null(strstr(text, row), "README.md has no table row for %s",
+		cr_expect_not_null(strstr(text, row),
+				   "docs/configuration.md has no table row for %s",
 				   rcmoe_params_name(i));
 	}
 }
