@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "print_float.h"
+
 #define BENCH_VERSION    "0.1.0"
 #define BENCH_MAX_RANKS  32 /* allreduce check data stays exact in bf16 up to 32 */
 #define BENCH_MAX_SIZES  64
@@ -228,7 +230,6 @@ int bench_report_json(struct bench_report *rep, const char *path);
 void bench_json_str(FILE *f, const char *s);
 void bench_json_num(FILE *f, double v);
 /* Print a float right-aligned in width, at most maxchars characters, fewest decimals lost. */
-void bench_print_float(FILE *out, double v, int width, int maxchars);
 void bench_format_size_arg(char *buf, size_t len, size_t v);
 
 /* The command line as given, before getopt permuted it: children get the same options. */

@@ -479,9 +479,9 @@ int bench_loopback_main(struct bench_cfg *cfg)
 			bad += !row->ok;
 		}
 		printf("%12zu%10ld", S, nmsg);
-		bench_print_float(stdout, row->tcp, 10, 7);
-		bench_print_float(stdout, row->plug, 10, 7);
-		bench_print_float(stdout, row->plug / row->tcp, 10, 7);
+		rcmoe_print_float(stdout, row->tcp, 10, 7);
+		rcmoe_print_float(stdout, row->plug, 10, 7);
+		rcmoe_print_float(stdout, row->plug / row->tcp, 10, 7);
 		printf("%7s\n", row->ok < 0 ? "N/A" : row->ok ? "ok" : "BAD");
 		fflush(stdout);
 	}

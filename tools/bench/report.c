@@ -20,22 +20,6 @@ struct bench_run *bench_report_run(struct bench_report *rep, int run, int transp
 	return &rep->runs[run * BENCH_NUM_TRANSPORTS + transport];
 }
 
-void bench_print_float(FILE *out, double v, int width, int maxchars)
-{
-	char buf[64];
-	if (!isfinite(v)) {
-		fprintf(out, "%*s", width, isnan(v) ? "N/A" : v > 0 ? "inf" : "-inf");
-		return;
-	}
-	/* Fewer decimals before a wider column: rows keep their alignment (nccl-tests does so). */
-	for (int prec = 2; prec >= 0; prec--) {
-		snprintf(buf, sizeof(buf), "%.*f", prec, v);
-		if ((int)strlen(buf) <= maxchars || prec == 0)
-			break;
-	}
-	fprintf(out, "%*s", width, buf);
-}
-
 static const char *mps_label(const struct bench_report *rep)
 {
 	if (rep->cfg->fake)
@@ -157,9 +141,9 @@ void bench_report_row(struct bench_report *rep, struct bench_run *r, int opi, in
 		rep->cur_op = opi;
 	}
 	fprintf(out, "%12zu%14zu%10s", res->bytes, res->count, cfg->dt->name);
-	bench_print_float(out, res->time_us, 10, 7);
-	bench_print_float(out, res->algbw, 9, 6);
-	bench_print_float(out, res->busbw, 9, 6);
+	rcmoe_print_float(out, res->time_us, 10, 7);
+	rcmoe_print_float(out, res->algbw, 9, 6);
+	rcmoe_print_float(out, res->busbw, 9, 6);
 	if (cfg->check == BENCH_CHECK_ERROR)
 		fprintf(out, "%10.3e%10.3e", rel_l2(&res->chk), res->chk.maxabs);
 	else if (cfg->check == BENCH_CHECK_NONE)
@@ -230,9 +214,9 @@ void bench_report_ratios(struct bench_report *rep, FILE *out)
 			double a = median_busbw(rep, BENCH_SOCKET, o, s, &n0);
 			double b = median_busbw(rep, BENCH_RCMOE, o, s, &n1);
 			fprintf(out, "%12zu", bytes);
-			bench_print_float(out, a, 10, 7);
-			bench_print_float(out, b, 10, 7);
-			bench_print_float(out, a > 0 ? b / a : NAN, 10, 7);
+			rcmoe_print_float(out, a, 10, 7);
+			rcmoe_print_float(out, b, 10, 7);
+			rcmoe_print_float(out, a > 0 ? b / a : NAN, 10, 7);
 			fprintf(out, "\n");
 		}
 	}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "print_float.h"
 #include "stats_tool.h"
 
 static int row_cmp(const void *pa, const void *pb)
@@ -147,21 +148,6 @@ static double ratio(const struct st_row *r)
 }
 
 /* Fewer decimals before a wider column (as nccl-tests does): rows keep their alignment. */
-static void print_float(FILE *out, double v, int width, int maxchars)
-{
-	char buf[64];
-	if (!isfinite(v)) {
-		fprintf(out, "%*s", width, isnan(v) ? "N/A" : "inf");
-		return;
-	}
-	for (int prec = 2; prec >= 0; prec--) {
-		snprintf(buf, sizeof(buf), "%.*f", prec, v);
-		if ((int)strlen(buf) <= maxchars || prec == 0)
-			break;
-	}
-	fprintf(out, "%*s", width, buf);
-}
-
 static void row_label(const struct st_row *r, char *out, size_t size)
 {
 	if (r->total)
@@ -200,8 +186,8 @@ void st_print_table(const struct st_summary *s, FILE *out)
 		fprintf(out, "%4s %14.14s %15.15s %13llu %17llu %17llu", r->send ? "send" : "recv",
 			r->func, r->dtype, (unsigned long long)r->messages,
 			(unsigned long long)r->logical, (unsigned long long)r->wire);
-		print_float(out, ratio(r), 10, 7);
-		print_float(out, r->codec_us / 1e3, 10, 8);
+		rcmoe_print_float(out, ratio(r), 10, 7);
+		rcmoe_print_float(out, r->codec_us / 1e3, 10, 8);
 		fprintf(out, "\n");
 	}
 }
@@ -252,7 +238,7 @@ void st_print_bars(const struct st_summary *s, int width, FILE *out)
 		bar(out, max > 0 ? r->wire / max : 0, width, '#');
 		st_format_bytes(size, sizeof(size), (double)r->wire);
 		fprintf(out, " %11s  x", size);
-		print_float(out, ratio(r), 0, 7);
+		rcmoe_print_float(out, ratio(r), 0, 7);
 		fprintf(out, "\n");
 	}
 }
