@@ -111,12 +111,11 @@ static rcmoe_status_t choose_buffers(void)
 
 static void setup(void)
 {
+	/* The parameters, then the settings that only make sense together (the stats file's
+	 * name and format): either one refused is the same usage error. */
 	setup_status = rcmoe_params_load(&params);
-	if (setup_status != RCMOE_OK) {
-		RCMOE_WARN("invalid RCMOE_* settings (see the warnings above); refusing to start");
-		return;
-	}
-	setup_status = rcmoe_stats_setup(params->stats_file, (int)params->stats_format);
+	if (setup_status == RCMOE_OK)
+		setup_status = rcmoe_stats_setup(params->stats_file, (int)params->stats_format);
 	if (setup_status != RCMOE_OK) {
 		RCMOE_WARN("invalid RCMOE_* settings (see the warnings above); refusing to start");
 		return;

@@ -342,3 +342,14 @@ struct rcmoe_trecv *st_accept_one(struct rcmoe_tlisten *l)
 	}
 	return r;
 }
+
+struct rcmoe_tsend *st_connect_one(const void *handle)
+{
+	struct rcmoe_tsend *s = NULL;
+	double end = st_now() + 10;
+	while (!s) {
+		cr_assert_eq(OPS->connect(0, handle, &s), RCMOE_OK);
+		cr_assert(st_now() < end, "connect did not finish within 10 s");
+	}
+	return s;
+}

@@ -35,6 +35,8 @@ void st_connect_accept(struct st_pair *p, struct rcmoe_tsend **s, struct rcmoe_t
 void st_pair_close(struct st_pair *p);
 /* Call accept until it gives a comm (at most 10 s). */
 struct rcmoe_trecv *st_accept_one(struct rcmoe_tlisten *l);
+/* Connect to `handle` until a comm comes back (asserts, within 10 s). */
+struct rcmoe_tsend *st_connect_one(const void *handle);
 
 /* What a placement callback was asked, and what it answers. */
 struct st_place {

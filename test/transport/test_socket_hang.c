@@ -71,6 +71,24 @@ static struct rcmoe_tsend *child_connect(const uint8_t *handle)
 	return s;
 }
 
+/* The child's receiving side: listen (*l), hand the handle to the parent through `wr`, accept
+ * within 10 s (exit codes 30-32 name the step that failed). */
+static struct rcmoe_trecv *child_listen_accept(int wr, struct rcmoe_tlisten **l)
+{
+	uint8_t h[128];
+	struct rcmoe_trecv *r = NULL;
+	if (OPS->listen(0, h, l) != RCMOE_OK)
+		_exit(30);
+	child_put(wr, h, sizeof(h));
+	double end = st_now() + 10;
+	while (!r && st_now() < end)
+		if (OPS->accept(*l, &r) != RCMOE_OK)
+			_exit(31);
+	if (!r)
+		_exit(32);
+	return r;
+}
+
 /* Send `len` bytes of pattern `seed` and wait until the send is done. */
 static void child_send(struct rcmoe_tsend *s, size_t len, unsigned seed)
 {
@@ -340,18 +358,8 @@ static void stopping_receiver(int rd, int wr, const uint8_t *handle)
 {
 	(void)rd;
 	(void)handle;
-	uint8_t h[128];
 	struct rcmoe_tlisten *l;
-	struct rcmoe_trecv *r = NULL;
-	if (OPS->listen(0, h, &l) != RCMOE_OK)
-		_exit(30);
-	child_put(wr, h, sizeof(h));
-	double end = st_now() + 10;
-	while (!r && st_now() < end)
-		if (OPS->accept(l, &r) != RCMOE_OK)
-			_exit(31);
-	if (!r)
-		_exit(32);
+	struct rcmoe_trecv *r = child_listen_accept(wr, &l);
 	uint8_t *dst = malloc(BIG_LEN);
 	struct st_place pl = { .dest = dst };
 	struct rcmoe_treq *req = NULL;
@@ -376,12 +384,7 @@ Test(socket_hang, receiver_stopped_mid_message)
 	spawn(&ch, stopping_receiver, NULL);
 	uint8_t handle[128];
 	expect_from_child(&ch, handle, sizeof(handle));
-	struct rcmoe_tsend *s = NULL;
-	double end = st_now() + 10;
-	while (!s) {
-		cr_assert_eq(OPS->connect(0, handle, &s), RCMOE_OK);
-		cr_assert(st_now() < end, "connect did not finish within 10 s");
-	}
+	struct rcmoe_tsend *s = st_connect_one(handle);
 	uint8_t *src = calloc(1, BIG_LEN);
 	cr_assert_not_null(src);
 	char c;
@@ -507,18 +510,8 @@ static bool child_recv_inline(struct rcmoe_trecv *r, uint8_t *dst)
 static void late_receiver(int rd, int wr, const uint8_t *handle)
 {
 	(void)handle;
-	uint8_t h[128];
 	struct rcmoe_tlisten *l;
-	struct rcmoe_trecv *r = NULL;
-	if (OPS->listen(0, h, &l) != RCMOE_OK)
-		_exit(30);
-	child_put(wr, h, sizeof(h));
-	double end = st_now() + 10;
-	while (!r && st_now() < end)
-		if (OPS->accept(l, &r) != RCMOE_OK)
-			_exit(31);
-	if (!r)
-		_exit(32);
+	struct rcmoe_trecv *r = child_listen_accept(wr, &l);
 	int warns = test_log_warn_count();
 	child_put(wr, "a", 1);
 	uint8_t *dst = malloc(LATE_LEN);
@@ -556,12 +549,7 @@ static struct rcmoe_tsend *connect_late_receiver(struct child *ch)
 	spawn(ch, late_receiver, NULL);
 	uint8_t handle[128];
 	expect_from_child(ch, handle, sizeof(handle));
-	struct rcmoe_tsend *s = NULL;
-	double end = st_now() + 10;
-	while (!s) {
-		cr_assert_eq(OPS->connect(0, handle, &s), RCMOE_OK);
-		cr_assert(st_now() < end, "connect did not finish within 10 s");
-	}
+	struct rcmoe_tsend *s = st_connect_one(handle);
 	char c;
 	expect_from_child(ch, &c, 1);
 	return s;
@@ -892,12 +880,7 @@ static void raw_receiver_open(struct raw_receiver *rx)
 	cr_assert_eq(getsockname(rx->lfd, &h.addr.sa, &alen), 0);
 	uint8_t handle[128];
 	sock_handle_encode(&h, handle);
-	rx->s = NULL;
-	double end = st_now() + 10;
-	while (!rx->s) {
-		cr_assert_eq(OPS->connect(0, handle, &rx->s), RCMOE_OK);
-		cr_assert(st_now() < end, "connect did not finish");
-	}
+	rx->s = st_connect_one(handle);
 	/* Find the control socket by its hello. */
 	rx->ctrl = -1;
 	for (int i = 0; i < 2; i++) {

@@ -9,23 +9,14 @@
 #include "rcmoe/nccl_abi.h"
 #include "stats.h"
 #include "test_log.h"
+#include "test_msg.h"
 
 TestSuite(stats, .init = test_log_init);
-
-static struct rcmoe_msg_info msg(int func, int dtype)
-{
-	struct rcmoe_msg_info m;
-	rcmoe_msg_info_reset(&m);
-	m.known = 1;
-	m.func = func;
-	m.dtype = dtype;
-	return m;
-}
 
 Test(stats, cells_accumulate_and_unknown_is_separate)
 {
 	static struct rcmoe_stats st;
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
 	struct rcmoe_msg_info unknown;
 	rcmoe_msg_info_reset(&unknown);
 	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 100, 60, 5);
@@ -46,8 +37,8 @@ Test(stats, json_lines_file)
 	int fd = mkstemp(tmpl);
 	cr_assert_geq(fd, 0);
 	close(fd);
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
-	struct rcmoe_msg_info i64 = msg(ncclFuncRecv, ncclInt64);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info i64 = test_msg_info(ncclFuncRecv, ncclInt64);
 	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 4096, 4096, 0);
 	rcmoe_stats_add(&st, RCMOE_DIR_RECV, &i64, 32, 32, 0);
 	cr_assert_eq(rcmoe_stats_write(&st, 0xabc, tmpl, "finalize"), RCMOE_OK);
@@ -75,7 +66,7 @@ Test(stats, json_lines_file)
 Test(stats, unwritable_file_is_a_warning_from_the_writer)
 {
 	static struct rcmoe_stats st;
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
 	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 1, 1, 0);
 	int warns = test_log_warn_count();
 	cr_expect_eq(rcmoe_stats_write(&st, 1, "/nonexistent-dir/x", "finalize"), RCMOE_OK);

@@ -23,6 +23,7 @@
 #include "rcmoe/params.h"
 #include "stats.h"
 #include "test_log.h"
+#include "test_msg.h"
 
 static char dir[64];
 
@@ -44,16 +45,6 @@ static void teardown(void)
 }
 
 TestSuite(stats_writer, .init = setup, .fini = teardown, .timeout = 60);
-
-static struct rcmoe_msg_info msg(int func, int dtype)
-{
-	struct rcmoe_msg_info m;
-	rcmoe_msg_info_reset(&m);
-	m.known = 1;
-	m.func = func;
-	m.dtype = dtype;
-	return m;
-}
 
 static void path_in_dir(char *out, size_t size, const char *name)
 {
@@ -288,7 +279,7 @@ Test(stats_writer, json_line_format_unchanged)
 	static struct rcmoe_stats st;
 	char path[128];
 	path_in_dir(path, sizeof(path), "s.jsonl");
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
 	for (int i = 0; i < 1536; i++)
 		rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 131072, 65536, 8);
 	cr_assert_eq(rcmoe_stats_write(&st, 0x5a1f, path, "finalize"), RCMOE_OK);
@@ -317,8 +308,8 @@ struct burst {
 static void *write_burst(void *arg)
 {
 	const struct burst *b = arg;
-	struct rcmoe_msg_info bf = msg(ncclFuncAlltoAll, ncclBfloat16);
-	struct rcmoe_msg_info i64 = msg(ncclFuncRecv, ncclInt64);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncAlltoAll, ncclBfloat16);
+	struct rcmoe_msg_info i64 = test_msg_info(ncclFuncRecv, ncclInt64);
 	for (int c = b->first_comm; c < b->first_comm + b->ncomms; c++) {
 		struct rcmoe_stats *st = calloc(1, sizeof(*st));
 		rcmoe_stats_add(st, RCMOE_DIR_SEND, &bf, 1000, 500, 1);
@@ -367,8 +358,8 @@ Test(stats_writer, caller_returns_before_the_file_is_opened, .timeout = 20)
 	char path[128];
 	path_in_dir(path, sizeof(path), "fifo");
 	cr_assert_eq(mkfifo(path, 0600), 0);
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
-	struct rcmoe_msg_info f32 = msg(ncclFuncAllReduce, ncclFloat32);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info f32 = test_msg_info(ncclFuncAllReduce, ncclFloat32);
 	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 10, 5, 0);
 	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &f32, 10, 10, 0);
 	cr_assert_eq(rcmoe_stats_write(&st, 0x77, path, "periodic"), RCMOE_OK);
@@ -418,7 +409,7 @@ Test(stats_writer, files_are_opened_on_the_writer_thread)
 	char json[128], prom[128];
 	path_in_dir(json, sizeof(json), "t.jsonl");
 	path_in_dir(prom, sizeof(prom), "t-%p.prom");
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
 	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 10, 5, 0);
 	caller = pthread_self();
 	rcmoe_stats_set_io_hook(record_thread);
@@ -440,7 +431,7 @@ Test(stats_writer, queued_periodic_records_coalesce, .timeout = 20)
 	path_in_dir(fifo, sizeof(fifo), "stuck");
 	path_in_dir(path, sizeof(path), "c.jsonl");
 	cr_assert_eq(mkfifo(fifo, 0600), 0);
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
 	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 10, 5, 0);
 	cr_assert_eq(rcmoe_stats_write(&st, 9, fifo, "finalize"), RCMOE_OK);
 	cr_expect_neq(rcmoe_stats_flush(100), RCMOE_OK); /* the writer waits for a reader */
@@ -480,7 +471,7 @@ Test(stats_writer, exit_writes_what_is_queued)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		static struct rcmoe_stats st;
-		struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+		struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
 		rcmoe_stats_add(&st, RCMOE_DIR_SEND, &bf, 10, 5, 0);
 		for (int i = 0; i < RECORDS; i++)
 			rcmoe_stats_write(&st, (uint64_t)i, path, "finalize");
@@ -544,7 +535,7 @@ Test(stats_writer, prometheus_snapshot_parses)
 	path_in_dir(tmpl, sizeof(tmpl), "rcmoe-%h-%p.prom");
 	expand(path, sizeof(path), tmpl);
 	cr_assert_eq(rcmoe_stats_setup(tmpl, RCMOE_STATS_FORMAT_PROMETHEUS), RCMOE_OK);
-	struct rcmoe_msg_info bf = msg(ncclFuncAlltoAll, ncclBfloat16);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncAlltoAll, ncclBfloat16);
 	struct rcmoe_msg_info unknown;
 	rcmoe_msg_info_reset(&unknown);
 	rcmoe_stats_add(&a, RCMOE_DIR_SEND, &bf, 4000, 1000, 2000000);
@@ -635,7 +626,7 @@ Test(stats_writer, prometheus_file_is_replaced_whole)
 	path_in_dir(tmpl, sizeof(tmpl), "live-%p.prom");
 	expand(path, sizeof(path), tmpl);
 	cr_assert_eq(rcmoe_stats_setup(tmpl, RCMOE_STATS_FORMAT_PROMETHEUS), RCMOE_OK);
-	struct rcmoe_msg_info bf = msg(ncclFuncSend, ncclBfloat16);
+	struct rcmoe_msg_info bf = test_msg_info(ncclFuncSend, ncclBfloat16);
 	struct reader r = { .path = path };
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, read_snapshots, &r), 0);
