@@ -65,7 +65,7 @@ typedef enum {
 
 #define NCCL_INIT    0x1
 #define NCCL_NET     0x10
-#define NCCL_ENV     0x1000
+#define NCCL_ENV     0x80
 #define NCCL_PROFILE 0x4000
 
 typedef void (*ncclDebugLogger_t)(ncclDebugLogLevel level, unsigned long flags, const char *file,
