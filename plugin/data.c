@@ -65,7 +65,7 @@ static void req_release(struct rcmoe_request *r)
 /* Fail the comm for good (the first error sticks): NCCL aborts on it. The transport is told
  * to stop moving bytes at once; each request then reports the failure only once nothing can
  * write into its buffers any more (req_quiet), so NCCL never frees or reuses a buffer that a
- * helper thread, a codec worker or a GPU copy of ours is still filling. */
+ * transport worker, a codec worker or a GPU copy of ours is still filling. */
 static rcmoe_status_t comm_fail_why(struct rcmoe_comm *c, rcmoe_status_t st, const char *why)
 {
 	if (c->failed)
@@ -547,7 +547,7 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 }
 
 /* Has everything that may write into r's buffers stopped? Only asked of a failed comm, whose
- * transport was told to stop: its helper threads let go within microseconds, a codec job or
+ * transport was told to stop: its workers let go within microseconds, a codec job or
  * GPU copy in flight within its own run time. Never blocks. */
 static int req_quiet(struct rcmoe_comm *c, struct rcmoe_request *r)
 {

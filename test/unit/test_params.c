@@ -42,6 +42,7 @@ Test(params, defaults_when_nothing_set)
 	cr_expect_eq(p.transport, RCMOE_TRANSPORT_AUTO);
 	cr_expect_eq(p.socket_nstreams, 8);
 	cr_expect_eq(p.socket_nthreads, 4);
+	cr_expect_eq(p.socket_workers, 8);
 	cr_expect_eq(p.socket_min_chunk, 65536);
 	cr_expect_str_empty(p.stats_file);
 	cr_expect_eq(p.a2a_bits, 0, "lossless unless asked");
@@ -74,6 +75,8 @@ Test(params, invalid_values_are_refused_loudly)
 	static const char *bad[][2] = {
 		{ "RCMOE_SOCKET_NSTREAMS", "0" },
 		{ "RCMOE_SOCKET_NSTREAMS", "65" },
+		{ "RCMOE_SOCKET_WORKERS", "0" },
+		{ "RCMOE_SOCKET_WORKERS", "65" },
 		{ "RCMOE_SOCKET_NSTREAMS", "four" },
 		{ "RCMOE_SOCKET_NSTREAMS", "4x" },
 		{ "RCMOE_TRANSPORT", "carrier-pigeon" },

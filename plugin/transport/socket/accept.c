@@ -46,8 +46,6 @@
  * proxy thread) in one call, and a socket accepted in one call is not pushed out by the rest of
  * the backlog before its hello could be read in the next. */
 #define SOCK_ACCEPT_BATCH 64
-/* Helper threads of one comm, each needing an eventfd (params.def allows 1..16). */
-#define SOCK_MAX_THREADS 16
 
 #define SOCK_REFUSE_WARN_FIRST 5
 #define SOCK_REFUSE_SUMMARY_S  10
@@ -494,28 +492,22 @@ static struct sock_group *take_complete(struct rcmoe_tlisten *l, bool take)
 	return NULL;
 }
 
-/* A new comm needs descriptors of its own (an eventfd per helper thread). When unauthenticated
- * sockets hold the last ones, free that many, oldest first, so that the connection that proved
- * itself is not the one to fail. */
-static void make_room(struct rcmoe_tlisten *l, int n)
+/* A new comm may need a descriptor of its own (the eventfd of a worker the pool starts for its
+ * lanes). When unauthenticated sockets hold the last ones, free one, the oldest, so that the
+ * connection that proved itself is not the one to fail. */
+static void make_room(struct rcmoe_tlisten *l)
 {
-	int probe[SOCK_MAX_THREADS];
-	int got = 0;
-	if (n > SOCK_MAX_THREADS)
-		n = SOCK_MAX_THREADS;
-	while (got < n) {
+	for (;;) {
 		int fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 0);
 		if (fd >= 0) {
-			probe[got++] = fd;
-			continue;
+			close(fd);
+			return;
 		}
 		if ((errno != EMFILE && errno != ENFILE) ||
 		    !evict_oldest(l, "when closed to make room for an authenticated connection: "
 				     "the process is out of file descriptors"))
-			break;
+			return;
 	}
-	while (got > 0)
-		close(probe[--got]);
 }
 
 rcmoe_status_t sock_accept(struct rcmoe_tlisten *l, struct rcmoe_trecv **out)
@@ -535,8 +527,7 @@ rcmoe_status_t sock_accept(struct rcmoe_tlisten *l, struct rcmoe_trecv **out)
 	log_refusals(l, false);
 	if (!g)
 		return st;
-	int nthreads = (int)sock_global.params.socket_nthreads;
-	make_room(l, nthreads < (int)g->count ? nthreads : (int)g->count);
+	make_room(l);
 	/* The comm takes the fds, also when it fails. */
 	st = sock_comm_create(false, g->fds, (int)g->count, g->min_chunk, g->peer, &c);
 	free(g);

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,30 +18,19 @@ static void close_fds(int *fds, int n)
 			close(fds[i]);
 }
 
-static rcmoe_status_t start_thread(struct sock_comm *c, int t)
+/* Give lane `l` to the pool; from then on its worker may run it. */
+static rcmoe_status_t start_lane(struct sock_comm *c, int l)
 {
-	struct sock_thread *th = &c->threads[t];
-	int err;
-	th->comm = c;
-	th->index = t;
-	th->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (th->efd < 0) {
-		err = errno;
-		RCMOE_WARN("eventfd for a helper thread failed: %s", strerror(err));
-		return rcmoe_status_from_errno(err);
-	}
+	struct sock_lane *lane = &c->lanes[l];
+	lane->comm = c;
+	lane->index = l;
+	lane->next_beat_ns = sock_now_ns() + sock_beat_ns();
 	if (!c->is_send) {
-		th->scratch = malloc(SOCK_SCRATCH_SIZE);
-		if (!th->scratch)
+		lane->scratch = malloc(SOCK_SCRATCH_SIZE);
+		if (!lane->scratch)
 			return RCMOE_ERR_NOMEM;
 	}
-	err = pthread_create(&th->tid, NULL, sock_thread_main, th);
-	if (err) {
-		RCMOE_WARN("cannot start a helper thread: %s", strerror(err));
-		return RCMOE_ERR_SYSTEM;
-	}
-	th->started = true;
-	return RCMOE_OK;
+	return sock_pool_attach(lane);
 }
 
 rcmoe_status_t sock_comm_create(bool is_send, int *fds, int nstreams, size_t min_chunk,
@@ -56,10 +44,10 @@ rcmoe_status_t sock_comm_create(bool is_send, int *fds, int nstreams, size_t min
 	c->streams = calloc((size_t)nstreams, sizeof(*c->streams));
 	if (!c->streams)
 		goto free_comm;
-	/* More threads than streams would have nothing to do. */
-	c->nthreads = (int)(p->socket_nthreads < nstreams ? p->socket_nthreads : nstreams);
-	c->threads = calloc((size_t)c->nthreads, sizeof(*c->threads));
-	if (!c->threads)
+	/* More lanes than streams would have nothing to do. */
+	c->nlanes = (int)(p->socket_nthreads < nstreams ? p->socket_nthreads : nstreams);
+	c->lanes = calloc((size_t)c->nlanes, sizeof(*c->lanes));
+	if (!c->lanes)
 		goto free_streams;
 
 	c->is_send = is_send;
@@ -71,12 +59,10 @@ rcmoe_status_t sock_comm_create(bool is_send, int *fds, int nstreams, size_t min
 		c->streams[s].fd = fds[s + 1];
 		c->streams[s].index = s;
 	}
-	for (int t = 0; t < c->nthreads; t++)
-		c->threads[t].efd = -1;
 	pthread_mutex_init(&c->ctrl_lock, NULL);
 	/* From here the comm owns the fds and sock_comm_destroy undoes a partial start. */
-	for (int t = 0; t < c->nthreads; t++) {
-		RCMOE_CHECK_GOTO(start_thread(c, t), st, destroy_comm);
+	for (int l = 0; l < c->nlanes; l++) {
+		RCMOE_CHECK_GOTO(start_lane(c, l), st, destroy_comm);
 	}
 	*out = c;
 	return RCMOE_OK;
@@ -97,25 +83,19 @@ void sock_comm_destroy(struct sock_comm *c)
 {
 	if (!c)
 		return;
-	/* Threads see `stop` at their next wakeup and never touch a request after it, so once
-	 * they are joined no user buffer is referenced any more. */
+	/* Workers see `stop` in their next round and never touch a request after it; once every
+	 * lane is detached no worker touches the comm at all, and no user buffer is referenced
+	 * any more. */
 	atomic_store_explicit(&c->stop, 1, memory_order_release);
-	for (int t = 0; t < c->nthreads; t++)
-		if (c->threads[t].started)
-			eventfd_write(c->threads[t].efd, 1);
-	for (int t = 0; t < c->nthreads; t++)
-		if (c->threads[t].started)
-			pthread_join(c->threads[t].tid, NULL);
-	for (int t = 0; t < c->nthreads; t++) {
-		if (c->threads[t].efd >= 0)
-			close(c->threads[t].efd);
-		free(c->threads[t].scratch);
-	}
+	for (int l = 0; l < c->nlanes; l++)
+		sock_pool_detach(&c->lanes[l]);
+	for (int l = 0; l < c->nlanes; l++)
+		free(c->lanes[l].scratch);
 	pthread_mutex_destroy(&c->ctrl_lock);
 	close(c->ctrl_fd);
 	for (int s = 0; s < c->nstreams; s++)
 		close(c->streams[s].fd);
-	free(c->threads);
+	free(c->lanes);
 	free(c->streams);
 	free(c);
 }
@@ -136,17 +116,10 @@ void sock_comm_fail(struct sock_comm *c, rcmoe_status_t st, const char *fmt, ...
 			   msg);
 	}
 	atomic_store_explicit(&c->error, (int)st, memory_order_release);
-	/* Closing the connection tells the peer and wakes threads waiting in poll. */
+	/* Closing the connection tells the peer; the workers are woken to quiesce the lanes. */
 	shutdown(c->ctrl_fd, SHUT_RDWR);
 	for (int s = 0; s < c->nstreams; s++)
 		shutdown(c->streams[s].fd, SHUT_RDWR);
-	for (int t = 0; t < c->nthreads; t++)
-		if (c->threads[t].started)
-			eventfd_write(c->threads[t].efd, 1);
-}
-
-void sock_thread_wake(struct sock_thread *th)
-{
-	if (atomic_exchange(&th->sleeping, 0))
-		eventfd_write(th->efd, 1);
+	for (int l = 0; l < c->nlanes; l++)
+		sock_lane_kick(&c->lanes[l]);
 }

@@ -2,10 +2,10 @@
 /*
  * isend, irecv and test: the caller's side of the data path. Everything here runs on NCCL's
  * proxy thread and never blocks: headers go over the control socket with non-blocking calls,
- * payload pieces are queued for the helper threads, and completion is read from atomics.
+ * payload pieces are queued for the pool's workers (pool.c), and completion is read from atomics.
  *
  * Also the heartbeats (proto.h, struct sock_live): a waiting receiver asks whether its sender
- * still runs, and the sender's helper thread 0 answers (sock_hb_read, sock_ctrl_flush) even
+ * still runs, and the worker of the sender's lane 0 answers (sock_hb_read, sock_ctrl_flush) even
  * when NCCL's proxy thread does not call in; a receiver that holds unread bytes beats
  * (sock_beat_check), and a sender whose send stopped moving listens for that.
  */
@@ -76,14 +76,14 @@ static void release_req(struct sock_comm *c, struct rcmoe_treq *r)
 		c->tail++;
 }
 
-/* Cut the message into pieces, queue each on its stream and wake the threads concerned. */
+/* Cut the message into pieces, queue each on its stream and wake the lanes' workers. */
 static void queue_pieces(struct sock_comm *c, struct rcmoe_treq *r)
 {
 	size_t piece;
 	unsigned n;
-	uint32_t wake = 0; /* one bit per thread, nthreads <= 16 */
+	uint64_t wake = 0; /* one bit per lane, nlanes <= 16 (params.def) */
 	sock_plan_pieces(r->len, (unsigned)c->nstreams, c->min_chunk, &piece, &n);
-	/* Published to the threads by the release in the tail stores below. */
+	/* Published to the workers by the release in the tail stores below. */
 	atomic_store_explicit(&r->pieces_left, n, memory_order_relaxed);
 	for (unsigned i = 0; i < n; i++) {
 		struct sock_stream *s = &c->streams[(c->next_stream + i) % (unsigned)c->nstreams];
@@ -96,14 +96,14 @@ static void queue_pieces(struct sock_comm *c, struct rcmoe_treq *r)
 			.buf = r->buf ? r->buf + off : NULL,
 			.len = r->len - off < piece ? r->len - off : piece,
 		};
-		/* seq_cst: pairs with the thread's `sleeping` store before it looks again. */
+		/* seq_cst: pairs with the worker's `sleeping` store before it looks again. */
 		atomic_store(&s->tail, tail + 1);
-		wake |= 1u << (s->index % c->nthreads);
+		wake |= 1ull << (s->index % c->nlanes);
 	}
 	c->next_stream = (c->next_stream + n) % (unsigned)c->nstreams;
-	for (int t = 0; t < c->nthreads; t++)
-		if (wake & (1u << t))
-			sock_thread_wake(&c->threads[t]);
+	for (int l = 0; l < c->nlanes; l++)
+		if (wake & (1ull << l))
+			sock_lane_wake(&c->lanes[l]);
 	r->state = SOCK_REQ_MOVING;
 }
 
@@ -202,7 +202,7 @@ static void send_flush_locked(struct sock_comm *c)
 
 /* What the receiver's control socket owes (its reverse direction): a frame under way, the
  * caller's newest ping, then a beat. A write error only closes this direction (out_closed):
- * the helper thread's beats go whether or not anybody waits, and the end of every job closes
+ * lane 0's beats go whether or not anybody waits, and the end of every job closes
  * connections; the caller reports it when a receive waits. */
 static void recv_flush_locked(struct sock_comm *c)
 {
@@ -237,7 +237,7 @@ static void ctrl_flush_locked(struct sock_comm *c)
 		recv_flush_locked(c);
 }
 
-/* The sending caller's writes. Helper thread 0 may hold the lock for a moment to answer a ping
+/* The sending caller's writes. Lane 0's worker may hold the lock for a moment to answer a ping
  * (writing our headers too): the caller never waits for it, it comes back in its next test. */
 static void send_headers(struct sock_comm *c)
 {
@@ -544,12 +544,12 @@ static struct rcmoe_treq *oldest_waiting(struct sock_comm *c)
 	return r;
 }
 
-/* Header and payload bytes received so far, by the caller and the helper threads. */
+/* Header and payload bytes received so far, by the caller and the lanes' workers. */
 static uint64_t bytes_in(struct sock_comm *c)
 {
 	uint64_t n = c->live.ctrl_in;
-	for (int t = 0; t < c->nthreads; t++)
-		n += atomic_load_explicit(&c->threads[t].moved, memory_order_relaxed);
+	for (int l = 0; l < c->nlanes; l++)
+		n += atomic_load_explicit(&c->lanes[l].moved, memory_order_relaxed);
 	return n;
 }
 
@@ -559,8 +559,8 @@ static uint64_t send_progress(struct sock_comm *c)
 {
 	uint64_t n = atomic_load_explicit(&c->ctrl_out, memory_order_relaxed) +
 		     atomic_load_explicit(&c->hb.in_count, memory_order_relaxed);
-	for (int t = 0; t < c->nthreads; t++)
-		n += atomic_load_explicit(&c->threads[t].moved, memory_order_relaxed);
+	for (int l = 0; l < c->nlanes; l++)
+		n += atomic_load_explicit(&c->lanes[l].moved, memory_order_relaxed);
 	return n;
 }
 
@@ -574,7 +574,7 @@ static void live_restart(struct sock_comm *c, uint64_t now)
 	lv->seen = c->is_send ? send_progress(c) : bytes_in(c);
 }
 
-/* Write what the receiver's control socket owes (our ping first), unless helper thread 0 is at
+/* Write what the receiver's control socket owes (our ping first), unless lane 0's worker is at
  * it right now: then it writes our ping too, or we do in the next test. */
 static void recv_flush(struct sock_comm *c)
 {
@@ -638,7 +638,7 @@ static void recv_check_live(struct sock_comm *c)
 		lv->data_ns = now;
 		lv->asking = false;
 	}
-	/* Payload of a started message comes from the sender's helper threads whatever its
+	/* Payload of a started message comes from the sender's workers whatever its
 	 * caller does: when none came for the timeout, the sender (or the network) hangs. */
 	struct rcmoe_treq *r;
 	if (now - lv->data_ns > timeout_ns() && (r = oldest_started(c)) != NULL) {
@@ -738,7 +738,7 @@ rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len,
 	r->tag = tag;
 	r->flags = flags;
 	/* A message that would be one piece rides on the control socket: it loses no
-	 * parallelism and needs no helper-thread wakeup on either side. */
+	 * parallelism and needs no worker wakeup on either side. */
 	r->inline_payload = len <= c->min_chunk && len <= SOCK_INLINE_MAX;
 	struct sock_msg_hdr h = { .magic = SOCK_MSG_MAGIC,
 				  .seq = r->seq,
@@ -751,7 +751,7 @@ rcmoe_status_t sock_isend(struct rcmoe_tsend *comm, const void *buf, size_t len,
 		r->state = SOCK_REQ_MOVING;
 	else
 		queue_pieces(c, r);
-	/* From here helper thread 0 may write the header (and read the request) too. */
+	/* From here lane 0's worker may write the header (and read the request) too. */
 	atomic_store_explicit(&c->hdr_end, c->head, memory_order_release);
 	send_headers(c);
 	*req = r;
@@ -820,9 +820,9 @@ rcmoe_status_t sock_test(struct rcmoe_treq *req, int *done, size_t *len, uint32_
 	int err = atomic_load_explicit(&c->error, memory_order_acquire);
 	if (err == RCMOE_OK)
 		return RCMOE_OK;
-	/* The comm failed. Report it only once no helper thread can touch this request's
+	/* The comm failed. Report it only once no worker can touch this request's
 	 * buffer any more (they are woken and let go within microseconds). */
-	if (atomic_load_explicit(&c->quiesced, memory_order_acquire) < c->nthreads)
+	if (atomic_load_explicit(&c->quiesced, memory_order_acquire) < c->nlanes)
 		return RCMOE_OK;
 	st = req->status != RCMOE_OK ? req->status : (rcmoe_status_t)err;
 	release_req(c, req);

@@ -68,10 +68,13 @@ static void do_init(void)
 		g->speed_mbps = read_speed(g->ifname);
 		g->guid = addr_hash(&g->addr);
 		sock_addr_str(&g->addr, addr, sizeof(addr));
-		RCMOE_INFO(NCCL_INIT | NCCL_NET,
-			   "socket transport on %s (%s), %lld streams, %lld threads per connection",
-			   g->ifname, addr, (long long)g->params.socket_nstreams,
-			   (long long)g->params.socket_nthreads);
+		RCMOE_INFO(
+			NCCL_INIT | NCCL_NET,
+			"socket transport on %s (%s), %lld streams and %lld lanes per connection, "
+			"at most %lld worker threads per process",
+			g->ifname, addr, (long long)g->params.socket_nstreams,
+			(long long)g->params.socket_nthreads, (long long)g->params.socket_workers);
+		st = sock_pool_init(&g->params);
 	}
 	atomic_store_explicit(&init_status, (int)st, memory_order_release);
 }

@@ -17,7 +17,7 @@
  *     flags are the caller's (RCMOE_MSG_*); wire_flags the transport's own. A message that
  *     would be a single piece (at most the sender's min_chunk, and SOCK_INLINE_MAX) follows its
  *     header on the control socket (SOCK_WIRE_INLINE) instead of going to a data stream: it
- *     loses no parallelism and costs no helper-thread wakeup on either side.
+ *     loses no parallelism and costs no worker wakeup on either side.
  *   heartbeats (32 bytes, a message header with tag, flags and len 0, seq = the heartbeat's own
  *     number, wire_flags exactly one of the kinds below; they consume no message sequence
  *     number). A stopped process's kernel still acknowledges TCP data and keepalive probes, so
@@ -26,20 +26,20 @@
  *     - SOCK_WIRE_PING, receiver -> sender (the control socket's otherwise unused reverse
  *       direction): a receiver that waits for a message and heard nothing for
  *       RCMOE_SOCKET_TIMEOUT / 4 asks, numbered 0, 1, 2, ...
- *     - SOCK_WIRE_PONG, sender -> receiver: the sender's helper thread 0 answers at once,
+ *     - SOCK_WIRE_PONG, sender -> receiver: the sender's lane 0 answers at once,
  *       whatever its caller does, between two messages (never inside a header or inline
  *       payload), with the newest number it read. An answer only counts for a question asked
  *       in the current wait; a receiver that heard nothing at all for RCMOE_SOCKET_TIMEOUT
  *       while a receive waits fails the connection.
  *     - SOCK_WIRE_BEAT, receiver -> sender, numbered 0, 1, 2, ... on their own: the receiver's
- *       helper thread 0 says "I run, and bytes of yours wait unread here" every
+ *       lane 0 says "I run, and bytes of yours wait unread here" every
  *       RCMOE_SOCKET_TIMEOUT / 4 while any socket of the connection holds unread bytes,
  *       whether or not NCCL's proxy posts receives. A sender whose outstanding send made no
  *       progress (bytes taken by its kernel) and heard nothing from its receiver (beat or
  *       ping) for RCMOE_SOCKET_TIMEOUT fails the connection; a receiver that is merely late
  *       keeps beating, and the send waits as long as it takes. The sender does not ask: its
  *       question would queue behind the very bytes that the receiver is not reading.
- *     The sender's helper thread reads the reverse direction at all times, so what the
+ *     The sender's lane 0 reads the reverse direction at all times, so what the
  *     receiver sends never piles up; nothing goes the other way unasked, so an idle
  *     connection whose receiver reads nothing accumulates nothing unread. (Version 1 had no
  *     heartbeats, version 2 pings and answers of one kind and no beats.)

@@ -3,19 +3,23 @@
  * Private state of the socket transport.
  *
  * A connection is one control socket (message headers, written and read without blocking by the
- * caller's thread, and on the sender also written by helper thread 0; heartbeats both ways, see
- * sock_live and sock_hb) plus `nstreams` data sockets (payload, moved by `nthreads` helper
- * threads, thread t owning the streams s with s % nthreads == t). The caller's thread cuts each
- * message into pieces (sock_plan_pieces) and queues each piece on its stream; the stream's
- * thread moves it between the user buffer and the socket and counts it done. Each stream's
- * queue is single-producer (caller) single-consumer (its thread).
+ * caller's thread, and on the sender also written by lane 0's worker; heartbeats both ways, see
+ * sock_live and sock_hb) plus `nstreams` data sockets (payload). The caller's thread cuts each
+ * message into pieces (sock_plan_pieces) and queues each piece on its stream; a worker thread of
+ * the process's pool (pool.c) moves it between the user buffer and the socket and counts it done.
+ * A comm's streams are split into `nlanes` lanes (lane l: the streams s with s % nlanes == l),
+ * each served by one worker; a worker serves lanes of many comms, so the process has a bounded
+ * number of threads (RCMOE_SOCKET_WORKERS) whatever the number of peers. Each stream's queue is
+ * single-producer (caller) single-consumer (its lane's worker).
  *
  * Threading: one caller thread per comm at a time (NCCL's proxy thread). Fields marked "caller"
- * are touched only by it; "shared" fields are atomics.
+ * are touched only by it; "shared" fields are atomics; "worker" fields only by the lane's worker
+ * with its lock held.
  */
 #ifndef RCMOE_SOCKET_H
 #define RCMOE_SOCKET_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -91,7 +95,7 @@ struct rcmoe_treq {
 	rcmoe_place_fn place;  /* caller (recv) */
 	void *place_arg;       /* caller (recv) */
 	uint8_t hdr[SOCK_HDR_SIZE];   /* caller (send): the encoded header */
-	_Atomic unsigned pieces_left; /* shared: helper threads count down */
+	_Atomic unsigned pieces_left; /* shared: workers count down */
 	_Atomic size_t bytes_done;    /* shared: for error messages */
 };
 
@@ -105,25 +109,40 @@ struct sock_piece {
 struct sock_stream {
 	int fd;
 	int index;
-	/* Queue: the caller writes entries then publishes `tail`; the thread consumes at `head`.
-	 * At most one piece per message per stream, at most SOCK_MAX_REQS messages in flight. */
+	/* Queue: the caller writes entries then publishes `tail`; the lane's worker consumes at
+	 * `head`. At most one piece per message per stream, at most SOCK_MAX_REQS messages in
+	 * flight. */
 	struct sock_piece q[SOCK_MAX_REQS];
 	_Atomic uint32_t head;
 	_Atomic uint32_t tail;
-	size_t off; /* thread: bytes done of the piece at head */
+	size_t off; /* worker: bytes done of the piece at head */
 };
 
-struct sock_thread {
+struct sock_worker; /* pool.c */
+
+struct sock_lane {
 	struct sock_comm *comm;
 	int index;
-	int efd;              /* eventfd: new work, failure or stop */
-	_Atomic int sleeping; /* set before polling, so posters know to write efd */
-	bool started;         /* caller */
-	pthread_t tid;
-	uint8_t *scratch; /* where discarded payload goes */
-	/* Payload bytes this thread moved; written by it alone, read by the receiving caller to
-	 * see whether anything arrives (sock_live). */
+	/* The worker serving the lane: set by sock_pool_attach before the comm is used, constant
+	 * until sock_pool_detach, after which no worker touches the lane. */
+	struct sock_worker *worker;
+	struct sock_lane *next; /* in the worker's list (its lock) */
+	uint8_t *scratch;       /* recv: where discarded payload goes */
+	/* Payload bytes this lane moved; written by its worker alone, read by the caller to see
+	 * whether anything moves (sock_live). */
 	_Atomic uint64_t moved;
+	bool quiesced; /* worker: counted in comm->quiesced, never touches a request again */
+	bool want_out; /* worker (lane 0): a control frame waits for room to write */
+	uint64_t next_beat_ns; /* worker (lane 0 of a receive comm) */
+};
+
+/* Descriptors a worker waits for in one poll(), each with the lane it belongs to; filled by
+ * sock_lane_turn. */
+struct sock_pollset {
+	struct pollfd *pfd;
+	struct sock_lane **owner;
+	bool *is_ctrl; /* the lane's control socket (else a data stream) */
+	int n, cap;
 };
 
 /*
@@ -132,11 +151,11 @@ struct sock_thread {
  * is late. So each side watches for progress and the peer's own signs of life (proto.h):
  *  - receive comms: while a receive waits and nothing came for a quarter of
  *    RCMOE_SOCKET_TIMEOUT, the caller asks with a ping on the control socket's reverse
- *    direction; the sender's helper thread 0 answers at once with a pong, whatever its caller
+ *    direction; the sender's lane 0 answers at once with a pong, whatever its caller
  *    does. Nothing is asked while no receive waits.
  *  - send comms: while a send is outstanding, the caller watches the bytes its kernel takes and
- *    the receiver's beats and pings, which the sender's helper thread 0 counts. The receiver's
- *    helper thread 0 beats every quarter of the timeout while any socket of the connection
+ *    the receiver's beats and pings, which the sender's lane 0 counts. The receiver's
+ *    lane 0 beats every quarter of the timeout while any socket of the connection
  *    holds bytes it has not read, so a late receiver keeps the send alive and a stopped one
  *    does not.
  * Caller fields; the caller's "asking" state is receive-only.
@@ -155,7 +174,7 @@ struct sock_live {
 
 /* The heartbeats' share of the control socket (proto.h), both kinds of comm. */
 struct sock_hb {
-	/* helper thread 0 of a send comm: reading the receiver's pings and beats */
+	/* lane 0 of a send comm: reading the receiver's pings and beats */
 	uint8_t in[SOCK_HDR_SIZE];
 	size_t in_off;
 	bool in_closed; /* EOF or error: the caller's writes will report it if it matters */
@@ -168,7 +187,7 @@ struct sock_hb {
 	bool pong_owed; /* send: an answer to the newest ping read */
 	uint32_t pong_id;
 	uint32_t ping_sent; /* recv: ping_want of the newest ping started */
-	bool beat_owed;     /* recv: helper thread 0 found unread bytes */
+	bool beat_owed;     /* recv: lane 0 found unread bytes */
 	uint32_t beat_id;   /* recv: number of the next beat */
 	bool out_closed;    /* recv: writing failed (errno out_err); the caller reports it if a
 			     * receive waits */
@@ -181,11 +200,11 @@ struct sock_comm {
 	bool is_send;
 	int ctrl_fd;
 	int nstreams;
-	int nthreads;
+	int nlanes;
 	size_t min_chunk; /* the sender's, from its hello */
 	char peer[SOCK_ADDR_STRLEN];
 	struct sock_stream *streams;
-	struct sock_thread *threads;
+	struct sock_lane *lanes;
 
 	struct rcmoe_treq reqs[SOCK_MAX_REQS];
 	uint32_t head; /* caller: seq of the next request */
@@ -203,7 +222,7 @@ struct sock_comm {
 	uint8_t rx_hdr[SOCK_HDR_SIZE]; /* caller (recv): header being read */
 	unsigned next_stream;          /* caller: where the next message's first piece goes */
 	/* The control socket's write side (send: headers, inline payloads, pongs; recv: pings,
-	 * beats), shared by the caller and helper thread 0. Held only around non-blocking
+	 * beats), shared by the caller and lane 0's worker. Held only around non-blocking
 	 * writes, and the caller only ever try-locks it. */
 	pthread_mutex_t ctrl_lock;
 	/* send: header and inline payload bytes written (under ctrl_lock), read by the caller
@@ -214,7 +233,7 @@ struct sock_comm {
 
 	_Atomic int failing;  /* shared: set once by whoever reports the failure */
 	_Atomic int error;    /* shared: rcmoe_status_t, RCMOE_OK while healthy */
-	_Atomic int quiesced; /* shared: helper threads that stopped touching requests */
+	_Atomic int quiesced; /* shared: lanes that stopped touching requests */
 	_Atomic int stop;     /* shared: close in progress */
 };
 
@@ -231,20 +250,39 @@ static inline struct sock_comm *sock_recv_comm(struct rcmoe_trecv *r)
 }
 
 /* comm.c: build a comm around connected sockets (fds[0] control, fds[1..nstreams] data) and
- * start its threads. On success the comm owns the fds; on failure they are closed. */
+ * give its lanes to the pool. On success the comm owns the fds; on failure they are closed. */
 rcmoe_status_t sock_comm_create(bool is_send, int *fds, int nstreams, size_t min_chunk,
 				const char *peer, struct sock_comm **out);
 void sock_comm_destroy(struct sock_comm *c);
 /* Mark the comm failed with `st`: the first caller logs one WARN (naming the peer), later
  * callers only return. Shuts the sockets down (the peer sees the connection close) and wakes
- * the threads. */
+ * the lanes' workers. */
 void sock_comm_fail(struct sock_comm *c, rcmoe_status_t st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Wake thread `t` if it is (about to be) asleep. */
-void sock_thread_wake(struct sock_thread *th);
-void *sock_thread_main(void *arg);
 
-/* data.c, for helper thread 0: read the receiver's pings (each owes a pong) and beats (send
+/* lane.c, run by the lane's worker with its lock held: one round of the lane's work (move what
+ * moves without blocking; add what to wait for to `ps`; lower *timeout_ms, -1 meaning none, to
+ * when the lane must run again); whether its queues hold work (looked at after the worker
+ * announced its sleep); and the control socket's events. */
+void sock_lane_turn(struct sock_lane *lane, struct sock_pollset *ps, int *timeout_ms);
+bool sock_lane_has_work(struct sock_lane *lane);
+void sock_lane_ctrl_ready(struct sock_lane *lane);
+
+/* pool.c: the process's workers. sock_pool_init once at transport init. attach gives the lane
+ * to the worker with the fewest lanes, starting a new worker while every worker has one and
+ * fewer than RCMOE_SOCKET_WORKERS run; detach takes it back and returns once no worker touches
+ * it any more (it may wait for the worker's current round). wake: the lane has new work (cheap
+ * when its worker is awake); kick: wake its worker in any case (failure, close). */
+#define SOCK_WORKER_NAME "rcmoe-sock" /* the workers' thread name */
+rcmoe_status_t sock_pool_init(const struct rcmoe_params *params);
+rcmoe_status_t sock_pool_attach(struct sock_lane *lane);
+void sock_pool_detach(struct sock_lane *lane);
+void sock_lane_wake(struct sock_lane *lane);
+void sock_lane_kick(struct sock_lane *lane);
+/* Workers started so far (for tests and the init line). */
+int sock_pool_workers(void);
+
+/* data.c, for lane 0's worker: read the receiver's pings (each owes a pong) and beats (send
  * comms); owe a beat when the connection holds unread bytes (receive comms, called every
  * sock_beat_ns); write what the control socket owes. *want_out: wait for the socket to take
  * more before calling again. */
