@@ -87,6 +87,13 @@ struct bench_cfg {
 	bool verbose;
 	char exe[PATH_MAX];
 
+	/* --link-gbps: the shaper preloaded into every rank (link.c) */
+	double link_gbps;       /* 0: no emulated link */
+	const char *link_arg;   /* as given: what RCMOE_SHAPER_GBPS gets */
+	const char *shaper_arg; /* --shaper */
+	char shaper[PATH_MAX];  /* absolute path once resolved */
+	bool shaper_reexec;     /* internal: loopback mode after its re-exec with the shaper */
+
 	/* modes */
 	bool loopback;
 	int inflight;          /* loopback: messages in flight */
@@ -246,6 +253,20 @@ bool bench_mps_running(void);                                          /* launch
 int bench_mps_start(void);
 int bench_mps_stop(void);
 int bench_plot(struct bench_report *rep, const char *png); /* report.c */
+
+/* ---- the emulated link (link.c) ---- */
+int bench_link_parse(struct bench_cfg *cfg, const char *arg);
+/* "emulated link G Gb/s per rank", or NULL without --link-gbps. */
+const char *bench_link_label(const struct bench_cfg *cfg);
+/* Finds librcmoe-shaper.so into cfg->shaper; -1 when there is none. */
+int bench_link_resolve(struct bench_cfg *cfg);
+/* The LD_PRELOAD value of a rank, given the one it would inherit. */
+int bench_link_preload(const struct bench_cfg *cfg, const char *current, char *out, size_t len);
+/* In a rank: 0 when the shaper is loaded in this process at cfg->link_gbps, else -1 and why. */
+int bench_link_check(const struct bench_cfg *cfg, char *err, size_t len);
+/* --loopback: returns 0 once this process is shaped; re-executes it with the shaper preloaded
+ * when it is not (and does not return then); 2 on failure, said on stderr. */
+int bench_link_loopback_enter(struct bench_cfg *cfg);
 
 /* Child helpers (child.c, fake.c). */
 int bench_msg_send(int fd, int type, int rank, const void *payload, size_t len);

@@ -140,6 +140,16 @@ static int build_env(const struct bench_cfg *cfg, int transport, struct envvec *
 	}
 	if (cfg->proto)
 		SET("NCCL_PROTO", cfg->proto);
+	/* The emulated link: both transports alike, each rank its own bucket (link.c). */
+	if (cfg->link_gbps > 0) {
+		char kv[2 * PATH_MAX + 16];
+		int k = snprintf(kv, sizeof(kv), "LD_PRELOAD=");
+		if (bench_link_preload(cfg, env_get(e, "LD_PRELOAD"), kv + k,
+				       sizeof(kv) - (size_t)k))
+			return -1;
+		rc |= env_put(e, kv) | env_put(shown, kv);
+		SET("RCMOE_SHAPER_GBPS", cfg->link_arg);
+	}
 #undef SET
 	for (int i = 0; i < cfg->nenv; i++)
 		rc |= env_put(e, cfg->env[i]) | env_put(shown, cfg->env[i]);

@@ -346,6 +346,14 @@ static void write_json(const struct bench_cfg *cfg, const struct lb *L, const st
 	bench_json_str(f, L->net ? L->net->name : NULL);
 	fprintf(f, ",\n  \"inflight\": %d,\n  \"reference\": \"one blocking TCP stream\",\n",
 		cfg->inflight);
+	fprintf(f, "  \"link_gbps\": ");
+	bench_json_num(f, cfg->link_gbps > 0 ? cfg->link_gbps : NAN); /* null: no emulated link */
+	fprintf(f, ",\n  \"link\": ");
+	if (bench_link_label(cfg))
+		bench_json_str(f, bench_link_label(cfg));
+	else
+		fputs("null", f);
+	fprintf(f, ",\n");
 	fprintf(f, "  \"rows\": [");
 	for (int i = 0; i < n; i++) {
 		fprintf(f, "%s\n    {\"size\": %zu, \"msgs\": %ld, \"tcp_gbps\": ", i ? "," : "",
@@ -426,6 +434,10 @@ int bench_loopback_main(struct bench_cfg *cfg)
 		printf("# reference tcp-1: one blocking TCP stream between two threads (about "
 		       "NCCL's "
 		       "Socket transport with one stream)\n");
+	if (bench_link_label(cfg))
+		printf("# %s: %s preloaded, one token bucket for this process's TCP sends (both "
+		       "columns)\n",
+		       bench_link_label(cfg), cfg->shaper);
 	printf("#       size      msgs     tcp-1     RCMoE     ratio  check\n");
 	printf("#        (B)              (GB/s)    (GB/s)\n");
 	fflush(stdout);

@@ -8,6 +8,7 @@
  * This file: options, the size schedule and the top-level flow.
  */
 #include "bench.h"
+#include "rcmoe_shaper.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -72,6 +73,16 @@ static void usage(FILE *out)
 "      --timeout SEC       abort a run when no rank reports anything for SEC\n"
 "                          seconds; the remaining ranks are killed            [600]\n"
 "\n"
+"emulated link (both transports alike; also with --loopback)\n"
+"      --link-gbps G       hold every rank's TCP sends to G Gb/s (1e9 bits/s): preload\n"
+"                          librcmoe-shaper.so with RCMOE_SHAPER_GBPS=G into every rank,\n"
+"                          which refuses to start without it; the tables, ratios and\n"
+"                          JSON say \"emulated link G Gb/s per rank\". An emulation: one\n"
+"                          token bucket per process on TCP sends (docs/results.md)\n"
+"      --shaper PATH       the shaper .so  [the installed one (<libdir> beside the\n"
+"                          <bindir> holding this executable), else its build tree's\n"
+"                          (../shaper/), else the first in $LD_LIBRARY_PATH]\n"
+"\n"
 "output\n"
 "      --json FILE         write config, every row of every run and the ratios as JSON\n"
 "      --plot FILE.png     draw busbw (and error) against size with matplotlib, if\n"
@@ -84,6 +95,7 @@ static void usage(FILE *out)
 "                          between two threads; sizes default to -b 64K -e 256M -f 4\n"
 "      --inflight N        messages in flight (1..8)                          [8]\n"
 "      --loopback-bytes SIZE  bytes moved per size and transport              [1G]\n"
+"                          (with --link-gbps G: G/8 GB take one second)\n"
 "\n"
 "testing without a GPU\n"
 "      --selftest          run the data/check self-test, then the whole flow with\n"
@@ -127,6 +139,9 @@ enum {
 	OPT_LOOPBACK_BYTES,
 	OPT_SELFTEST,
 	OPT_SELFTEST_FAIL,
+	OPT_LINK_GBPS,
+	OPT_SHAPER,
+	OPT_SHAPER_LOADED,
 	OPT_CHILD,
 };
 
@@ -163,7 +178,10 @@ static const struct option long_opts[] = {
 	{ "loopback-bytes", required_argument, NULL, OPT_LOOPBACK_BYTES },
 	{ "selftest", no_argument, NULL, OPT_SELFTEST },
 	{ "selftest-fail", required_argument, NULL, OPT_SELFTEST_FAIL },
-	{ "child", required_argument, NULL, OPT_CHILD }, /* internal: set by the parent */
+	{ "link-gbps", required_argument, NULL, OPT_LINK_GBPS },
+	{ "shaper", required_argument, NULL, OPT_SHAPER },
+	{ "shaper-loaded", no_argument, NULL, OPT_SHAPER_LOADED }, /* internal: link.c */
+	{ "child", required_argument, NULL, OPT_CHILD },           /* internal: set by the parent */
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -503,6 +521,12 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 				BAD("--selftest-fail: MODE is crash, hang, error, exit or wrong");
 			break;
 		}
+		case OPT_LINK_GBPS:
+			if (bench_link_parse(cfg, optarg))
+				BAD("--link-gbps: Gb/s per rank, 0.001..100000");
+			break;
+		case OPT_SHAPER: cfg->shaper_arg = optarg; break;
+		case OPT_SHAPER_LOADED: cfg->shaper_reexec = true; break;
 		case OPT_CHILD:
 			if (sscanf(optarg, "%d,%d,%d,%d", &cfg->child_rank, &cfg->child_transport,
 				   &cfg->child_in_fd, &cfg->child_out_fd) != 4)
@@ -629,8 +653,36 @@ int main(int argc, char **argv)
 
 	bool need_plugin = cfg.transport_on[BENCH_RCMOE];
 	int plugin_rc = resolve_plugin(&cfg);
-	if (cfg.child)
+	if (cfg.child) {
+		/* Before CUDA or NCCL: an unshaped rank must not produce a labelled row. */
+		char err[600];
+		if (cfg.link_gbps > 0 && bench_link_check(&cfg, err, sizeof(err))) {
+			bench_msg_send(cfg.child_out_fd, BENCH_MSG_ERROR, cfg.child_rank, err,
+				       strlen(err));
+			return 1;
+		}
 		return cfg.fake ? bench_fake_child_main(&cfg) : bench_child_main(&cfg);
+	}
+	if (cfg.link_gbps > 0 && bench_link_resolve(&cfg)) {
+		fprintf(stderr,
+			"rcmoe-bench: --link-gbps: the link shaper was not found: %s\n"
+			"  build it (ninja -C <builddir> tools/shaper/%s) or install it\n"
+			"  (meson install), or pass --shaper PATH\n",
+			cfg.shaper, RCMOE_SHAPER_LIB);
+		return 2;
+	}
+	if (cfg.link_gbps > 0 && strpbrk(cfg.shaper, " :")) {
+		fprintf(stderr,
+			"rcmoe-bench: --link-gbps: %s cannot be preloaded (LD_PRELOAD splits "
+			"paths at spaces and colons)\n",
+			cfg.shaper);
+		return 2;
+	}
+	if (cfg.link_gbps > 0 && cfg.loopback) {
+		int rc = bench_link_loopback_enter(&cfg); /* re-executes when not yet shaped */
+		if (rc)
+			return rc;
+	}
 
 	if (cfg.selftest) {
 		int f = bench_check_selftest(stdout);

@@ -84,6 +84,11 @@ void bench_report_preamble(struct bench_report *rep, FILE *out)
 				t == BENCH_RCMOE && cfg->transport_on[0] ? "then " : "", label);
 		}
 	fprintf(out, "\n");
+	if (bench_link_label(cfg))
+		fprintf(out,
+			"#   %s: %s preloaded into every rank of both transports, one token "
+			"bucket per rank on its TCP sends\n",
+			bench_link_label(cfg), cfg->shaper);
 	if (cfg->fake)
 		fprintf(out, "# SIMULATED ranks (--selftest): no GPU and no NCCL; times are "
 			     "synthetic; data and checks are real up to 4M, not checked above\n");
@@ -100,8 +105,10 @@ static void table_header(struct bench_report *rep, struct bench_run *r, int op, 
 	const struct bench_cfg *cfg = rep->cfg;
 	char label[PATH_MAX + 32];
 	transport_label(rep, r->transport, label, sizeof(label));
-	fprintf(out, "\n# rcmoe-bench: %s, %d ranks on 1 GPU (%s), transport=%s\n",
-		bench_op_name(op), cfg->nranks, mps_label(rep), label);
+	fprintf(out, "\n# rcmoe-bench: %s, %d ranks on 1 GPU (%s), transport=%s%s%s\n",
+		bench_op_name(op), cfg->nranks, mps_label(rep), label,
+		bench_link_label(cfg) ? ", " : "",
+		bench_link_label(cfg) ? bench_link_label(cfg) : "");
 	fprintf(out, "# run %d/%d", r->run + 1, cfg->runs);
 	if (r->nccl_version)
 		fprintf(out, ", NCCL %d.%d.%d", r->nccl_version / 10000,
@@ -200,9 +207,10 @@ void bench_report_ratios(struct bench_report *rep, FILE *out)
 	if (!cfg->transport_on[BENCH_SOCKET] || !cfg->transport_on[BENCH_RCMOE])
 		return;
 	for (int o = 0; o < cfg->nops; o++) {
-		fprintf(out, "\n# ratio: %s %s, %d ranks, busbw median over %d run%s\n",
+		fprintf(out, "\n# ratio: %s %s, %d ranks, busbw median over %d run%s%s%s\n",
 			bench_op_name(cfg->ops[o]), cfg->dt->name, cfg->nranks, cfg->runs,
-			cfg->runs == 1 ? "" : "s");
+			cfg->runs == 1 ? "" : "s", bench_link_label(cfg) ? ", " : "",
+			bench_link_label(cfg) ? bench_link_label(cfg) : "");
 		fprintf(out, "#       size    Socket     RCMoE     ratio\n");
 		fprintf(out, "#        (B)    (GB/s)    (GB/s)  (RCMoE/Socket)\n");
 		for (int s = 0; s < cfg->nsizes; s++) {
@@ -267,6 +275,14 @@ void bench_json_num(FILE *f, double v)
 		fputs("null", f); /* JSON has no NaN or infinity */
 }
 
+static void json_str_or_null(FILE *f, const char *s)
+{
+	if (s)
+		bench_json_str(f, s);
+	else
+		fputs("null", f);
+}
+
 static void json_strlist(FILE *f, const char *const *v, int n)
 {
 	fputc('[', f);
@@ -325,6 +341,12 @@ static void json_write(struct bench_report *rep, FILE *f)
 	json_strlist(f, cfg->env, cfg->nenv);
 	fprintf(f, ",\n    \"rcmoe_env\": ");
 	json_strlist(f, cfg->rcmoe_env, cfg->nrcmoe_env);
+	fprintf(f, ",\n    \"link_gbps\": ");
+	bench_json_num(f, cfg->link_gbps > 0 ? cfg->link_gbps : NAN); /* null: no emulated link */
+	fprintf(f, ",\n    \"link\": ");
+	json_str_or_null(f, bench_link_label(cfg));
+	fprintf(f, ",\n    \"shaper\": ");
+	json_str_or_null(f, cfg->link_gbps > 0 ? cfg->shaper : NULL);
 	fprintf(f, ",\n    \"mps\": %s,\n    \"simulated\": %s\n  },\n",
 		rep->mps_on ? "true" : "false", cfg->fake ? "true" : "false");
 
@@ -405,7 +427,11 @@ static void json_write(struct bench_report *rep, FILE *f)
 				bench_json_num(f, b);
 				fprintf(f, ", \"ratio\": ");
 				bench_json_num(f, a > 0 ? b / a : NAN);
-				fprintf(f, ", \"socket_runs\": %d, \"rcmoe_runs\": %d}", n0, n1);
+				fprintf(f,
+					", \"socket_runs\": %d, \"rcmoe_runs\": %d, \"link\": ", n0,
+					n1);
+				json_str_or_null(f, bench_link_label(cfg));
+				fputc('}', f);
 			}
 	fprintf(f, "%s],\n", first ? "" : "\n  ");
 	fprintf(f, "  \"failed_runs\": %d,\n  \"out_of_bounds\": %llu,\n  \"ok\": %s\n}\n",

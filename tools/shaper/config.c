@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * RCMOE_SHAPER_GBPS: read once per process. A missing or unusable value is never replaced by a
+ * default: shaped (TCP) sends then fail with EINVAL and one line on stderr says why, so that a
+ * benchmark cannot silently run at loopback speed while claiming an emulated link.
+ */
+#include "shaper.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct shaper_config config;
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+static atomic_flag complained = ATOMIC_FLAG_INIT;
+static char problem[160];
+
+static void config_load(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	config.base_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+
+	const char *s = getenv(RCMOE_SHAPER_ENV);
+	char *end = NULL;
+	double g = s && *s ? strtod(s, &end) : NAN;
+	if (!s || !*s) {
+		snprintf(problem, sizeof(problem), "%s is not set", RCMOE_SHAPER_ENV);
+	} else if (*end || !isfinite(g) || g <= 0) {
+		snprintf(problem, sizeof(problem), "%s=\"%.40s\" is not a positive number",
+			 RCMOE_SHAPER_ENV, s);
+	} else if (g < SHAPER_MIN_GBPS || g > SHAPER_MAX_GBPS) {
+		snprintf(problem, sizeof(problem), "%s=%.40s is out of range (%g-%g)",
+			 RCMOE_SHAPER_ENV, s, SHAPER_MIN_GBPS, SHAPER_MAX_GBPS);
+	} else {
+		config.valid = true;
+		config.gbps = g;
+		config.ps_per_byte = 8000.0 / g; /* 8 bits at g * 1e9 bits/s, in 1e-12 s */
+		double burst = g * 1e9 / 8 * (SHAPER_BURST_NS * 1e-9);
+		config.burst = burst > SHAPER_MIN_BURST ? (size_t)burst : SHAPER_MIN_BURST;
+		config.burst_ps = (int64_t)((double)config.burst * config.ps_per_byte);
+		return;
+	}
+	config.problem = problem;
+}
+
+const struct shaper_config *shaper_config(void)
+{
+	pthread_once(&config_once, config_load);
+	return &config;
+}
+
+/* Loading the library reads the setting, before the program can change its locale (strtod). */
+__attribute__((constructor)) static void shaper_load(void)
+{
+	shaper_config();
+}
+
+void shaper_complain(const struct shaper_config *c)
+{
+	if (atomic_flag_test_and_set(&complained))
+		return;
+	char line[256];
+	int n = snprintf(line, sizeof(line),
+			 "rcmoe-shaper: %s (Gb/s per process, e.g. 10): TCP sends fail with "
+			 "EINVAL\n",
+			 c->problem ? c->problem : "no rate");
+	/* Straight to the descriptor: stdio may hold locks, and stderr may itself be a TCP
+	 * socket, which our own write() would refuse. */
+	static void *_Atomic slot;
+	ssize_t (*real_write)(int, const void *, size_t) =
+		(ssize_t(*)(int, const void *, size_t))shaper_next(&slot, "write");
+	if (real_write && n > 0)
+		(void)!real_write(STDERR_FILENO, line, strlen(line));
+}
+
+SHAPER_EXPORT double rcmoe_shaper_gbps(void)
+{
+	return shaper_config()->gbps;
+}
+
+SHAPER_EXPORT unsigned long long rcmoe_shaper_bytes(void)
+{
+	return shaper_charged_bytes();
+}
