@@ -2,6 +2,7 @@
 /* Parsing of the RCMOE_* table (rcmoe/params.def). */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -15,11 +16,13 @@ static const char *const param_names[] = {
 #define RCMOE_PARAM_ENUM(field, env, def, values, doc)   env,
 #define RCMOE_PARAM_STR(field, env, def, doc)            env,
 #define RCMOE_PARAM_CHOICE(field, env, def, values, doc) env,
+#define RCMOE_PARAM_REAL(field, env, def, lo, hi, doc)   env,
 #include "rcmoe/params.def"
 #undef RCMOE_PARAM_INT
 #undef RCMOE_PARAM_ENUM
 #undef RCMOE_PARAM_STR
 #undef RCMOE_PARAM_CHOICE
+#undef RCMOE_PARAM_REAL
 };
 
 int rcmoe_params_count(void)
@@ -61,6 +64,22 @@ static int parse_int(const char *s, int64_t *out)
 	if (v > INT64_MAX / mult || v < INT64_MIN / mult)
 		return -1;
 	*out = (int64_t)v * mult;
+	return 0;
+}
+
+/* A finite decimal real ("0.01", "1e-3", ".5"); the whole string must parse. Refuses what strtod
+ * would also take but is no setting: nan, inf, hexadecimal, and leading or trailing spaces. */
+static int parse_real(const char *s, double *out)
+{
+	for (const char *p = s; *p; p++)
+		if (!strchr("0123456789.eE+-", *p))
+			return -1;
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v))
+		return -1;
+	*out = v;
 	return 0;
 }
 
@@ -158,11 +177,27 @@ rcmoe_status_t rcmoe_params_parse(struct rcmoe_params *out, rcmoe_getenv_fn get,
 					   env, (long long)x);                                     \
 		}                                                                                  \
 	}
+#define RCMOE_PARAM_REAL(field, env, def, lo, hi, doc)                                             \
+	out->field = (def);                                                                        \
+	if ((v = get(env)) != NULL && *v) {                                                        \
+		double x;                                                                          \
+		if (parse_real(v, &x) != 0 || x < (lo) || x > (hi)) {                              \
+			RCMOE_WARN("%s=\"%s\" is invalid: expected a decimal number in [%g, %g]",  \
+				   env, v, (double)(lo), (double)(hi));                            \
+			st = RCMOE_ERR_USAGE;                                                      \
+		} else {                                                                           \
+			out->field = x;                                                            \
+			if (log_set)                                                               \
+				RCMOE_INFO(NCCL_INIT | NCCL_ENV, "%s set by environment to %g",    \
+					   env, x);                                                \
+		}                                                                                  \
+	}
 #include "rcmoe/params.def"
 #undef RCMOE_PARAM_INT
 #undef RCMOE_PARAM_ENUM
 #undef RCMOE_PARAM_STR
 #undef RCMOE_PARAM_CHOICE
+#undef RCMOE_PARAM_REAL
 	return st;
 }
 

@@ -225,6 +225,18 @@ RCMOE_HD uint32_t rcmoe_from_f32(int dtype, float f)
 	return rcmoe_f32_to_f16(f);
 }
 
+/* ---- collective all-reduce sum ----
+ * One step of the collective side's exact reduction (plugin/coll/sum.c; a GPU kernel must call
+ * this same function): acc + x in the datatype's arithmetic, the way NCCL's own reductions do
+ * it: both widened to fp32 exactly, one fp32 addition (a NaN result made canonical, as in
+ * rcmoe_fadd_acc), rounded once to the datatype (nearest even). Contributions are added in rank
+ * order, so every rank and every run gets the same bits. */
+RCMOE_HD uint32_t rcmoe_ar_add(int dtype, uint32_t acc, uint32_t x)
+{
+	return rcmoe_from_f32(dtype,
+			      rcmoe_fadd_acc(rcmoe_to_f32(dtype, acc), rcmoe_to_f32(dtype, x)));
+}
+
 /* ---- counter-based RNG ----
  * key = splitmix64 chain over (seed, op_id, rank), computed once per operation. For index i:
  * hikey = lo32(key) ^ h32(hi32(i) ^ hi32(key)), constant over 2^32 consecutive indices (so a

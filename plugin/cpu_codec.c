@@ -21,7 +21,9 @@ static void run_job(struct rcmoe_cpu_job *job)
 {
 	uint64_t t0 = now_ns();
 	job->out_len = 0;
-	if (job->kind == RCMOE_JOB_ENCODE)
+	if (job->kind == RCMOE_JOB_CALL)
+		job->status = job->call(job);
+	else if (job->kind == RCMOE_JOB_ENCODE)
 		job->status = job->encode(&job->cfg, job->in, job->in_len, job->out, job->out_cap,
 					  &job->out_len);
 	else

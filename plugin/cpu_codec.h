@@ -15,7 +15,9 @@
 #include "rcmoe/codec.h"
 #include "rcmoe/status.h"
 
-enum rcmoe_cpu_job_kind { RCMOE_JOB_ENCODE, RCMOE_JOB_DECODE };
+/* ENCODE and DECODE: the p2p path's codec jobs. CALL: any other work (the collective side's
+ * sums, validations and decodes, plugin/coll/), run as job->call(job). */
+enum rcmoe_cpu_job_kind { RCMOE_JOB_ENCODE, RCMOE_JOB_DECODE, RCMOE_JOB_CALL };
 
 /* A CPU encoder as an encode plan holds it (policy.h): rcmoe_codec_encode's shape. */
 typedef rcmoe_status_t (*rcmoe_cpu_encode_fn)(const struct rcmoe_codec_cfg *cfg, const void *src,
@@ -30,6 +32,10 @@ struct rcmoe_cpu_job {
 	size_t out_cap;             /* bytes */
 	rcmoe_cpu_encode_fn encode; /* encode: the plan's CPU entry point, and its config */
 	struct rcmoe_codec_cfg cfg;
+	/* call: the work and what it works on (its status is the job's) */
+	rcmoe_status_t (*call)(struct rcmoe_cpu_job *job);
+	void *arg;
+	int index;
 	/* results, valid once done */
 	rcmoe_status_t status;
 	size_t out_len; /* encode: stream bytes; decode: bytes decoded */

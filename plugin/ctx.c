@@ -9,6 +9,7 @@
 #include "rcmoe/log.h"
 #include "core.h"
 #include "policy.h"
+#include "coll/ar_policy.h"
 
 #ifndef RCMOE_VERSION
 #define RCMOE_VERSION "unknown"
@@ -116,6 +117,10 @@ static void setup(void)
 	setup_status = rcmoe_params_load(&params);
 	if (setup_status == RCMOE_OK)
 		setup_status = rcmoe_stats_setup(params->stats_file, (int)params->stats_format);
+	struct rcmoe_ar_settings
+		ar; /* the collective side's, checked here so a bad one fails init */
+	if (setup_status == RCMOE_OK)
+		setup_status = rcmoe_ar_settings_from_params(params, &ar);
 	if (setup_status != RCMOE_OK) {
 		RCMOE_WARN("invalid RCMOE_* settings (see the warnings above); refusing to start");
 		return;
@@ -136,12 +141,15 @@ static void setup(void)
 		if (setup_status != RCMOE_OK)
 			return;
 	}
-	char codecs[160];
+	char codecs[160], ar_codec[128];
 	rcmoe_policy_describe(params, codecs, sizeof(codecs));
-	RCMOE_INFO(
-		NCCL_INIT | NCCL_NET,
-		"rcmoe %s: net ABI v11+v10, profiler v5; transport %s; GPU buffers %s; codecs %s",
-		RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed", codecs);
+	rcmoe_ar_describe(&ar, ar_codec, sizeof(ar_codec));
+	RCMOE_INFO(NCCL_INIT | NCCL_NET,
+		   "rcmoe %s: net ABI v11+v10, collNet v11+v10, profiler v5; transport %s; GPU "
+		   "buffers "
+		   "%s; codecs %s; %s (with NCCL_COLLNET_ENABLE=1)",
+		   RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed", codecs,
+		   ar_codec);
 }
 
 const struct rcmoe_transport_ops *rcmoe_core_transport(void)

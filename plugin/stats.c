@@ -86,16 +86,32 @@ static size_t snapshot_cells(const struct rcmoe_stats *st, struct cell_snap *out
 	return n;
 }
 
+/* The comm as records name it: 0x<id>, or 0x<id>:<kind> for a kind of counters of its own. */
+static void comm_name(uint64_t comm_id, const char *kind, char *out, size_t size)
+{
+	if (kind && *kind)
+		snprintf(out, size, "0x%lx:%s", (unsigned long)comm_id, kind);
+	else
+		snprintf(out, size, "0x%lx", (unsigned long)comm_id);
+}
+
 void rcmoe_stats_log(const struct rcmoe_stats *st, uint64_t comm_id)
+{
+	rcmoe_stats_log_kind(st, comm_id, NULL);
+}
+
+void rcmoe_stats_log_kind(const struct rcmoe_stats *st, uint64_t comm_id, const char *kind)
 {
 	struct cell_snap cells[2 * (RCMOE_NFUNC + 1) * (RCMOE_NDTYPE + 1)];
 	size_t n = snapshot_cells(st, cells, sizeof(cells) / sizeof(cells[0]));
+	char comm[64];
+	comm_name(comm_id, kind, comm, sizeof(comm));
 	for (size_t i = 0; i < n; i++) {
 		const struct cell_snap *c = &cells[i];
 		RCMOE_INFO(NCCL_NET,
-			   "stats comm 0x%lx %s func=%s dtype=%s messages=%lu logical_bytes=%lu "
+			   "stats comm %s %s func=%s dtype=%s messages=%lu logical_bytes=%lu "
 			   "wire_bytes=%lu ratio=%.3f codec_us=%.1f",
-			   (unsigned long)comm_id, dir_name(c->dir), rcmoe_func_name(c->func),
+			   comm, dir_name(c->dir), rcmoe_func_name(c->func),
 			   rcmoe_dtype_name(c->dtype), (unsigned long)c->messages,
 			   (unsigned long)c->logical, (unsigned long)c->wire, cell_ratio(c),
 			   c->codec_ns / 1e3);
@@ -163,7 +179,8 @@ void rcmoe_stats_expand_path(const char *tmpl, char *out, size_t out_size)
 struct stats_record {
 	struct stats_record *next;
 	uint64_t comm_id;
-	int finalize; /* else periodic */
+	char kind[24]; /* "" or the kind of counters (comm_name) */
+	int finalize;  /* else periodic */
 	int format;
 	double ts; /* when the counters were read (Unix time) */
 	char tmpl[256];
@@ -348,18 +365,19 @@ static int write_json(const struct stats_record *r, const char *path, const char
 	int err = 0;
 	for (size_t i = 0; i < r->ncells && !err; i++) {
 		const struct cell_snap *c = &r->cells[i];
-		char line[768];
+		char line[768], comm[64];
+		comm_name(r->comm_id, r->kind, comm, sizeof(comm));
 		int n = snprintf(line, sizeof(line),
 				 "{\"ts\":%.3f,\"event\":\"%s\",\"pid\":%d,\"host\":\"%s\","
-				 "\"comm\":\"0x%lx\","
+				 "\"comm\":\"%s\","
 				 "\"dir\":\"%s\",\"func\":\"%s\",\"dtype\":\"%s\",\"messages\":%lu,"
 				 "\"logical_bytes\":%lu,\"wire_bytes\":%lu,\"ratio\":%.4f,\"codec_"
 				 "us\":%.1f}\n",
 				 r->ts, r->finalize ? "finalize" : "periodic", (int)getpid(), host,
-				 (unsigned long)r->comm_id, dir_name(c->dir),
-				 rcmoe_func_name(c->func), rcmoe_dtype_name(c->dtype),
-				 (unsigned long)c->messages, (unsigned long)c->logical,
-				 (unsigned long)c->wire, cell_ratio(c), c->codec_ns / 1e3);
+				 comm, dir_name(c->dir), rcmoe_func_name(c->func),
+				 rcmoe_dtype_name(c->dtype), (unsigned long)c->messages,
+				 (unsigned long)c->logical, (unsigned long)c->wire, cell_ratio(c),
+				 c->codec_ns / 1e3);
 		if (n <= 0 || n >= (int)sizeof(line) || write(fd, line, (size_t)n) != n)
 			err = -1;
 	}
@@ -395,7 +413,8 @@ static int prom_update(struct stats_record *r, const char *path)
 {
 	struct prom_entry **pp = &prom_table;
 	for (; *pp; pp = &(*pp)->next)
-		if ((*pp)->rec->comm_id == r->comm_id && !strcmp((*pp)->path, path))
+		if ((*pp)->rec->comm_id == r->comm_id && !strcmp((*pp)->rec->kind, r->kind) &&
+		    !strcmp((*pp)->path, path))
 			break;
 	if (!*pp) {
 		*pp = calloc(1, sizeof(**pp));
@@ -441,8 +460,9 @@ static void prom_cell_sample(struct buf *b, int family, const struct cell_snap *
 
 static void prom_comm_labels(const struct stats_record *r, const char *host, char *out, size_t size)
 {
-	snprintf(out, size, "comm=\"0x%lx\",host=\"%s\",pid=\"%d\"", (unsigned long)r->comm_id,
-		 host, (int)getpid());
+	char comm[64];
+	comm_name(r->comm_id, r->kind, comm, sizeof(comm));
+	snprintf(out, size, "comm=\"%s\",host=\"%s\",pid=\"%d\"", comm, host, (int)getpid());
 }
 
 /* Every sample of a family is contiguous, after its HELP and TYPE (the exposition format). No
@@ -643,7 +663,7 @@ rcmoe_status_t rcmoe_stats_setup(const char *path_template, int format)
 }
 
 static struct stats_record *snapshot(const struct rcmoe_stats *st, uint64_t comm_id,
-				     const char *tmpl, int finalize)
+				     const char *kind, const char *tmpl, int finalize)
 {
 	size_t n = snapshot_cells(st, NULL, 0);
 	struct stats_record *r = malloc(sizeof(*r) + n * sizeof(r->cells[0]));
@@ -653,6 +673,7 @@ static struct stats_record *snapshot(const struct rcmoe_stats *st, uint64_t comm
 	clock_gettime(CLOCK_REALTIME, &now);
 	r->next = NULL;
 	r->comm_id = comm_id;
+	snprintf(r->kind, sizeof(r->kind), "%s", kind ? kind : "");
 	r->finalize = finalize;
 	r->format = atomic_load(&stats_format);
 	r->ts = now.tv_sec + now.tv_nsec / 1e9;
@@ -671,7 +692,7 @@ static void enqueue(struct stats_record *r)
 		for (struct stats_record **pp = &w.head; *pp; pp = &(*pp)->next) {
 			struct stats_record *old = *pp;
 			if (old->finalize || old->comm_id != r->comm_id ||
-			    strcmp(old->tmpl, r->tmpl))
+			    strcmp(old->kind, r->kind) || strcmp(old->tmpl, r->tmpl))
 				continue;
 			r->next = old->next;
 			*pp = r;
@@ -690,10 +711,17 @@ static void enqueue(struct stats_record *r)
 rcmoe_status_t rcmoe_stats_write(const struct rcmoe_stats *st, uint64_t comm_id,
 				 const char *path_template, const char *event)
 {
+	return rcmoe_stats_write_kind(st, comm_id, NULL, path_template, event);
+}
+
+rcmoe_status_t rcmoe_stats_write_kind(const struct rcmoe_stats *st, uint64_t comm_id,
+				      const char *kind, const char *path_template,
+				      const char *event)
+{
 	pthread_once(&sync_once, init_sync);
 	pthread_once(&host_once, cache_host);
 	struct stats_record *r =
-		snapshot(st, comm_id, path_template, event && !strcmp(event, "finalize"));
+		snapshot(st, comm_id, kind, path_template, event && !strcmp(event, "finalize"));
 	if (!r) {
 		RCMOE_WARN("stats: no memory for a %s record of comm 0x%lx", event ? event : "?",
 			   (unsigned long)comm_id);

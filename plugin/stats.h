@@ -43,6 +43,9 @@ void rcmoe_stats_add(struct rcmoe_stats *st, int dir, const struct rcmoe_msg_inf
 		     size_t logical, size_t wire, uint64_t codec_ns);
 /* One INFO line per non-empty cell. */
 void rcmoe_stats_log(const struct rcmoe_stats *st, uint64_t comm_id);
+/* The same for counters of one kind of a comm (the collective side's "collnet-PTS" and the
+ * like): they are named comm 0x<id>:<kind> in the log and in the file, beside the comm's own. */
+void rcmoe_stats_log_kind(const struct rcmoe_stats *st, uint64_t comm_id, const char *kind);
 
 /*
  * Check and remember the output settings, once at plugin init (before any record). Prometheus
@@ -62,6 +65,12 @@ rcmoe_status_t rcmoe_stats_setup(const char *path_template, int format); /* RCMO
  */
 rcmoe_status_t rcmoe_stats_write(const struct rcmoe_stats *st, uint64_t comm_id,
 				 const char *path_template, const char *event);
+
+/* rcmoe_stats_write for counters of one kind (rcmoe_stats_log_kind); NULL or "": the comm's
+ * own. */
+rcmoe_status_t rcmoe_stats_write_kind(const struct rcmoe_stats *st, uint64_t comm_id,
+				      const char *kind, const char *path_template,
+				      const char *event);
 
 /* Wait until every record queued before the call has been written (or failed to be), at most
  * `timeout_ms`. RCMOE_OK, or RCMOE_ERR_SYSTEM on timeout (WARN). */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rcmoe's own declaration of the parts of NCCL's plugin ABI it implements (NCCL 2.26 - 2.30):
- * net v11 and v10, profiler v5 (no collNet). Member order, signatures and constants are facts of
- * the ABI (see shared/notes/nccl-plugin-abi.md for their source); the text is ours. Sizes,
+ * net v11 and v10, collNet v11 and v10, profiler v5. Member order, signatures and constants are
+ * facts of the ABI (see shared/notes/nccl-plugin-abi.md for their source); the text is ours. Sizes,
  * offsets and signatures are checked at compile time against that note in
  * plugin/abi/abi_checks.c: change both together.
  *
@@ -259,6 +259,76 @@ typedef struct {
 	ncclResult_t (*irecvConsumed)(void *recvComm, int n, void *request);
 	ncclResult_t (*makeVDevice)(int *d, ncclNetVDeviceProps_v10_t *props);
 } ncclNet_v10_t;
+
+/* CollNet v11: 19 members. init is called once per communicator (whether NCCL_COLLNET_ENABLE is
+ * set or not), devices the first time; connect is called once per group and may block until the
+ * group is connected (NCCL calls it once and treats an error as "no collNet", not as a failure).
+ * iallreduce may return a NULL request: "retry". A NULL iallgather or ireducescatter tells NCCL
+ * the plugin does not do that collective (its cost model then never picks it). */
+typedef struct {
+	const char *name;
+	ncclResult_t (*init)(void **ctx, uint64_t commId, ncclDebugLogger_t logFunction);
+	ncclResult_t (*devices)(int *ndev);
+	ncclResult_t (*getProperties)(int dev, ncclNetProperties_v11_t *props);
+	ncclResult_t (*listen)(void *ctx, int dev, void *handle, void **listenComm);
+	ncclResult_t (*connect)(void *handles[], int nranks, int rank, void *listenComm,
+				void **collComm);
+	ncclResult_t (*reduceSupport)(ncclDataType_t dataType, ncclRedOp_t redOp, int *supported);
+	ncclResult_t (*regMr)(void *collComm, void *data, size_t size, int type, void **mhandle);
+	ncclResult_t (*regMrDmaBuf)(void *collComm, void *data, size_t size, int type,
+				    uint64_t offset, int fd, void **mhandle);
+	ncclResult_t (*deregMr)(void *collComm, void *mhandle);
+	ncclResult_t (*iallreduce)(void *collComm, void *sendData, void *recvData, size_t count,
+				   ncclDataType_t dataType, ncclRedOp_t redOp, void *sendMhandle,
+				   void *recvMhandle, void **request);
+	ncclResult_t (*iallgather)(void *collComm, void *sendData, int nRecvParts,
+				   ncclNetSGE_v11_t *recvParts, size_t bytesPerRank,
+				   size_t windowOffset, size_t windowBytes, void *sendMhandle,
+				   void **request);
+	ncclResult_t (*ireducescatter)(void *collComm, int nSendParts, ncclNetSGE_v11_t *sendParts,
+				       void *recvData, size_t bytesPerRank, size_t windowOffset,
+				       size_t windowBytes, ncclDataType_t dataType,
+				       ncclRedOp_t redOp, void *recvMhandle, void **request);
+	ncclResult_t (*iflush)(void *collComm, void *data, int size, void *mhandle, void **request);
+	ncclResult_t (*test)(void *request, int *done, int *size);
+	ncclResult_t (*closeColl)(void *collComm);
+	ncclResult_t (*closeListen)(void *listenComm);
+	ncclResult_t (*makeVDevice)(int *d, ncclNetVDeviceProps_v11_t *props);
+	ncclResult_t (*finalize)(void *ctx);
+} ncclCollNet_v11_t;
+
+/* CollNet v10: 18 members; init takes only the logger (once per process), listen no ctx, no
+ * finalize, _v10 property and SGE types. */
+typedef struct {
+	const char *name;
+	ncclResult_t (*init)(ncclDebugLogger_t logFunction);
+	ncclResult_t (*devices)(int *ndev);
+	ncclResult_t (*getProperties)(int dev, ncclNetProperties_v10_t *props);
+	ncclResult_t (*listen)(int dev, void *handle, void **listenComm);
+	ncclResult_t (*connect)(void *handles[], int nranks, int rank, void *listenComm,
+				void **collComm);
+	ncclResult_t (*reduceSupport)(ncclDataType_t dataType, ncclRedOp_t redOp, int *supported);
+	ncclResult_t (*regMr)(void *collComm, void *data, size_t size, int type, void **mhandle);
+	ncclResult_t (*regMrDmaBuf)(void *collComm, void *data, size_t size, int type,
+				    uint64_t offset, int fd, void **mhandle);
+	ncclResult_t (*deregMr)(void *collComm, void *mhandle);
+	ncclResult_t (*iallreduce)(void *collComm, void *sendData, void *recvData, size_t count,
+				   ncclDataType_t dataType, ncclRedOp_t redOp, void *sendMhandle,
+				   void *recvMhandle, void **request);
+	ncclResult_t (*iallgather)(void *collComm, void *sendData, int nRecvParts,
+				   ncclNetSGE_v10_t *recvParts, size_t bytesPerRank,
+				   size_t windowOffset, size_t windowBytes, void *sendMhandle,
+				   void **request);
+	ncclResult_t (*ireducescatter)(void *collComm, int nSendParts, ncclNetSGE_v10_t *sendParts,
+				       void *recvData, size_t bytesPerRank, size_t windowOffset,
+				       size_t windowBytes, ncclDataType_t dataType,
+				       ncclRedOp_t redOp, void *recvMhandle, void **request);
+	ncclResult_t (*iflush)(void *collComm, void *data, int size, void *mhandle, void **request);
+	ncclResult_t (*test)(void *request, int *done, int *size);
+	ncclResult_t (*closeColl)(void *collComm);
+	ncclResult_t (*closeListen)(void *listenComm);
+	ncclResult_t (*makeVDevice)(int *d, ncclNetVDeviceProps_v10_t *props);
+} ncclCollNet_v10_t;
 
 /* ---- profiler v5 ---- */
 enum {

@@ -11,11 +11,13 @@ struct rcmoe_params {
 #define RCMOE_PARAM_ENUM(field, env, def, values, doc)   int field;
 #define RCMOE_PARAM_STR(field, env, def, doc)            char field[256];
 #define RCMOE_PARAM_CHOICE(field, env, def, values, doc) int64_t field;
+#define RCMOE_PARAM_REAL(field, env, def, lo, hi, doc)   double field;
 #include "rcmoe/params.def"
 #undef RCMOE_PARAM_INT
 #undef RCMOE_PARAM_ENUM
 #undef RCMOE_PARAM_STR
 #undef RCMOE_PARAM_CHOICE
+#undef RCMOE_PARAM_REAL
 };
 
 /* Enum indexes, in the order of the values string in params.def. */
@@ -23,6 +25,7 @@ enum { RCMOE_TRANSPORT_AUTO = 0, RCMOE_TRANSPORT_SOCKET = 1 };
 enum { RCMOE_CUDA_BUFFERS_AUTO = 0, RCMOE_CUDA_BUFFERS_ON = 1, RCMOE_CUDA_BUFFERS_OFF = 2 };
 enum { RCMOE_A2A_SCOPE_ALLTOALL = 0, RCMOE_A2A_SCOPE_P2P = 1 };
 enum { RCMOE_STATS_FORMAT_JSON = 0, RCMOE_STATS_FORMAT_PROMETHEUS = 1 };
+enum { RCMOE_AR_CODEC_AUTO = 0, RCMOE_AR_CODEC_PTS = 1, RCMOE_AR_CODEC_LSQ = 2 };
 
 typedef const char *(*rcmoe_getenv_fn)(const char *name);
 

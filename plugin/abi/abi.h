@@ -50,4 +50,20 @@ ncclResult_t rcmoe_abi_close_listen(void *listen);
 /* Fill the fields both property versions share. */
 ncclResult_t rcmoe_abi_properties(int dev, ncclNetProperties_v11_t *props);
 
+/* Shared collNet v10/v11 entry points (coll_common.c). */
+ncclResult_t rcmoe_abi_coll_connect(void *handles[], int nranks, int rank, void *listen,
+				    void **coll);
+ncclResult_t rcmoe_abi_coll_reduce_support(ncclDataType_t dtype, ncclRedOp_t op, int *supported);
+ncclResult_t rcmoe_abi_coll_reg_mr(void *coll, void *data, size_t size, int type, void **mhandle);
+ncclResult_t rcmoe_abi_coll_reg_mr_dmabuf(void *coll, void *data, size_t size, int type,
+					  uint64_t offset, int fd, void **mhandle);
+ncclResult_t rcmoe_abi_coll_dereg_mr(void *coll, void *mhandle);
+ncclResult_t rcmoe_abi_coll_iallreduce(void *coll, void *send, void *recv, size_t count,
+				       ncclDataType_t dtype, ncclRedOp_t op, void *send_mh,
+				       void *recv_mh, void **request);
+ncclResult_t rcmoe_abi_coll_iflush(void *coll, void *data, int size, void *mhandle, void **request);
+ncclResult_t rcmoe_abi_coll_test(void *request, int *done, int *size);
+ncclResult_t rcmoe_abi_coll_close(void *coll);
+ncclResult_t rcmoe_abi_coll_close_listen(void *listen);
+
 #endif

@@ -267,6 +267,87 @@ SAME(n10, n11, closeListen);
 SAME(n10, n11, getDeviceMr);
 SAME(n10, n11, irecvConsumed);
 
+/* ---- ncclCollNet_v11_t: note:147-168 (net_v11.h:135-185), slots 0-18, 8 bytes each ----
+ * The note's heading says 20 slots; NCCL 2.28.9's net_v11.h has 19 members (name through
+ * finalize, the table below), and v10 18: counted again from the header when these checks were
+ * written. */
+typedef ncclCollNet_v11_t c11;
+OFF(c11, name, 0 * 8);
+OFF(c11, init, 1 * 8);
+OFF(c11, devices, 2 * 8);
+OFF(c11, getProperties, 3 * 8);
+OFF(c11, listen, 4 * 8);
+OFF(c11, connect, 5 * 8);
+OFF(c11, reduceSupport, 6 * 8);
+OFF(c11, regMr, 7 * 8);
+OFF(c11, regMrDmaBuf, 8 * 8);
+OFF(c11, deregMr, 9 * 8);
+OFF(c11, iallreduce, 10 * 8);
+OFF(c11, iallgather, 11 * 8);
+OFF(c11, ireducescatter, 12 * 8);
+OFF(c11, iflush, 13 * 8);
+OFF(c11, test, 14 * 8);
+OFF(c11, closeColl, 15 * 8);
+OFF(c11, closeListen, 16 * 8);
+OFF(c11, makeVDevice, 17 * 8);
+OFF(c11, finalize, 18 * 8);
+SIZE(c11, 19 * 8);
+TYPE(c11, name, const char *);
+TYPE(c11, init, ncclResult_t (*)(void **, uint64_t, ncclDebugLogger_t)); /* note:151 */
+TYPE(c11, devices, ncclResult_t (*)(int *));
+TYPE(c11, getProperties, ncclResult_t (*)(int, ncclNetProperties_v11_t *));
+TYPE(c11, listen, ncclResult_t (*)(void *, int, void *, void **));
+TYPE(c11, connect, ncclResult_t (*)(void **, int, int, void *, void **)); /* note:155 */
+TYPE(c11, reduceSupport, ncclResult_t (*)(ncclDataType_t, ncclRedOp_t, int *));
+TYPE(c11, regMr, ncclResult_t (*)(void *, void *, size_t, int, void **));
+TYPE(c11, regMrDmaBuf, ncclResult_t (*)(void *, void *, size_t, int, uint64_t, int, void **));
+TYPE(c11, deregMr, ncclResult_t (*)(void *, void *));
+/* note:158 */
+TYPE(c11, iallreduce,
+     ncclResult_t (*)(void *, void *, void *, size_t, ncclDataType_t, ncclRedOp_t, void *, void *,
+		      void **));
+/* note:159 */
+TYPE(c11, iallgather,
+     ncclResult_t (*)(void *, void *, int, ncclNetSGE_v11_t *, size_t, size_t, size_t, void *,
+		      void **));
+/* note:160 */
+TYPE(c11, ireducescatter,
+     ncclResult_t (*)(void *, int, ncclNetSGE_v11_t *, void *, size_t, size_t, size_t,
+		      ncclDataType_t, ncclRedOp_t, void *, void **));
+TYPE(c11, iflush, ncclResult_t (*)(void *, void *, int, void *, void **)); /* note:161 */
+TYPE(c11, test, ncclResult_t (*)(void *, int *, int *));
+TYPE(c11, closeColl, ncclResult_t (*)(void *));
+TYPE(c11, closeListen, ncclResult_t (*)(void *));
+TYPE(c11, makeVDevice, ncclResult_t (*)(int *, ncclNetVDeviceProps_v11_t *));
+TYPE(c11, finalize, ncclResult_t (*)(void *));
+/* ---- ncclCollNet_v10_t: note:170 (net_v10.h:106-154), slots 0-17 ---- */
+typedef ncclCollNet_v10_t c10;
+SIZE(c10, 18 * 8);
+OFF(c10, init, 1 * 8);
+OFF(c10, listen, 4 * 8);
+OFF(c10, connect, 5 * 8);
+OFF(c10, iallreduce, 10 * 8);
+OFF(c10, test, 14 * 8);
+OFF(c10, makeVDevice, 17 * 8);
+TYPE(c10, init, ncclResult_t (*)(ncclDebugLogger_t));
+TYPE(c10, getProperties, ncclResult_t (*)(int, ncclNetProperties_v10_t *));
+TYPE(c10, listen, ncclResult_t (*)(int, void *, void **));
+TYPE(c10, makeVDevice, ncclResult_t (*)(int *, ncclNetVDeviceProps_v10_t *));
+/* The rest is v11's, in the same slots with the same types (coll_common.c fills both). */
+SAME(c10, c11, devices);
+SAME(c10, c11, connect);
+SAME(c10, c11, reduceSupport);
+SAME(c10, c11, regMr);
+SAME(c10, c11, regMrDmaBuf);
+SAME(c10, c11, deregMr);
+SAME(c10, c11, iallreduce);
+SAME(c10, c11, iallgather);
+SAME(c10, c11, ireducescatter);
+SAME(c10, c11, iflush);
+SAME(c10, c11, test);
+SAME(c10, c11, closeColl);
+SAME(c10, c11, closeListen);
+
 /* ---- profiler v5 (note:261-275) ---- */
 /* The table: name then five entry points (note:261-267). */
 typedef ncclProfiler_v5_t p5;

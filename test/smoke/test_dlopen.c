@@ -48,6 +48,20 @@ Test(smoke, net_v10_table)
 		  t->closeRecv && t->closeListen);
 }
 
+Test(smoke, collnet_tables)
+{
+	const ncclCollNet_v11_t *t = dlsym(lib, "ncclCollNetPlugin_v11");
+	cr_assert_not_null(t);
+	cr_expect_str_eq(t->name, "RCMoE");
+	cr_expect(t->init && t->devices && t->getProperties && t->listen && t->connect &&
+		  t->reduceSupport && t->regMr && t->regMrDmaBuf && t->deregMr && t->iallreduce &&
+		  t->iflush && t->test && t->closeColl && t->closeListen && t->finalize);
+	cr_expect(!t->iallgather && !t->ireducescatter, "all-gather/reduce-scatter not declined");
+	const ncclCollNet_v10_t *t10 = dlsym(lib, "ncclCollNetPlugin_v10");
+	cr_assert_not_null(t10);
+	cr_expect(t10->init && t10->connect && t10->iallreduce && t10->test && t10->closeColl);
+}
+
 Test(smoke, profiler_v5_table)
 {
 	const ncclProfiler_v5_t *t = dlsym(lib, "ncclProfiler_v5");

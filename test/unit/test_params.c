@@ -87,6 +87,20 @@ Test(params, invalid_values_are_refused_loudly)
 		{ "RCMOE_A2A_BITS", "16" },
 		{ "RCMOE_LSQ_BLOCK", "100" },
 		{ "RCMOE_A2A_SCOPE", "pp" },
+		{ "RCMOE_AR_DENSITY", "nan" },
+		{ "RCMOE_AR_DENSITY", "NaN" },
+		{ "RCMOE_AR_DENSITY", "inf" },
+		{ "RCMOE_AR_DENSITY", "0x1p-3" },
+		{ "RCMOE_AR_DENSITY", "1.5" },
+		{ "RCMOE_AR_DENSITY", "-0.01" },
+		{ "RCMOE_AR_DENSITY", "0.01x" },
+		{ "RCMOE_AR_DENSITY", " 0.01" },
+		{ "RCMOE_AR_DENSITY", "1e999" },
+		{ "RCMOE_AR_DENSITY", "." },
+		{ "RCMOE_AR_DENSITY", "ten percent" },
+		{ "RCMOE_AR_BITS", "3" },
+		{ "RCMOE_AR_CODEC", "topk" },
+		{ "RCMOE_AR_MIN_BYTES", "-1" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct rcmoe_params p;
@@ -97,6 +111,29 @@ Test(params, invalid_values_are_refused_loudly)
 		cr_expect_gt(test_log_warn_count(), before, "%s=%s refused silently", bad[i][0],
 			     bad[i][1]);
 	}
+}
+
+/* The real-valued setting: decimal forms in [0, 1], its default 0 (PTS off). */
+Test(params, real_values)
+{
+	static const struct {
+		const char *text;
+		double want;
+	} ok[] = { { "0.01", 0.01 }, { "1", 1.0 },    { "0", 0.0 },     { ".5", 0.5 },
+		   { "1e-3", 1e-3 }, { "5E-1", 0.5 }, { "+0.25", 0.25 } };
+	struct rcmoe_params p;
+	cr_assert_eq(rcmoe_params_parse(&p, fake_get, 0), RCMOE_OK);
+	cr_expect_eq(p.ar_density, 0.0, "PTS is off unless asked");
+	cr_expect_eq(p.ar_bits, 0);
+	cr_expect_eq(p.ar_codec, RCMOE_AR_CODEC_AUTO);
+	cr_expect_eq(p.ar_min_bytes, 65536);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		set_env(0, "RCMOE_AR_DENSITY", ok[i].text);
+		cr_expect_eq(rcmoe_params_parse(&p, fake_get, 1), RCMOE_OK, "%s refused",
+			     ok[i].text);
+		cr_expect_eq(p.ar_density, ok[i].want, "%s parsed as %g", ok[i].text, p.ar_density);
+	}
+	cr_expect_eq(test_log_warn_count(), 0);
 }
 
 Test(params, too_long_string_is_refused)

@@ -1,0 +1,874 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The all-reduce engine: iallreduce sets a call up, test drives every call of the comm. Nothing
+ * here blocks: transfers are the transport's non-blocking requests, the work (encode, decode,
+ * validate, sum) runs on the CPU codec workers, and both are polled.
+ *
+ * Messages of one call, on each directed connection (peer p, set A or B), at most one each:
+ *   lossless  A: this rank's part of shard p (raw)     B: the summed shard of the sender (raw)
+ *   PTS       A: this rank's whole PTS stream           B: none
+ *   LSQ       A: this rank's shard p, LSQ-encoded      B: the sender's summed shard, LSQ-encoded
+ * Shard s (owned by rank s) is the s-th of nranks near-equal runs of the elements, cut at
+ * multiples of 16 elements (lossless) or of the LSQ block. Each connection's transfers are
+ * posted in call order on both sides (coll_post), and each message's flags carry its call
+ * number and set, checked on arrival, so calls in flight cannot mix. Every compressed stream is
+ * validated (its header: codec, datatype, element count, operation id, rank; then all of it)
+ * before anything is decoded; a bad one fails the call, naming the peer.
+ *
+ * In-place calls (send == recv): a lossless all-gather message of shard p lands where this
+ * rank's contribution to shard p was sent from, so its receive is posted only once that send is
+ * done; the LSQ and PTS modes read the send buffer only in encode jobs that finish before their
+ * streams leave, and write the receive buffer only after every stream they need arrived.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rcmoe/codec.h"
+#include "rcmoe/log.h"
+#include "coll.h"
+#include "core.h"
+#include "sum.h"
+
+#define LOSSLESS_UNIT 16 /* elements: shard boundaries of the lossless mode */
+
+/* The operation id of a stream: call, phase (0 reduce-scatter / PTS, 1 all-gather), shard. Also
+ * part of the RNG's input, so every stream draws its own random numbers. */
+static uint64_t stream_op(uint64_t seq, int phase, int shard)
+{
+	return seq << 24 | (uint64_t)phase << 23 | (uint64_t)shard;
+}
+
+/* A message's flags: the low 24 bits of its call's number, and its set. */
+static uint32_t msg_flags(uint64_t seq, int set)
+{
+	return (uint32_t)(seq & 0xffffffu) | (uint32_t)set << 24 | 0x40000000u;
+}
+
+static void shard_of(size_t n, int nranks, size_t unit, int s, size_t *off, size_t *len)
+{
+	size_t units = (n + unit - 1) / unit;
+	size_t b = units / nranks * s + units % nranks * s / nranks;
+	size_t e = units / nranks * (s + 1) + units % nranks * (s + 1) / nranks;
+	b = b * unit < n ? b * unit : n;
+	e = e * unit < n ? e * unit : n;
+	*off = b;
+	*len = e - b;
+}
+
+static rcmoe_status_t grow(struct rcmoe_growbuf *g, size_t need)
+{
+	if (need <= g->cap)
+		return RCMOE_OK;
+	size_t cap = 4096;
+	while (cap < need)
+		cap *= 2;
+	free(g->p);
+	g->p = malloc(cap);
+	g->cap = g->p ? cap : 0;
+	return g->p ? RCMOE_OK : RCMOE_ERR_NOMEM;
+}
+
+/* ---- per-call arrays ---- */
+
+rcmoe_status_t rcmoe_coll_calls_alloc(struct rcmoe_coll_comm *c)
+{
+	size_t n = (size_t)c->nranks;
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++) {
+		struct coll_call *k = &c->calls[i];
+		k->comm = c;
+		k->xa_send = calloc(4 * n, sizeof(*k->xa_send));
+		k->jobs = calloc(2 * n, sizeof(*k->jobs));
+		k->job_used = calloc(2 * n, sizeof(*k->job_used));
+		k->own_off = calloc(n, sizeof(*k->own_off));
+		k->own_len = calloc(n, sizeof(*k->own_len));
+		k->srcs = calloc(n, sizeof(*k->srcs));
+		k->lens = calloc(n, sizeof(*k->lens));
+		if (!k->xa_send || !k->jobs || !k->job_used || !k->own_off || !k->own_len ||
+		    !k->srcs || !k->lens) {
+			rcmoe_coll_calls_free(c);
+			return RCMOE_ERR_NOMEM;
+		}
+		k->xa_recv = k->xa_send + n;
+		k->xb_send = k->xa_send + 2 * n;
+		k->xb_recv = k->xa_send + 3 * n;
+		for (size_t x = 0; x < 4 * n; x++) {
+			struct coll_xfer *t = &k->xa_send[x];
+			t->call = k;
+			t->peer = (int)(x % n);
+			t->set = x < 2 * n ? RCMOE_COLL_SET_A : RCMOE_COLL_SET_B;
+			t->is_send = x < n || (x >= 2 * n && x < 3 * n);
+		}
+	}
+	return RCMOE_OK;
+}
+
+void rcmoe_coll_calls_free(struct rcmoe_coll_comm *c)
+{
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++) {
+		struct coll_call *k = &c->calls[i];
+		if (k->xa_send)
+			for (int x = 0; x < 4 * c->nranks; x++)
+				free(k->xa_send[x].in.p);
+		free(k->xa_send);
+		free(k->jobs);
+		free(k->job_used);
+		free(k->own_off);
+		free(k->own_len);
+		free(k->srcs);
+		free(k->lens);
+		free(k->work.p);
+		free(k->own.p);
+		free(k->agout.p);
+		memset(k, 0, sizeof(*k));
+	}
+}
+
+/* ---- failing ---- */
+
+static rcmoe_status_t comm_fail(struct rcmoe_coll_comm *c, rcmoe_status_t st, const char *why)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	if (c->failed)
+		return c->failed;
+	c->failed = st;
+	for (int p = 0; p < c->nranks; p++)
+		for (int s = 0; s < RCMOE_COLL_NSETS; s++) {
+			if (c->peers[p].tsend[s])
+				t->abort_send(c->peers[p].tsend[s], st, why);
+			if (c->peers[p].trecv[s])
+				t->abort_recv(c->peers[p].trecv[s], st, why);
+		}
+	return st;
+}
+
+/* ---- jobs (on the CPU codec workers) ---- */
+
+/* Is this stream the one the call expects from `rank`: codec, datatype, count, operation, and
+ * whole (rcmoe_codec_validate)? count 0 expects an empty message. */
+static rcmoe_status_t check_stream(const struct coll_call *k, const void *src, size_t len,
+				   int codec, size_t count, uint64_t op, int rank)
+{
+	struct rcmoe_wire_header h;
+	if (count == 0)
+		return len == 0 ? RCMOE_OK : RCMOE_ERR_MALFORMED;
+	rcmoe_status_t st = rcmoe_codec_validate(src, len, count * k->esize, &h);
+	if (st != RCMOE_OK)
+		return st;
+	if (h.codec != codec || h.dtype != k->dtype || h.count != count || h.op_id != op ||
+	    h.rank != (uint32_t)rank ||
+	    (codec == RCMOE_CODEC_LSQ && h.bits != k->comm->settings.bits))
+		return RCMOE_ERR_MALFORMED;
+	return RCMOE_OK;
+}
+
+/* Lossless: the owner's shard, summed in rank order (this rank's part from its send buffer). */
+static rcmoe_status_t job_sum_raw(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	struct rcmoe_coll_comm *c = k->comm;
+	size_t off, len;
+	shard_of(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &off, &len);
+	for (int p = 0; p < c->nranks; p++)
+		k->srcs[p] = p == c->rank ? k->send + off * k->esize
+					  : (const char *)k->work.p + (size_t)p * len * k->esize;
+	return rcmoe_coll_sum(k->dtype, k->srcs, c->nranks, k->recv + off * k->esize, len);
+}
+
+static const void *in_stream(struct coll_xfer *x)
+{
+	return x->dest ? x->dest : x->in.p;
+}
+
+/* PTS: validate every rank's stream, then decode and accumulate them in rank order. */
+static rcmoe_status_t job_pts_reduce(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	struct rcmoe_coll_comm *c = k->comm;
+	for (int p = 0; p < c->nranks; p++) {
+		k->srcs[p] = p == c->rank ? k->own.p : in_stream(&k->xa_recv[p]);
+		k->lens[p] = p == c->rank ? k->own_len[0] : k->xa_recv[p].len;
+		rcmoe_status_t st = check_stream(k, k->srcs[p], k->lens[p], RCMOE_CODEC_PTS,
+						 k->count, stream_op(k->seq, 0, 0), p);
+		if (st != RCMOE_OK) {
+			k->bad_peer = p;
+			return st;
+		}
+	}
+	return rcmoe_pts_accumulate(k->srcs, k->lens, c->nranks, k->dtype, k->recv, k->count);
+}
+
+static struct rcmoe_lsq_cfg lsq_cfg(const struct coll_call *k, int phase, int shard, int rank)
+{
+	const struct rcmoe_ar_settings *s = &k->comm->settings;
+	return (struct rcmoe_lsq_cfg){ .dtype = k->dtype,
+				       .bits = s->bits,
+				       .block = s->block,
+				       .seed = s->seed,
+				       .op_id = stream_op(k->seq, phase, shard),
+				       .rank = (uint32_t)rank };
+}
+
+/* LSQ, the owner: validate and decode every rank's stream of its shard (its own too), sum them
+ * in rank order, encode the sum for the all-gather, and keep the decoded bytes of that stream
+ * as its own result, as every other rank will. */
+static rcmoe_status_t job_lsq_reduce(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	struct rcmoe_coll_comm *c = k->comm;
+	size_t off, len, out;
+	rcmoe_status_t st;
+	shard_of(k->count, c->nranks, c->settings.block, c->rank, &off, &len);
+	size_t bytes = len * k->esize;
+	if (len == 0)
+		return RCMOE_OK;
+	for (int p = 0; p < c->nranks; p++) {
+		k->srcs[p] = p == c->rank ? (const char *)k->own.p + k->own_off[p]
+					  : in_stream(&k->xa_recv[p]);
+		k->lens[p] = p == c->rank ? k->own_len[p] : k->xa_recv[p].len;
+		st = check_stream(k, k->srcs[p], k->lens[p], RCMOE_CODEC_LSQ, len,
+				  stream_op(k->seq, 0, c->rank), p);
+		if (st != RCMOE_OK) {
+			k->bad_peer = p;
+			return st;
+		}
+	}
+	char *dec = k->work.p;
+	for (int p = 0; p < c->nranks; p++) {
+		RCMOE_CHECK(rcmoe_codec_decode(k->srcs[p], k->lens[p], dec + (size_t)p * bytes,
+					       bytes, &out));
+		k->srcs[p] = dec + (size_t)p * bytes;
+	}
+	char *sum = dec + (size_t)c->nranks * bytes;
+	RCMOE_CHECK(rcmoe_coll_sum(k->dtype, k->srcs, c->nranks, sum, len));
+	struct rcmoe_lsq_cfg cfg = lsq_cfg(k, 1, c->rank, c->rank);
+	RCMOE_CHECK(rcmoe_lsq_encode(sum, len, &cfg, k->agout.p, k->agout.cap, &k->agout_len));
+	return rcmoe_codec_decode(k->agout.p, k->agout_len, k->recv + off * k->esize, bytes, &out);
+}
+
+/* LSQ, every rank: shard p's summed stream from its owner p, validated, into the result. */
+static rcmoe_status_t job_lsq_gather(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	struct rcmoe_coll_comm *c = k->comm;
+	int p = job->index;
+	size_t off, len, out;
+	shard_of(k->count, c->nranks, c->settings.block, p, &off, &len);
+	struct coll_xfer *x = &k->xb_recv[p];
+	rcmoe_status_t st = check_stream(k, in_stream(x), x->len, RCMOE_CODEC_LSQ, len,
+					 stream_op(k->seq, 1, p), p);
+	if (st != RCMOE_OK) {
+		k->bad_peer = p;
+		return st;
+	}
+	if (len == 0)
+		return RCMOE_OK;
+	return rcmoe_codec_decode(in_stream(x), x->len, k->recv + off * k->esize, len * k->esize,
+				  &out);
+}
+
+static void submit_call(struct coll_call *k, struct rcmoe_cpu_job *job,
+			rcmoe_status_t (*fn)(struct rcmoe_cpu_job *), int index)
+{
+	job->kind = RCMOE_JOB_CALL;
+	job->call = fn;
+	job->arg = k;
+	job->index = index;
+	rcmoe_cpu_job_submit(job);
+}
+
+/* A job finished: its time counts, its error fails the call with a WARN naming what. */
+static rcmoe_status_t take_job(struct coll_call *k, struct rcmoe_cpu_job *job, const char *what)
+{
+	k->codec_ns += job->ns;
+	if (job->status == RCMOE_OK)
+		return RCMOE_OK;
+	if (k->bad_peer >= 0)
+		RCMOE_WARN("collNet rank %d: all-reduce call %llu (%zu x %s, %s): the stream from "
+			   "rank %d was refused: %s; nothing was written",
+			   k->comm->rank, (unsigned long long)k->seq, k->count,
+			   rcmoe_dtype_name(k->dtype), rcmoe_ar_mode_name(k->mode), k->bad_peer,
+			   rcmoe_status_str(job->status));
+	else
+		RCMOE_WARN("collNet rank %d: all-reduce call %llu (%zu x %s, %s): %s failed: %s",
+			   k->comm->rank, (unsigned long long)k->seq, k->count,
+			   rcmoe_dtype_name(k->dtype), rcmoe_ar_mode_name(k->mode), what,
+			   rcmoe_status_str(job->status));
+	return job->status;
+}
+
+/* ---- setting a call up ---- */
+
+static void xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, void *dest, size_t max_len,
+		      int ready)
+{
+	x->state = XFER_WAIT;
+	x->ready = ready;
+	x->sbuf = sbuf;
+	x->len = len;
+	x->dest = dest;
+	x->max_len = max_len;
+	x->treq = NULL;
+}
+
+static rcmoe_status_t setup_lossless(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	size_t roff, rlen, off, len;
+	shard_of(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &roff, &rlen);
+	size_t rbytes = rlen * k->esize;
+	RCMOE_CHECK(grow(&k->work, (size_t)c->nranks * rbytes));
+	for (int p = 0; p < c->nranks; p++) {
+		if (p == c->rank)
+			continue;
+		shard_of(k->count, c->nranks, LOSSLESS_UNIT, p, &off, &len);
+		xfer_init(&k->xa_send[p], k->send + off * k->esize, len * k->esize, NULL, 0, 1);
+		xfer_init(&k->xa_recv[p], NULL, 0, (char *)k->work.p + (size_t)p * rbytes, rbytes,
+			  1);
+		xfer_init(&k->xb_send[p], k->recv + roff * k->esize, rbytes, NULL, 0, 0);
+		/* Posted once this rank's contribution to shard p has left (in-place calls). */
+		xfer_init(&k->xb_recv[p], NULL, 0, k->recv + off * k->esize, len * k->esize, 0);
+	}
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t setup_pts(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_PTS };
+	cfg.u.pts = (struct rcmoe_pts_cfg){ .dtype = k->dtype,
+					    .density = c->settings.density,
+					    .seed = c->settings.seed,
+					    .op_id = stream_op(k->seq, 0, 0),
+					    .rank = (uint32_t)c->rank };
+	size_t bound = rcmoe_codec_bound(&cfg, k->count);
+	if (bound == 0)
+		return RCMOE_ERR_INVALID;
+	RCMOE_CHECK(grow(&k->own, bound));
+	for (int p = 0; p < c->nranks; p++)
+		if (p != c->rank) {
+			xfer_init(&k->xa_send[p], k->own.p, 0, NULL, 0, 0);
+			xfer_init(&k->xa_recv[p], NULL, 0, NULL, bound, 1);
+		}
+	struct rcmoe_cpu_job *job = &k->jobs[c->rank];
+	job->kind = RCMOE_JOB_ENCODE;
+	job->in = k->send;
+	job->in_len = k->count;
+	job->out = k->own.p;
+	job->out_cap = k->own.cap;
+	job->encode = rcmoe_codec_encode;
+	job->cfg = cfg;
+	k->job_used[c->rank] = 1;
+	rcmoe_cpu_job_submit(job);
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t setup_lsq(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	size_t off, len, total = 0, roff, rlen;
+	shard_of(k->count, c->nranks, c->settings.block, c->rank, &roff, &rlen);
+	struct rcmoe_lsq_cfg rcfg = lsq_cfg(k, 0, c->rank, c->rank);
+	size_t rbound = rlen ? rcmoe_lsq_bound(rlen, &rcfg) : 0;
+	for (int s = 0; s < c->nranks; s++) {
+		shard_of(k->count, c->nranks, c->settings.block, s, &off, &len);
+		struct rcmoe_lsq_cfg cfg = lsq_cfg(k, 0, s, c->rank);
+		k->own_off[s] = total;
+		total += len ? rcmoe_lsq_bound(len, &cfg) : 0;
+	}
+	RCMOE_CHECK(grow(&k->own, total));
+	RCMOE_CHECK(grow(&k->work, (size_t)(c->nranks + 1) * rlen * k->esize));
+	RCMOE_CHECK(grow(&k->agout, rbound));
+	k->agout_len = 0;
+	for (int s = 0; s < c->nranks; s++) {
+		shard_of(k->count, c->nranks, c->settings.block, s, &off, &len);
+		k->own_len[s] = 0;
+		if (s != c->rank) {
+			struct rcmoe_lsq_cfg pcfg = lsq_cfg(k, 1, s, s);
+			xfer_init(&k->xa_send[s], (char *)k->own.p + k->own_off[s], 0, NULL, 0,
+				  len == 0);
+			xfer_init(&k->xa_recv[s], NULL, 0, NULL, rbound, 1);
+			xfer_init(&k->xb_send[s], k->agout.p, 0, NULL, 0, 0);
+			xfer_init(&k->xb_recv[s], NULL, 0, NULL,
+				  len ? rcmoe_lsq_bound(len, &pcfg) : 0, 1);
+		}
+		if (len == 0)
+			continue;
+		struct rcmoe_cpu_job *job = &k->jobs[s];
+		job->kind = RCMOE_JOB_ENCODE;
+		job->in = k->send + off * k->esize;
+		job->in_len = len;
+		job->out = (char *)k->own.p + k->own_off[s];
+		job->out_cap = total - k->own_off[s];
+		job->encode = rcmoe_codec_encode;
+		job->cfg = (struct rcmoe_codec_cfg){ .codec = RCMOE_CODEC_LSQ };
+		job->cfg.u.lsq = lsq_cfg(k, 0, s, c->rank);
+		k->job_used[s] = 1;
+		rcmoe_cpu_job_submit(job);
+	}
+	return RCMOE_OK;
+}
+
+/* ---- driving a call ---- */
+
+static int all_done(const struct coll_xfer *x, int n, int skip)
+{
+	for (int p = 0; p < n; p++)
+		if (p != skip && x[p].state != XFER_NONE && x[p].state != XFER_DONE)
+			return 0;
+	return 1;
+}
+
+/* A submitted job finished: 1 (and its results are taken once), else 0. */
+static int job_finished(struct coll_call *k, int j)
+{
+	return k->job_used[j] == 1 && rcmoe_cpu_job_done(&k->jobs[j]);
+}
+
+static rcmoe_status_t progress_lossless(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	int n = c->nranks, r = c->rank;
+	for (int p = 0; p < n; p++)
+		if (p != r && k->xa_send[p].state == XFER_DONE)
+			k->xb_recv[p].ready = 1;
+	if (!k->reduce_used && all_done(k->xa_recv, n, r)) {
+		k->reduce_used = 1;
+		submit_call(k, &k->reduce, job_sum_raw, 0);
+	}
+	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
+		k->reduce_used = 2;
+		RCMOE_CHECK(take_job(k, &k->reduce, "the sum"));
+		for (int p = 0; p < n; p++)
+			k->xb_send[p].ready = 1;
+	}
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t progress_pts(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	int n = c->nranks, r = c->rank;
+	if (job_finished(k, r)) {
+		k->job_used[r] = 2;
+		RCMOE_CHECK(take_job(k, &k->jobs[r], "the PTS encode"));
+		k->own_len[0] = k->jobs[r].out_len;
+		for (int p = 0; p < n; p++) {
+			k->xa_send[p].len = k->own_len[0];
+			k->xa_send[p].ready = 1;
+		}
+	}
+	if (k->job_used[r] == 2 && !k->reduce_used && all_done(k->xa_recv, n, r)) {
+		k->reduce_used = 1;
+		submit_call(k, &k->reduce, job_pts_reduce, 0);
+	}
+	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
+		k->reduce_used = 2;
+		RCMOE_CHECK(take_job(k, &k->reduce, "the PTS accumulation"));
+	}
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t progress_lsq(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	int n = c->nranks, r = c->rank;
+	for (int s = 0; s < n; s++) {
+		if (!job_finished(k, s))
+			continue;
+		k->job_used[s] = 2;
+		RCMOE_CHECK(take_job(k, &k->jobs[s], "an LSQ encode"));
+		k->own_len[s] = k->jobs[s].out_len;
+		if (s != r) {
+			k->xa_send[s].len = k->own_len[s];
+			k->xa_send[s].ready = 1;
+		}
+	}
+	int own_ready = k->job_used[r] != 1;
+	if (own_ready && !k->reduce_used && all_done(k->xa_recv, n, r)) {
+		k->reduce_used = 1;
+		submit_call(k, &k->reduce, job_lsq_reduce, 0);
+	}
+	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
+		k->reduce_used = 2;
+		RCMOE_CHECK(take_job(k, &k->reduce, "the LSQ reduction"));
+		for (int p = 0; p < n; p++) {
+			k->xb_send[p].len = k->agout_len;
+			k->xb_send[p].ready = 1;
+		}
+	}
+	for (int p = 0; p < n; p++) {
+		int j = n + p;
+		if (p == r)
+			continue;
+		if (!k->job_used[j] && k->xb_recv[p].state == XFER_DONE) {
+			k->job_used[j] = 1;
+			submit_call(k, &k->jobs[j], job_lsq_gather, p);
+		}
+		if (job_finished(k, j)) {
+			k->job_used[j] = 2;
+			RCMOE_CHECK(take_job(k, &k->jobs[j], "an LSQ all-gather decode"));
+		}
+	}
+	return RCMOE_OK;
+}
+
+static int call_complete(struct coll_call *k)
+{
+	int n = k->comm->nranks;
+	for (int x = 0; x < 4 * n; x++)
+		if (k->xa_send[x].state != XFER_NONE && k->xa_send[x].state != XFER_DONE)
+			return 0;
+	for (int j = 0; j < 2 * n; j++)
+		if (k->job_used[j] == 1)
+			return 0;
+	return k->reduce_used != 1;
+}
+
+static rcmoe_status_t progress_call(struct coll_call *k)
+{
+	switch (k->mode) {
+	case RCMOE_AR_PTS: RCMOE_CHECK(progress_pts(k)); break;
+	case RCMOE_AR_LSQ: RCMOE_CHECK(progress_lsq(k)); break;
+	default: RCMOE_CHECK(progress_lossless(k));
+	}
+	if (call_complete(k))
+		k->state = CALL_DONE;
+	return RCMOE_OK;
+}
+
+/* ---- transfers ---- */
+
+static rcmoe_status_t place(void *arg, size_t wire_len, uint32_t flags, void **dest,
+			    struct rcmoe_tmr **mr)
+{
+	struct coll_xfer *x = arg;
+	struct coll_call *k = x->call;
+	uint32_t want = msg_flags(k->seq, x->set);
+	if (flags != want || wire_len > x->max_len || (x->dest && wire_len != x->max_len)) {
+		RCMOE_WARN(
+			"collNet rank %d: all-reduce call %llu (%s): rank %d sent %zu bytes with "
+			"flags 0x%x where %s%zu bytes with flags 0x%x were due: refused",
+			k->comm->rank, (unsigned long long)k->seq, rcmoe_ar_mode_name(k->mode),
+			x->peer, wire_len, flags, x->dest ? "" : "at most ", x->max_len, want);
+		return RCMOE_ERR_MALFORMED;
+	}
+	x->len = wire_len;
+	if (!x->dest && wire_len > 0)
+		RCMOE_CHECK(grow(&x->in, wire_len));
+	*dest = x->dest ? x->dest : x->in.p;
+	*mr = NULL; /* the socket transport needs no registration */
+	return RCMOE_OK;
+}
+
+static struct coll_call *call_by_seq(struct rcmoe_coll_comm *c, uint64_t seq)
+{
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++)
+		if (c->calls[i].state != CALL_FREE && c->calls[i].seq == seq)
+			return &c->calls[i];
+	return NULL;
+}
+
+static struct coll_xfer *xfer_of(struct coll_call *k, int peer, int set, int is_send)
+{
+	if (set == RCMOE_COLL_SET_A)
+		return is_send ? &k->xa_send[peer] : &k->xa_recv[peer];
+	return is_send ? &k->xb_send[peer] : &k->xb_recv[peer];
+}
+
+/* Post the transfers of one connection, strictly in call order. */
+static rcmoe_status_t post_conn(struct rcmoe_coll_comm *c, int peer, int set, int is_send)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	struct coll_peer *cp = &c->peers[peer];
+	uint64_t *next = is_send ? &cp->next_send[set] : &cp->next_recv[set];
+	while (*next < c->next_seq) {
+		struct coll_call *k = call_by_seq(c, *next);
+		/* Gone: it completed, so whatever it had on this connection was posted, which
+		 * moved `next` past it; it had nothing here (a PTS call on set B). */
+		struct coll_xfer *x = k ? xfer_of(k, peer, set, is_send) : NULL;
+		if (!x || x->state == XFER_NONE) {
+			(*next)++;
+			continue;
+		}
+		if (x->state != XFER_WAIT)
+			return RCMOE_ERR_INTERNAL;
+		if (!x->ready)
+			return RCMOE_OK;
+		if (is_send)
+			RCMOE_CHECK(t->isend(cp->tsend[set], x->sbuf, x->len, NULL, 0,
+					     msg_flags(k->seq, set), &x->treq));
+		else
+			RCMOE_CHECK(t->irecv(cp->trecv[set], x->max_len, 0, place, x, &x->treq));
+		if (!x->treq)
+			return RCMOE_OK; /* the transport is full: on a later test */
+		x->state = XFER_POSTED;
+		(*next)++;
+	}
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t test_xfers(struct coll_call *k)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	for (int i = 0; i < 4 * k->comm->nranks; i++) {
+		struct coll_xfer *x = &k->xa_send[i];
+		if (x->state != XFER_POSTED)
+			continue;
+		int done = 0;
+		size_t len = 0;
+		uint32_t flags = 0;
+		rcmoe_status_t st = t->test(x->treq, &done, &len, &flags);
+		if (st != RCMOE_OK) {
+			x->treq = NULL; /* released by the transport with its error */
+			x->state = XFER_DONE;
+			RCMOE_WARN(
+				"collNet rank %d: all-reduce call %llu (%s): %s rank %d failed: %s",
+				k->comm->rank, (unsigned long long)k->seq,
+				rcmoe_ar_mode_name(k->mode),
+				x->is_send ? "sending to" : "receiving from", x->peer,
+				rcmoe_status_str(st));
+			return st;
+		}
+		if (!done)
+			continue;
+		x->treq = NULL;
+		x->state = XFER_DONE;
+		if (x->is_send)
+			k->wire_sent += x->len;
+	}
+	return RCMOE_OK;
+}
+
+/* One pass over the whole comm: finished transfers and jobs, then what they made ready. */
+static rcmoe_status_t comm_progress(struct rcmoe_coll_comm *c)
+{
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++) {
+		struct coll_call *k = &c->calls[i];
+		if (k->state != CALL_RUNNING)
+			continue;
+		RCMOE_CHECK(test_xfers(k));
+		RCMOE_CHECK(progress_call(k));
+	}
+	for (int p = 0; p < c->nranks; p++) {
+		if (p == c->rank)
+			continue;
+		for (int s = 0; s < RCMOE_COLL_NSETS; s++) {
+			RCMOE_CHECK(post_conn(c, p, s, 0));
+			RCMOE_CHECK(post_conn(c, p, s, 1));
+		}
+	}
+	return RCMOE_OK;
+}
+
+/* ---- the entry points ---- */
+
+static struct coll_call *call_alloc(struct rcmoe_coll_comm *c)
+{
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++)
+		if (c->calls[i].state == CALL_FREE)
+			return &c->calls[i];
+	return NULL;
+}
+
+static void call_reset(struct coll_call *k)
+{
+	int n = k->comm->nranks;
+	for (int x = 0; x < 4 * n; x++) {
+		k->xa_send[x].state = XFER_NONE;
+		k->xa_send[x].treq = NULL;
+	}
+	memset(k->job_used, 0, 2 * (size_t)n * sizeof(*k->job_used));
+	k->reduce_used = 0;
+	k->bad_peer = -1;
+	k->codec_ns = 0;
+	k->wire_sent = 0;
+}
+
+static int in_cuda(const struct rcmoe_coll_mr *mr)
+{
+	return mr && mr->type == NCCL_PTR_CUDA;
+}
+
+rcmoe_status_t rcmoe_coll_iallreduce(struct rcmoe_coll_comm *c, void *send, void *recv,
+				     size_t count, int dtype, int op, struct rcmoe_coll_mr *smr,
+				     struct rcmoe_coll_mr *rmr, struct coll_call **out)
+{
+	rcmoe_status_t st;
+	int supported = 0;
+	*out = NULL;
+	if (c->failed)
+		return c->failed;
+	rcmoe_coll_reduce_support(dtype, op, &supported);
+	size_t esize = rcmoe_dtype_size(dtype);
+	if (!supported) {
+		RCMOE_WARN("collNet iallreduce: op %d on datatype %d, which reduceSupport declined",
+			   op, dtype);
+		return RCMOE_ERR_INVALID;
+	}
+	if (count > (size_t)RCMOE_MAX_P2P_BYTES / esize || (count && (!send || !recv))) {
+		RCMOE_WARN("collNet iallreduce: %zu elements at %p -> %p", count, send, recv);
+		return RCMOE_ERR_INVALID;
+	}
+	/* GPU SEAM (coll.h): device buffers need staging and kernels this side does not have. */
+	if ((in_cuda(smr) || in_cuda(rmr)) && !rcmoe_coll_gpu_supported()) {
+		RCMOE_WARN("collNet iallreduce: NCCL handed GPU buffers, but the collective side "
+			   "reduces host buffers only so far (RCMOE_CUDA_BUFFERS=off keeps NCCL's "
+			   "buffers on the host)");
+		return RCMOE_ERR_UNSUPPORTED;
+	}
+	struct coll_call *k = call_alloc(c);
+	if (!k)
+		return RCMOE_OK; /* all slots busy: NCCL retries */
+	call_reset(k);
+	k->seq = c->next_seq;
+	k->dtype = dtype;
+	k->count = count;
+	k->esize = esize;
+	k->send = send;
+	k->recv = recv;
+	k->mode = rcmoe_ar_choose(&c->settings, dtype, count);
+	switch (k->mode) {
+	case RCMOE_AR_PTS: st = setup_pts(k); break;
+	case RCMOE_AR_LSQ: st = setup_lsq(k); break;
+	default: st = setup_lossless(k);
+	}
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("collNet rank %d: cannot set up all-reduce call %llu (%zu x %s, %s): %s",
+			   c->rank, (unsigned long long)k->seq, count, rcmoe_dtype_name(dtype),
+			   rcmoe_ar_mode_name(k->mode), rcmoe_status_str(st));
+		/* Jobs it submitted may run: the slot stays until they are quiet (close). */
+		k->state = CALL_RUNNING;
+		c->next_seq++;
+		return comm_fail(c, st, "an all-reduce call could not be set up");
+	}
+	k->state = CALL_RUNNING;
+	c->next_seq++;
+	st = comm_progress(c);
+	if (st != RCMOE_OK)
+		return comm_fail(c, st,
+				 "the plugin failed this all-reduce (see the warning before)");
+	*out = k;
+	return RCMOE_OK;
+}
+
+/* Has everything that may touch the call's buffers stopped? Asked only of a failed comm, whose
+ * transport comms were told to stop. Never blocks. */
+static int call_quiet(struct coll_call *k)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	int n = k->comm->nranks;
+	for (int x = 0; x < 4 * n; x++) {
+		struct coll_xfer *f = &k->xa_send[x];
+		if (f->state != XFER_POSTED || !f->treq)
+			continue;
+		int done = 0;
+		size_t len;
+		uint32_t flags;
+		if (t->test(f->treq, &done, &len, &flags) == RCMOE_OK && !done)
+			return 0;
+		f->treq = NULL;
+		f->state = XFER_DONE;
+	}
+	for (int j = 0; j < 2 * n; j++)
+		if (k->job_used[j] && rcmoe_cpu_job_busy(&k->jobs[j]))
+			return 0;
+	return !(k->reduce_used && rcmoe_cpu_job_busy(&k->reduce));
+}
+
+/* Lossless-equivalent bytes this rank sends for the call: what the ratio compares against. */
+static size_t logical_bytes(const struct coll_call *k)
+{
+	const struct rcmoe_coll_comm *c = k->comm;
+	size_t off, len, rlen, total = 0;
+	shard_of(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &off, &rlen);
+	for (int p = 0; p < c->nranks; p++) {
+		if (p == c->rank)
+			continue;
+		shard_of(k->count, c->nranks, LOSSLESS_UNIT, p, &off, &len);
+		total += (len + rlen) * k->esize;
+	}
+	return total;
+}
+
+static void account(struct coll_call *k)
+{
+	struct rcmoe_msg_info info;
+	rcmoe_msg_info_reset(&info);
+	info.known = 1;
+	info.func = ncclFuncAllReduce;
+	info.dtype = k->dtype;
+	info.count = k->count;
+	struct rcmoe_coll_ctx *ctx = k->comm->ctx;
+	rcmoe_stats_add(&ctx->stats[k->mode], RCMOE_DIR_SEND, &info, logical_bytes(k), k->wire_sent,
+			k->codec_ns);
+	const struct rcmoe_params *p = rcmoe_core_params();
+	if (p->stats_interval > 0 && p->stats_file[0]) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - ctx->last_dump.tv_sec >= p->stats_interval) {
+			ctx->last_dump = now;
+			rcmoe_coll_stats_dump(ctx, "periodic");
+		}
+	}
+}
+
+rcmoe_status_t rcmoe_coll_test(struct coll_call *k, int *done, size_t *size)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	*done = 0;
+	if (size)
+		*size = 0;
+	if (!c->failed) {
+		rcmoe_status_t st = comm_progress(c);
+		if (st != RCMOE_OK)
+			comm_fail(c, st,
+				  "the plugin failed this all-reduce (see the warning before)");
+	}
+	if (!c->failed) {
+		if (k->state != CALL_DONE)
+			return RCMOE_OK;
+		*done = 1;
+		if (size)
+			*size = k->count * k->esize;
+		account(k);
+		k->state = CALL_FREE;
+		return RCMOE_OK;
+	}
+	/* Failed: the error is reported (and the slot freed) once nothing touches the buffers. */
+	if (!call_quiet(k))
+		return RCMOE_OK;
+	k->state = CALL_FREE;
+	return c->failed;
+}
+
+static int in_mr(const struct rcmoe_coll_mr *mr, const char *p)
+{
+	return p >= mr->base && p < mr->base + mr->size;
+}
+
+void rcmoe_coll_quiesce(struct rcmoe_coll_comm *c, const struct rcmoe_coll_mr *mr)
+{
+	int busy = 0;
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++) {
+		const struct coll_call *k = &c->calls[i];
+		busy += k->state == CALL_RUNNING &&
+			(!mr || in_mr(mr, k->send) || in_mr(mr, k->recv));
+	}
+	if (!busy)
+		return;
+	RCMOE_INFO(NCCL_NET,
+		   "collNet rank %d: closing with %d all-reduce call(s) in flight: "
+		   "stopping the connections and waiting for them",
+		   c->rank, busy);
+	comm_fail(c, RCMOE_ERR_INVALID, "collNet comm closed with calls in flight");
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++) {
+		struct coll_call *k = &c->calls[i];
+		if (k->state == CALL_FREE)
+			continue;
+		while (!call_quiet(k))
+			sched_yield();
+		k->state = CALL_FREE;
+	}
+}
