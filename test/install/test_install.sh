@@ -97,7 +97,8 @@ fi
 if [ "$tools" != tools ]; then
 	for t in "rcmoe-bench installed" "rcmoe-bench --loopback finds the installed plugin" \
 		"rcmoe-bench finds the plugin through LD_LIBRARY_PATH" "rcmoe-run installed" \
-		"rcmoe-run finds the installed plugin"; do
+		"rcmoe-run finds the installed plugin" "rcmoe-check.py installed" \
+		"rcmoe-check.py --help"; do
 		skip "$t" "built with -Dtools=false"
 	done
 	finish
@@ -169,6 +170,10 @@ else
 	echo "expected: '$want_run RCMoE'" >>"$tmp/out"
 	not_ok "rcmoe-run finds the installed plugin" "$tmp/out"
 fi
+# rcmoe-check.py, the Quick start's check: installed beside rcmoe-run and runnable (its --help
+# needs no PyTorch).
+check "rcmoe-check.py installed in <bindir>, executable" test -x "$bin/rcmoe-check.py"
+check "rcmoe-check.py --help" python3 "$bin/rcmoe-check.py" --help
 # RCMOE_PLUGIN still comes first.
 if ! RCMOE_PLUGIN=$tmp/none.so "$bin/rcmoe-run" true >"$tmp/out" 2>&1 &&
 	grep -q "plugin not found: $tmp/none.so" "$tmp/out"; then
