@@ -70,6 +70,43 @@ static void set_nccl_defaults(void)
 }
 
 /*
+ * NCCL_COLLNET_ENABLE: NCCL leaves collNet, and so the compressed all-reduce, off unless it is 1.
+ * NCCL 2.28.9 reads it when a communicator is created (init.cc:1734-1741, from parseCommConfig
+ * at :1998), before that communicator loads and initialises the net plugin (commAlloc, :421),
+ * and reads it with getenv each time (env_v1.cc:31-33). So a value set here reaches
+ * the communicators created after this first init (split ones, later process groups), never the
+ * one being created: rcmoe-run sets it in the job's environment, which reaches them all.
+ */
+static void set_collnet_enable(const struct rcmoe_ar_settings *ar)
+{
+	if (ar->codec == RCMOE_AR_LOSSLESS)
+		return;
+	const char *user = getenv("NCCL_COLLNET_ENABLE");
+	if (user) {
+		/* NCCL's reading: strtol base 0, and anything but 0 or 1 counts as 0. */
+		if (strtol(user, NULL, 0) == 1)
+			RCMOE_INFO(NCCL_INIT, "NCCL_COLLNET_ENABLE=%s set by the user: kept", user);
+		else
+			RCMOE_WARN(
+				"NCCL_COLLNET_ENABLE=%s keeps NCCL's collNet off: all-reduce will "
+				"not be compressed although RCMOE_AR_* asks for it (unset it, or "
+				"set it to 1)",
+				user);
+		return;
+	}
+	if (setenv("NCCL_COLLNET_ENABLE", "1", 0) != 0) {
+		RCMOE_WARN("cannot set NCCL_COLLNET_ENABLE=1: all-reduce will not be compressed; "
+			   "set it in the job's environment (or run it through rcmoe-run)");
+		return;
+	}
+	RCMOE_INFO(NCCL_INIT, "set NCCL_COLLNET_ENABLE=1 (all-reduce compression requested)");
+	RCMOE_WARN("NCCL_COLLNET_ENABLE was unset: the plugin set it to 1, which reaches only "
+		   "communicators created from now on (NCCL read it for this one before loading "
+		   "the plugin); run the job through rcmoe-run or set NCCL_COLLNET_ENABLE=1 in "
+		   "its environment");
+}
+
+/*
  * GPU buffers, or host buffers? The plugin's GPU work runs in a CUDA context of its own
  * (gpu_context.c: the primary one can deadlock). Without MPS the GPU takes turns between
  * contexts while NCCL's kernel runs for the whole collective: measured on the H100, each
@@ -96,15 +133,23 @@ static rcmoe_status_t choose_buffers(void)
 				   "RCMOE_CUDA_BUFFERS=on without MPS: the plugin's CUDA context "
 				   "takes turns with NCCL's kernels (milliseconds per operation)");
 		break;
-	case RCMOE_CUDA_BUFFERS_AUTO:
-		cuda_buffers = gpu && compressing && rcmoe_gpu_mps_enabled();
-		if (gpu && compressing && !cuda_buffers)
+	case RCMOE_CUDA_BUFFERS_AUTO: {
+		/* Compressing all-reduce (the collective side codes device buffers on the GPU,
+		 * plugin/coll/ar_gpu.c) counts as much as compressing p2p sends. setup() checked
+		 * the settings already: this reading cannot fail or warn. */
+		struct rcmoe_ar_settings ar;
+		int coding =
+			compressing || (rcmoe_ar_settings_from_params(params, &ar) == RCMOE_OK &&
+					ar.codec != RCMOE_AR_LOSSLESS);
+		cuda_buffers = gpu && coding && rcmoe_gpu_mps_enabled();
+		if (gpu && coding && !cuda_buffers)
 			RCMOE_INFO(
 				NCCL_INIT | NCCL_NET,
 				"host buffers (CPU codec): MPS is off, and without it the "
 				"plugin's CUDA context would take turns with NCCL's kernels; start "
 				"MPS, or set RCMOE_CUDA_BUFFERS=on, for the GPU codec");
 		break;
+	}
 	default: cuda_buffers = 0;
 	}
 	return RCMOE_OK;
@@ -136,6 +181,7 @@ static void setup(void)
 	if (setup_status != RCMOE_OK)
 		return;
 	set_nccl_defaults();
+	set_collnet_enable(&ar);
 	if (compressing) {
 		setup_status = rcmoe_cpu_codec_start((int)params->cpu_codec_threads);
 		if (setup_status != RCMOE_OK)
@@ -145,9 +191,8 @@ static void setup(void)
 	rcmoe_policy_describe(params, codecs, sizeof(codecs));
 	rcmoe_ar_describe(&ar, ar_codec, sizeof(ar_codec));
 	RCMOE_INFO(NCCL_INIT | NCCL_NET,
-		   "rcmoe %s: net ABI v11+v10, collNet v11+v10, profiler v5; transport %s; GPU "
-		   "buffers "
-		   "%s; codecs %s; %s (with NCCL_COLLNET_ENABLE=1)",
+		   "rcmoe %s: net ABI v11+v10, collNet v11+v10, profiler v5, tuner v5; "
+		   "transport %s; GPU buffers %s; codecs %s; %s (with NCCL_COLLNET_ENABLE=1)",
 		   RCMOE_VERSION, transport->name, cuda_buffers ? "claimed" : "not claimed", codecs,
 		   ar_codec);
 }

@@ -43,4 +43,23 @@ rcmoe_status_t rcmoe_gpu_codec_decode(const void *src, const struct rcmoe_wire_h
 				      void *dst, size_t dst_bytes, void *work, size_t work_bytes,
 				      struct rcmoe_gpu_stream *s);
 
+/* The collective side's GPU steps (plugin/coll/ar_gpu.c), same rules: on stream s, inside
+ * rcmoe_gpu_enter/leave, RCMOE_ERR_UNSUPPORTED without CUDA. */
+
+/* Scratch bytes rcmoe_gpu_codec_pts_accumulate needs for these (validated) headers. */
+size_t rcmoe_gpu_codec_pts_accumulate_work_bytes(const struct rcmoe_wire_header *hdrs, int n);
+/* dst (device) = the PTS streams at srcs (mapped host memory, 16-byte aligned, validated into
+ * hdrs) decoded and summed in the given order: the bits of rcmoe_pts_accumulate. */
+rcmoe_status_t rcmoe_gpu_codec_pts_accumulate(const void *const *srcs,
+					      const struct rcmoe_wire_header *hdrs, int nsrc,
+					      int dtype, void *dst, size_t n, void *work,
+					      size_t work_bytes, struct rcmoe_gpu_stream *s);
+/* dst = the rank-order sum of nsrc device arrays: the bits of rcmoe_coll_sum (coll/sum.h). */
+rcmoe_status_t rcmoe_gpu_codec_rank_sum(int dtype, const void *const *srcs, int nsrc, void *dst,
+					size_t n, struct rcmoe_gpu_stream *s);
+/* Zero `bytes` device bytes at d (a kernel, never cudaMemsetAsync: kernels/fill.cu). */
+rcmoe_status_t rcmoe_gpu_codec_zero(void *d, size_t bytes, struct rcmoe_gpu_stream *s);
+/* Most sources (ranks) the two steps above take; 0 without CUDA. */
+int rcmoe_gpu_codec_max_sources(void);
+
 #endif

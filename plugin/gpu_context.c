@@ -235,6 +235,43 @@ static rcmoe_status_t warm_up(int device)
 				st, free_all);
 		}
 	}
+	/* The collective side's kernels (plugin/coll/ar_gpu.c): PTS encode and accumulation, the
+	 * rank-order sum, the fill that clears NCCL's staging. */
+	for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
+		struct rcmoe_pts_cfg cfg = { .dtype = dtypes[d], .density = 0.1 };
+		struct rcmoe_wire_header hdr;
+		const void *srcs[2] = { dev, dev };
+		const void *payload = host;
+		if (rcmoe_pts_bound(N, &cfg) > cap ||
+		    rcmoe_gpu_pts_work_bytes(N, &cfg) > work_bytes) {
+			st = RCMOE_ERR_INTERNAL;
+			goto free_all;
+		}
+		RCMOE_CHECK_GOTO(
+			rcmoe_gpu_pts_encode(dev, N, &cfg, host, cap, work, work_bytes, stream), st,
+			free_all);
+		if (cudaStreamSynchronize(stream) != cudaSuccess) {
+			st = RCMOE_ERR_CUDA;
+			goto free_all;
+		}
+		RCMOE_CHECK_GOTO(
+			rcmoe_codec_validate(host, cap, N * rcmoe_dtype_size(cfg.dtype), &hdr), st,
+			free_all);
+		if (rcmoe_gpu_pts_accumulate_work_bytes(&hdr, 1) > work_bytes) {
+			st = RCMOE_ERR_INTERNAL;
+			goto free_all;
+		}
+		RCMOE_CHECK_GOTO(rcmoe_gpu_pts_accumulate(&payload, &hdr, 1, cfg.dtype, dev, N,
+							  work, work_bytes, stream),
+				 st, free_all);
+		RCMOE_CHECK_GOTO(rcmoe_gpu_rank_sum(cfg.dtype, srcs, 2, dev, N, stream), st,
+				 free_all);
+		if (cudaStreamSynchronize(stream) != cudaSuccess) {
+			st = RCMOE_ERR_CUDA;
+			goto free_all;
+		}
+	}
+	RCMOE_CHECK_GOTO(rcmoe_gpu_fill(dev, 0, 4 * N, stream), st, free_all);
 	if (cudaStreamSynchronize(stream) != cudaSuccess)
 		st = RCMOE_ERR_CUDA;
 free_all:

@@ -81,6 +81,22 @@ rcmoe_status_t rcmoe_gpu_dedup_encode(const void *d_src, size_t bytes, uint32_t 
  * memcpy lock, which another thread's synchronous copy may hold while it waits for NCCL. */
 rcmoe_status_t rcmoe_gpu_stage_copy(void *dst, const void *src, size_t n, cudaStream_t stream);
 
+/* Set `bytes` bytes at device address d to `value` with a kernel on `stream` (fill.cu; never
+ * cudaMemsetAsync, see there). Any pointer and length. */
+rcmoe_status_t rcmoe_gpu_fill(void *d, uint8_t value, size_t bytes, cudaStream_t stream);
+
+/* ---- collective sum ---- */
+
+/* Most sources one rcmoe_gpu_rank_sum call takes. */
+#define RCMOE_GPU_RANK_SUM_MAX_SRCS 128
+
+/* d_dst[i] = ((src[0][i] (+) src[1][i]) (+) src[2][i]) ... for n elements of dtype (fp32, fp16,
+ * bf16), (+) = rcmoe_ar_add (codec_math.h): the same bits as rcmoe_coll_sum (plugin/coll/sum.c),
+ * NaN included; one source is a copy. d_srcs is a host array of nsrc device (or mapped host)
+ * pointers, element-aligned; d_dst may be one of them (rank_sum.cu). */
+rcmoe_status_t rcmoe_gpu_rank_sum(int dtype, const void *const *d_srcs, int nsrc, void *d_dst,
+				  size_t n, cudaStream_t stream);
+
 /* ---- encode, any codec ---- */
 
 /* Scratch bytes rcmoe_gpu_encode needs for n elements with cfg (0 for a bad cfg). */

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rcmoe's own declaration of the parts of NCCL's plugin ABI it implements (NCCL 2.26 - 2.30):
- * net v11 and v10, collNet v11 and v10, profiler v5. Member order, signatures and constants are
- * facts of the ABI (see shared/notes/nccl-plugin-abi.md for their source); the text is ours. Sizes,
- * offsets and signatures are checked at compile time against that note in
- * plugin/abi/abi_checks.c: change both together.
+ * net v11 and v10, collNet v11 and v10, profiler v5, tuner v5. Member order, signatures and
+ * constants are facts of the ABI (see shared/notes/nccl-plugin-abi.md for their source; the tuner
+ * from NCCL 2.28.9's tuner_v5.h and nccl_tuner.h); the text is ours. Sizes, offsets and
+ * signatures are checked at compile time against that note in plugin/abi/abi_checks.c: change
+ * both together.
  *
  * The basic enums (ncclResult_t, ncclDataType_t, ncclRedOp_t) are declared here only when nccl.h
  * has not been included, so tools that link NCCL can include both.
@@ -450,5 +451,70 @@ typedef struct {
 					 ncclProfilerEventStateArgs_v5_t *eStateArgs);
 	ncclResult_t (*finalize)(void *context);
 } ncclProfiler_v5_t;
+
+/* ---- tuner v5 (NCCL 2.28 - 2.30; 2.26 and 2.27 look only for v4 and older) ----
+ * NCCL looks for ncclTunerPlugin_v5 in the net plugin's library when NCCL_TUNER_PLUGIN is unset.
+ * getCollInfo edits NCCL's cost table of one collective, numAlgo rows of numProto floats (row
+ * major, passed as float **): NCCL picks the cheapest entry that is not negative. */
+#define NCCL_TUNING 0x40
+
+#define NCCL_NUM_ALGORITHMS      7 /* rows of the cost table */
+#define NCCL_ALGO_UNDEF          -1
+#define NCCL_ALGO_TREE           0
+#define NCCL_ALGO_RING           1
+#define NCCL_ALGO_COLLNET_DIRECT 2
+#define NCCL_ALGO_COLLNET_CHAIN  3
+#define NCCL_ALGO_NVLS           4
+#define NCCL_ALGO_NVLS_TREE      5
+#define NCCL_ALGO_PAT            6
+
+#define NCCL_NUM_PROTOCOLS 3 /* columns of the cost table */
+#define NCCL_PROTO_UNDEF   -1
+#define NCCL_PROTO_LL      0
+#define NCCL_PROTO_LL128   1
+#define NCCL_PROTO_SIMPLE  2
+
+#define NCCL_NUM_HW_LINKS      3 /* NVLink, PCI, network */
+#define NCCL_NUM_COMPCAPS      4 /* Volta, Ampere, Hopper, Blackwell */
+#define NCCL_NUM_TUNING_SCALES 3 /* 1, 2, 4 nodes */
+
+/* The cost of an entry NCCL ruled out (unavailable algorithm or protocol). */
+#define NCCL_ALGO_PROTO_IGNORE -1.0
+
+typedef int ncclFunc_t; /* an enum in NCCL, passed by value: the ncclFunc* numbers above */
+
+/* NVLink domains of the communicator (read-only for a tuner). */
+typedef struct {
+	int nNvlDomains;
+	int minRanksPerNvlDomain;
+	int maxRanksPerNvlDomain;
+} ncclNvlDomainInfo_v5_t;
+
+/* NCCL's cost-model constants, which init may adjust: latencies per [algo][proto] and per
+ * [link][algo][proto], bandwidth caps per [compute capability][node scale]. */
+typedef struct {
+	double baseLatencies[NCCL_NUM_ALGORITHMS][NCCL_NUM_PROTOCOLS];
+	double hwLatencies[NCCL_NUM_HW_LINKS][NCCL_NUM_ALGORITHMS][NCCL_NUM_PROTOCOLS];
+	double llMaxBws[NCCL_NUM_COMPCAPS][NCCL_NUM_TUNING_SCALES];
+	double perChMaxRingLL128Bws[NCCL_NUM_COMPCAPS][NCCL_NUM_TUNING_SCALES];
+	double perChMaxTreeLL128Bws[NCCL_NUM_COMPCAPS][NCCL_NUM_TUNING_SCALES];
+	double perChMaxTreeBws[NCCL_NUM_COMPCAPS][NCCL_NUM_TUNING_SCALES];
+	double perChMaxNVLSTreeBws[NCCL_NUM_COMPCAPS][NCCL_NUM_TUNING_SCALES];
+} ncclTunerConstants_v5_t;
+
+/* init once per communicator (after its transports are set up), getCollInfo once per collective
+ * (or per group of similar ones NCCL decides together), finalize when the communicator goes.
+ * An error from getCollInfo fails the collective in NCCL 2.28: return success for anything the
+ * tuner can live with. nChannels: 0 leaves NCCL's choice. */
+typedef struct {
+	const char *name;
+	ncclResult_t (*init)(void **ctx, uint64_t commId, size_t nRanks, size_t nNodes,
+			     ncclDebugLogger_t logFunction, ncclNvlDomainInfo_v5_t *nvlDomainInfo,
+			     ncclTunerConstants_v5_t *constants);
+	ncclResult_t (*getCollInfo)(void *ctx, ncclFunc_t collType, size_t nBytes, int numPipeOps,
+				    float **collCostTable, int numAlgo, int numProto, int regBuff,
+				    int *nChannels);
+	ncclResult_t (*finalize)(void *ctx);
+} ncclTuner_v5_t;
 
 #endif

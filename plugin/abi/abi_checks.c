@@ -15,6 +15,8 @@
  * and padded to a multiple of that. They are written out as numbers on purpose: computing them
  * from the declaration would only check the declaration against itself.
  *
+ * The tuner v5 declaration is checked the same way, against NCCL's own headers (cited there).
+ *
  * Also checked: the places where the plugin treats a v10 struct as a prefix of the v11 one, the
  * handle bytes the plugin writes against NCCL_NET_HANDLE_MAXSIZE, and the request counts.
  */
@@ -430,6 +432,58 @@ OFF(d5, kernelCh.pTimer, 32);
 
 /* State arguments (note:266): a union of one 8-byte member each. */
 SIZE(ncclProfilerEventStateArgs_v5_t, 8);
+
+/* ---- tuner v5 ----
+ * Not in the note's tables: read from NCCL 2.28.9's src/include/plugin/tuner/tuner_v5.h (cited
+ * "t5:LINE"), src/include/plugin/nccl_tuner.h ("nt:LINE") and src/include/nccl_common.h
+ * ("nc:LINE"); unchanged in 2.30's tuner_v5.h apart from whitespace. */
+_Static_assert(NCCL_TUNING == 0x40, "nc:33 NCCL_TUNING");
+_Static_assert(NCCL_NUM_ALGORITHMS == 7 && NCCL_NUM_PROTOCOLS == 3, "t5:18-19, nt:33,39");
+_Static_assert(NCCL_ALGO_UNDEF == -1 && NCCL_ALGO_TREE == 0 && NCCL_ALGO_RING == 1 &&
+		       NCCL_ALGO_COLLNET_DIRECT == 2 && NCCL_ALGO_COLLNET_CHAIN == 3 &&
+		       NCCL_ALGO_NVLS == 4 && NCCL_ALGO_NVLS_TREE == 5 && NCCL_ALGO_PAT == 6,
+	       "nt:25-32 algorithm indices");
+_Static_assert(NCCL_PROTO_UNDEF == -1 && NCCL_PROTO_LL == 0 && NCCL_PROTO_LL128 == 1 &&
+		       NCCL_PROTO_SIMPLE == 2,
+	       "nt:35-38 protocol indices");
+/* nt:41 NCCL_ALGO_PROTO_IGNORE is -1.0: a double, which C cannot _Static_assert portably (clang
+ * refuses it): test/unit/test_tuner.c checks it (ignore_is_minus_one). */
+_Static_assert(NCCL_NUM_HW_LINKS == 3 && NCCL_NUM_COMPCAPS == 4 && NCCL_NUM_TUNING_SCALES == 3,
+	       "t5:20-22");
+_Static_assert(sizeof(ncclFunc_t) == 4, "ncclFunc_t is an enum: passed as an int");
+/* t5:12-16: three ints */
+OFF(ncclNvlDomainInfo_v5_t, nNvlDomains, 0);
+OFF(ncclNvlDomainInfo_v5_t, minRanksPerNvlDomain, 4);
+OFF(ncclNvlDomainInfo_v5_t, maxRanksPerNvlDomain, 8);
+SIZE(ncclNvlDomainInfo_v5_t, 12);
+/* t5:24-35: doubles, [7][3], [3][7][3], then five [4][3] */
+OFF(ncclTunerConstants_v5_t, baseLatencies, 0);
+OFF(ncclTunerConstants_v5_t, hwLatencies, 21 * 8);
+OFF(ncclTunerConstants_v5_t, llMaxBws, (21 + 63) * 8);
+OFF(ncclTunerConstants_v5_t, perChMaxRingLL128Bws, (84 + 12) * 8);
+OFF(ncclTunerConstants_v5_t, perChMaxTreeLL128Bws, (84 + 24) * 8);
+OFF(ncclTunerConstants_v5_t, perChMaxTreeBws, (84 + 36) * 8);
+OFF(ncclTunerConstants_v5_t, perChMaxNVLSTreeBws, (84 + 48) * 8);
+SIZE(ncclTunerConstants_v5_t, (84 + 60) * 8);
+TYPE(ncclTunerConstants_v5_t, baseLatencies, double[7][3]);
+TYPE(ncclTunerConstants_v5_t, hwLatencies, double[3][7][3]);
+TYPE(ncclTunerConstants_v5_t, perChMaxNVLSTreeBws, double[4][3]);
+/* t5:38-85: name, init, getCollInfo, finalize */
+typedef ncclTuner_v5_t t5;
+OFF(t5, name, 0);
+OFF(t5, init, 8);
+OFF(t5, getCollInfo, 16);
+OFF(t5, finalize, 24);
+SIZE(t5, 32);
+TYPE(t5, name, const char *);
+/* t5:53-54 */
+TYPE(t5, init,
+     ncclResult_t (*)(void **, uint64_t, size_t, size_t, ncclDebugLogger_t,
+		      ncclNvlDomainInfo_v5_t *, ncclTunerConstants_v5_t *));
+/* t5:78-80 */
+TYPE(t5, getCollInfo,
+     ncclResult_t (*)(void *, ncclFunc_t, size_t, int, float **, int, int, int, int *));
+TYPE(t5, finalize, ncclResult_t (*)(void *)); /* t5:84 */
 
 /* ---- what the plugin writes into NCCL's handle ----
  * plugin/conn.c (rcmoe_core_listen) clears the whole NCCL_NET_HANDLE_MAXSIZE buffer and hands it,

@@ -19,6 +19,17 @@
  * rank's contribution to shard p was sent from, so its receive is posted only once that send is
  * done; the LSQ and PTS modes read the send buffer only in encode jobs that finish before their
  * streams leave, and write the receive buffer only after every stream they need arrived.
+ *
+ * Leftovers. With CollNetChain NCCL hands each call whole chunk slots of its staging buffer
+ * (2.28.9 coll_net.cc, calcRegionOffset), so a call's count can cover bytes that earlier
+ * collectives left in a slot (any datatype, NaN, NCCL's initial fill). The lossless sum does not
+ * care, but they would count in PTS's tau and in the scale of LSQ's block at the end of the real
+ * data: more error on the real elements. So a lossy call whose send buffer lies in NCCL's staging
+ * (the comm's first registration, comm.c) zeroes each piece it encoded, inside the encode job
+ * (GPU: a fill kernel behind the encoder on the plugin's stream), before the call completes: the
+ * next call over that slot finds zeros where NCCL did not write. NCCL writes a slot before each
+ * call that uses it and reads only the receive side back, so nothing it reads changes; a user's
+ * buffer (any later registration) is never touched.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -29,13 +40,12 @@
 #include "rcmoe/log.h"
 #include "coll.h"
 #include "core.h"
+#include "ar_internal.h"
 #include "sum.h"
-
-#define LOSSLESS_UNIT 16 /* elements: shard boundaries of the lossless mode */
 
 /* The operation id of a stream: call, phase (0 reduce-scatter / PTS, 1 all-gather), shard. Also
  * part of the RNG's input, so every stream draws its own random numbers. */
-static uint64_t stream_op(uint64_t seq, int phase, int shard)
+uint64_t rcmoe_coll__op(uint64_t seq, int phase, int shard)
 {
 	return seq << 24 | (uint64_t)phase << 23 | (uint64_t)shard;
 }
@@ -46,7 +56,7 @@ static uint32_t msg_flags(uint64_t seq, int set)
 	return (uint32_t)(seq & 0xffffffu) | (uint32_t)set << 24 | 0x40000000u;
 }
 
-static void shard_of(size_t n, int nranks, size_t unit, int s, size_t *off, size_t *len)
+void rcmoe_coll__shard(size_t n, int nranks, size_t unit, int s, size_t *off, size_t *len)
 {
 	size_t units = (n + unit - 1) / unit;
 	size_t b = units / nranks * s + units % nranks * s / nranks;
@@ -55,19 +65,6 @@ static void shard_of(size_t n, int nranks, size_t unit, int s, size_t *off, size
 	e = e * unit < n ? e * unit : n;
 	*off = b;
 	*len = e - b;
-}
-
-static rcmoe_status_t grow(struct rcmoe_growbuf *g, size_t need)
-{
-	if (need <= g->cap)
-		return RCMOE_OK;
-	size_t cap = 4096;
-	while (cap < need)
-		cap *= 2;
-	free(g->p);
-	g->p = malloc(cap);
-	g->cap = g->p ? cap : 0;
-	return g->p ? RCMOE_OK : RCMOE_ERR_NOMEM;
 }
 
 /* ---- per-call arrays ---- */
@@ -85,8 +82,10 @@ rcmoe_status_t rcmoe_coll_calls_alloc(struct rcmoe_coll_comm *c)
 		k->own_len = calloc(n, sizeof(*k->own_len));
 		k->srcs = calloc(n, sizeof(*k->srcs));
 		k->lens = calloc(n, sizeof(*k->lens));
+		k->hdrs = calloc(2 * n, sizeof(*k->hdrs));
+		k->t_gather = calloc(n, sizeof(*k->t_gather));
 		if (!k->xa_send || !k->jobs || !k->job_used || !k->own_off || !k->own_len ||
-		    !k->srcs || !k->lens) {
+		    !k->srcs || !k->lens || !k->hdrs || !k->t_gather) {
 			rcmoe_coll_calls_free(c);
 			return RCMOE_ERR_NOMEM;
 		}
@@ -108,9 +107,10 @@ void rcmoe_coll_calls_free(struct rcmoe_coll_comm *c)
 {
 	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++) {
 		struct coll_call *k = &c->calls[i];
+		/* GPU buffers were released by rcmoe_coll_gpu_close: host ones are left */
 		if (k->xa_send)
 			for (int x = 0; x < 4 * c->nranks; x++)
-				free(k->xa_send[x].in.p);
+				rcmoe_coll__buf_free_host(&k->xa_send[x].in);
 		free(k->xa_send);
 		free(k->jobs);
 		free(k->job_used);
@@ -118,9 +118,13 @@ void rcmoe_coll_calls_free(struct rcmoe_coll_comm *c)
 		free(k->own_len);
 		free(k->srcs);
 		free(k->lens);
-		free(k->work.p);
-		free(k->own.p);
-		free(k->agout.p);
+		free(k->hdrs);
+		free(k->t_gather);
+		rcmoe_coll__buf_free_host(&k->work);
+		rcmoe_coll__buf_free_host(&k->own);
+		rcmoe_coll__buf_free_host(&k->agout);
+		rcmoe_coll__buf_free_host(&k->hs);
+		rcmoe_coll__buf_free_host(&k->hr);
 		memset(k, 0, sizeof(*k));
 	}
 }
@@ -147,10 +151,12 @@ static rcmoe_status_t comm_fail(struct rcmoe_coll_comm *c, rcmoe_status_t st, co
 
 /* Is this stream the one the call expects from `rank`: codec, datatype, count, operation, and
  * whole (rcmoe_codec_validate)? count 0 expects an empty message. */
-static rcmoe_status_t check_stream(const struct coll_call *k, const void *src, size_t len,
-				   int codec, size_t count, uint64_t op, int rank)
+rcmoe_status_t rcmoe_coll__check_stream(const struct coll_call *k, const void *src, size_t len,
+					int codec, size_t count, uint64_t op, int rank,
+					struct rcmoe_wire_header *hdr)
 {
 	struct rcmoe_wire_header h;
+	memset(hdr, 0, sizeof(*hdr));
 	if (count == 0)
 		return len == 0 ? RCMOE_OK : RCMOE_ERR_MALFORMED;
 	rcmoe_status_t st = rcmoe_codec_validate(src, len, count * k->esize, &h);
@@ -160,6 +166,7 @@ static rcmoe_status_t check_stream(const struct coll_call *k, const void *src, s
 	    h.rank != (uint32_t)rank ||
 	    (codec == RCMOE_CODEC_LSQ && h.bits != k->comm->settings.bits))
 		return RCMOE_ERR_MALFORMED;
+	*hdr = h;
 	return RCMOE_OK;
 }
 
@@ -169,71 +176,90 @@ static rcmoe_status_t job_sum_raw(struct rcmoe_cpu_job *job)
 	struct coll_call *k = job->arg;
 	struct rcmoe_coll_comm *c = k->comm;
 	size_t off, len;
-	shard_of(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &off, &len);
+	rcmoe_coll__shard(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &off, &len);
 	for (int p = 0; p < c->nranks; p++)
-		k->srcs[p] = p == c->rank ? k->send + off * k->esize
+		k->srcs[p] = p == c->rank ? k->hsend + off * k->esize
 					  : (const char *)k->work.p + (size_t)p * len * k->esize;
-	return rcmoe_coll_sum(k->dtype, k->srcs, c->nranks, k->recv + off * k->esize, len);
+	return rcmoe_coll_sum(k->dtype, k->srcs, c->nranks, k->hrecv + off * k->esize, len);
 }
 
-static const void *in_stream(struct coll_xfer *x)
+const void *rcmoe_coll__in_stream(struct coll_xfer *x)
 {
 	return x->dest ? x->dest : x->in.p;
+}
+
+rcmoe_status_t rcmoe_coll__job_pts_validate(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	struct rcmoe_coll_comm *c = k->comm;
+	for (int p = 0; p < c->nranks; p++) {
+		k->srcs[p] = p == c->rank ? k->own.p : rcmoe_coll__in_stream(&k->xa_recv[p]);
+		k->lens[p] = p == c->rank ? k->own_len[0] : k->xa_recv[p].len;
+		rcmoe_status_t st = rcmoe_coll__check_stream(
+			k, k->srcs[p], k->lens[p], RCMOE_CODEC_PTS, k->count,
+			rcmoe_coll__op(k->seq, 0, 0), p, &k->hdrs[p]);
+		if (st != RCMOE_OK) {
+			k->bad_peer = p;
+			return st;
+		}
+	}
+	return RCMOE_OK;
 }
 
 /* PTS: validate every rank's stream, then decode and accumulate them in rank order. */
 static rcmoe_status_t job_pts_reduce(struct rcmoe_cpu_job *job)
 {
 	struct coll_call *k = job->arg;
-	struct rcmoe_coll_comm *c = k->comm;
-	for (int p = 0; p < c->nranks; p++) {
-		k->srcs[p] = p == c->rank ? k->own.p : in_stream(&k->xa_recv[p]);
-		k->lens[p] = p == c->rank ? k->own_len[0] : k->xa_recv[p].len;
-		rcmoe_status_t st = check_stream(k, k->srcs[p], k->lens[p], RCMOE_CODEC_PTS,
-						 k->count, stream_op(k->seq, 0, 0), p);
-		if (st != RCMOE_OK) {
-			k->bad_peer = p;
-			return st;
-		}
-	}
-	return rcmoe_pts_accumulate(k->srcs, k->lens, c->nranks, k->dtype, k->recv, k->count);
+	RCMOE_CHECK(rcmoe_coll__job_pts_validate(job));
+	return rcmoe_pts_accumulate(k->srcs, k->lens, k->comm->nranks, k->dtype, k->hrecv,
+				    k->count);
 }
 
-static struct rcmoe_lsq_cfg lsq_cfg(const struct coll_call *k, int phase, int shard, int rank)
+struct rcmoe_lsq_cfg rcmoe_coll__lsq_cfg(const struct coll_call *k, int phase, int shard, int rank)
 {
 	const struct rcmoe_ar_settings *s = &k->comm->settings;
 	return (struct rcmoe_lsq_cfg){ .dtype = k->dtype,
 				       .bits = s->bits,
 				       .block = s->block,
 				       .seed = s->seed,
-				       .op_id = stream_op(k->seq, phase, shard),
+				       .op_id = rcmoe_coll__op(k->seq, phase, shard),
 				       .rank = (uint32_t)rank };
 }
 
 /* LSQ, the owner: validate and decode every rank's stream of its shard (its own too), sum them
  * in rank order, encode the sum for the all-gather, and keep the decoded bytes of that stream
  * as its own result, as every other rank will. */
-static rcmoe_status_t job_lsq_reduce(struct rcmoe_cpu_job *job)
+rcmoe_status_t rcmoe_coll__job_lsq_validate(struct rcmoe_cpu_job *job)
 {
 	struct coll_call *k = job->arg;
 	struct rcmoe_coll_comm *c = k->comm;
-	size_t off, len, out;
-	rcmoe_status_t st;
-	shard_of(k->count, c->nranks, c->settings.block, c->rank, &off, &len);
-	size_t bytes = len * k->esize;
-	if (len == 0)
-		return RCMOE_OK;
-	for (int p = 0; p < c->nranks; p++) {
+	size_t off, len;
+	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &off, &len);
+	for (int p = 0; p < c->nranks && len > 0; p++) {
 		k->srcs[p] = p == c->rank ? (const char *)k->own.p + k->own_off[p]
-					  : in_stream(&k->xa_recv[p]);
+					  : rcmoe_coll__in_stream(&k->xa_recv[p]);
 		k->lens[p] = p == c->rank ? k->own_len[p] : k->xa_recv[p].len;
-		st = check_stream(k, k->srcs[p], k->lens[p], RCMOE_CODEC_LSQ, len,
-				  stream_op(k->seq, 0, c->rank), p);
+		rcmoe_status_t st = rcmoe_coll__check_stream(
+			k, k->srcs[p], k->lens[p], RCMOE_CODEC_LSQ, len,
+			rcmoe_coll__op(k->seq, 0, c->rank), p, &k->hdrs[p]);
 		if (st != RCMOE_OK) {
 			k->bad_peer = p;
 			return st;
 		}
 	}
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t job_lsq_reduce(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	struct rcmoe_coll_comm *c = k->comm;
+	size_t off, len, out;
+	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &off, &len);
+	size_t bytes = len * k->esize;
+	if (len == 0)
+		return RCMOE_OK;
+	RCMOE_CHECK(rcmoe_coll__job_lsq_validate(job));
 	char *dec = k->work.p;
 	for (int p = 0; p < c->nranks; p++) {
 		RCMOE_CHECK(rcmoe_codec_decode(k->srcs[p], k->lens[p], dec + (size_t)p * bytes,
@@ -242,9 +268,25 @@ static rcmoe_status_t job_lsq_reduce(struct rcmoe_cpu_job *job)
 	}
 	char *sum = dec + (size_t)c->nranks * bytes;
 	RCMOE_CHECK(rcmoe_coll_sum(k->dtype, k->srcs, c->nranks, sum, len));
-	struct rcmoe_lsq_cfg cfg = lsq_cfg(k, 1, c->rank, c->rank);
+	struct rcmoe_lsq_cfg cfg = rcmoe_coll__lsq_cfg(k, 1, c->rank, c->rank);
 	RCMOE_CHECK(rcmoe_lsq_encode(sum, len, &cfg, k->agout.p, k->agout.cap, &k->agout_len));
-	return rcmoe_codec_decode(k->agout.p, k->agout_len, k->recv + off * k->esize, bytes, &out);
+	return rcmoe_codec_decode(k->agout.p, k->agout_len, k->hrecv + off * k->esize, bytes, &out);
+}
+
+rcmoe_status_t rcmoe_coll__job_lsq_gather_validate(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	struct rcmoe_coll_comm *c = k->comm;
+	int p = job->index;
+	size_t off, len;
+	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, p, &off, &len);
+	struct coll_xfer *x = &k->xb_recv[p];
+	rcmoe_status_t st =
+		rcmoe_coll__check_stream(k, rcmoe_coll__in_stream(x), x->len, RCMOE_CODEC_LSQ, len,
+					 rcmoe_coll__op(k->seq, 1, p), p, &k->hdrs[c->nranks + p]);
+	if (st != RCMOE_OK)
+		k->bad_peer = p;
+	return st;
 }
 
 /* LSQ, every rank: shard p's summed stream from its owner p, validated, into the result. */
@@ -254,21 +296,28 @@ static rcmoe_status_t job_lsq_gather(struct rcmoe_cpu_job *job)
 	struct rcmoe_coll_comm *c = k->comm;
 	int p = job->index;
 	size_t off, len, out;
-	shard_of(k->count, c->nranks, c->settings.block, p, &off, &len);
-	struct coll_xfer *x = &k->xb_recv[p];
-	rcmoe_status_t st = check_stream(k, in_stream(x), x->len, RCMOE_CODEC_LSQ, len,
-					 stream_op(k->seq, 1, p), p);
-	if (st != RCMOE_OK) {
-		k->bad_peer = p;
-		return st;
-	}
+	RCMOE_CHECK(rcmoe_coll__job_lsq_gather_validate(job));
+	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, p, &off, &len);
 	if (len == 0)
 		return RCMOE_OK;
-	return rcmoe_codec_decode(in_stream(x), x->len, k->recv + off * k->esize, len * k->esize,
-				  &out);
+	struct coll_xfer *x = &k->xb_recv[p];
+	return rcmoe_codec_decode(rcmoe_coll__in_stream(x), x->len, k->hrecv + off * k->esize,
+				  len * k->esize, &out);
 }
 
-static void submit_call(struct coll_call *k, struct rcmoe_cpu_job *job,
+/* Encode one piece of the send buffer (PTS: all of it; LSQ: one shard) with job->cfg; from NCCL's
+ * staging (k->clear), zero the piece once its stream is written ("Leftovers" above). */
+static rcmoe_status_t job_encode(struct rcmoe_cpu_job *job)
+{
+	struct coll_call *k = job->arg;
+	rcmoe_status_t st = rcmoe_codec_encode(&job->cfg, job->in, job->in_len, job->out,
+					       job->out_cap, &job->out_len);
+	if (st == RCMOE_OK && k->clear)
+		memset((void *)job->in, 0, job->in_len * k->esize);
+	return st;
+}
+
+void rcmoe_coll__submit(struct coll_call *k, struct rcmoe_cpu_job *job,
 			rcmoe_status_t (*fn)(struct rcmoe_cpu_job *), int index)
 {
 	job->kind = RCMOE_JOB_CALL;
@@ -279,7 +328,8 @@ static void submit_call(struct coll_call *k, struct rcmoe_cpu_job *job,
 }
 
 /* A job finished: its time counts, its error fails the call with a WARN naming what. */
-static rcmoe_status_t take_job(struct coll_call *k, struct rcmoe_cpu_job *job, const char *what)
+rcmoe_status_t rcmoe_coll__take_job(struct coll_call *k, struct rcmoe_cpu_job *job,
+				    const char *what)
 {
 	k->codec_ns += job->ns;
 	if (job->status == RCMOE_OK)
@@ -300,8 +350,8 @@ static rcmoe_status_t take_job(struct coll_call *k, struct rcmoe_cpu_job *job, c
 
 /* ---- setting a call up ---- */
 
-static void xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, void *dest, size_t max_len,
-		      int ready)
+void rcmoe_coll__xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, void *dest,
+			   size_t max_len, int ready)
 {
 	x->state = XFER_WAIT;
 	x->ready = ready;
@@ -310,25 +360,29 @@ static void xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, void *d
 	x->dest = dest;
 	x->max_len = max_len;
 	x->treq = NULL;
+	x->pinned = 0;
 }
 
-static rcmoe_status_t setup_lossless(struct coll_call *k)
+rcmoe_status_t rcmoe_coll__setup_lossless(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
 	size_t roff, rlen, off, len;
-	shard_of(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &roff, &rlen);
+	rcmoe_coll__shard(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &roff, &rlen);
 	size_t rbytes = rlen * k->esize;
-	RCMOE_CHECK(grow(&k->work, (size_t)c->nranks * rbytes));
+	RCMOE_CHECK(rcmoe_coll__grow(c, &k->work, (size_t)c->nranks * rbytes, RCMOE_BUF_HOST));
 	for (int p = 0; p < c->nranks; p++) {
 		if (p == c->rank)
 			continue;
-		shard_of(k->count, c->nranks, LOSSLESS_UNIT, p, &off, &len);
-		xfer_init(&k->xa_send[p], k->send + off * k->esize, len * k->esize, NULL, 0, 1);
-		xfer_init(&k->xa_recv[p], NULL, 0, (char *)k->work.p + (size_t)p * rbytes, rbytes,
-			  1);
-		xfer_init(&k->xb_send[p], k->recv + roff * k->esize, rbytes, NULL, 0, 0);
+		rcmoe_coll__shard(k->count, c->nranks, LOSSLESS_UNIT, p, &off, &len);
+		rcmoe_coll__xfer_init(&k->xa_send[p], k->hsend + off * k->esize, len * k->esize,
+				      NULL, 0, 1);
+		rcmoe_coll__xfer_init(&k->xa_recv[p], NULL, 0,
+				      (char *)k->work.p + (size_t)p * rbytes, rbytes, 1);
+		rcmoe_coll__xfer_init(&k->xb_send[p], k->hrecv + roff * k->esize, rbytes, NULL, 0,
+				      0);
 		/* Posted once this rank's contribution to shard p has left (in-place calls). */
-		xfer_init(&k->xb_recv[p], NULL, 0, k->recv + off * k->esize, len * k->esize, 0);
+		rcmoe_coll__xfer_init(&k->xb_recv[p], NULL, 0, k->hrecv + off * k->esize,
+				      len * k->esize, 0);
 	}
 	return RCMOE_OK;
 }
@@ -340,27 +394,25 @@ static rcmoe_status_t setup_pts(struct coll_call *k)
 	cfg.u.pts = (struct rcmoe_pts_cfg){ .dtype = k->dtype,
 					    .density = c->settings.density,
 					    .seed = c->settings.seed,
-					    .op_id = stream_op(k->seq, 0, 0),
+					    .op_id = rcmoe_coll__op(k->seq, 0, 0),
 					    .rank = (uint32_t)c->rank };
 	size_t bound = rcmoe_codec_bound(&cfg, k->count);
 	if (bound == 0)
 		return RCMOE_ERR_INVALID;
-	RCMOE_CHECK(grow(&k->own, bound));
+	RCMOE_CHECK(rcmoe_coll__grow(c, &k->own, bound, RCMOE_BUF_HOST));
 	for (int p = 0; p < c->nranks; p++)
 		if (p != c->rank) {
-			xfer_init(&k->xa_send[p], k->own.p, 0, NULL, 0, 0);
-			xfer_init(&k->xa_recv[p], NULL, 0, NULL, bound, 1);
+			rcmoe_coll__xfer_init(&k->xa_send[p], k->own.p, 0, NULL, 0, 0);
+			rcmoe_coll__xfer_init(&k->xa_recv[p], NULL, 0, NULL, bound, 1);
 		}
 	struct rcmoe_cpu_job *job = &k->jobs[c->rank];
-	job->kind = RCMOE_JOB_ENCODE;
-	job->in = k->send;
+	job->in = k->hsend;
 	job->in_len = k->count;
 	job->out = k->own.p;
 	job->out_cap = k->own.cap;
-	job->encode = rcmoe_codec_encode;
 	job->cfg = cfg;
 	k->job_used[c->rank] = 1;
-	rcmoe_cpu_job_submit(job);
+	rcmoe_coll__submit(k, job, job_encode, c->rank);
 	return RCMOE_OK;
 }
 
@@ -368,51 +420,50 @@ static rcmoe_status_t setup_lsq(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
 	size_t off, len, total = 0, roff, rlen;
-	shard_of(k->count, c->nranks, c->settings.block, c->rank, &roff, &rlen);
-	struct rcmoe_lsq_cfg rcfg = lsq_cfg(k, 0, c->rank, c->rank);
+	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &roff, &rlen);
+	struct rcmoe_lsq_cfg rcfg = rcmoe_coll__lsq_cfg(k, 0, c->rank, c->rank);
 	size_t rbound = rlen ? rcmoe_lsq_bound(rlen, &rcfg) : 0;
 	for (int s = 0; s < c->nranks; s++) {
-		shard_of(k->count, c->nranks, c->settings.block, s, &off, &len);
-		struct rcmoe_lsq_cfg cfg = lsq_cfg(k, 0, s, c->rank);
+		rcmoe_coll__shard(k->count, c->nranks, c->settings.block, s, &off, &len);
+		struct rcmoe_lsq_cfg cfg = rcmoe_coll__lsq_cfg(k, 0, s, c->rank);
 		k->own_off[s] = total;
 		total += len ? rcmoe_lsq_bound(len, &cfg) : 0;
 	}
-	RCMOE_CHECK(grow(&k->own, total));
-	RCMOE_CHECK(grow(&k->work, (size_t)(c->nranks + 1) * rlen * k->esize));
-	RCMOE_CHECK(grow(&k->agout, rbound));
+	RCMOE_CHECK(rcmoe_coll__grow(c, &k->own, total, RCMOE_BUF_HOST));
+	RCMOE_CHECK(rcmoe_coll__grow(c, &k->work, (size_t)(c->nranks + 1) * rlen * k->esize,
+				     RCMOE_BUF_HOST));
+	RCMOE_CHECK(rcmoe_coll__grow(c, &k->agout, rbound, RCMOE_BUF_HOST));
 	k->agout_len = 0;
 	for (int s = 0; s < c->nranks; s++) {
-		shard_of(k->count, c->nranks, c->settings.block, s, &off, &len);
+		rcmoe_coll__shard(k->count, c->nranks, c->settings.block, s, &off, &len);
 		k->own_len[s] = 0;
 		if (s != c->rank) {
-			struct rcmoe_lsq_cfg pcfg = lsq_cfg(k, 1, s, s);
-			xfer_init(&k->xa_send[s], (char *)k->own.p + k->own_off[s], 0, NULL, 0,
-				  len == 0);
-			xfer_init(&k->xa_recv[s], NULL, 0, NULL, rbound, 1);
-			xfer_init(&k->xb_send[s], k->agout.p, 0, NULL, 0, 0);
-			xfer_init(&k->xb_recv[s], NULL, 0, NULL,
-				  len ? rcmoe_lsq_bound(len, &pcfg) : 0, 1);
+			struct rcmoe_lsq_cfg pcfg = rcmoe_coll__lsq_cfg(k, 1, s, s);
+			rcmoe_coll__xfer_init(&k->xa_send[s], (char *)k->own.p + k->own_off[s], 0,
+					      NULL, 0, len == 0);
+			rcmoe_coll__xfer_init(&k->xa_recv[s], NULL, 0, NULL, rbound, 1);
+			rcmoe_coll__xfer_init(&k->xb_send[s], k->agout.p, 0, NULL, 0, 0);
+			rcmoe_coll__xfer_init(&k->xb_recv[s], NULL, 0, NULL,
+					      len ? rcmoe_lsq_bound(len, &pcfg) : 0, 1);
 		}
 		if (len == 0)
 			continue;
 		struct rcmoe_cpu_job *job = &k->jobs[s];
-		job->kind = RCMOE_JOB_ENCODE;
-		job->in = k->send + off * k->esize;
+		job->in = k->hsend + off * k->esize;
 		job->in_len = len;
 		job->out = (char *)k->own.p + k->own_off[s];
 		job->out_cap = total - k->own_off[s];
-		job->encode = rcmoe_codec_encode;
 		job->cfg = (struct rcmoe_codec_cfg){ .codec = RCMOE_CODEC_LSQ };
-		job->cfg.u.lsq = lsq_cfg(k, 0, s, c->rank);
+		job->cfg.u.lsq = rcmoe_coll__lsq_cfg(k, 0, s, c->rank);
 		k->job_used[s] = 1;
-		rcmoe_cpu_job_submit(job);
+		rcmoe_coll__submit(k, job, job_encode, s);
 	}
 	return RCMOE_OK;
 }
 
 /* ---- driving a call ---- */
 
-static int all_done(const struct coll_xfer *x, int n, int skip)
+int rcmoe_coll__all_done(const struct coll_xfer *x, int n, int skip)
 {
 	for (int p = 0; p < n; p++)
 		if (p != skip && x[p].state != XFER_NONE && x[p].state != XFER_DONE)
@@ -421,25 +472,25 @@ static int all_done(const struct coll_xfer *x, int n, int skip)
 }
 
 /* A submitted job finished: 1 (and its results are taken once), else 0. */
-static int job_finished(struct coll_call *k, int j)
+int rcmoe_coll__job_finished(struct coll_call *k, int j)
 {
 	return k->job_used[j] == 1 && rcmoe_cpu_job_done(&k->jobs[j]);
 }
 
-static rcmoe_status_t progress_lossless(struct coll_call *k)
+rcmoe_status_t rcmoe_coll__progress_lossless(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
 	int n = c->nranks, r = c->rank;
 	for (int p = 0; p < n; p++)
 		if (p != r && k->xa_send[p].state == XFER_DONE)
 			k->xb_recv[p].ready = 1;
-	if (!k->reduce_used && all_done(k->xa_recv, n, r)) {
+	if (!k->reduce_used && rcmoe_coll__all_done(k->xa_recv, n, r)) {
 		k->reduce_used = 1;
-		submit_call(k, &k->reduce, job_sum_raw, 0);
+		rcmoe_coll__submit(k, &k->reduce, job_sum_raw, 0);
 	}
 	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
 		k->reduce_used = 2;
-		RCMOE_CHECK(take_job(k, &k->reduce, "the sum"));
+		RCMOE_CHECK(rcmoe_coll__take_job(k, &k->reduce, "the sum"));
 		for (int p = 0; p < n; p++)
 			k->xb_send[p].ready = 1;
 	}
@@ -450,22 +501,22 @@ static rcmoe_status_t progress_pts(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
 	int n = c->nranks, r = c->rank;
-	if (job_finished(k, r)) {
+	if (rcmoe_coll__job_finished(k, r)) {
 		k->job_used[r] = 2;
-		RCMOE_CHECK(take_job(k, &k->jobs[r], "the PTS encode"));
+		RCMOE_CHECK(rcmoe_coll__take_job(k, &k->jobs[r], "the PTS encode"));
 		k->own_len[0] = k->jobs[r].out_len;
 		for (int p = 0; p < n; p++) {
 			k->xa_send[p].len = k->own_len[0];
 			k->xa_send[p].ready = 1;
 		}
 	}
-	if (k->job_used[r] == 2 && !k->reduce_used && all_done(k->xa_recv, n, r)) {
+	if (k->job_used[r] == 2 && !k->reduce_used && rcmoe_coll__all_done(k->xa_recv, n, r)) {
 		k->reduce_used = 1;
-		submit_call(k, &k->reduce, job_pts_reduce, 0);
+		rcmoe_coll__submit(k, &k->reduce, job_pts_reduce, 0);
 	}
 	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
 		k->reduce_used = 2;
-		RCMOE_CHECK(take_job(k, &k->reduce, "the PTS accumulation"));
+		RCMOE_CHECK(rcmoe_coll__take_job(k, &k->reduce, "the PTS accumulation"));
 	}
 	return RCMOE_OK;
 }
@@ -475,10 +526,10 @@ static rcmoe_status_t progress_lsq(struct coll_call *k)
 	struct rcmoe_coll_comm *c = k->comm;
 	int n = c->nranks, r = c->rank;
 	for (int s = 0; s < n; s++) {
-		if (!job_finished(k, s))
+		if (!rcmoe_coll__job_finished(k, s))
 			continue;
 		k->job_used[s] = 2;
-		RCMOE_CHECK(take_job(k, &k->jobs[s], "an LSQ encode"));
+		RCMOE_CHECK(rcmoe_coll__take_job(k, &k->jobs[s], "an LSQ encode"));
 		k->own_len[s] = k->jobs[s].out_len;
 		if (s != r) {
 			k->xa_send[s].len = k->own_len[s];
@@ -486,13 +537,13 @@ static rcmoe_status_t progress_lsq(struct coll_call *k)
 		}
 	}
 	int own_ready = k->job_used[r] != 1;
-	if (own_ready && !k->reduce_used && all_done(k->xa_recv, n, r)) {
+	if (own_ready && !k->reduce_used && rcmoe_coll__all_done(k->xa_recv, n, r)) {
 		k->reduce_used = 1;
-		submit_call(k, &k->reduce, job_lsq_reduce, 0);
+		rcmoe_coll__submit(k, &k->reduce, job_lsq_reduce, 0);
 	}
 	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
 		k->reduce_used = 2;
-		RCMOE_CHECK(take_job(k, &k->reduce, "the LSQ reduction"));
+		RCMOE_CHECK(rcmoe_coll__take_job(k, &k->reduce, "the LSQ reduction"));
 		for (int p = 0; p < n; p++) {
 			k->xb_send[p].len = k->agout_len;
 			k->xb_send[p].ready = 1;
@@ -504,17 +555,18 @@ static rcmoe_status_t progress_lsq(struct coll_call *k)
 			continue;
 		if (!k->job_used[j] && k->xb_recv[p].state == XFER_DONE) {
 			k->job_used[j] = 1;
-			submit_call(k, &k->jobs[j], job_lsq_gather, p);
+			rcmoe_coll__submit(k, &k->jobs[j], job_lsq_gather, p);
 		}
-		if (job_finished(k, j)) {
+		if (rcmoe_coll__job_finished(k, j)) {
 			k->job_used[j] = 2;
-			RCMOE_CHECK(take_job(k, &k->jobs[j], "an LSQ all-gather decode"));
+			RCMOE_CHECK(
+				rcmoe_coll__take_job(k, &k->jobs[j], "an LSQ all-gather decode"));
 		}
 	}
 	return RCMOE_OK;
 }
 
-static int call_complete(struct coll_call *k)
+int rcmoe_coll__host_complete(const struct coll_call *k)
 {
 	int n = k->comm->nranks;
 	for (int x = 0; x < 4 * n; x++)
@@ -528,12 +580,16 @@ static int call_complete(struct coll_call *k)
 
 static rcmoe_status_t progress_call(struct coll_call *k)
 {
-	switch (k->mode) {
-	case RCMOE_AR_PTS: RCMOE_CHECK(progress_pts(k)); break;
-	case RCMOE_AR_LSQ: RCMOE_CHECK(progress_lsq(k)); break;
-	default: RCMOE_CHECK(progress_lossless(k));
+	if (k->gpu) {
+		RCMOE_CHECK(rcmoe_coll_gpu_progress(k));
+	} else {
+		switch (k->mode) {
+		case RCMOE_AR_PTS: RCMOE_CHECK(progress_pts(k)); break;
+		case RCMOE_AR_LSQ: RCMOE_CHECK(progress_lsq(k)); break;
+		default: RCMOE_CHECK(rcmoe_coll__progress_lossless(k));
+		}
 	}
-	if (call_complete(k))
+	if (rcmoe_coll__host_complete(k) && (!k->gpu || rcmoe_coll_gpu_complete(k)))
 		k->state = CALL_DONE;
 	return RCMOE_OK;
 }
@@ -555,8 +611,12 @@ static rcmoe_status_t place(void *arg, size_t wire_len, uint32_t flags, void **d
 		return RCMOE_ERR_MALFORMED;
 	}
 	x->len = wire_len;
-	if (!x->dest && wire_len > 0)
-		RCMOE_CHECK(grow(&x->in, wire_len));
+	/* A GPU call's streams land in pinned memory its kernels read, sized at setup (no CUDA
+	 * call here: this runs inside the transport's test). */
+	if (x->pinned && x->in.cap < wire_len)
+		return RCMOE_ERR_INTERNAL;
+	if (!x->dest && wire_len > 0 && !x->pinned)
+		RCMOE_CHECK(rcmoe_coll__grow(k->comm, &x->in, wire_len, RCMOE_BUF_HOST));
 	*dest = x->dest ? x->dest : x->in.p;
 	*mr = NULL; /* the socket transport needs no registration */
 	return RCMOE_OK;
@@ -681,9 +741,20 @@ static void call_reset(struct coll_call *k)
 	}
 	memset(k->job_used, 0, 2 * (size_t)n * sizeof(*k->job_used));
 	k->reduce_used = 0;
+	k->in_taken = 0;
+	k->own_done = 0;
+	k->t_in = k->t_own = k->t_own2 = k->t_out = 0;
+	memset(k->t_gather, 0, (size_t)n * sizeof(*k->t_gather));
 	k->bad_peer = -1;
 	k->codec_ns = 0;
 	k->wire_sent = 0;
+}
+
+/* [p, p + bytes) lies within mr. */
+static int in_range(const struct rcmoe_coll_mr *mr, const void *p, size_t bytes)
+{
+	const char *b = p;
+	return b >= mr->base && bytes <= mr->size && (size_t)(b - mr->base) <= mr->size - bytes;
 }
 
 static int in_cuda(const struct rcmoe_coll_mr *mr)
@@ -711,11 +782,12 @@ rcmoe_status_t rcmoe_coll_iallreduce(struct rcmoe_coll_comm *c, void *send, void
 		RCMOE_WARN("collNet iallreduce: %zu elements at %p -> %p", count, send, recv);
 		return RCMOE_ERR_INVALID;
 	}
-	/* GPU SEAM (coll.h): device buffers need staging and kernels this side does not have. */
-	if ((in_cuda(smr) || in_cuda(rmr)) && !rcmoe_coll_gpu_supported()) {
-		RCMOE_WARN("collNet iallreduce: NCCL handed GPU buffers, but the collective side "
-			   "reduces host buffers only so far (RCMOE_CUDA_BUFFERS=off keeps NCCL's "
-			   "buffers on the host)");
+	/* Device buffers: both of them, on a comm connected with the plugin's CUDA context. */
+	int gpu = in_cuda(smr) || in_cuda(rmr);
+	if (gpu && (c->gpu.dev < 0 || !in_cuda(smr) || !in_cuda(rmr))) {
+		RCMOE_WARN("collNet iallreduce: NCCL handed %s send and %s receive buffers%s",
+			   in_cuda(smr) ? "GPU" : "host", in_cuda(rmr) ? "GPU" : "host",
+			   c->gpu.dev < 0 ? " to a comm without GPU buffers claimed" : "");
 		return RCMOE_ERR_UNSUPPORTED;
 	}
 	struct coll_call *k = call_alloc(c);
@@ -728,12 +800,20 @@ rcmoe_status_t rcmoe_coll_iallreduce(struct rcmoe_coll_comm *c, void *send, void
 	k->esize = esize;
 	k->send = send;
 	k->recv = recv;
+	k->hsend = send;
+	k->hrecv = recv;
+	k->gpu = gpu && count > 0; /* nothing to move for an empty call */
 	k->mode = rcmoe_ar_choose(&c->settings, dtype, count);
-	switch (k->mode) {
-	case RCMOE_AR_PTS: st = setup_pts(k); break;
-	case RCMOE_AR_LSQ: st = setup_lsq(k); break;
-	default: st = setup_lossless(k);
-	}
+	k->clear = k->mode != RCMOE_AR_LOSSLESS && smr && smr->staging &&
+		   in_range(smr, send, count * esize);
+	if (k->gpu)
+		st = rcmoe_coll_gpu_setup(k);
+	else if (k->mode == RCMOE_AR_PTS)
+		st = setup_pts(k);
+	else if (k->mode == RCMOE_AR_LSQ)
+		st = setup_lsq(k);
+	else
+		st = rcmoe_coll__setup_lossless(k);
 	if (st != RCMOE_OK) {
 		RCMOE_WARN("collNet rank %d: cannot set up all-reduce call %llu (%zu x %s, %s): %s",
 			   c->rank, (unsigned long long)k->seq, count, rcmoe_dtype_name(dtype),
@@ -774,7 +854,9 @@ static int call_quiet(struct coll_call *k)
 	for (int j = 0; j < 2 * n; j++)
 		if (k->job_used[j] && rcmoe_cpu_job_busy(&k->jobs[j]))
 			return 0;
-	return !(k->reduce_used && rcmoe_cpu_job_busy(&k->reduce));
+	if (k->reduce_used && rcmoe_cpu_job_busy(&k->reduce))
+		return 0;
+	return !k->gpu || rcmoe_coll_gpu_quiet(k);
 }
 
 /* Lossless-equivalent bytes this rank sends for the call: what the ratio compares against. */
@@ -782,11 +864,11 @@ static size_t logical_bytes(const struct coll_call *k)
 {
 	const struct rcmoe_coll_comm *c = k->comm;
 	size_t off, len, rlen, total = 0;
-	shard_of(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &off, &rlen);
+	rcmoe_coll__shard(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &off, &rlen);
 	for (int p = 0; p < c->nranks; p++) {
 		if (p == c->rank)
 			continue;
-		shard_of(k->count, c->nranks, LOSSLESS_UNIT, p, &off, &len);
+		rcmoe_coll__shard(k->count, c->nranks, LOSSLESS_UNIT, p, &off, &len);
 		total += (len + rlen) * k->esize;
 	}
 	return total;
@@ -836,7 +918,8 @@ rcmoe_status_t rcmoe_coll_test(struct coll_call *k, int *done, size_t *size)
 		k->state = CALL_FREE;
 		return RCMOE_OK;
 	}
-	/* Failed: the error is reported (and the slot freed) once nothing touches the buffers. */
+	/* Failed: the error is reported (and the slot freed) once nothing touches the buffers
+	 * (the transport, the codec workers, the GPU). */
 	if (!call_quiet(k))
 		return RCMOE_OK;
 	k->state = CALL_FREE;

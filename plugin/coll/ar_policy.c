@@ -46,13 +46,20 @@ rcmoe_status_t rcmoe_ar_settings_from_params(const struct rcmoe_params *p,
 	return RCMOE_OK;
 }
 
+int rcmoe_ar_steer(const struct rcmoe_ar_settings *s, size_t bytes)
+{
+	return s->codec != RCMOE_AR_LOSSLESS && (uint64_t)bytes >= s->min_bytes;
+}
+
 int rcmoe_ar_choose(const struct rcmoe_ar_settings *s, int dtype, size_t count)
 {
 	size_t esize = rcmoe_dtype_size(dtype);
 	if (s->codec == RCMOE_AR_LOSSLESS || esize == 0 || count == 0)
 		return RCMOE_AR_LOSSLESS;
-	/* Small calls: the headers and scales would eat the gain. */
-	if (count * esize < s->min_bytes)
+	/* The size test of whole all-reduces is the tuner's (rcmoe_ar_steer); a call only has to
+	 * be long enough for a stream to pay, and the chunks of a steered all-reduce all are. */
+	uint64_t floor = s->min_bytes < RCMOE_AR_CALL_FLOOR ? s->min_bytes : RCMOE_AR_CALL_FLOOR;
+	if (count * esize < floor)
 		return RCMOE_AR_LOSSLESS;
 	return s->codec;
 }

@@ -31,6 +31,25 @@ struct rcmoe_ar_settings {
  * RCMOE_ERR_USAGE. */
 rcmoe_status_t rcmoe_ar_settings_from_params(const struct rcmoe_params *p,
 					     struct rcmoe_ar_settings *out);
+/*
+ * Two decisions, one per level, made consistent here (docs/compression.md, "Which all-reduces
+ * are compressed"):
+ *
+ * - Whole all-reduces (the tuner, tuner.c, which sees the collective's size but no datatype):
+ *   rcmoe_ar_steer says whether one of `bytes` goes to collNet (CollNetChain), i.e. compression
+ *   is on and bytes >= RCMOE_AR_MIN_BYTES. Smaller ones are kept on NCCL's own algorithms.
+ * - Calls (the collective side, which sees one chunk of a collective at a time, never the
+ *   collective): NCCL cuts a CollNetChain all-reduce into calls of chunkSize bytes per channel of
+ *   a group, chunkSize between 32 KiB and 256 KiB with NCCL's default buffers (NCCL 2.28.9
+ *   enqueue.cc:2037-2040), so a call is often smaller than the collective's threshold. A call is
+ *   therefore coded when it holds at least min(RCMOE_AR_MIN_BYTES, RCMOE_AR_CALL_FLOOR) bytes:
+ *   every call of a steered collective is, except the short last call of a collective on
+ *   registered buffers (and calls under NCCL_BUFFSIZE below 256 KiB), which are summed exactly.
+ */
+#define RCMOE_AR_CALL_FLOOR 32768u
+
+/* 1 when a whole all-reduce of `bytes` bytes should be steered to collNet and compressed. */
+int rcmoe_ar_steer(const struct rcmoe_ar_settings *s, size_t bytes);
 /* The mode of one call of `count` elements of `dtype` (NCCL numbering). */
 int rcmoe_ar_choose(const struct rcmoe_ar_settings *s, int dtype, size_t count);
 /* "lossless", "PTS", "LSQ". */

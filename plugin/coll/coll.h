@@ -9,8 +9,9 @@
  * Files, one job each:
  *   comm.c       init, devices, listen, connect (the full mesh and its hello), regMr, close
  *   ar_engine.c  iallreduce and test: the per-call state machine (docs/compression.md)
+ *   ar_gpu.c     the same calls on device buffers: kernels in the plugin's CUDA context
  *   ar_policy.c  the RCMOE_AR_* settings and the mode of each call
- *   sum.c        the exact rank-order sum every mode uses
+ *   sum.c        the exact rank-order sum every mode uses (kernels/rank_sum.cu on the GPU)
  *
  * The mesh. Every rank connects to every other twice through the transport (rcmoe/transport.h):
  * connection set A carries each call's first message (a reduce-scatter shard, or a PTS stream),
@@ -20,8 +21,10 @@
  *
  * Threads. NCCL's proxy thread calls iallreduce and test; neither blocks: transfers are the
  * transport's non-blocking requests, driven from test, and encoding, decoding and summing run on
- * the CPU codec workers (cpu_codec.h; inline when RCMOE_CPU_CODEC_THREADS=0). connect may block
- * (NCCL calls it once, on its proxy service thread), bounded by RCMOE_SOCKET_TIMEOUT.
+ * the CPU codec workers (cpu_codec.h; inline when RCMOE_CPU_CODEC_THREADS=0), or, for device
+ * buffers, as kernels on the comm's own stream, polled through an event per call (ar_gpu.c).
+ * connect may block (NCCL calls it once, on its proxy service thread), bounded by
+ * RCMOE_SOCKET_TIMEOUT.
  */
 #ifndef RCMOE_COLL_H
 #define RCMOE_COLL_H
@@ -35,6 +38,7 @@
 #include "rcmoe/transport.h"
 #include "ar_policy.h"
 #include "cpu_codec.h"
+#include "gpu.h"
 #include "stats.h"
 
 /* Calls in flight per collective comm: NCCL keeps at most NCCL_STEPS (8) per group of 8
@@ -42,19 +46,6 @@
 #define RCMOE_COLL_MAX_CALLS NCCL_NET_MAX_REQUESTS
 /* The two connection sets (see above). */
 enum { RCMOE_COLL_SET_A = 0, RCMOE_COLL_SET_B = 1, RCMOE_COLL_NSETS = 2 };
-
-/*
- * GPU SEAM. The collective side reduces host buffers only so far. It reports the net side's
- * ptrSupport (NCCL merges net and collNet devices of the same name, so they must agree), but
- * until GPU support lands here it declines to connect when the plugin claims GPU buffers (NCCL
- * then keeps all-reduce on its ring: no collNet, no failure), and iallreduce refuses any pointer
- * registered as NCCL_PTR_CUDA. GPU support plugs in here: make this return 1, and give
- * ar_engine.c's coll_call_start (marked "GPU SEAM") the staging and kernels.
- */
-static inline int rcmoe_coll_gpu_supported(void)
-{
-	return 0;
-}
 
 /* Counters per mode of the calls (lossless, PTS, LSQ), each by datatype (stats.h cells with
  * func AllReduce, direction send: what this rank sent). */
@@ -70,11 +61,23 @@ struct rcmoe_coll_listen {
 	int dev;
 };
 
+/* What a growable buffer holds: malloc'd host memory, pinned host memory mapped into the device
+ * (the GPU path's streams and staging: kernels read and write it), or device memory. */
+enum { RCMOE_BUF_HOST = 0, RCMOE_BUF_PINNED, RCMOE_BUF_DEVICE };
+
 /* A growable buffer: grown to the next power of two when a call needs more, then kept, so a
  * slot allocates once per size class, not per call. */
 struct rcmoe_growbuf {
 	void *p;
 	size_t cap;
+	int kind; /* RCMOE_BUF_* */
+};
+
+/* A pinned or device buffer replaced by a larger one: kernels enqueued before may still use it,
+ * and freeing it would synchronize, so it is kept until the comm closes. */
+struct rcmoe_coll_retired {
+	struct rcmoe_growbuf buf;
+	struct rcmoe_coll_retired *next;
 };
 
 /* One transfer of a call: on connection (peer, set), send or receive. */
@@ -99,6 +102,7 @@ struct coll_xfer {
 	size_t max_len;   /* recv: the largest message it may be */
 	void *dest;       /* recv: fixed destination, or NULL: grown into `in` at arrival */
 	struct rcmoe_growbuf in;
+	int pinned; /* recv (GPU call): `in` is pinned, sized to max_len at setup */
 	struct rcmoe_treq *treq;
 };
 
@@ -113,8 +117,12 @@ struct coll_call {
 	int dtype;
 	size_t count;
 	size_t esize;
-	const char *send;
+	const char *send; /* NCCL's buffers (device memory for a GPU call) */
 	char *recv;
+	/* The host bytes the host steps read and write: send and recv, or for a lossless GPU
+	 * call the pinned staging `hs` and `hr` */
+	const char *hsend;
+	char *hrecv;
 	struct coll_xfer *xa_send, *xa_recv, *xb_send, *xb_recv; /* [nranks], by peer */
 	/* Worker jobs: `jobs[s]` per shard or peer (encodes, LSQ decodes); `reduce` the sum. */
 	struct rcmoe_cpu_job *jobs;
@@ -130,6 +138,21 @@ struct coll_call {
 	size_t *lens;               /* [nranks] their lengths (streams) */
 	struct rcmoe_growbuf agout; /* LSQ: the encoded summed shard */
 	size_t agout_len;
+	int clear; /* lossy call from NCCL's staging: zero each encoded piece of `send` after use */
+	/* GPU path (ar_gpu.c): work on the comm's stream is followed by a record of `ev`; each
+	 * step keeps the number of its record (0: not enqueued), done once ev_seen reaches it. */
+	int gpu; /* device buffers */
+	struct rcmoe_gpu_event ev;
+	uint64_t ev_rec, ev_seen;
+	uint64_t t_in;      /* lossless: copy of send to hs; PTS, LSQ: the encodes (and clear) */
+	uint64_t t_own;     /* PTS: the accumulation; LSQ owner: decodes, sum, encode of the sum */
+	uint64_t t_own2;    /* LSQ owner: decode of its summed stream into recv */
+	uint64_t t_out;     /* lossless: copy of hr to recv */
+	uint64_t *t_gather; /* [nranks] LSQ: decode of shard p's summed stream into recv */
+	int in_taken;       /* t_in seen done and its results taken */
+	int own_done;       /* LSQ owner: its shard is in recv */
+	struct rcmoe_wire_header *hdrs; /* [2 nranks] validated headers: [p] set A, [n+p] set B */
+	struct rcmoe_growbuf hs, hr;    /* lossless GPU call: pinned copies of send and result */
 	int bad_peer;          /* set by a failing job: the peer whose stream was refused */
 	rcmoe_status_t failed; /* a job or a transfer of this call failed */
 	uint64_t codec_ns;
@@ -144,6 +167,15 @@ struct coll_peer {
 	uint64_t next_recv[RCMOE_COLL_NSETS];
 };
 
+/* A comm's GPU resources (ar_gpu.c), made at connect when the plugin claims GPU buffers. */
+struct coll_gpu {
+	int dev; /* device of the plugin's CUDA context, or -1: host buffers only */
+	struct rcmoe_gpu_stream stream; /* every kernel and copy of the comm, in order */
+	struct rcmoe_growbuf work;      /* device: codec scratch (kernels on `stream` take turns) */
+	struct rcmoe_growbuf dec;       /* device: the LSQ owner's decoded parts and their sum */
+	struct rcmoe_coll_retired *retired;
+};
+
 struct rcmoe_coll_comm {
 	struct rcmoe_coll_ctx *ctx;
 	int rank;
@@ -153,13 +185,20 @@ struct rcmoe_coll_comm {
 	struct coll_call calls[RCMOE_COLL_MAX_CALLS];
 	uint64_t next_seq;
 	rcmoe_status_t failed; /* sticky: every call fails after it */
+	/* NCCL's collNet staging buffer: the first region registered on the comm (NCCL registers
+	 * it at setup, before any user buffer). Lossy calls clear what they encoded from it
+	 * (ar_engine.c, "Leftovers"). NULL before regMr and after its deregMr. */
+	struct rcmoe_coll_mr *stage_mr;
+	int registered; /* any region was ever registered: later ones are never staging */
+	struct coll_gpu gpu;
 };
 
-/* A registration: the collective side only needs to know which kind of memory it is. */
+/* A registration: which kind of memory it is, and whether it is NCCL's own collNet staging. */
 struct rcmoe_coll_mr {
 	char *base;
 	size_t size;
-	int type; /* NCCL_PTR_HOST or NCCL_PTR_CUDA */
+	int type;    /* NCCL_PTR_HOST or NCCL_PTR_CUDA */
+	int staging; /* the comm's first registration: NCCL's staging buffer (comm.c, reg_mr) */
 };
 
 /* comm.c */
@@ -198,5 +237,20 @@ void rcmoe_coll_quiesce(struct rcmoe_coll_comm *c, const struct rcmoe_coll_mr *m
 /* Set up / free the per-call arrays of a connected comm (its nranks known). */
 rcmoe_status_t rcmoe_coll_calls_alloc(struct rcmoe_coll_comm *c);
 void rcmoe_coll_calls_free(struct rcmoe_coll_comm *c);
+
+/* ar_gpu.c: device buffers */
+/* At connect, when the plugin claims GPU buffers: bind the plugin's CUDA context, make the
+ * comm's stream and an event per call slot. c->gpu.dev stays -1 otherwise. */
+rcmoe_status_t rcmoe_coll_gpu_open(struct rcmoe_coll_comm *c);
+/* At close (calls quiet) or after a failed connect: release every pinned and device buffer of
+ * the comm and its slots, the events and the stream. Safe on a comm without GPU. */
+void rcmoe_coll_gpu_close(struct rcmoe_coll_comm *c);
+/* iallreduce of a call with k->gpu: its buffers and first kernels. */
+rcmoe_status_t rcmoe_coll_gpu_setup(struct coll_call *k);
+/* test: move a GPU call along (never blocks); complete: its GPU steps are all done. */
+rcmoe_status_t rcmoe_coll_gpu_progress(struct coll_call *k);
+int rcmoe_coll_gpu_complete(const struct coll_call *k);
+/* Nothing enqueued for the call is still running (a failed comm's quiesce). */
+int rcmoe_coll_gpu_quiet(struct coll_call *k);
 
 #endif

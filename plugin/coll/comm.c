@@ -398,6 +398,7 @@ rcmoe_status_t rcmoe_coll_connect(void *handles[], int nranks, int rank,
 	c->ctx = l->ctx;
 	c->rank = rank;
 	c->nranks = nranks;
+	c->gpu.dev = -1;
 	RCMOE_CHECK_GOTO(rcmoe_ar_settings_from_params(params, &c->settings), st, free_comm);
 	if (settings_hook)
 		settings_hook(rank, &c->settings);
@@ -409,6 +410,8 @@ rcmoe_status_t rcmoe_coll_connect(void *handles[], int nranks, int rank,
 	RCMOE_CHECK_GOTO(rcmoe_coll_calls_alloc(c), st, free_peers);
 	/* Summing, coding and validating run on the CPU codec workers (none unless asked). */
 	RCMOE_CHECK_GOTO(rcmoe_cpu_codec_start((int)params->cpu_codec_threads), st, free_calls);
+	/* With GPU buffers claimed: the plugin's CUDA context, the comm's stream and events. */
+	RCMOE_CHECK_GOTO(rcmoe_coll_gpu_open(c), st, free_gpu);
 
 	m.c = c;
 	m.l = l;
@@ -431,20 +434,13 @@ rcmoe_status_t rcmoe_coll_connect(void *handles[], int nranks, int rank,
 		st = RCMOE_ERR_USAGE;
 		goto close_mesh;
 	}
-	/* GPU SEAM (coll.h): NCCL would hand device buffers; decline until they are handled. */
-	if (m.mine.gpu && !rcmoe_coll_gpu_supported()) {
-		RCMOE_WARN("collNet: the collective side reduces host buffers only so far, and the "
-			   "plugin claims GPU buffers (RCMOE_CUDA_BUFFERS): declining, all-reduce "
-			   "stays on NCCL's own algorithms (RCMOE_CUDA_BUFFERS=off enables it)");
-		st = RCMOE_ERR_UNSUPPORTED;
-		goto close_mesh;
-	}
 	free(m.out);
 	free(m.in);
 	char what[128];
 	rcmoe_ar_describe(&c->settings, what, sizeof(what));
-	RCMOE_INFO(NCCL_INIT | NCCL_NET, "collNet rank %d of %d connected (%d connections): %s",
-		   rank, nranks, 2 * m.nlinks, what);
+	RCMOE_INFO(NCCL_INIT | NCCL_NET,
+		   "collNet rank %d of %d connected (%d connections): %s, on %s buffers", rank,
+		   nranks, 2 * m.nlinks, what, c->gpu.dev >= 0 ? "GPU and host" : "host");
 	*out = c;
 	return RCMOE_OK;
 
@@ -457,6 +453,8 @@ close_mesh:
 free_links:
 	free(m.out);
 	free(m.in);
+free_gpu:
+	rcmoe_coll_gpu_close(c);
 free_calls:
 	rcmoe_coll_calls_free(c);
 free_peers:
@@ -483,7 +481,7 @@ rcmoe_status_t rcmoe_coll_reduce_support(int dtype, int op, int *supported)
 rcmoe_status_t rcmoe_coll_reg_mr(struct rcmoe_coll_comm *c, void *data, size_t size, int type,
 				 struct rcmoe_coll_mr **out)
 {
-	(void)c; /* the socket transport needs no registration (transport.h: reg_mr) */
+	/* the socket transport needs no registration (transport.h: reg_mr) */
 	if (type != NCCL_PTR_HOST && type != NCCL_PTR_CUDA) {
 		RCMOE_WARN("collNet regMr: memory type %d", type);
 		return RCMOE_ERR_INVALID;
@@ -494,6 +492,14 @@ rcmoe_status_t rcmoe_coll_reg_mr(struct rcmoe_coll_comm *c, void *data, size_t s
 	mr->base = data;
 	mr->size = size;
 	mr->type = type;
+	/* NCCL registers its collNet staging buffer (send and receive slots of every channel) at
+	 * setup, before any user buffer (2.28.9 coll_net.cc): the first registration is it. Only
+	 * that one is ever cleared (ar_engine.c, "Leftovers"); a user's buffer never is. */
+	if (c && !c->registered) {
+		c->registered = 1;
+		c->stage_mr = mr;
+		mr->staging = 1;
+	}
 	*out = mr;
 	return RCMOE_OK;
 }
@@ -503,6 +509,8 @@ rcmoe_status_t rcmoe_coll_dereg_mr(struct rcmoe_coll_comm *c, struct rcmoe_coll_
 	/* NCCL frees the memory next: nothing of ours may still be moving into it. */
 	if (c && mr)
 		rcmoe_coll_quiesce(c, mr);
+	if (c && c->stage_mr == mr)
+		c->stage_mr = NULL;
 	free(mr);
 	return RCMOE_OK;
 }
@@ -514,6 +522,7 @@ rcmoe_status_t rcmoe_coll_close(struct rcmoe_coll_comm *c)
 	if (!c)
 		return RCMOE_OK;
 	rcmoe_coll_quiesce(c, NULL);
+	rcmoe_coll_gpu_close(c);
 	for (int p = 0; p < c->nranks; p++)
 		for (int s = 0; s < RCMOE_COLL_NSETS; s++) {
 			if (c->peers[p].tsend[s] && t->close_send(c->peers[p].tsend[s]) != RCMOE_OK)

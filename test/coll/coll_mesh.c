@@ -135,11 +135,15 @@ void mesh_run(struct mesh *m, void (*body)(struct mesh_rank *r))
 		cr_assert(!m->r[i].failed, "%s", m->r[i].why);
 }
 
+ncclResult_t coll_reg_type(struct mesh_rank *r, void *data, size_t size, int type, void **mh)
+{
+	return r->m->version == 11 ? ncclCollNetPlugin_v11.regMr(r->comm, data, size, type, mh)
+				   : ncclCollNetPlugin_v10.regMr(r->comm, data, size, type, mh);
+}
+
 ncclResult_t coll_reg(struct mesh_rank *r, void *data, size_t size, void **mh)
 {
-	return r->m->version == 11
-		       ? ncclCollNetPlugin_v11.regMr(r->comm, data, size, NCCL_PTR_HOST, mh)
-		       : ncclCollNetPlugin_v10.regMr(r->comm, data, size, NCCL_PTR_HOST, mh);
+	return coll_reg_type(r, data, size, NCCL_PTR_HOST, mh);
 }
 
 ncclResult_t coll_dereg(struct mesh_rank *r, void *mh)

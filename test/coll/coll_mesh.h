@@ -61,6 +61,8 @@ int rank_check(struct mesh_rank *r, int cond, const char *fmt, ...)
 
 /* The table entries, by version. */
 ncclResult_t coll_reg(struct mesh_rank *r, void *data, size_t size, void **mh);
+/* regMr with a memory type: NCCL_PTR_HOST or NCCL_PTR_CUDA (device memory). */
+ncclResult_t coll_reg_type(struct mesh_rank *r, void *data, size_t size, int type, void **mh);
 ncclResult_t coll_dereg(struct mesh_rank *r, void *mh);
 ncclResult_t coll_iallreduce(struct mesh_rank *r, void *send, void *recv, size_t count,
 			     ncclDataType_t dt, void *smh, void *rmh, void **req);

@@ -8,7 +8,9 @@
 # (RCMOE_CUDA_BUFFERS=off: host buffers, CPU codec). The checks' own .cpu() copies run while
 # collectives are in flight, the pattern that deadlocks GPU work issued in the primary context.
 # Narrow it with RCMOE_E2E_GDR="default host", RCMOE_E2E_RANKS="2 4", RCMOE_E2E_BITS="0 8 4 2",
-# RCMOE_E2E_HANG (seconds before a rank counts as hung). Exit status 0 only if all pass.
+# RCMOE_E2E_HANG (seconds before a rank counts as hung). RCMOE_E2E_AR=1 also runs
+# test/e2e/ar-checks.sh (all-reduce through the plugin's collective side, compressed and
+# lossless) into OUT_DIR/ar. Exit status 0 only if all pass.
 set -uo pipefail
 build=${1:?usage: gpu-checks.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-/tmp/rcmoe-gpu-checks}}
@@ -44,4 +46,8 @@ for gdr in ${RCMOE_E2E_GDR:-default host}; do
 		done
 	done
 done
+if [ "${RCMOE_E2E_AR:-0}" = 1 ]; then
+	unset NCCL_NET_GDR_LEVEL RCMOE_CUDA_BUFFERS
+	"$(dirname "$0")/ar-checks.sh" "$build" "$out/ar" || status=1
+fi
 exit $status

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the GPU tests (test_gpu_codec: kernels against the CPU references; test_gpu_net: the net
 # table with device buffers, and the proxy-thread deadlock model; test_gpu_context: whether a
-# second CUDA context escapes that deadlock) and rcmoe-kbench on a GPU
+# second CUDA context escapes that deadlock; test_gpu_coll: the collective side's all-reduce with
+# device buffers) and rcmoe-kbench on a GPU
 # machine from an existing build directory (built elsewhere with -Dgpu_arch matching the GPU).
 # The binaries are run directly, so the build directory may have moved. Criterion's shared
 # libraries, when the machine lacks them, can sit in .carry/lib (or $RCMOE_CARRY_LIB): they are
@@ -28,7 +29,8 @@ export RCMOE_SOCKET_IFNAME=lo # test_gpu_net sets it too: its pair runs over 127
 
 status=0
 # name of the executable, then the base name of its outputs ("$@" stays kbench's options)
-for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests" "test_gpu_context gpu-context"; do
+for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests" "test_gpu_context gpu-context" \
+	"test_gpu_coll gpu-coll-tests"; do
 	read -r name base <<<"$t"
 	exe="$build/test/gpu/$name"
 	echo "== $name"

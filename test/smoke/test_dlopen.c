@@ -69,11 +69,20 @@ Test(smoke, profiler_v5_table)
 	cr_expect(t->init && t->startEvent && t->stopEvent && t->recordEventState && t->finalize);
 }
 
+Test(smoke, tuner_v5_table)
+{
+	const ncclTuner_v5_t *t = dlsym(lib, "ncclTunerPlugin_v5");
+	cr_assert_not_null(t);
+	cr_expect_str_eq(t->name, "RCMoE");
+	cr_expect(t->init && t->getCollInfo && t->finalize);
+}
+
 Test(smoke, internals_are_hidden)
 {
 	static const char *internal[] = { "rcmoe_core_init",  "rcmoe_params_load",
 					  "rcmoe_socket_ops", "rcmoe_log_set",
-					  "rcmoe_prof_start", "rcmoe_stats_write" };
+					  "rcmoe_prof_start", "rcmoe_stats_write",
+					  "rcmoe_tuner_apply" };
 	for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
 		cr_expect_null(dlsym(lib, internal[i]), "%s is exported", internal[i]);
 }

@@ -27,17 +27,23 @@
 #define BENCH_HOSTID_FMT "rcmoe-bench-h%d"
 
 enum bench_op { BENCH_ALLTOALL, BENCH_ALLREDUCE, BENCH_SENDRECV, BENCH_NUM_OPS };
-enum bench_transport { BENCH_SOCKET, BENCH_RCMOE, BENCH_NUM_TRANSPORTS };
+/* BENCH_COLLNET: the plugin again, with NCCL_COLLNET_ENABLE=1 (and --ar-density / --ar-bits):
+ * all-reduce through the plugin's collective side (collnet.c). */
+enum bench_transport { BENCH_SOCKET, BENCH_RCMOE, BENCH_COLLNET, BENCH_NUM_TRANSPORTS };
 enum bench_check_mode { BENCH_CHECK_EXACT, BENCH_CHECK_ERROR, BENCH_CHECK_NONE };
 enum bench_a2a_impl { BENCH_A2A_AUTO, BENCH_A2A_NATIVE, BENCH_A2A_P2P };
 enum bench_fail_mode {
 	BENCH_FAIL_NONE,
-	BENCH_FAIL_CRASH, /* SIGSEGV */
-	BENCH_FAIL_HANG,  /* stop reporting, never exit */
-	BENCH_FAIL_ERROR, /* report an error message, exit 1 */
-	BENCH_FAIL_EXIT,  /* exit 3 without a word */
-	BENCH_FAIL_WRONG, /* corrupt one received element per row */
+	BENCH_FAIL_CRASH,     /* SIGSEGV */
+	BENCH_FAIL_HANG,      /* stop reporting, never exit */
+	BENCH_FAIL_ERROR,     /* report an error message, exit 1 */
+	BENCH_FAIL_EXIT,      /* exit 3 without a word */
+	BENCH_FAIL_WRONG,     /* corrupt one received element per row */
+	BENCH_FAIL_NOCOLLNET, /* collNet runs: behave as if NCCL kept all-reduce on its ring */
 };
+
+/* The all-reduce mode of the plugin's collective side, as its counters name it. */
+enum bench_cn_mode { BENCH_CN_LOSSLESS, BENCH_CN_PTS, BENCH_CN_LSQ, BENCH_CN_NMODES };
 
 struct bench_dtype {
 	const char *name; /* nccl-tests spelling */
@@ -63,6 +69,7 @@ struct bench_cfg {
 	int ops[BENCH_NUM_OPS]; /* in the order given */
 	int nops;
 	bool transport_on[BENCH_NUM_TRANSPORTS];
+	bool transports_given; /* -T was given */
 	int check; /* enum bench_check_mode, after folding: integer types always exact */
 	bool check_asked_error; /* --check error was given (for the header when folded) */
 	int a2a;                /* enum bench_a2a_impl */
@@ -79,6 +86,16 @@ struct bench_cfg {
 	const char *rcmoe_env[BENCH_MAX_ENV];
 	int nrcmoe_env;
 
+	/* the collNet run (collnet.c) */
+	const char *ar_density_arg; /* --ar-density, as given: RCMOE_AR_DENSITY */
+	double ar_density;
+	const char *ar_bits_arg; /* --ar-bits: RCMOE_AR_BITS */
+	int ar_bits;
+	bool force_collnet;     /* NCCL_ALGO=allreduce:CollNetChain for the collNet run */
+	bool no_algo_log;       /* --no-algo-log: do not read NCCL's choice from its log */
+	bool check_given;       /* -c was given (--ar-* default to -c error otherwise) */
+	char workdir[PATH_MAX]; /* per-run NCCL logs and stats files; "" until made */
+	bool keep_workdir;
 	/* parent behaviour */
 	bool mps;
 	const char *json;
@@ -193,6 +210,24 @@ int bench_check_threads(const struct bench_cfg *cfg);
 /* CPU self-test of generation and checking; returns the number of failures. */
 int bench_check_selftest(FILE *out);
 
+/* ---- the collNet side of a run: what it asked for, NCCL's algorithm, the plugin's counters
+ * (collnet.c) ---- */
+struct bench_cn_counters {
+	uint64_t messages[BENCH_CN_NMODES], logical[BENCH_CN_NMODES], wire[BENCH_CN_NMODES];
+	int files; /* stats files read */
+	int lines; /* collNet finalize lines in them */
+};
+
+/* One NCCL algorithm/protocol seen for an all-reduce size, and how often. */
+#define BENCH_ALGO_KINDS 4
+struct bench_algo_tally {
+	size_t bytes;
+	int n;
+	char name[BENCH_ALGO_KINDS][32]; /* "COLLNET_CHAIN/SIMPLE" */
+	int count[BENCH_ALGO_KINDS];
+	int other; /* lines beyond BENCH_ALGO_KINDS kinds */
+};
+
 /* ---- results (report.c) ---- */
 struct bench_result {
 	bool valid;
@@ -212,6 +247,24 @@ struct bench_run {
 	int a2a_native;
 	/* [op index in cfg->ops][size index] */
 	struct bench_result res[BENCH_NUM_OPS][BENCH_MAX_SIZES];
+
+	/* collNet (collnet.c): what this run's environment asks of the collective side */
+	bool cn_enabled;   /* NCCL_COLLNET_ENABLE=1 reached the plugin */
+	int cn_mode;       /* enum bench_cn_mode the RCMOE_AR_* settings ask for */
+	char cn_label[96]; /* "PTS density 0.01", "LSQ 8 bits", "lossless" */
+	uint64_t cn_min_bytes;
+	char stats_tmpl[PATH_MAX]; /* RCMOE_STATS_FILE of rank r: %d for the rank; "" if none */
+	struct bench_cn_counters cn;
+	bool cn_checked, cn_ok; /* the counter check ran, and passed */
+	char cn_error[512];
+	/* NCCL's algorithm per all-reduce row, from rank 0's NCCL_DEBUG_FILE */
+	char nccl_log[PATH_MAX]; /* rank 0's log; "" when the algorithm is not tracked */
+	char algo_why[96];       /* why not tracked */
+	long log_off;
+	struct bench_algo_tally tally[BENCH_MAX_SIZES];
+	int ntally;
+	char algo[BENCH_NUM_OPS][BENCH_MAX_SIZES][64]; /* per row; "" unknown */
+	int rows_not_collnet; /* collNet runs: all-reduce rows NCCL ran without CollNet */
 };
 
 struct bench_report {
@@ -253,6 +306,41 @@ bool bench_mps_running(void);                                          /* launch
 int bench_mps_start(void);
 int bench_mps_stop(void);
 int bench_plot(struct bench_report *rep, const char *png); /* report.c */
+
+/* ---- collNet (collnet.c) ---- */
+const char *bench_cn_mode_name(int mode); /* "lossless", "PTS", "LSQ" (the counters' names) */
+/* Parse --ar-density / --ar-bits; -1 when out of range. */
+int bench_cn_parse_density(struct bench_cfg *cfg, const char *arg);
+int bench_cn_parse_bits(struct bench_cfg *cfg, const char *arg);
+/* Whether all-reduce of cfg->dt can go through the collective side (sum of fp32/fp16/bf16). */
+bool bench_cn_dtype_ok(const struct bench_cfg *cfg);
+/* Whether cfg->ops holds allreduce. */
+bool bench_has_allreduce(const struct bench_cfg *cfg);
+/* Makes cfg->workdir (once); -1 on failure. */
+int bench_workdir(struct bench_cfg *cfg);
+void bench_workdir_done(struct bench_cfg *cfg, bool failed);
+/* From a run's final environment (NAME=VALUE strings, NULL-terminated): what it asks of the
+ * collective side, into r->cn_*. */
+void bench_cn_expect(const struct bench_cfg *cfg, struct bench_run *r, char *const *env);
+/* Read rank 0's NCCL log up to its end and label the row (opi, si) with the algorithms seen. */
+void bench_algo_update(const struct bench_cfg *cfg, struct bench_run *r, int opi, int si);
+/* Parse one NCCL_TUNING line into (bytes, "ALGO/PROTO"); 0 when it is one. */
+int bench_algo_parse_line(const char *line, size_t *bytes, char *name, size_t len);
+/* After a run: its stats files into r->cn and the check (r->cn_ok, r->cn_error); returns -1
+ * when the run asked for collNet (compressed) and the counters show none. */
+int bench_cn_check(const struct bench_cfg *cfg, struct bench_run *r, int nranks);
+/* Parse one stats JSON line: mode and counters of a collNet finalize record; 0 when it is one. */
+int bench_cn_parse_stats_line(const char *line, int *mode, uint64_t *messages, uint64_t *logical,
+			      uint64_t *wire);
+/* The counters per mode, and the rows that went without CollNet, after a run's tables. */
+void bench_cn_print(const struct bench_cfg *cfg, const struct bench_run *r, FILE *out);
+/* NCCL WARN lines of each rank's log to stderr (they would have gone there without the log). */
+void bench_echo_warnings(const struct bench_cfg *cfg, struct bench_run *r, int nranks);
+/* The log and stats file paths of (run, rank): "" when unused. */
+void bench_log_path(const struct bench_cfg *cfg, const struct bench_run *r, int rank, char *out,
+		    size_t len);
+/* CPU self-test of the parsers; returns the number of failures. */
+int bench_cn_selftest(FILE *out);
 
 /* ---- the emulated link (link.c) ---- */
 int bench_link_parse(struct bench_cfg *cfg, const char *arg);

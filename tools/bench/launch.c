@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,6 +124,10 @@ static int build_env(const struct bench_cfg *cfg, int transport, struct envvec *
 		SET("NCCL_SOCKET_IFNAME", "lo");
 	/* nNodes > 1 on one box would otherwise start the multi-node NVLink probe. */
 	SET("NCCL_MNNVL_ENABLE", "0");
+	/* With a collnet run in the invocation, the others stay off the collective side, whatever
+	 * the inherited environment says (--env and --rcmoe-env still win). */
+	if (cfg->transport_on[BENCH_COLLNET] && transport != BENCH_COLLNET)
+		SET("NCCL_COLLNET_ENABLE", "0");
 	if (transport == BENCH_SOCKET) {
 		SET("NCCL_NET_PLUGIN", "none");
 		SET("NCCL_NET", "Socket");
@@ -150,12 +155,33 @@ static int build_env(const struct bench_cfg *cfg, int transport, struct envvec *
 		rc |= env_put(e, kv) | env_put(shown, kv);
 		SET("RCMOE_SHAPER_GBPS", cfg->link_arg);
 	}
-#undef SET
 	for (int i = 0; i < cfg->nenv; i++)
 		rc |= env_put(e, cfg->env[i]) | env_put(shown, cfg->env[i]);
-	if (transport == BENCH_RCMOE)
+	if (transport != BENCH_SOCKET)
 		for (int i = 0; i < cfg->nrcmoe_env; i++)
 			rc |= env_put(e, cfg->rcmoe_env[i]) | env_put(shown, cfg->rcmoe_env[i]);
+	if (transport == BENCH_COLLNET) {
+		/* After the lists: the collnet run is what its options say. The codec is named, and
+		 * the other codec's setting zeroed, so an inherited RCMOE_AR_* cannot contradict.
+		 */
+		SET("NCCL_COLLNET_ENABLE", "1");
+		if (cfg->ar_density_arg) {
+			SET("RCMOE_AR_CODEC", "pts");
+			SET("RCMOE_AR_DENSITY", cfg->ar_density_arg);
+			SET("RCMOE_AR_BITS", "0");
+		} else if (cfg->ar_bits_arg) {
+			SET("RCMOE_AR_CODEC", "lsq");
+			SET("RCMOE_AR_BITS", cfg->ar_bits_arg);
+			SET("RCMOE_AR_DENSITY", "0");
+		} else {
+			SET("RCMOE_AR_CODEC", "auto");
+			SET("RCMOE_AR_DENSITY", "0");
+			SET("RCMOE_AR_BITS", "0");
+		}
+		if (cfg->force_collnet)
+			SET("NCCL_ALGO", "allreduce:CollNetChain");
+	}
+#undef SET
 	return rc ? -1 : 0;
 }
 
@@ -229,6 +255,17 @@ static pid_t spawn(struct runstate *rs, int rank, int transport, struct envvec *
 	snprintf(hostid, sizeof(hostid), BENCH_HOSTID_FMT, rank);
 	if (env_set(env, "NCCL_HOSTID", hostid))
 		return -1;
+	/* Files of this rank's own: NCCL's log (the algorithm) and the plugin's counters. */
+	char path[PATH_MAX + 96];
+	bench_log_path(cfg, rs->run, rank, path, sizeof(path));
+	if (path[0] && env_set(env, "NCCL_DEBUG_FILE", path))
+		return -1;
+	if (rs->run->stats_tmpl[0]) {
+		snprintf(path, sizeof(path), rs->run->stats_tmpl, rank);
+		unlink(path); /* the plugin appends */
+		if (env_set(env, "RCMOE_STATS_FILE", path))
+			return -1;
+	}
 	/* argv: this binary, the child marker, then the user's own options unchanged. */
 	char **argv = calloc((size_t)orig_argc + 3, sizeof(*argv));
 	if (!argv)
@@ -334,6 +371,7 @@ static void handle_row(struct runstate *rs, struct child *c, const struct bench_
 	/* Print strictly in order; ranks run in lockstep so this rarely waits. */
 	while (rs->next_print < rs->nseq && rs->arrivals[rs->next_print] == rs->n) {
 		int j = rs->next_print++;
+		bench_algo_update(rs->cfg, rs->run, rs->seq_op[j], rs->seq_size[j]);
 		bench_report_row(rs->rep, rs->run, rs->seq_op[j], rs->seq_size[j], stdout);
 	}
 }
@@ -490,6 +528,61 @@ static void kill_all(struct runstate *rs)
 	}
 }
 
+/* NCCL's debug variables are the user's when any is set (the log then goes where they say). */
+static bool user_nccl_debug(const struct envvec *e, char *why, size_t len)
+{
+	const char *d = env_get(e, "NCCL_DEBUG");
+	if (env_get(e, "NCCL_DEBUG_FILE"))
+		snprintf(why, len, "NCCL_DEBUG_FILE is set");
+	else if (env_get(e, "NCCL_DEBUG_SUBSYS"))
+		snprintf(why, len, "NCCL_DEBUG_SUBSYS is set");
+	else if (d && strcasecmp(d, "WARN") && strcasecmp(d, "VERSION") && strcasecmp(d, "NONE"))
+		snprintf(why, len, "NCCL_DEBUG=%.40s is set", d);
+	else
+		return false;
+	return true;
+}
+
+/*
+ * The files of a run: rank 0's NCCL log for the algorithm of each all-reduce row (every rank
+ * gets a log file of its own, whose WARN lines are copied to stderr), and for a run that turns
+ * collNet on, the plugin's counters.
+ */
+static int plan_files(struct bench_cfg *cfg, struct bench_run *r, struct envvec *e,
+		      struct envvec *shown)
+{
+	bench_cn_expect(cfg, r, e->v);
+	r->nccl_log[0] = r->stats_tmpl[0] = r->algo_why[0] = 0;
+	bool track = bench_has_allreduce(cfg);
+	if (track && cfg->no_algo_log) {
+		snprintf(r->algo_why, sizeof(r->algo_why), "--no-algo-log");
+		track = false;
+	}
+	if (track && user_nccl_debug(e, r->algo_why, sizeof(r->algo_why)))
+		track = false;
+	if ((track || r->cn_enabled) && bench_workdir(cfg))
+		return -1;
+	if (track) {
+		int rc = env_set(e, "NCCL_DEBUG", "INFO") |
+			 env_set(e, "NCCL_DEBUG_SUBSYS", "TUNING") |
+			 env_set(shown, "NCCL_DEBUG", "INFO") |
+			 env_set(shown, "NCCL_DEBUG_SUBSYS", "TUNING");
+		if (rc)
+			return -1;
+		snprintf(r->nccl_log, sizeof(r->nccl_log), "%.3000s/nccl-t%d-run%d-r0.log",
+			 cfg->workdir, r->transport, r->run);
+		unlink(r->nccl_log); /* NCCL truncates it too; no stale lines meanwhile */
+	}
+	if (r->cn_enabled) {
+		snprintf(r->stats_tmpl, sizeof(r->stats_tmpl), "%.3000s/stats-t%d-run%d-r%%d.jsonl",
+			 cfg->workdir, r->transport, r->run);
+		if (env_set(e, "RCMOE_STATS_FORMAT", "json") ||
+		    env_set(shown, "RCMOE_STATS_FORMAT", "json"))
+			return -1;
+	}
+	return 0;
+}
+
 static int run_one(struct bench_cfg *cfg, struct bench_report *rep, int run, int transport,
 		   char **argv, int argc)
 {
@@ -520,11 +613,29 @@ static int run_one(struct bench_cfg *cfg, struct bench_report *rep, int run, int
 		free(rs);
 		return -1;
 	}
+	if (plan_files(cfg, rs->run, &env, &shown)) {
+		snprintf(rs->run->error, sizeof(rs->run->error),
+			 "cannot make a directory for NCCL's logs and the plugin's counters");
+		rs->run->failed = true;
+		env_free(&env);
+		env_free(&shown);
+		free(rs);
+		return -1;
+	}
 	printf("\n# %s run %d/%d, environment set by rcmoe-bench:", bench_transport_name(transport),
 	       run + 1, cfg->runs);
 	for (int i = 0; i < shown.n; i++)
 		printf(" %s", shown.v[i]);
-	printf(" NCCL_HOSTID=" BENCH_HOSTID_FMT "..%d\n", 0, cfg->nranks - 1);
+	printf(" NCCL_HOSTID=" BENCH_HOSTID_FMT "..%d", 0, cfg->nranks - 1);
+	if (rs->run->nccl_log[0])
+		printf(" NCCL_DEBUG_FILE=%s/nccl-t%d-run%d-r<rank>.log", cfg->workdir, transport,
+		       run);
+	if (rs->run->stats_tmpl[0])
+		printf(" RCMOE_STATS_FILE=%s/stats-t%d-run%d-r<rank>.jsonl", cfg->workdir,
+		       transport, run);
+	printf("\n");
+	if (!rs->run->nccl_log[0] && rs->run->algo_why[0])
+		printf("# NCCL's algorithm is not shown: %s\n", rs->run->algo_why);
 	fflush(stdout);
 
 	int spawned = 0;
@@ -599,6 +710,11 @@ static int run_one(struct bench_cfg *cfg, struct bench_report *rep, int run, int
 	}
 	if (!rs->flen && rs->next_print < rs->nseq)
 		add_failure(rs, "only %d of %d result rows arrived", rs->next_print, rs->nseq);
+	bench_echo_warnings(cfg, rs->run, rs->n);
+	/* Every rank has exited (or was killed): its counters are in its file, or never will be. */
+	if (!rs->flen && bench_cn_check(cfg, rs->run, rs->n))
+		add_failure(rs, "%s", rs->run->cn_error);
+	bench_cn_print(cfg, rs->run, stdout);
 	int rc = 0;
 	if (rs->flen) {
 		rs->run->failed = true;

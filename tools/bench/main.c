@@ -35,7 +35,12 @@ static void usage(FILE *out)
 "  -n, --nranks N          ranks (processes) sharing the GPU                  [2]\n"
 "  -O, --ops LIST          comma list of alltoall,allreduce,sendrecv          [all three]\n"
 "                          (allreduce is sum; sendrecv is a ring: rank r sends to r+1)\n"
-"  -T, --transports LIST   comma list of socket,rcmoe (Socket always first)   [socket,rcmoe]\n"
+"  -T, --transports LIST   comma list of socket,rcmoe,collnet (run in that order)\n"
+"                          socket: NCCL's own; rcmoe: the plugin's net side (all-reduce\n"
+"                          on NCCL's ring, lossless); collnet: the plugin with\n"
+"                          NCCL_COLLNET_ENABLE=1, all-reduce through its collective\n"
+"                          side (lossless, or as --ar-density/--ar-bits say)\n"
+"                          [socket,rcmoe; socket,rcmoe,collnet with --ar-*]\n"
 "  -b, --minbytes SIZE     smallest size, bytes per rank of the send buffer   [1M]\n"
 "  -e, --maxbytes SIZE     largest size (K, M, G suffixes: powers of 1024)    [256M]\n"
 "  -f, --stepfactor F      multiply the size by F between rows                [2]\n"
@@ -66,8 +71,24 @@ static void usage(FILE *out)
 "                          default (the plugin then gets host buffers)   [SYS, or the env's]\n"
 "      --proto[=PROTO]     set NCCL_PROTO=PROTO (bare: Simple) for both runs  [not set]\n"
 "      --env NAME=VALUE    extra variable for both runs (repeatable)\n"
-"      --rcmoe-env NAME=VALUE  extra variable for the rcmoe run only (repeatable), e.g.\n"
-"                          RCMOE_A2A_BITS=8, NCCL_COLLNET_ENABLE=1\n"
+"      --rcmoe-env NAME=VALUE  extra variable for the plugin's runs only (rcmoe and\n"
+"                          collnet; repeatable), e.g. RCMOE_A2A_BITS=8\n"
+"\n"
+"all-reduce through the plugin's collective side (the collnet run only)\n"
+"      --ar-density R      PTS all-reduce at density R in (0,1]: RCMOE_AR_DENSITY=R\n"
+"      --ar-bits B         LSQ two-step all-reduce, B = 8, 4 or 2: RCMOE_AR_BITS=B\n"
+"                          (either one adds collnet to the default transports and\n"
+"                          makes -c default to error)\n"
+"      --force-collnet     NCCL_ALGO=allreduce:CollNetChain for the collnet run (the\n"
+"                          plugin's tuner should make NCCL choose it by itself)\n"
+"      --no-algo-log       do not read NCCL's algorithm choice from its log (by default,\n"
+"                          when NCCL_DEBUG* are unset, each rank logs NCCL_DEBUG=INFO\n"
+"                          NCCL_DEBUG_SUBSYS=TUNING to a file; WARN lines still reach\n"
+"                          stderr, and all-reduce rows show NCCL's algo/proto)\n"
+"      --keep-logs         keep those logs and the plugin's counter files\n"
+"A collnet run FAILS when the plugin's counters show no collNet call (or, with --ar-*,\n"
+"no compressed one): its rows would be NCCL's own ring, not what was asked.\n"
+"\n"
 "      --mps               start the MPS daemon before and stop it after, unless one is\n"
 "                          already running; without MPS the ranks are time-sliced  [off]\n"
 "      --timeout SEC       abort a run when no rank reports anything for SEC\n"
@@ -100,7 +121,8 @@ static void usage(FILE *out)
 "testing without a GPU\n"
 "      --selftest          run the data/check self-test, then the whole flow with\n"
 "                          simulated ranks (no CUDA, no NCCL; times are synthetic)\n"
-"      --selftest-fail R:MODE  make simulated rank R crash|hang|error|exit|wrong\n"
+"      --selftest-fail R:MODE  make simulated rank R crash|hang|error|exit|wrong|\n"
+"                          nocollnet (its collnet run logs RING and no counters)\n"
 "\n"
 "  -h, --help              this text\n"
 "  -V, --version           version\n"
@@ -142,6 +164,11 @@ enum {
 	OPT_LINK_GBPS,
 	OPT_SHAPER,
 	OPT_SHAPER_LOADED,
+	OPT_AR_DENSITY,
+	OPT_AR_BITS,
+	OPT_FORCE_COLLNET,
+	OPT_NO_ALGO_LOG,
+	OPT_KEEP_LOGS,
 	OPT_CHILD,
 };
 
@@ -181,7 +208,12 @@ static const struct option long_opts[] = {
 	{ "link-gbps", required_argument, NULL, OPT_LINK_GBPS },
 	{ "shaper", required_argument, NULL, OPT_SHAPER },
 	{ "shaper-loaded", no_argument, NULL, OPT_SHAPER_LOADED }, /* internal: link.c */
-	{ "child", required_argument, NULL, OPT_CHILD },           /* internal: set by the parent */
+	{ "ar-density", required_argument, NULL, OPT_AR_DENSITY },
+	{ "ar-bits", required_argument, NULL, OPT_AR_BITS },
+	{ "force-collnet", no_argument, NULL, OPT_FORCE_COLLNET },
+	{ "no-algo-log", no_argument, NULL, OPT_NO_ALGO_LOG },
+	{ "keep-logs", no_argument, NULL, OPT_KEEP_LOGS },
+	{ "child", required_argument, NULL, OPT_CHILD }, /* internal: set by the parent */
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -195,7 +227,10 @@ const char *bench_op_name(int op)
 
 const char *bench_transport_name(int t)
 {
-	return t == BENCH_SOCKET ? "Socket" : t == BENCH_RCMOE ? "RCMoE" : "?";
+	return t == BENCH_SOCKET    ? "Socket"
+	       : t == BENCH_RCMOE   ? "RCMoE"
+	       : t == BENCH_COLLNET ? "RCMoE-collNet"
+				    : "?";
 }
 
 double bench_busbw_factor(int op, int nranks)
@@ -364,7 +399,7 @@ static void defaults(struct bench_cfg *cfg)
 static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 {
 	static const char *const op_names[] = { "alltoall", "allreduce", "sendrecv" };
-	static const char *const tr_names[] = { "socket", "rcmoe" };
+	static const char *const tr_names[] = { "socket", "rcmoe", "collnet" };
 	int c;
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "n:O:T:b:e:f:d:i:w:c:vhV", long_opts, NULL)) != -1) {
@@ -392,12 +427,15 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			break;
 		}
 		case 'T': {
-			int tmp[2], n;
-			if (parse_list(optarg, tr_names, 2, tmp, 2, &n))
-				BAD("-T: comma list of socket,rcmoe");
-			cfg->transport_on[0] = cfg->transport_on[1] = false;
+			int tmp[BENCH_NUM_TRANSPORTS], n;
+			if (parse_list(optarg, tr_names, BENCH_NUM_TRANSPORTS, tmp,
+				       BENCH_NUM_TRANSPORTS, &n))
+				BAD("-T: comma list of socket,rcmoe,collnet");
+			for (int t = 0; t < BENCH_NUM_TRANSPORTS; t++)
+				cfg->transport_on[t] = false;
 			for (int i = 0; i < n; i++)
 				cfg->transport_on[tmp[i]] = true;
+			cfg->transports_given = true;
 			break;
 		}
 		case 'b':
@@ -432,6 +470,7 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 				BAD("-w: 0..1000000");
 			break;
 		case 'c':
+			cfg->check_given = true;
 			if (!strcmp(optarg, "exact") || !strcmp(optarg, "1"))
 				cfg->check = BENCH_CHECK_EXACT;
 			else if (!strcmp(optarg, "error") || !strcmp(optarg, "lossy"))
@@ -505,20 +544,20 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			break;
 		case OPT_SELFTEST: cfg->selftest = cfg->fake = true; break;
 		case OPT_SELFTEST_FAIL: {
-			static const char *modes[] = {
-				"", "crash", "hang", "error", "exit", "wrong"
-			};
+			static const char *modes[] = { "",     "crash", "hang",     "error",
+						       "exit", "wrong", "nocollnet" };
 			char mode[16];
 			int r;
 			if (sscanf(optarg, "%d:%15s", &r, mode) != 2)
 				BAD("--selftest-fail: RANK:MODE");
 			cfg->fail_rank = r;
 			cfg->fail_mode = BENCH_FAIL_NONE;
-			for (int m = 1; m < 6; m++)
+			for (int m = 1; m < 7; m++)
 				if (!strcmp(mode, modes[m]))
 					cfg->fail_mode = m;
 			if (cfg->fail_mode == BENCH_FAIL_NONE)
-				BAD("--selftest-fail: MODE is crash, hang, error, exit or wrong");
+				BAD("--selftest-fail: MODE is crash, hang, error, exit, wrong or "
+				    "nocollnet");
 			break;
 		}
 		case OPT_LINK_GBPS:
@@ -527,6 +566,17 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			break;
 		case OPT_SHAPER: cfg->shaper_arg = optarg; break;
 		case OPT_SHAPER_LOADED: cfg->shaper_reexec = true; break;
+		case OPT_AR_DENSITY:
+			if (bench_cn_parse_density(cfg, optarg))
+				BAD("--ar-density: a density in (0, 1], e.g. 0.01");
+			break;
+		case OPT_AR_BITS:
+			if (bench_cn_parse_bits(cfg, optarg))
+				BAD("--ar-bits: 8, 4 or 2");
+			break;
+		case OPT_FORCE_COLLNET: cfg->force_collnet = true; break;
+		case OPT_NO_ALGO_LOG: cfg->no_algo_log = true; break;
+		case OPT_KEEP_LOGS: cfg->keep_workdir = true; break;
 		case OPT_CHILD:
 			if (sscanf(optarg, "%d,%d,%d,%d", &cfg->child_rank, &cfg->child_transport,
 				   &cfg->child_in_fd, &cfg->child_out_fd) != 4)
@@ -540,6 +590,18 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 		BAD("unexpected argument '%s'", argv[optind]);
 	if (cfg->fail_rank >= cfg->nranks)
 		BAD("--selftest-fail: rank %d of %d", cfg->fail_rank, cfg->nranks);
+	/* Compressed all-reduce: the collNet run, lossy checks unless -c says otherwise. */
+	if (cfg->ar_density_arg && cfg->ar_bits_arg)
+		BAD("--ar-density and --ar-bits: one codec per run (PTS or LSQ)");
+	if (cfg->ar_density_arg || cfg->ar_bits_arg) {
+		if (cfg->transports_given && !cfg->transport_on[BENCH_COLLNET])
+			BAD("--ar-density/--ar-bits apply to the collnet run: add collnet to -T");
+		cfg->transport_on[BENCH_COLLNET] = true;
+		if (!cfg->check_given)
+			cfg->check = BENCH_CHECK_ERROR;
+	}
+	if (cfg->force_collnet && !cfg->transport_on[BENCH_COLLNET])
+		BAD("--force-collnet applies to the collnet run: add collnet to -T");
 	/* Integer data cannot carry a lossy codec's error: check it exactly. */
 	if (cfg->check == BENCH_CHECK_ERROR && !cfg->dt->is_float) {
 		cfg->check = BENCH_CHECK_EXACT;
@@ -651,7 +713,7 @@ int main(int argc, char **argv)
 	}
 	cfg.exe[k] = 0;
 
-	bool need_plugin = cfg.transport_on[BENCH_RCMOE];
+	bool need_plugin = cfg.transport_on[BENCH_RCMOE] || cfg.transport_on[BENCH_COLLNET];
 	int plugin_rc = resolve_plugin(&cfg);
 	if (cfg.child) {
 		/* Before CUDA or NCCL: an unshaped rank must not produce a labelled row. */
@@ -685,7 +747,7 @@ int main(int argc, char **argv)
 	}
 
 	if (cfg.selftest) {
-		int f = bench_check_selftest(stdout);
+		int f = bench_check_selftest(stdout) + bench_cn_selftest(stdout);
 		printf("# selftest: data generation and checks: %s\n", f ? "FAILED" : "OK");
 		if (f)
 			return 1;
@@ -760,6 +822,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rcmoe-bench: stopping MPS (echo quit | nvidia-cuda-mps-control) "
 				"failed\n");
 
+	bench_workdir_done(&cfg, rc != 0);
 	int status = rc == -2 ? 130 : (rc || rep.wrong_total) ? 1 : 0;
 	if (cfg.json && bench_report_json(&rep, cfg.json))
 		status = status ? status : 1;

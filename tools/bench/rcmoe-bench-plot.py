@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Draw an rcmoe-bench JSON document: busbw against size per op, Socket beside RCMoE (median over
-runs), and, for --check error runs, the relative L2 error. Run by `rcmoe-bench --plot FILE.png`;
-also usable alone: rcmoe-bench-plot.py RESULT.json OUT.png
+"""Draw an rcmoe-bench JSON document: busbw against size per op, Socket beside RCMoE (and
+RCMoE-collNet when the run had it; median over runs), and, for --check error runs, the
+relative L2 error. Run by `rcmoe-bench --plot FILE.png`; also usable alone:
+rcmoe-bench-plot.py RESULT.json OUT.png
 
 matplotlib is optional for rcmoe: without it this prints a note and exits 3.
 """
@@ -38,7 +39,8 @@ def main():
             if row.get("rel_l2") is not None:
                 err.setdefault(key, {}).setdefault(row["size"], []).append(row["rel_l2"])
 
-    color = {"Socket": "C0", "RCMoE": "C1"}  # the same transport, the same colour everywhere
+    # the same transport, the same colour everywhere
+    color = {"Socket": "C0", "RCMoE": "C1", "RCMoE-collNet": "C2"}
     nrows = 2 if lossy else 1
     fig, axes = plt.subplots(nrows, len(ops), figsize=(5 * len(ops), 4 * nrows), squeeze=False)
     for j, op in enumerate(ops):

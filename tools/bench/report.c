@@ -27,12 +27,30 @@ static const char *mps_label(const struct bench_report *rep)
 	return rep->mps_on ? "MPS on" : "MPS off, time-sliced";
 }
 
+/* The collnet run's all-reduce, as the options ask for it. */
+static const char *collnet_label(const struct bench_cfg *cfg)
+{
+	static char label[96];
+	if (cfg->ar_density_arg)
+		snprintf(label, sizeof(label), "PTS density %.24s", cfg->ar_density_arg);
+	else if (cfg->ar_bits_arg)
+		snprintf(label, sizeof(label), "LSQ two-step %s bits", cfg->ar_bits_arg);
+	else
+		snprintf(label, sizeof(label), "lossless");
+	return label;
+}
+
 static void transport_label(const struct bench_report *rep, int t, char *buf, size_t len)
 {
 	if (t == BENCH_SOCKET)
 		snprintf(buf, len, "Socket (NCCL built-in)");
-	else
+	else if (t == BENCH_RCMOE)
 		snprintf(buf, len, "RCMoE (plugin %s)", rep->cfg->plugin);
+	else
+		snprintf(buf, len,
+			 "RCMoE-collNet (the plugin, all-reduce %s on its collective side%s)",
+			 collnet_label(rep->cfg),
+			 rep->cfg->force_collnet ? ", NCCL_ALGO=allreduce:CollNetChain" : "");
 }
 
 static const char *check_label(const struct bench_cfg *cfg)
@@ -77,13 +95,34 @@ void bench_report_preamble(struct bench_report *rep, FILE *out)
 		     "busbw factor: alltoall (n-1)/n, allreduce 2(n-1)/n, sendrecv 1\n");
 	char label[PATH_MAX + 32];
 	fprintf(out, "#   transports:");
+	bool first = true;
 	for (int t = 0; t < BENCH_NUM_TRANSPORTS; t++)
 		if (cfg->transport_on[t]) {
 			transport_label(rep, t, label, sizeof(label));
-			fprintf(out, " %s%s",
-				t == BENCH_RCMOE && cfg->transport_on[0] ? "then " : "", label);
+			fprintf(out, " %s%s", first ? "" : "then ", label);
+			first = false;
 		}
 	fprintf(out, "\n");
+	if (cfg->transport_on[BENCH_COLLNET]) {
+		fprintf(out,
+			"#   collnet run: NCCL_COLLNET_ENABLE=1, all-reduce %s through the "
+			"plugin's "
+			"collective side%s; the other runs NCCL_COLLNET_ENABLE=0\n",
+			collnet_label(cfg),
+			cfg->force_collnet ? " (forced: NCCL_ALGO=allreduce:CollNetChain)"
+					   : " (NCCL's own choice: no NCCL_ALGO)");
+		if (!bench_cn_dtype_ok(cfg))
+			fprintf(out,
+				"#   NOTE: the collective side takes sum of float, half and "
+				"bfloat16 "
+				"only: %s all-reduce stays on NCCL's own algorithms\n",
+				cfg->dt->name);
+		if ((cfg->ar_density_arg || cfg->ar_bits_arg) && cfg->check == BENCH_CHECK_EXACT &&
+		    cfg->dt->is_float)
+			fprintf(out,
+				"#   NOTE: -c exact with compressed all-reduce: its rows count "
+				"the codec's changes as #wrong (-c error reports its error)\n");
+	}
 	if (bench_link_label(cfg))
 		fprintf(out,
 			"#   %s: %s preloaded into every rank of both transports, one token "
@@ -119,15 +158,22 @@ static void table_header(struct bench_report *rep, struct bench_run *r, int op, 
 		fprintf(out, ", sum");
 	if (op == BENCH_SENDRECV)
 		fprintf(out, ", ring r -> r+1");
+	if (op == BENCH_ALLREDUCE && r->transport == BENCH_COLLNET)
+		fprintf(out, ", collNet %s", r->cn_label);
 	fprintf(out, "\n");
+	const char *algo = op == BENCH_ALLREDUCE && r->nccl_log[0] ? "  algo/proto (NCCL)" : "";
 	fprintf(out, "#                                                   out-of-place\n");
 	if (cfg->check == BENCH_CHECK_ERROR) {
-		fprintf(out, "#       size         count      type      time    algbw    busbw"
-			     "     relL2    maxabs\n");
+		fprintf(out,
+			"#       size         count      type      time    algbw    busbw"
+			"     relL2    maxabs%s\n",
+			algo);
 		fprintf(out, "#        (B)    (elements)                (us)   (GB/s)   (GB/s)\n");
 	} else {
-		fprintf(out, "#       size         count      type      time    algbw    busbw"
-			     "  #wrong\n");
+		fprintf(out,
+			"#       size         count      type      time    algbw    busbw"
+			"  #wrong%s\n",
+			algo);
 		fprintf(out, "#        (B)    (elements)                (us)   (GB/s)   (GB/s)\n");
 	}
 }
@@ -157,6 +203,8 @@ void bench_report_row(struct bench_report *rep, struct bench_run *r, int opi, in
 		fprintf(out, "%8s", "N/A");
 	else
 		fprintf(out, "%8llu", (unsigned long long)res->chk.wrong);
+	if (cfg->ops[opi] == BENCH_ALLREDUCE && r->nccl_log[0])
+		fprintf(out, "  %s", r->algo[opi][si][0] ? r->algo[opi][si] : "?");
 	fprintf(out, "\n");
 	fflush(out);
 }
@@ -176,14 +224,15 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Median busbw of (op, size) over the runs that produced it; NAN if none did. */
+/* Median busbw of (op, size) over the runs that produced it; NAN if none did. A collNet run
+ * whose counters show it was not carried as asked does not count. */
 static double median_busbw(const struct bench_report *rep, int t, int opi, int si, int *nvalid)
 {
 	double v[1024];
 	int n = 0;
 	for (int run = 0; run < rep->nruns && n < 1024; run++) {
 		const struct bench_run *r = &rep->runs[run * BENCH_NUM_TRANSPORTS + t];
-		if (r->res[opi][si].valid)
+		if (r->res[opi][si].valid && !(r->cn_checked && !r->cn_ok))
 			v[n++] = r->res[opi][si].busbw;
 	}
 	*nvalid = n;
@@ -201,30 +250,84 @@ static bool any_valid(const struct bench_report *rep, int opi, int si)
 	return false;
 }
 
+/* The columns of the ratio table: each transport on, then each ratio that has both sides. */
+static const struct {
+	int num, den;
+	const char *head;
+} ratio_cols[] = {
+	{ BENCH_RCMOE, BENCH_SOCKET, "RCMoE/Sock" },
+	{ BENCH_COLLNET, BENCH_SOCKET, "cNet/Sock" },
+	{ BENCH_COLLNET, BENCH_RCMOE, "cNet/RCMoE" },
+};
+#define NRATIO_COLS ((int)(sizeof(ratio_cols) / sizeof(ratio_cols[0])))
+
+/* The NCCL algorithm of the last collNet run that logged one for (op, size). */
+static const char *collnet_algo(const struct bench_report *rep, int opi, int si)
+{
+	for (int run = rep->nruns - 1; run >= 0; run--) {
+		const struct bench_run *r = &rep->runs[run * BENCH_NUM_TRANSPORTS + BENCH_COLLNET];
+		if (r->attempted && r->algo[opi][si][0])
+			return r->algo[opi][si];
+	}
+	return NULL;
+}
+
 void bench_report_ratios(struct bench_report *rep, FILE *out)
 {
 	const struct bench_cfg *cfg = rep->cfg;
-	if (!cfg->transport_on[BENCH_SOCKET] || !cfg->transport_on[BENCH_RCMOE])
+	int on = 0;
+	for (int t = 0; t < BENCH_NUM_TRANSPORTS; t++)
+		on += cfg->transport_on[t];
+	if (on < 2)
 		return;
+	static const char *const short_name[] = { "Socket", "RCMoE", "collNet" };
 	for (int o = 0; o < cfg->nops; o++) {
+		bool ar = cfg->ops[o] == BENCH_ALLREDUCE && cfg->transport_on[BENCH_COLLNET];
 		fprintf(out, "\n# ratio: %s %s, %d ranks, busbw median over %d run%s%s%s\n",
 			bench_op_name(cfg->ops[o]), cfg->dt->name, cfg->nranks, cfg->runs,
 			cfg->runs == 1 ? "" : "s", bench_link_label(cfg) ? ", " : "",
 			bench_link_label(cfg) ? bench_link_label(cfg) : "");
-		fprintf(out, "#       size    Socket     RCMoE     ratio\n");
-		fprintf(out, "#        (B)    (GB/s)    (GB/s)  (RCMoE/Socket)\n");
+		if (cfg->transport_on[BENCH_COLLNET])
+			fprintf(out, "#   collNet = RCMoE-collNet: all-reduce %s%s\n",
+				collnet_label(cfg),
+				cfg->ops[o] == BENCH_ALLREDUCE
+					? ""
+					: " (this op does not use the collective side)");
+		fprintf(out, "#       size");
+		for (int t = 0; t < BENCH_NUM_TRANSPORTS; t++)
+			if (cfg->transport_on[t])
+				fprintf(out, "%10s", short_name[t]);
+		for (int c = 0; c < NRATIO_COLS; c++)
+			if (cfg->transport_on[ratio_cols[c].num] &&
+			    cfg->transport_on[ratio_cols[c].den])
+				fprintf(out, "%11s", ratio_cols[c].head);
+		fprintf(out, "%s\n#        (B)", ar ? "  collNet algo/proto (NCCL)" : "");
+		for (int t = 0; t < BENCH_NUM_TRANSPORTS; t++)
+			if (cfg->transport_on[t])
+				fprintf(out, "%10s", "(GB/s)");
+		fprintf(out, "\n");
 		for (int s = 0; s < cfg->nsizes; s++) {
 			size_t count, pp;
 			size_t bytes = bench_op_shape(cfg, cfg->ops[o], cfg->sizes[s], &count, &pp);
 			if (!bytes || !any_valid(rep, o, s))
 				continue;
-			int n0, n1;
-			double a = median_busbw(rep, BENCH_SOCKET, o, s, &n0);
-			double b = median_busbw(rep, BENCH_RCMOE, o, s, &n1);
+			double bw[BENCH_NUM_TRANSPORTS];
 			fprintf(out, "%12zu", bytes);
-			rcmoe_print_float(out, a, 10, 7);
-			rcmoe_print_float(out, b, 10, 7);
-			rcmoe_print_float(out, a > 0 ? b / a : NAN, 10, 7);
+			for (int t = 0; t < BENCH_NUM_TRANSPORTS; t++) {
+				int nv;
+				bw[t] = median_busbw(rep, t, o, s, &nv);
+				if (cfg->transport_on[t])
+					rcmoe_print_float(out, bw[t], 10, 7);
+			}
+			for (int c = 0; c < NRATIO_COLS; c++) {
+				int a = ratio_cols[c].num, b = ratio_cols[c].den;
+				if (cfg->transport_on[a] && cfg->transport_on[b])
+					rcmoe_print_float(out, bw[b] > 0 ? bw[a] / bw[b] : NAN, 11,
+							  7);
+			}
+			const char *algo = ar ? collnet_algo(rep, o, s) : NULL;
+			if (algo)
+				fprintf(out, "  %s", algo);
 			fprintf(out, "\n");
 		}
 	}
@@ -327,7 +430,9 @@ static void json_write(struct bench_report *rep, FILE *f)
 	fprintf(f, "    \"in_place\": false,\n    \"seed\": %llu,\n",
 		(unsigned long long)cfg->seed);
 	fprintf(f, "    \"plugin\": ");
-	bench_json_str(f, cfg->transport_on[BENCH_RCMOE] ? cfg->plugin : NULL);
+	bench_json_str(f, cfg->transport_on[BENCH_RCMOE] || cfg->transport_on[BENCH_COLLNET]
+				  ? cfg->plugin
+				  : NULL);
 	fprintf(f, ",\n    \"gdr_level\": ");
 	/* what the rcmoe run got: the option, else the inherited value, else SYS */
 	const char *gdr = cfg->gdr_level ? cfg->gdr_level : getenv("NCCL_NET_GDR_LEVEL");
@@ -347,6 +452,18 @@ static void json_write(struct bench_report *rep, FILE *f)
 	json_str_or_null(f, bench_link_label(cfg));
 	fprintf(f, ",\n    \"shaper\": ");
 	json_str_or_null(f, cfg->link_gbps > 0 ? cfg->shaper : NULL);
+	fprintf(f, ",\n    \"collnet\": ");
+	if (cfg->transport_on[BENCH_COLLNET]) {
+		fprintf(f, "{\"allreduce\": ");
+		bench_json_str(f, collnet_label(cfg));
+		fprintf(f, ", \"ar_density\": ");
+		bench_json_num(f, cfg->ar_density_arg ? cfg->ar_density : NAN);
+		fprintf(f, ", \"ar_bits\": ");
+		bench_json_num(f, cfg->ar_bits_arg ? cfg->ar_bits : NAN);
+		fprintf(f, ", \"force_collnet\": %s}", cfg->force_collnet ? "true" : "false");
+	} else {
+		fputs("null", f);
+	}
 	fprintf(f, ",\n    \"mps\": %s,\n    \"simulated\": %s\n  },\n",
 		rep->mps_on ? "true" : "false", cfg->fake ? "true" : "false");
 
@@ -365,8 +482,25 @@ static void json_write(struct bench_report *rep, FILE *f)
 				fprintf(f, ", \"error\": ");
 				bench_json_str(f, r->error);
 			}
-			fprintf(f, ", \"nccl_version\": %d, \"a2a_native\": %s, \"results\": [",
-				r->nccl_version, r->a2a_native ? "true" : "false");
+			fprintf(f, ", \"nccl_version\": %d, \"a2a_native\": %s", r->nccl_version,
+				r->a2a_native ? "true" : "false");
+			if (r->cn_enabled) {
+				fprintf(f, ", \"collnet\": {\"asked\": ");
+				bench_json_str(f, r->cn_label);
+				fprintf(f, ", \"counters_checked\": %s, \"counters_ok\": %s",
+					r->cn_checked ? "true" : "false",
+					r->cn_ok ? "true" : "false");
+				for (int m = 0; m < BENCH_CN_NMODES; m++)
+					fprintf(f,
+						", \"%s\": {\"calls\": %llu, \"logical_bytes\": "
+						"%llu, \"wire_bytes\": %llu}",
+						bench_cn_mode_name(m),
+						(unsigned long long)r->cn.messages[m],
+						(unsigned long long)r->cn.logical[m],
+						(unsigned long long)r->cn.wire[m]);
+				fprintf(f, ", \"rows_without_collnet\": %d}", r->rows_not_collnet);
+			}
+			fprintf(f, ", \"results\": [");
 			bool firstrow = true;
 			for (int o = 0; o < cfg->nops; o++)
 				for (int s = 0; s < cfg->nsizes; s++) {
@@ -393,6 +527,10 @@ static void json_write(struct bench_report *rep, FILE *f)
 						fprintf(f, ", \"max_abs\": ");
 						bench_json_num(f, x->chk.maxabs);
 					}
+					if (r->algo[o][s][0]) {
+						fprintf(f, ", \"algo\": ");
+						bench_json_str(f, r->algo[o][s]);
+					}
 					fprintf(f, ", \"checked\": %llu, \"rank_time_us\": [",
 						(unsigned long long)x->chk.checked);
 					for (int k = 0; k < cfg->nranks; k++) {
@@ -406,7 +544,10 @@ static void json_write(struct bench_report *rep, FILE *f)
 		}
 	fprintf(f, "\n  ],\n  \"ratios\": [");
 	first = true;
-	if (cfg->transport_on[BENCH_SOCKET] && cfg->transport_on[BENCH_RCMOE])
+	int on = 0;
+	for (int t = 0; t < BENCH_NUM_TRANSPORTS; t++)
+		on += cfg->transport_on[t];
+	if (on >= 2)
 		for (int o = 0; o < cfg->nops; o++)
 			for (int s = 0; s < cfg->nsizes; s++) {
 				size_t count, pp;
@@ -414,9 +555,10 @@ static void json_write(struct bench_report *rep, FILE *f)
 							      &count, &pp);
 				if (!bytes || !any_valid(rep, o, s))
 					continue;
-				int n0, n1;
+				int n0, n1, n2;
 				double a = median_busbw(rep, BENCH_SOCKET, o, s, &n0);
 				double b = median_busbw(rep, BENCH_RCMOE, o, s, &n1);
+				double c = median_busbw(rep, BENCH_COLLNET, o, s, &n2);
 				fprintf(f,
 					"%s\n    {\"op\": \"%s\", \"size\": %zu, "
 					"\"socket_busbw\": ",
@@ -427,6 +569,15 @@ static void json_write(struct bench_report *rep, FILE *f)
 				bench_json_num(f, b);
 				fprintf(f, ", \"ratio\": ");
 				bench_json_num(f, a > 0 ? b / a : NAN);
+				if (cfg->transport_on[BENCH_COLLNET]) {
+					fprintf(f, ", \"collnet_busbw\": ");
+					bench_json_num(f, c);
+					fprintf(f, ", \"collnet_ratio\": ");
+					bench_json_num(f, a > 0 ? c / a : NAN);
+					fprintf(f, ", \"collnet_vs_rcmoe\": ");
+					bench_json_num(f, b > 0 ? c / b : NAN);
+					fprintf(f, ", \"collnet_runs\": %d", n2);
+				}
 				fprintf(f,
 					", \"socket_runs\": %d, \"rcmoe_runs\": %d, \"link\": ", n0,
 					n1);
