@@ -98,7 +98,8 @@ if [ "$tools" != tools ]; then
 	for t in "rcmoe-bench installed" "rcmoe-bench --loopback finds the installed plugin" \
 		"rcmoe-bench finds the plugin through LD_LIBRARY_PATH" "rcmoe-run installed" \
 		"rcmoe-run finds the installed plugin" "rcmoe-check.py installed" \
-		"rcmoe-check.py --help"; do
+		"rcmoe-check.py --help" "moe_train_bench.py installed" "moe_train_bench.py --selftest" \
+		"moe_train_bench.py finds the installed plugin"; do
 		skip "$t" "built with -Dtools=false"
 	done
 	finish
@@ -174,6 +175,18 @@ fi
 # needs no PyTorch).
 check "rcmoe-check.py installed in <bindir>, executable" test -x "$bin/rcmoe-check.py"
 check "rcmoe-check.py --help" python3 "$bin/rcmoe-check.py" --help
+# moe_train_bench.py, the training benchmark: installed beside it, its self-test (no torch), and
+# the plugin it would run with, found beside the installed tree.
+check "moe_train_bench.py installed in <bindir>, executable" test -x "$bin/moe_train_bench.py"
+check "moe_train_bench.py --selftest" python3 "$bin/moe_train_bench.py" --selftest
+got=$(env -u RCMOE_PLUGIN python3 "$bin/moe_train_bench.py" --dry-run --modes rcmoe \
+	--out "$tmp/moeb" 2>"$tmp/out" | sed -n 's/^  NCCL_NET_PLUGIN=//p')
+if [ -n "$got" ] && [ "$(realpath "$got" 2>/dev/null)" = "$want" ]; then
+	ok "moe_train_bench.py finds the installed plugin"
+else
+	echo "got: '$got', expected: '$want'" >>"$tmp/out"
+	not_ok "moe_train_bench.py finds the installed plugin" "$tmp/out"
+fi
 # RCMOE_PLUGIN still comes first.
 if ! RCMOE_PLUGIN=$tmp/none.so "$bin/rcmoe-run" true >"$tmp/out" 2>&1 &&
 	grep -q "plugin not found: $tmp/none.so" "$tmp/out"; then
