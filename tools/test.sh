@@ -85,7 +85,7 @@ if [ "${RCMOE_SKIP_SANITIZERS:-0}" != 1 ]; then
 		-Dtools=false || exit 1
 	run_suites asan build-asan ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 -- unit codec transport plugin
-	echo "# build with ThreadSanitizer (transport helper threads, CPU codec workers)"
+	echo "# build with ThreadSanitizer (transport workers, CPU codec workers)"
 	rcmoe_build build-tsan -Db_sanitize=thread -Db_lundef=false -Dcuda=disabled -Dtools=false ||
 		exit 1
 	# Criterion's runner does not start under TSan; the transport and plugin suites build against

@@ -6,7 +6,7 @@
  * RCMOE_SOCKET_TIMEOUT, naming the peer; a peer that is alive but slow must never be failed.
  *
  * Each test forks before it creates a comm (listen and init start no thread), so the child
- * starts its own helper threads; the child only uses the ops table and talks to the parent
+ * starts its own transport workers; the child only uses the ops table and talks to the parent
  * through pipes. Children die with the test's process (PR_SET_PDEATHSIG) even when an assertion
  * ends the test before its cleanup.
  */
@@ -107,7 +107,7 @@ static void child_send(struct rcmoe_tsend *s, size_t len, unsigned seed)
 	free(src);
 }
 
-/* Wait for the parent's command, or forever. The helper threads go on meanwhile. */
+/* Wait for the parent's command, or forever. The transport workers go on meanwhile. */
 static char child_wait(int fd)
 {
 	char cmd;
@@ -269,7 +269,7 @@ static void big_sender(int rd, int wr, const uint8_t *handle)
 	while (!req)
 		if (OPS->isend(s, src, BIG_LEN, NULL, 1, 0, &req) != RCMOE_OK)
 			_exit(15);
-	child_put(wr, "s", 1); /* isend wrote the header; the helper threads move the payload */
+	child_put(wr, "s", 1); /* isend wrote the header; the transport workers move the payload */
 	child_wait(rd);
 }
 
@@ -310,7 +310,7 @@ static void slow_sender(int rd, int wr, const uint8_t *handle)
 {
 	struct rcmoe_tsend *s = child_connect(handle);
 	child_put(wr, "c", 1);
-	st_sleep_ms(3 * TIMEOUT_S * 1000); /* "compute"; only the helper threads run */
+	st_sleep_ms(3 * TIMEOUT_S * 1000); /* "compute"; only the transport workers run */
 	child_send(s, 8u << 20, 3);
 	child_send(s, 1000, 4); /* and an inline one */
 	child_wait(rd);
@@ -371,7 +371,7 @@ static void stopping_receiver(int rd, int wr, const uint8_t *handle)
 	while (pl.calls == 0)
 		if (OPS->test(req, &done, NULL, NULL) != RCMOE_OK)
 			_exit(34);
-	/* The payload is moving: hang here, helper threads included. */
+	/* The payload is moving: hang here, transport workers included. */
 	kill(getpid(), SIGSTOP);
 	_exit(35);
 }
@@ -506,7 +506,7 @@ static bool child_recv_inline(struct rcmoe_trecv *r, uint8_t *dst)
 /* The receiving child: listens, hands the parent its handle, accepts, then obeys: 'r' posts a
  * receive of LATE_LEN and waits for it, 'i' receives the INL_N inline messages (then reports a
  * byte: 'k' when the data is exact and no WARN was logged, else 'x'), 'q' ends. Waiting for a
- * command it reads no socket: only its helper threads run. */
+ * command it reads no socket: only its transport workers run. */
 static void late_receiver(int rd, int wr, const uint8_t *handle)
 {
 	(void)handle;
@@ -749,7 +749,7 @@ static void raw_sender_answers(bool stale)
 		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
 		uint32_t id;
 		if (st != RCMOE_OK || poll(&pfd, 1, 0) != 1 || !read_question(fds[0], &id))
-			continue; /* on EOF, test reports why once the helper threads let go */
+			continue; /* on EOF, test reports why once the transport workers let go */
 		cr_assert_eq(id, asked, "heartbeat %u came when %u was next", id, asked);
 		if (asked++ == 0)
 			first = id;
@@ -923,7 +923,7 @@ static void expect_junk_refused(uint32_t wire_flags, uint64_t len)
 	raw_receiver_open(&rx);
 	int warns = test_log_warn_count();
 	raw_frame(rx.ctrl, 0, wire_flags, len);
-	/* No send is needed for the sender to notice: its helper thread reads. */
+	/* No send is needed for the sender to notice: its transport worker reads. */
 	struct rcmoe_treq *req = NULL;
 	rcmoe_status_t st = RCMOE_OK;
 	uint8_t one = 1;
@@ -979,7 +979,7 @@ Test(socket_hang, beats_are_not_answered)
 	raw_receiver_close(&rx);
 }
 
-/* Answers go between messages, never inside a header or inline payload, and the helper thread
+/* Answers go between messages, never inside a header or inline payload, and the transport worker
  * that writes them also writes the headers the caller left behind: here the sending caller
  * posts 32 inline messages (more than the control socket holds) and then never calls test
  * again, while the receiver takes them one by one. */

@@ -146,7 +146,7 @@ static void lb_close(struct lb *L)
 		L->net->closeListen(L->lcomm);
 	if (L->ctx && L->net->finalize)
 		L->net->finalize(L->ctx);
-	/* The library stays loaded: helper threads may still be winding down. */
+	/* The library stays loaded: its transport workers live as long as the process. */
 }
 
 static int recv_slots(const struct bench_cfg *cfg, size_t S)
