@@ -226,6 +226,18 @@ struct rcmoe_lsq_cfg rcmoe_coll__lsq_cfg(const struct coll_call *k, int phase, i
 				       .rank = (uint32_t)rank };
 }
 
+struct rcmoe_codec_cfg rcmoe_coll__pts_cfg(const struct coll_call *k)
+{
+	const struct rcmoe_coll_comm *c = k->comm;
+	struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_PTS };
+	cfg.u.pts = (struct rcmoe_pts_cfg){ .dtype = k->dtype,
+					    .density = c->settings.density,
+					    .seed = c->settings.seed,
+					    .op_id = rcmoe_coll__op(k->seq, 0, 0),
+					    .rank = (uint32_t)c->rank };
+	return cfg;
+}
+
 /* LSQ, the owner: validate and decode every rank's stream of its shard (its own too), sum them
  * in rank order, encode the sum for the all-gather, and keep the decoded bytes of that stream
  * as its own result, as every other rank will. */
@@ -390,12 +402,7 @@ rcmoe_status_t rcmoe_coll__setup_lossless(struct coll_call *k)
 static rcmoe_status_t setup_pts(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
-	struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_PTS };
-	cfg.u.pts = (struct rcmoe_pts_cfg){ .dtype = k->dtype,
-					    .density = c->settings.density,
-					    .seed = c->settings.seed,
-					    .op_id = rcmoe_coll__op(k->seq, 0, 0),
-					    .rank = (uint32_t)c->rank };
+	struct rcmoe_codec_cfg cfg = rcmoe_coll__pts_cfg(k);
 	size_t bound = rcmoe_codec_bound(&cfg, k->count);
 	if (bound == 0)
 		return RCMOE_ERR_INVALID;

@@ -271,12 +271,7 @@ static rcmoe_status_t setup_lossless(struct coll_call *k)
 static rcmoe_status_t setup_pts(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
-	struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_PTS };
-	cfg.u.pts = (struct rcmoe_pts_cfg){ .dtype = k->dtype,
-					    .density = c->settings.density,
-					    .seed = c->settings.seed,
-					    .op_id = rcmoe_coll__op(k->seq, 0, 0),
-					    .rank = (uint32_t)c->rank };
+	struct rcmoe_codec_cfg cfg = rcmoe_coll__pts_cfg(k);
 	size_t bound = rcmoe_codec_bound(&cfg, k->count);
 	if (bound == 0)
 		return RCMOE_ERR_INVALID;
