@@ -408,10 +408,7 @@ def build_parser():
     ap.add_argument("--hang-s", type=int, default=900,
                     help="seconds after which a mode's ranks count as hung")
     ap.add_argument("--selftest", action="store_true", help="check the logic; no GPU, no torch")
-    ap.add_argument("--rank", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--mode", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    ec.add_rank_args(ap)
     return ap
 
 

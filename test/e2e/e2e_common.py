@@ -5,6 +5,7 @@ plugin report (rank 0's NCCL_TUNING lines, the plugin's RCMOE_STATS_FILE records
 
 Nothing here imports torch: the drivers run, and their --selftest checks this, without it.
 """
+import argparse
 import collections
 import json
 import os
@@ -60,6 +61,14 @@ def parse_modes(text):
     if len(set(names)) != len(names):
         raise ValueError(f"a mode is given twice: {text}")
     return modes
+
+
+def add_rank_args(ap):
+    """The options by which a driver starts one of its ranks (internal: hidden from --help)."""
+    ap.add_argument("--rank", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
 
 
 def counter_mode(mode):

@@ -454,11 +454,7 @@ def build_parser():
     ap.add_argument("--hang-s", type=int, default=300,
                     help="seconds after which a rank counts as hung")
     ap.add_argument("--selftest", action="store_true", help="check the logic; no GPU, no torch")
-    # one rank (internal: set by the driver)
-    ap.add_argument("--rank", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--mode", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    ec.add_rank_args(ap)
     return ap
 
 
