@@ -68,6 +68,7 @@ struct bench_cfg {
 	const struct bench_dtype *dt;
 	int ops[BENCH_NUM_OPS]; /* in the order given */
 	int nops;
+	bool ops_given; /* -O was given */
 	bool transport_on[BENCH_NUM_TRANSPORTS];
 	bool transports_given; /* -T was given */
 	int check; /* enum bench_check_mode, after folding: integer types always exact */
@@ -115,6 +116,7 @@ struct bench_cfg {
 	bool loopback;
 	int inflight;          /* loopback: messages in flight */
 	size_t loopback_bytes; /* loopback: bytes moved per size and transport */
+	size_t loopback_chunk; /* loopback all-reduce: bytes per collNet call (--chunk) */
 	bool selftest;
 	bool fake; /* children simulate the collectives on the CPU (selftest) */
 	int fail_rank;
@@ -306,6 +308,8 @@ bool bench_mps_running(void);                                          /* launch
 int bench_mps_start(void);
 int bench_mps_stop(void);
 int bench_plot(struct bench_report *rep, const char *png); /* report.c */
+/* --loopback -O allreduce: the collective side in calls of chunk_bytes (loopback_coll.c) */
+int bench_loopback_coll_main(struct bench_cfg *cfg, size_t chunk_bytes);
 
 /* ---- collNet (collnet.c) ---- */
 const char *bench_cn_mode_name(int mode); /* "lossless", "PTS", "LSQ" (the counters' names) */

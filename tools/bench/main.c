@@ -117,6 +117,11 @@ static void usage(FILE *out)
 "      --inflight N        messages in flight (1..8)                          [8]\n"
 "      --loopback-bytes SIZE  bytes moved per size and transport              [1G]\n"
 "                          (with --link-gbps G: G/8 GB take one second)\n"
+"      -O allreduce        the collective side instead (or as well, with sendrecv):\n"
+"                          -n rank processes, host buffers, each all-reduce in calls of\n"
+"                          --chunk bytes as NCCL's CollNetChain posts them; lossless,\n"
+"                          and PTS/LSQ with --ar-density/--ar-bits, in one table\n"
+"      --chunk SIZE        bytes per collNet call                             [256K]\n"
 "\n"
 "testing without a GPU\n"
 "      --selftest          run the data/check self-test, then the whole flow with\n"
@@ -159,6 +164,7 @@ enum {
 	OPT_LOOPBACK,
 	OPT_INFLIGHT,
 	OPT_LOOPBACK_BYTES,
+	OPT_CHUNK,
 	OPT_SELFTEST,
 	OPT_SELFTEST_FAIL,
 	OPT_LINK_GBPS,
@@ -203,6 +209,7 @@ static const struct option long_opts[] = {
 	{ "loopback", no_argument, NULL, OPT_LOOPBACK },
 	{ "inflight", required_argument, NULL, OPT_INFLIGHT },
 	{ "loopback-bytes", required_argument, NULL, OPT_LOOPBACK_BYTES },
+	{ "chunk", required_argument, NULL, OPT_CHUNK },
 	{ "selftest", no_argument, NULL, OPT_SELFTEST },
 	{ "selftest-fail", required_argument, NULL, OPT_SELFTEST_FAIL },
 	{ "link-gbps", required_argument, NULL, OPT_LINK_GBPS },
@@ -385,6 +392,7 @@ static void defaults(struct bench_cfg *cfg)
 	cfg->timeout = 600;
 	cfg->inflight = 8;
 	cfg->loopback_bytes = 1ull << 30;
+	cfg->loopback_chunk = 256u << 10; /* CollNetChain's largest call (NCCL 2.28 enqueue.cc) */
 	cfg->fail_rank = -1;
 	cfg->child_rank = -1;
 }
@@ -416,6 +424,7 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 				BAD("-O: comma list of %s,%s,%s", op_names[0], op_names[1],
 				    op_names[2]);
 			cfg->nops = 0;
+			cfg->ops_given = true;
 			for (int i = 0; i < n; i++) {
 				int op = tmp[i] % 3;
 				bool dup = false;
@@ -541,6 +550,11 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 		case OPT_LOOPBACK_BYTES:
 			if (parse_size(optarg, &cfg->loopback_bytes) || !cfg->loopback_bytes)
 				BAD("--loopback-bytes: bad size '%s'", optarg);
+			break;
+		case OPT_CHUNK:
+			if (parse_size(optarg, &cfg->loopback_chunk) || cfg->loopback_chunk < 4 ||
+			    cfg->loopback_chunk > (1u << 30))
+				BAD("--chunk: a size from 4 bytes to 1G, not '%s'", optarg);
 			break;
 		case OPT_SELFTEST: cfg->selftest = cfg->fake = true; break;
 		case OPT_SELFTEST_FAIL: {
@@ -752,8 +766,17 @@ int main(int argc, char **argv)
 		if (f)
 			return 1;
 	}
-	if (cfg.loopback)
-		return bench_loopback_main(&cfg);
+	if (cfg.loopback) {
+		/* -O allreduce: the collective side; sendrecv (the default): the net side. */
+		bool ar = cfg.ops_given && bench_has_allreduce(&cfg);
+		bool p2p = !cfg.ops_given || cfg.nops > (ar ? 1 : 0);
+		int rc = p2p ? bench_loopback_main(&cfg) : 0;
+		if (ar && rc != 2) {
+			int rc2 = bench_loopback_coll_main(&cfg, cfg.loopback_chunk);
+			rc = rc > rc2 ? rc : rc2;
+		}
+		return rc;
+	}
 
 	if (!cfg.fake && !bench_have_nccl()) {
 		fprintf(stderr, "rcmoe-bench: built without CUDA/NCCL: only --loopback and "
