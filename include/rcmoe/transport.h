@@ -137,6 +137,7 @@ struct rcmoe_transport_ops {
 
 /* The transports built into the plugin; the registry (plugin/transport/registry.c) lists them. */
 extern const struct rcmoe_transport_ops rcmoe_socket_ops;
+extern const struct rcmoe_transport_ops rcmoe_ib_ops; /* plugin/transport/ib/ */
 
 /* The registry: the transport RCMOE_TRANSPORT names, or with `auto` the first that starts, in the
  * registry's order. Calls its init; *out is the transport tried last (for messages, even on

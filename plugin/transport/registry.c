@@ -18,6 +18,9 @@ static const struct {
 	const struct rcmoe_transport_ops *ops;
 } registry[] = {
 	{ RCMOE_TRANSPORT_SOCKET, &rcmoe_socket_ops },
+	/* After sockets: `auto` never reaches it while sockets start, and it is refused below
+	 * (needs_posted_dest) until the core posts receive destinations ahead. */
+	{ RCMOE_TRANSPORT_IB, &rcmoe_ib_ops },
 };
 
 rcmoe_status_t rcmoe_transport_select(const struct rcmoe_params *params,

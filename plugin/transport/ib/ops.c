@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The IB transport's operations table (contracts in rcmoe/transport.h), memory registration,
+ * and closing. needs_posted_dest is 1: the sender writes into the receiver's buffer, so each
+ * receive's destination must be known when irecv is posted.
+ */
+#include <stdlib.h>
+
+#include "rcmoe/log.h"
+#include "transport/ib/ib.h"
+
+static struct ib_comm *comm_of(struct rcmoe_tsend *send, struct rcmoe_trecv *recv)
+{
+	return send ? IB_TO(struct ib_comm, send) : IB_TO(struct ib_comm, recv);
+}
+
+/* Host memory in the protection domain of the comm's HCA, which every QP on it shares. */
+static rcmoe_status_t reg_mr(struct rcmoe_tsend *send, struct rcmoe_trecv *recv, void *buf,
+			     size_t len, struct rcmoe_tmr **out)
+{
+	if (!out || (!send == !recv) || !buf || !len)
+		return RCMOE_ERR_INVALID;
+	struct ib_comm *c = comm_of(send, recv);
+	struct ib_mr *m = calloc(1, sizeof(*m));
+	if (!m)
+		return RCMOE_ERR_NOMEM;
+	m->mr = ib_verbs.reg_mr(c->dev->hca->pd, buf, len,
+				RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_WRITE);
+	if (!m->mr) {
+		RCMOE_WARN("IB transport: cannot register %zu bytes at %p on %s", len, buf,
+			   c->dev->hca->name);
+		free(m);
+		return RCMOE_ERR_SYSTEM;
+	}
+	*out = IB_TO(struct rcmoe_tmr, m);
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t dereg_mr(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
+			       struct rcmoe_tmr *mr)
+{
+	struct ib_mr *m = IB_TO(struct ib_mr, mr);
+	(void)send;
+	(void)recv;
+	if (!m)
+		return RCMOE_OK;
+	int err = ib_verbs.dereg_mr(m->mr);
+	free(m);
+	if (err) {
+		RCMOE_WARN("IB transport: deregistering memory failed: error %d", err);
+		return RCMOE_ERR_SYSTEM;
+	}
+	return RCMOE_OK;
+}
+
+static void abort_send(struct rcmoe_tsend *comm, rcmoe_status_t st, const char *why)
+{
+	ib_comm_fail(IB_TO(struct ib_comm, comm), st, "stopped: %s", why);
+}
+
+static void abort_recv(struct rcmoe_trecv *comm, rcmoe_status_t st, const char *why)
+{
+	ib_comm_fail(IB_TO(struct ib_comm, comm), st, "stopped: %s", why);
+}
+
+static rcmoe_status_t close_send(struct rcmoe_tsend *comm)
+{
+	ib_comm_destroy(IB_TO(struct ib_comm, comm));
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t close_recv(struct rcmoe_trecv *comm)
+{
+	ib_comm_destroy(IB_TO(struct ib_comm, comm));
+	return RCMOE_OK;
+}
+
+const struct rcmoe_transport_ops rcmoe_ib_ops = {
+	.name = "ib",
+	.needs_posted_dest = 1, /* the sender writes into the buffer irecv posted */
+	.init = ib_init,
+	.device_count = ib_device_count,
+	.device_info = ib_device_info,
+	.listen = ib_listen,
+	.connect = ib_connect,
+	.accept = ib_accept,
+	.reg_mr = reg_mr,
+	.dereg_mr = dereg_mr,
+	.isend = ib_isend,
+	.irecv = ib_irecv,
+	.test = ib_test,
+	.abort_send = abort_send,
+	.abort_recv = abort_recv,
+	.close_send = close_send,
+	.close_recv = close_recv,
+	.close_listen = ib_close_listen,
+};

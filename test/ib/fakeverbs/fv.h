@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fakeverbs: a verbs provider for tests, a shared library exporting the libibverbs entry points
+ * the IB transport uses (rcmoe/ibv_abi.h gives the layouts), so the transport is tested through
+ * the same dlopen path it takes with the real libibverbs.so.1 (RCMOE_IB_LIBRARY names this
+ * library instead). No kernel module and no hardware: reliable-connected QPs of one or several
+ * processes exchange packets through shared memory.
+ *
+ * The fabric (fabric.c): every QP owns an inbox, a ring of packets in a POSIX shared memory
+ * object named after its process and QP number. The peer of a QP is found from the RTR
+ * attributes: the destination QP number, and the process id, which is the last 4 bytes of every
+ * GID this provider hands out (index 0 fe80::<pid>, index 1 ::ffff:<pid>, RoCE style). One
+ * progress thread per process (the "HCA") moves data: it pushes the packets of posted writes
+ * into the peer's inbox, drains its own QPs' inboxes (placing writes in registered memory after
+ * checking rkey, bounds and access, consuming a receive WR for each write with immediate), and
+ * answers each write with an ack or a NAK, which completes the requester's WR.
+ *
+ * Faults, as real RC QPs show them: an rkey that is unknown, lacks remote write, or does not
+ * cover the target gives the requester IBV_WC_REM_ACCESS_ERR; an lkey that does not cover the
+ * source gives IBV_WC_LOC_PROT_ERR; a peer that does not answer (its process died or stopped)
+ * gives IBV_WC_RETRY_EXC_ERR after 4.096 us x 2^timeout x (retry_cnt + 1), from the QP's RTS
+ * attributes. The first error puts the QP in the error state, and every later WR completes
+ * with IBV_WC_WR_FLUSH_ERR.
+ *
+ * Environment (read when a device is opened, except FAKEVERBS_FAIL_SEND, read at each post):
+ *   FAKEVERBS_NDEV=n            devices fake0..fake<n-1>, one port each (default 1, at most 8)
+ *   FAKEVERBS_PORT_DOWN=a,b     these devices' ports are down
+ *   FAKEVERBS_FAIL_SEND=N:S     the N-th send WR this process posts (from 1) completes with
+ *                               status S (a number: 12 retry exceeded, 10 remote access...)
+ */
+#ifndef FAKEVERBS_FV_H
+#define FAKEVERBS_FV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "rcmoe/ibv_abi.h"
+
+#define FV_EXPORT __attribute__((visibility("default")))
+
+#define FV_MAX_DEV   8
+#define FV_RING      (4u << 20)   /* bytes of an inbox's ring */
+#define FV_MAX_CHUNK (256u << 10) /* payload bytes per packet */
+#define FV_SQ        256          /* send WRs a QP holds */
+#define FV_RQ        256          /* receive WRs a QP holds */
+
+struct fv_device {
+	char name[16];
+	int index;
+	bool port_up;
+};
+
+struct fv_context {
+	struct rcmoe_ibv_context ibv; /* first: the caller sees this */
+	struct fv_device *dev;
+};
+
+struct fv_mr {
+	struct rcmoe_ibv_mr ibv;
+	int access;
+	struct fv_mr *next;
+};
+
+struct fv_cq {
+	struct rcmoe_ibv_cq ibv;
+	struct rcmoe_ibv_wc *ring;
+	int cap, head, count;
+};
+
+/* A packet in an inbox; `len` payload bytes follow, padded to 8. */
+enum { FV_PAD = 1, FV_WRITE, FV_ACK };
+enum { FV_FIRST = 1, FV_LAST = 2, FV_IMM = 4 };
+
+struct fv_pkt {
+	uint32_t type;
+	uint32_t flags;
+	uint64_t raddr; /* WRITE: where this packet's payload goes */
+	uint64_t total; /* WRITE: the whole write's length (first packet) */
+	uint64_t first_raddr;
+	uint32_t rkey;
+	uint32_t imm;
+	uint32_t len;
+	uint32_t status; /* ACK */
+};
+
+struct fv_inbox {
+	_Atomic uint64_t head; /* bytes produced by the peer */
+	_Atomic uint64_t tail; /* bytes consumed by the owner */
+	uint8_t data[FV_RING];
+};
+
+struct fv_swr {
+	uint64_t wr_id;
+	int opcode;
+	bool signaled;
+	uint32_t imm; /* as posted (network order) */
+	uint64_t raddr;
+	uint32_t rkey;
+	uint64_t laddr;
+	uint32_t len;
+	int status;      /* injected or found at post: completes with it instead of moving */
+	uint32_t pushed; /* payload bytes pushed */
+	bool all_pushed;
+};
+
+struct fv_qp {
+	struct rcmoe_ibv_qp ibv;
+	struct fv_qp *next;
+	pid_t peer_pid;
+	uint32_t peer_qpn;
+	uint64_t retry_ns; /* no answer for this long: retry exceeded */
+	struct fv_inbox *inbox;
+	struct fv_inbox *peer;
+	char inbox_name[64];
+	struct fv_swr sq[FV_SQ];
+	unsigned sq_tail, sq_push, sq_head; /* oldest unacked, next to push, next free */
+	uint64_t rq[FV_RQ];
+	unsigned rq_tail, rq_head;
+	uint64_t last_sign_ns; /* the requester's last progress or answer */
+	bool rx_dropping;      /* the write being received was refused: skip to its last packet */
+	uint32_t acks_owed[FV_SQ]; /* statuses to send back, in order */
+	unsigned ack_tail, ack_head;
+};
+
+/* Everything of the provider is guarded by this one lock (the progress thread holds it per
+ * pass; the verbs take it). */
+extern pthread_mutex_t fv_lock;
+extern struct fv_qp *fv_qps;
+extern struct fv_mr *fv_mrs;
+
+uint64_t fv_now_ns(void);
+void fv_cq_push(struct fv_cq *cq, const struct rcmoe_ibv_wc *wc);
+/* The QP failed: complete `wr` (if any) with `status`, flush the rest, state ERR. */
+void fv_qp_error(struct fv_qp *qp, struct fv_swr *wr, int status);
+
+/* fabric.c */
+int fv_inbox_create(struct fv_qp *qp);
+void fv_inbox_destroy(struct fv_qp *qp);
+void fv_peer_open(struct fv_qp *qp);
+void fv_progress_start(void);
+void fv_cleanup_stale(void);
+
+#endif

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The test provider's own checks, through raw verbs (loaded as the transport loads them,
+ * ibv.c): RDMA write with immediate places the bytes and completes both sides with the
+ * immediate; an rkey beyond its region, without remote write, or unknown gives the requester
+ * IBV_WC_REM_ACCESS_ERR and writes nothing; a source outside its lkey gives
+ * IBV_WC_LOC_PROT_ERR; after an error the QP flushes; a peer QP that is gone gives
+ * IBV_WC_RETRY_EXC_ERR within the QP's retry time.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "../transport/sock_test.h"
+#include "test_log.h"
+#include "transport/ib/ib.h"
+
+TestSuite(fakeverbs, .init = test_log_init, .timeout = 60);
+
+struct fv_pair {
+	struct rcmoe_ibv_context *ctx;
+	struct rcmoe_ibv_pd *pd;
+	struct rcmoe_ibv_cq *cq[2];
+	struct rcmoe_ibv_qp *qp[2];
+};
+
+static void to_rts(struct fv_pair *f, int i, uint8_t timeout)
+{
+	struct rcmoe_ibv_qp_attr a = { .qp_state = RCMOE_IBV_QPS_INIT, .port_num = 1 };
+	cr_assert_eq(ib_verbs.modify_qp(f->qp[i], &a, RCMOE_IBV_QP_STATE | RCMOE_IBV_QP_PORT), 0);
+	a = (struct rcmoe_ibv_qp_attr){ .qp_state = RCMOE_IBV_QPS_RTR,
+					.dest_qp_num = f->qp[1 - i]->qp_num,
+					.ah_attr = { .is_global = 1, .port_num = 1 } };
+	cr_assert_eq(ib_verbs.query_gid(f->ctx, 1, 1, &a.ah_attr.grh.dgid), 0);
+	cr_assert_eq(
+		ib_verbs.modify_qp(f->qp[i], &a,
+				   RCMOE_IBV_QP_STATE | RCMOE_IBV_QP_AV | RCMOE_IBV_QP_DEST_QPN),
+		0);
+	a = (struct rcmoe_ibv_qp_attr){ .qp_state = RCMOE_IBV_QPS_RTS,
+					.timeout = timeout,
+					.retry_cnt = 7 };
+	cr_assert_eq(ib_verbs.modify_qp(f->qp[i], &a, RCMOE_IBV_QP_STATE | RCMOE_IBV_QP_TIMEOUT),
+		     0);
+}
+
+static void pair_open(struct fv_pair *f, uint8_t timeout)
+{
+	cr_assert_eq(ib_verbs_load(FAKEVERBS_PATH), RCMOE_OK);
+	int n = 0;
+	struct rcmoe_ibv_device **list = ib_verbs.get_device_list(&n);
+	cr_assert(list && n == 1);
+	f->ctx = ib_verbs.open_device(list[0]);
+	ib_verbs.free_device_list(list);
+	f->pd = ib_verbs.alloc_pd(f->ctx);
+	for (int i = 0; i < 2; i++) {
+		f->cq[i] = ib_verbs.create_cq(f->ctx, 64, NULL, NULL, 0);
+		struct rcmoe_ibv_qp_init_attr ia = { .send_cq = f->cq[i],
+						     .recv_cq = f->cq[i],
+						     .cap = { .max_send_wr = 16,
+							      .max_recv_wr = 16,
+							      .max_send_sge = 1,
+							      .max_recv_sge = 1 },
+						     .qp_type = RCMOE_IBV_QPT_RC };
+		f->qp[i] = ib_verbs.create_qp(f->pd, &ia);
+		cr_assert_not_null(f->qp[i]);
+	}
+	to_rts(f, 0, timeout);
+	to_rts(f, 1, timeout);
+}
+
+static void write_imm(struct fv_pair *f, void *src, uint32_t len, uint32_t lkey, uint64_t raddr,
+		      uint32_t rkey, uint32_t imm)
+{
+	struct rcmoe_ibv_sge sge = { .addr = (uint64_t)(uintptr_t)src,
+				     .length = len,
+				     .lkey = lkey };
+	struct rcmoe_ibv_send_wr wr = { .wr_id = 77,
+					.sg_list = &sge,
+					.num_sge = 1,
+					.opcode = RCMOE_IBV_WR_RDMA_WRITE_WITH_IMM,
+					.send_flags = RCMOE_IBV_SEND_SIGNALED,
+					.imm_data = htonl(imm) };
+	wr.wr.rdma.remote_addr = raddr;
+	wr.wr.rdma.rkey = rkey;
+	struct rcmoe_ibv_send_wr *bad;
+	cr_assert_eq(rcmoe_ibv_post_send(f->qp[0], &wr, &bad), 0);
+}
+
+static struct rcmoe_ibv_wc wait_wc(struct rcmoe_ibv_cq *cq)
+{
+	struct rcmoe_ibv_wc wc;
+	double end = st_now() + 10;
+	while (rcmoe_ibv_poll_cq(cq, 1, &wc) == 0)
+		cr_assert(st_now() < end, "no completion within 10 s");
+	return wc;
+}
+
+Test(fakeverbs, write_with_immediate_and_the_checks_of_a_region)
+{
+	struct fv_pair f;
+	pair_open(&f, 20);
+	static uint8_t src[8192], dst[8192], ro[64];
+	st_fill(src, sizeof(src), 1);
+	memset(dst, 0, sizeof(dst));
+	struct rcmoe_ibv_mr *smr = ib_verbs.reg_mr(f.pd, src, sizeof(src), 1);
+	struct rcmoe_ibv_mr *dmr = ib_verbs.reg_mr(f.pd, dst, 4096, 3);
+	struct rcmoe_ibv_mr *romr = ib_verbs.reg_mr(f.pd, ro, sizeof(ro), 1);
+	cr_assert(smr && dmr && romr);
+	struct rcmoe_ibv_recv_wr rwr = { .wr_id = 5 }, *rbad;
+	cr_assert_eq(rcmoe_ibv_post_recv(f.qp[1], &rwr, &rbad), 0);
+
+	write_imm(&f, src, 4096, smr->lkey, (uint64_t)(uintptr_t)dst, dmr->rkey, 0x1234);
+	struct rcmoe_ibv_wc wc = wait_wc(f.cq[1]);
+	cr_assert_eq(wc.status, RCMOE_IBV_WC_SUCCESS);
+	cr_assert_eq(wc.opcode, RCMOE_IBV_WC_RECV_RDMA_WITH_IMM);
+	cr_assert_eq(wc.wr_id, 5);
+	cr_assert_eq(ntohl(wc.imm_data), 0x1234);
+	cr_assert(wc.wc_flags & RCMOE_IBV_WC_WITH_IMM);
+	cr_assert_eq(wait_wc(f.cq[0]).status, RCMOE_IBV_WC_SUCCESS);
+	cr_assert_eq(st_check(dst, 4096, 1), (size_t)-1);
+
+	/* One byte past the region: refused, nothing written. */
+	memset(dst, 0, sizeof(dst));
+	write_imm(&f, src, 4097, smr->lkey, (uint64_t)(uintptr_t)dst, dmr->rkey, 1);
+	cr_assert_eq(wait_wc(f.cq[0]).status, RCMOE_IBV_WC_REM_ACCESS_ERR);
+	for (size_t i = 0; i < sizeof(dst); i++)
+		cr_assert_eq(dst[i], 0, "byte %zu written", i);
+	/* The QP is in error now: later writes are flushed. */
+	write_imm(&f, src, 8, smr->lkey, (uint64_t)(uintptr_t)dst, dmr->rkey, 1);
+	cr_assert_eq(wait_wc(f.cq[0]).status, RCMOE_IBV_WC_WR_FLUSH_ERR);
+}
+
+Test(fakeverbs, no_remote_write_unknown_rkey_and_bad_lkey)
+{
+	static uint8_t src[64], ro[64];
+	for (int k = 0; k < 3; k++) {
+		struct fv_pair f;
+		pair_open(&f, 20);
+		struct rcmoe_ibv_mr *smr = ib_verbs.reg_mr(f.pd, src, sizeof(src), 1);
+		struct rcmoe_ibv_mr *romr = ib_verbs.reg_mr(f.pd, ro, sizeof(ro), 1);
+		uint32_t lkey = k == 2 ? smr->lkey + 1 : smr->lkey;
+		uint32_t rkey = k == 1 ? 0xdead : romr->rkey;
+		int want = k == 2 ? RCMOE_IBV_WC_LOC_PROT_ERR : RCMOE_IBV_WC_REM_ACCESS_ERR;
+		write_imm(&f, src, 16, lkey, (uint64_t)(uintptr_t)ro, rkey, 0);
+		struct rcmoe_ibv_wc wc = wait_wc(f.cq[0]);
+		cr_assert_eq(wc.status, want, "case %d: status %d", k, wc.status);
+	}
+}
+
+Test(fakeverbs, a_peer_that_is_gone_exceeds_the_retries)
+{
+	struct fv_pair f;
+	pair_open(&f, 14); /* 4.096 us x 2^14 x 8: about 0.5 s */
+	static uint8_t src[64], dst[64];
+	struct rcmoe_ibv_mr *smr = ib_verbs.reg_mr(f.pd, src, sizeof(src), 1);
+	struct rcmoe_ibv_mr *dmr = ib_verbs.reg_mr(f.pd, dst, sizeof(dst), 3);
+	cr_assert_eq(ib_verbs.destroy_qp(f.qp[1]), 0);
+	double t0 = st_now();
+	write_imm(&f, src, 16, smr->lkey, (uint64_t)(uintptr_t)dst, dmr->rkey, 0);
+	cr_assert_eq(wait_wc(f.cq[0]).status, RCMOE_IBV_WC_RETRY_EXC_ERR);
+	cr_assert_lt(st_now() - t0, 3.0);
+	cr_assert_gt(st_now() - t0, 0.3);
+}

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The IB transport's own tests, over the test provider (fakeverbs/): devices and the
+ * RCMOE_IB_HCA filter, run-time loading (a missing library or one without the verbs is
+ * "unsupported", never a crash), verbs errors injected into completions (a WARN naming the
+ * peer and the status, an error on both sides in under 5 s), the provider's own checks of
+ * rkeys, bounds and access, and the registry's refusal while the core cannot drive it.
+ */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../transport/sock_test.h"
+#include "rcmoe/log.h"
+#include "rcmoe/params.h"
+#include "test_log.h"
+#include "transport/ib/ib.h"
+#include "tt.h"
+
+const struct rcmoe_transport_ops *const TT_OPS = &rcmoe_ib_ops;
+
+/* Every WARN's text, concatenated (the last one alone may be the other side's). */
+static ncclDebugLogger_t chained;
+static char warns[8192];
+
+static void keep_warns(ncclDebugLogLevel level, unsigned long flags, const char *file, int line,
+		       const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (level == NCCL_LOG_WARN && strlen(warns) + strlen(buf) + 2 < sizeof(warns)) {
+		strcat(warns, buf);
+		strcat(warns, "\n");
+	}
+	chained(level, flags, file, line, "%s", buf);
+}
+
+TestSuite(ib, .init = test_log_init, .timeout = 120);
+
+Test(ib, one_device_per_active_port_with_its_properties)
+{
+	setenv("FAKEVERBS_NDEV", "3", 1);
+	setenv("FAKEVERBS_PORT_DOWN", "fake1", 1);
+	tt_init(NULL);
+	int n = 0;
+	cr_assert_eq(TT_OPS->device_count(&n), RCMOE_OK);
+	cr_assert_eq(n, 2);
+	struct rcmoe_device_info info;
+	cr_assert_eq(TT_OPS->device_info(0, &info), RCMOE_OK);
+	cr_assert_str_eq(info.name, "fake0:1");
+	cr_assert_eq(info.speed_mbps, 100000);
+	cr_assert_str_eq(info.pci_path, "");
+	cr_assert_eq(TT_OPS->device_info(1, &info), RCMOE_OK);
+	cr_assert_str_eq(info.name, "fake2:1");
+	cr_assert_neq(TT_OPS->device_info(2, &info), RCMOE_OK);
+	/* A connection from one device to a listener on another. */
+	struct tt_pair p;
+	tt_pair_open(&p, 1, 0);
+	tt_exchange(&p, 100000, 100000, 3, 0);
+	tt_pair_close(&p);
+}
+
+Test(ib, hca_filter)
+{
+	cr_assert(ib_hca_selected("", "mlx5_0", 1));
+	cr_assert(ib_hca_selected("mlx5", "mlx5_0", 1));
+	cr_assert_not(ib_hca_selected("=mlx5", "mlx5_0", 1));
+	cr_assert(ib_hca_selected("=mlx5_0", "mlx5_0", 1));
+	cr_assert(ib_hca_selected("mlx5_1,mlx5_0:1", "mlx5_0", 1));
+	cr_assert_not(ib_hca_selected("mlx5_0:2", "mlx5_0", 1));
+	cr_assert_not(ib_hca_selected("^mlx5_0", "mlx5_0", 1));
+	cr_assert(ib_hca_selected("^mlx5_0", "mlx5_1", 1));
+	cr_assert_not(ib_hca_selected("^=mlx5", "mlx5", 1));
+}
+
+Test(ib, hca_filter_selects_devices)
+{
+	setenv("FAKEVERBS_NDEV", "2", 1);
+	const char *env[] = { "RCMOE_IB_HCA=^fake0", NULL };
+	tt_init(env);
+	int n = 0;
+	struct rcmoe_device_info info;
+	cr_assert_eq(TT_OPS->device_count(&n), RCMOE_OK);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(TT_OPS->device_info(0, &info), RCMOE_OK);
+	cr_assert_str_eq(info.name, "fake1:1");
+}
+
+Test(ib, no_active_port_is_unsupported)
+{
+	setenv("FAKEVERBS_PORT_DOWN", "fake0", 1);
+	cr_assert_eq(tt_try_init(NULL), RCMOE_ERR_UNSUPPORTED);
+	cr_assert_eq(test_log_warn_count(), 0, "no port is not a warning: sockets take over");
+}
+
+Test(ib, missing_library_is_unsupported)
+{
+	const char *env[] = { "RCMOE_IB_LIBRARY=/nonexistent/libibverbs.so.1", NULL };
+	cr_assert_eq(tt_try_init(env), RCMOE_ERR_UNSUPPORTED);
+	int n;
+	cr_assert_neq(TT_OPS->device_count(&n), RCMOE_OK);
+}
+
+Test(ib, library_without_verbs_is_unsupported)
+{
+	const char *env[] = { "RCMOE_IB_LIBRARY=libc.so.6", NULL };
+	cr_assert_eq(tt_try_init(env), RCMOE_ERR_UNSUPPORTED);
+}
+
+Test(ib, bad_gid_index_is_a_usage_error)
+{
+	const char *env[] = { "RCMOE_IB_GID_INDEX=5", NULL };
+	cr_assert_eq(tt_try_init(env), RCMOE_ERR_USAGE);
+	cr_assert_geq(test_log_warn_count(), 1);
+}
+
+Test(ib, wrong_secret_is_refused)
+{
+	tt_init(NULL);
+	st_capture_warn();
+	struct tt_pair p;
+	memset(&p, 0, sizeof(p));
+	cr_assert_eq(TT_OPS->listen(0, p.handle, &p.l), RCMOE_OK);
+	struct ib_hello h = { .magic = IB_HELLO_MAGIC, .version = IB_PROTO_VERSION, .nqps = 2 };
+	struct ib_handle hd;
+	cr_assert_eq(ib_handle_decode(p.handle, &hd), RCMOE_OK);
+	h.secret = hd.secret ^ 1;
+	uint8_t wire[IB_HELLO_SIZE];
+	ib_hello_encode(&h, wire);
+	int fd = tt_raw_connect(p.handle);
+	st_raw_send(fd, wire, sizeof(wire));
+	double end = st_now() + 2;
+	while (st_now() < end && !strstr(st_last_warn(), "wrong secret")) {
+		struct rcmoe_trecv *r = NULL;
+		cr_assert_eq(TT_OPS->accept(p.l, &r), RCMOE_OK);
+		cr_assert_null(r);
+	}
+	cr_assert(strstr(st_last_warn(), "wrong secret"), "%s", st_last_warn());
+	close(fd);
+	tt_connect_accept(&p, 0, &p.s, &p.r);
+	tt_exchange(&p, 1000, 1000, 1, 0);
+	tt_pair_close(&p);
+}
+
+/* The N-th send WR of the process completes with `status`: the receiver's clear-to-send write
+ * is WR 1, the sender's stripes WR 2 and 3. Both sides must fail within 5 s, the sender with a
+ * WARN naming the peer and the status. */
+static void injected(const char *spec, const char *status_name, const char *who)
+{
+	setenv("FAKEVERBS_FAIL_SEND", spec, 1);
+	tt_init(NULL);
+	chained = rcmoe_log_get();
+	rcmoe_log_set(keep_warns);
+	struct tt_pair p;
+	tt_pair_open(&p, 0, 0);
+	struct tt_buf src, dst;
+	tt_buf_alloc(&src, 1 << 20, p.s, NULL);
+	tt_buf_alloc(&dst, 1 << 20, NULL, p.r);
+	struct tt_place pl = { .dest = dst.mem, .mr = dst.mr };
+	struct rcmoe_treq *rr = tt_irecv(p.r, 1 << 20, 1, &pl);
+	struct rcmoe_treq *sr = tt_isend(p.s, src.mem, 1 << 20, src.mr, 1, 0);
+	rcmoe_status_t sst = RCMOE_OK, rst = RCMOE_OK;
+	int sdone = 0, rdone = 0;
+	double t0 = st_now();
+	while ((sst == RCMOE_OK && !sdone) || (rst == RCMOE_OK && !rdone)) {
+		if (sst == RCMOE_OK && !sdone)
+			sst = TT_OPS->test(sr, &sdone, NULL, NULL);
+		if (rst == RCMOE_OK && !rdone)
+			rst = TT_OPS->test(rr, &rdone, NULL, NULL);
+		cr_assert_lt(st_now() - t0, 5.0, "no error within 5 s");
+	}
+	cr_assert_neq(sst, RCMOE_OK, "the send must fail");
+	cr_assert_neq(rst, RCMOE_OK, "the receive must fail");
+	char expect[128];
+	snprintf(expect, sizeof(expect), "connection %s 127.0.0.1:", who);
+	cr_assert(strstr(warns, expect), "no WARN names the peer (%s): %s", expect, warns);
+	cr_assert(strstr(warns, status_name), "no WARN names %s: %s", status_name, warns);
+	tt_buf_free(&src);
+	tt_buf_free(&dst);
+	tt_pair_close(&p);
+}
+
+Test(ib, retry_exceeded_on_a_write_fails_both_sides)
+{
+	injected("2:12", "IBV_WC_RETRY_EXC_ERR", "to");
+}
+
+Test(ib, remote_access_error_on_a_write_fails_both_sides)
+{
+	injected("3:10", "IBV_WC_REM_ACCESS_ERR", "to");
+}
+
+Test(ib, error_on_the_clear_to_send_write_fails_both_sides)
+{
+	injected("1:12", "IBV_WC_RETRY_EXC_ERR", "from");
+}
+
+Test(ib, the_registry_refuses_it_until_the_core_posts_destinations)
+{
+	struct rcmoe_params params;
+	const struct rcmoe_transport_ops *t = NULL;
+	memset(&params, 0, sizeof(params));
+	params.transport = RCMOE_TRANSPORT_IB;
+	cr_assert_eq(rcmoe_transport_select(&params, &t), RCMOE_ERR_UNSUPPORTED);
+	cr_assert_eq(t, &rcmoe_ib_ops);
+	cr_assert_geq(test_log_warn_count(), 1);
+}
