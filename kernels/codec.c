@@ -5,8 +5,9 @@
 
 uint64_t rcmoe_wire_decoded_bytes(const struct rcmoe_wire_header *hdr)
 {
-	return hdr->codec == RCMOE_CODEC_DEDUP ? hdr->count
-					       : hdr->count * rcmoe_dt_size(hdr->dtype);
+	return hdr->codec == RCMOE_CODEC_DEDUP || hdr->codec == RCMOE_CODEC_WDEDUP
+		       ? hdr->count
+		       : hdr->count * rcmoe_dt_size(hdr->dtype);
 }
 
 const char *rcmoe_codec_name(int codec)
@@ -15,6 +16,7 @@ const char *rcmoe_codec_name(int codec)
 	case RCMOE_CODEC_LSQ: return "LSQ";
 	case RCMOE_CODEC_PTS: return "PTS";
 	case RCMOE_CODEC_DEDUP: return "dedup";
+	case RCMOE_CODEC_WDEDUP: return "window dedup";
 	default: return "?";
 	}
 }
@@ -71,9 +73,11 @@ rcmoe_status_t rcmoe_codec_validate(const void *src, size_t len, size_t dst_byte
 	if (st != RCMOE_OK)
 		return st;
 	/* count <= 2^48 (checked by the parser), so this cannot overflow */
-	out = h.codec == RCMOE_CODEC_DEDUP ? h.count : h.count * rcmoe_dt_size(h.dtype);
+	out = rcmoe_wire_decoded_bytes(&h);
 	if (out > dst_bytes)
 		return RCMOE_ERR_OVERFLOW;
+	if (h.codec == RCMOE_CODEC_WDEDUP)
+		return RCMOE_ERR_UNSUPPORTED; /* its references need the receiver's window */
 	const uint8_t *payload = (const uint8_t *)src + RCMOE_WIRE_HEADER_BYTES;
 	switch (h.codec) {
 	case RCMOE_CODEC_LSQ: st = rcmoe_lsq_validate(payload, &h); break;

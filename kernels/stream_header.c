@@ -76,6 +76,20 @@ static rcmoe_status_t check_fields(const struct rcmoe_wire_header *h)
 		    h->block % 4 != 0 || h->seed != 0 || h->op_id != 0 || h->rank != 0)
 			return RCMOE_ERR_MALFORMED;
 		return RCMOE_OK;
+	case RCMOE_CODEC_WDEDUP:
+		/* lossless (dtype and bits 0), or LSQ-composed: one LSQ block per dedup block */
+		if (h->block < RCMOE_DEDUP_MIN_BLOCK || h->block > RCMOE_DEDUP_MAX_BLOCK ||
+		    h->block % 4 != 0 || h->flags != 0 || h->aux != 0 || h->seed != 0 ||
+		    h->rank != 0)
+			return RCMOE_ERR_MALFORMED;
+		if (h->dtype == 0 && h->bits == 0)
+			return RCMOE_OK;
+		if (!dtype_ok(h->dtype) || (h->bits != 2 && h->bits != 4 && h->bits != 8) ||
+		    h->block % rcmoe_dt_size(h->dtype) != 0 || h->count % rcmoe_dt_size(h->dtype) ||
+		    !is_pow2_in(h->block / rcmoe_dt_size(h->dtype), RCMOE_LSQ_MIN_BLOCK,
+				RCMOE_LSQ_MAX_BLOCK))
+			return RCMOE_ERR_MALFORMED;
+		return RCMOE_OK;
 	default: return RCMOE_ERR_MALFORMED;
 	}
 }

@@ -36,6 +36,7 @@ enum {
 	RCMOE_CODEC_LSQ = 1,
 	RCMOE_CODEC_PTS = 2,
 	RCMOE_CODEC_DEDUP = 3,
+	RCMOE_CODEC_WDEDUP = 4, /* dedup against a window of earlier messages: rcmoe/wdedup.h */
 };
 
 #define RCMOE_WIRE_MAGIC        0x454d4352u /* "RCME" little-endian */
@@ -169,11 +170,13 @@ void rcmoe_dedup_header_stats(const struct rcmoe_wire_header *hdr, struct rcmoe_
 rcmoe_status_t rcmoe_codec_validate(const void *src, size_t len, size_t dst_bytes,
 				    struct rcmoe_wire_header *hdr);
 /* Decode an LSQ, dedup or (single) PTS stream into dst after validating it; *out_bytes is the
- * decoded size. dst is untouched on error. */
+ * decoded size. dst is untouched on error. A window-dedup stream needs its receiver's window
+ * (rcmoe_wdedup_validate / rcmoe_wdedup_decode): both calls refuse it with
+ * RCMOE_ERR_UNSUPPORTED. */
 rcmoe_status_t rcmoe_codec_decode(const void *src, size_t len, void *dst, size_t dst_bytes,
 				  size_t *out_bytes);
-/* Bytes a stream with this (parsed) header decodes to: count elements of dtype (dedup: count
- * bytes). */
+/* Bytes a stream with this (parsed) header decodes to: count elements of dtype (dedup and window
+ * dedup: count bytes). */
 uint64_t rcmoe_wire_decoded_bytes(const struct rcmoe_wire_header *hdr);
 
 /* ---- any codec, encode side ----

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rcmoe/codec.h"
+#include "rcmoe/wdedup.h"
 #include "codec_math.h"
 #include "fuzz_codec.h"
 
@@ -44,8 +45,7 @@ rcmoe_status_t rcmoe_fuzz_one(const uint8_t *data, size_t size)
 	st = rcmoe_wire_parse(s, len, &h);
 	if (st != RCMOE_OK)
 		goto out;
-	uint64_t need =
-		h.codec == RCMOE_CODEC_DEDUP ? h.count : h.count * rcmoe_dtype_size(h.dtype);
+	uint64_t need = rcmoe_wire_decoded_bytes(&h);
 	if (need > FUZZ_MAX_OUT) {
 		st = rcmoe_codec_validate(s, len, FUZZ_MAX_OUT, &h);
 		fuzz_abort_if(st == RCMOE_OK);
@@ -55,6 +55,19 @@ rcmoe_status_t rcmoe_fuzz_one(const uint8_t *data, size_t size)
 	if (need > 0)
 		fuzz_abort_if(rcmoe_codec_validate(s, len, need - 1, &h) != RCMOE_ERR_OVERFLOW);
 	st = rcmoe_codec_validate(s, len, need, &h);
+	if (h.codec == RCMOE_CODEC_WDEDUP) {
+		/* stateful: against a fresh receiver's window, whatever it says, within bounds */
+		fuzz_abort_if(st != RCMOE_ERR_UNSUPPORTED);
+		struct rcmoe_wdedup_rx rx;
+		uint8_t *out = malloc(need ? need : 1);
+		size_t outb = 0;
+		fuzz_abort_if(rcmoe_wdedup_rx_init(&rx, 1u << 20, 16) != RCMOE_OK);
+		st = rcmoe_wdedup_decode(&rx, s, len, out, need, NULL, 0, &outb, NULL);
+		fuzz_abort_if(st == RCMOE_OK && outb != need);
+		rcmoe_wdedup_rx_free(&rx);
+		free(out);
+		goto out;
+	}
 	if (st == RCMOE_OK) {
 		uint8_t *out = malloc(need ? need : 1);
 		size_t outb = 0;

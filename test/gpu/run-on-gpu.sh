@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the GPU tests (test_gpu_codec: kernels against the CPU references; test_gpu_net: the net
+# Run the GPU tests (test_gpu_codec: kernels against the CPU references; test_gpu_wdedup: the
+# window-dedup kernels against kernels/wdedup.c, message by message; test_gpu_net: the net
 # table with device buffers, and the proxy-thread deadlock model; test_gpu_context: whether a
 # second CUDA context escapes that deadlock; test_gpu_coll: the collective side's all-reduce with
 # device buffers) and rcmoe-kbench on a GPU
@@ -10,7 +11,8 @@
 #
 #   test/gpu/run-on-gpu.sh BUILD_DIR [OUT_DIR] [rcmoe-kbench options...]
 #
-# Writes OUT_DIR/gpu-tests.tap and .log (codec), OUT_DIR/gpu-net-tests.tap and .log (net; the
+# Writes OUT_DIR/gpu-tests.tap and .log (codec), OUT_DIR/gpu-wdedup-tests.tap and .log (window
+# dedup), OUT_DIR/gpu-net-tests.tap and .log (net; the
 # .log holds the deadlock model's "MODEL CHECK" lines), OUT_DIR/gpu-context.tap and .log (its
 # "CONTEXT PROBE" lines), OUT_DIR/kbench.txt and kbench.json; exits
 # non-zero if a GPU test failed or was skipped (none may skip on a GPU machine) or kbench did not
@@ -29,8 +31,8 @@ export RCMOE_SOCKET_IFNAME=lo # test_gpu_net sets it too: its pair runs over 127
 
 status=0
 # name of the executable, then the base name of its outputs ("$@" stays kbench's options)
-for t in "test_gpu_codec gpu-tests" "test_gpu_net gpu-net-tests" "test_gpu_context gpu-context" \
-	"test_gpu_coll gpu-coll-tests"; do
+for t in "test_gpu_codec gpu-tests" "test_gpu_wdedup gpu-wdedup-tests" \
+	"test_gpu_net gpu-net-tests" "test_gpu_context gpu-context" "test_gpu_coll gpu-coll-tests"; do
 	read -r name base <<<"$t"
 	exe="$build/test/gpu/$name"
 	echo "== $name"

@@ -120,6 +120,7 @@ static void rank_sum_case(int dtype, int nsrc, size_t n, size_t shift, int in_pl
 			put_bits(dtype, h_src[k], i, special_bits(dtype));
 		CK(cudaMalloc(&d_src[k], bytes ? bytes : 1));
 		CK(cudaMemcpy(d_src[k], h_src[k], bytes, cudaMemcpyHostToDevice));
+		CK(cudaDeviceSynchronize()); /* landed before a kernel on another stream reads it */
 		h_ptr[k] = (char *)h_src[k] + shift * es;
 		d_ptr[k] = (char *)d_src[k] + shift * es;
 	}
@@ -219,10 +220,14 @@ static void calls_body(struct mesh_rank *r)
 				contrib_poison(&c, 0, 900, -INFINITY);
 			}
 			char *send = region, *recv = inplace ? region : region + MAXBYTES;
+			/* A copy from pageable memory may return before its data has landed;
+			 * the plugin's kernels run in its own context, unordered with ours: wait
+			 * for it, as NCCL's kernel has finished writing before the proxy posts. */
 			if (use_gpu)
 				RCHECK(r,
 				       cudaMemcpy(send, c.in[r->rank], n * es,
-						  cudaMemcpyHostToDevice) == cudaSuccess,
+						  cudaMemcpyHostToDevice) == cudaSuccess &&
+					       cudaDeviceSynchronize() == cudaSuccess,
 				       "cudaMemcpy");
 			else
 				memcpy(send, c.in[r->rank], n * es);
@@ -264,11 +269,16 @@ static void same_bits_as_host(int nranks, int lossless)
 				size_t i = 0;
 				while (i < n * es && h[i] == g[i])
 					i++;
+				uint32_t hv = 0, gv = 0;
+				if (i < n * es) {
+					memcpy(&hv, h + i / es * es, es);
+					memcpy(&gv, g + i / es * es, es);
+				}
 				cr_expect_eq(
 					i, n * es,
 					"%s n=%zu rank %d: device result differs from the host "
-					"path's at element %zu",
-					dt_name(dtypes[d]), n, r, i / es);
+					"path's at element %zu (device 0x%x, host 0x%x)",
+					dt_name(dtypes[d]), n, r, i / es, gv, hv);
 				cr_expect_eq(memcmp(g, results[1][0][d][ci], n * es), 0,
 					     "%s n=%zu: rank %d holds other bits than rank 0",
 					     dt_name(dtypes[d]), n, r);
@@ -278,9 +288,14 @@ static void same_bits_as_host(int nranks, int lossless)
 				cr_assert_eq(contrib_make(&c, nranks, dtypes[d], n,
 							  (unsigned)(d * 10 + ci)),
 					     0);
-				cr_expect_eq(ref_compare(&c, results[1][0][d][ci], 1), (size_t)-1,
-					     "%s n=%zu: lossless GPU sum not exact",
-					     dt_name(dtypes[d]), n);
+				size_t bad = ref_compare(&c, results[1][0][d][ci], 1);
+				cr_expect_eq(bad, (size_t)-1,
+					     "%s n=%zu: lossless GPU sum not exact (element %zu of "
+					     "%zu; the host path's %s)",
+					     dt_name(dtypes[d]), n, bad, n,
+					     ref_compare(&c, results[0][0][d][ci], 1) == (size_t)-1
+						     ? "is exact"
+						     : "is not exact either");
 				contrib_free(&c);
 			}
 			for (int r = 0; r < nranks; r++)
@@ -339,7 +354,9 @@ static void staging_body(struct mesh_rank *r)
 	}
 	for (int which = 0; which < 2; which++) {
 		char *buf = which ? user : stage;
-		RCHECK(r, cudaMemcpy(buf, before, bytes, cudaMemcpyHostToDevice) == cudaSuccess,
+		RCHECK(r,
+		       cudaMemcpy(buf, before, bytes, cudaMemcpyHostToDevice) == cudaSuccess &&
+			       cudaDeviceSynchronize() == cudaSuccess, /* see calls_body */
 		       "cudaMemcpy");
 		void *mh = which ? mh_user : mh_stage;
 		void *req = coll_post(r, buf, buf + bytes, SLOT, ncclFloat32, mh, mh);

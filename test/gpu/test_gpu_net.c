@@ -113,6 +113,9 @@ static void to_dev(void *d, const void *h, size_t bytes)
 {
 	if (bytes)
 		CK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+	/* From pageable memory the copy may return before its data has landed, and the plugin's
+	 * kernels run in its own context, unordered with ours. */
+	CK(cudaDeviceSynchronize());
 }
 
 static void to_host(void *h, const void *d, size_t bytes)
