@@ -42,7 +42,7 @@ Test(params, defaults_when_nothing_set)
 	cr_expect_eq(p.transport, RCMOE_TRANSPORT_AUTO);
 	cr_expect_eq(p.socket_nstreams, 8);
 	cr_expect_eq(p.socket_nthreads, 4);
-	cr_expect_eq(p.socket_workers, 8);
+	cr_expect_eq(p.socket_workers, 64);
 	cr_expect_eq(p.socket_min_chunk, 65536);
 	cr_expect_str_empty(p.stats_file);
 	cr_expect_eq(p.a2a_bits, 0, "lossless unless asked");
@@ -76,7 +76,7 @@ Test(params, invalid_values_are_refused_loudly)
 		{ "RCMOE_SOCKET_NSTREAMS", "0" },
 		{ "RCMOE_SOCKET_NSTREAMS", "65" },
 		{ "RCMOE_SOCKET_WORKERS", "0" },
-		{ "RCMOE_SOCKET_WORKERS", "65" },
+		{ "RCMOE_SOCKET_WORKERS", "257" },
 		{ "RCMOE_SOCKET_NSTREAMS", "four" },
 		{ "RCMOE_SOCKET_NSTREAMS", "4x" },
 		{ "RCMOE_TRANSPORT", "carrier-pigeon" },

@@ -29,7 +29,7 @@
 #include "rcmoe/log.h"
 #include "transport/socket/socket.h"
 
-#define POOL_MAX_WORKERS 64 /* params.def's upper bound for RCMOE_SOCKET_WORKERS */
+#define POOL_MAX_WORKERS 256 /* params.def's upper bound for RCMOE_SOCKET_WORKERS */
 
 struct sock_worker {
 	pthread_t tid;
