@@ -76,6 +76,10 @@ struct bench_cfg {
 	int a2a;                /* enum bench_a2a_impl */
 	uint64_t seed;
 	int check_threads; /* 0: automatic */
+	/* --dup-fraction: alltoall rows (of dup_row elements) that repeat an earlier row of the
+	 * same peer's slice, the traffic collaboration dedup (RCMOE_A2A_DEDUP) removes */
+	double dup_fraction;
+	size_t dup_row;
 
 	/* environment of the children */
 	char plugin[PATH_MAX]; /* absolute path once resolved */

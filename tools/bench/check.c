@@ -262,6 +262,28 @@ uint64_t bench_value_u(const struct bench_cfg *cfg, int op, int rank, size_t i)
 	return h;
 }
 
+/* --dup-fraction: the element of the same buffer whose value element i repeats. Row r of a
+ * peer's slice (alltoall only; a short last row never) repeats row hash % r of that slice with
+ * probability dup_fraction, followed back to a row that repeats none: fill and check agree, and
+ * every repeated row is byte-identical to an earlier row sent to the same peer. */
+static size_t dup_index(const struct bench_cfg *cfg, int op, int rank, size_t count, size_t i)
+{
+	size_t row_len = cfg->dup_row, cpp = count / (size_t)(cfg->nranks > 0 ? cfg->nranks : 1);
+	if (op != BENCH_ALLTOALL || cfg->dup_fraction <= 0 || !row_len || !cpp)
+		return i;
+	size_t slice = i / cpp, off = i % cpp, row = off / row_len;
+	if (row >= cpp / row_len)
+		return i;
+	uint64_t key = rank_key(cfg, rank) ^ 0xd0b1e5ull;
+	while (row > 0) {
+		uint64_t h = bench_hash64(key ^ bench_hash64((uint64_t)slice << 40 ^ row));
+		if ((double)(h >> 11) * 0x1p-53 >= cfg->dup_fraction)
+			break;
+		row = (size_t)(bench_hash64(h) % row);
+	}
+	return slice * cpp + row * row_len + off % row_len;
+}
+
 /* ---- threaded loops ---- */
 
 struct job {
@@ -332,10 +354,11 @@ static void *fill_job(void *arg)
 	struct job *j = arg;
 	const struct bench_dtype *dt = j->cfg->dt;
 	for (size_t i = j->begin; i < j->end; i++) {
+		size_t v = dup_index(j->cfg, j->op, j->rank, j->count, i);
 		if (dt->is_float)
-			bench_store_f(dt, j->wbuf, i, bench_value_f(j->cfg, j->op, j->rank, i));
+			bench_store_f(dt, j->wbuf, i, bench_value_f(j->cfg, j->op, j->rank, v));
 		else
-			bench_store_u(dt, j->wbuf, i, bench_value_u(j->cfg, j->op, j->rank, i));
+			bench_store_u(dt, j->wbuf, i, bench_value_u(j->cfg, j->op, j->rank, v));
 	}
 	return NULL;
 }
@@ -380,6 +403,7 @@ static void *check_job(void *arg)
 					exp += bench_value_f(cfg, j->op, p, k);
 			} else {
 				source_of(cfg, j->op, j->rank, j->count, k, &src, &idx);
+				idx = dup_index(cfg, j->op, src, j->count, idx);
 				exp = bench_value_f(cfg, j->op, src, idx);
 			}
 			double got = bench_load_f(dt, j->rbuf, k);
@@ -399,6 +423,7 @@ static void *check_job(void *arg)
 					exp += bench_value_u(cfg, j->op, p, k);
 			} else {
 				source_of(cfg, j->op, j->rank, j->count, k, &src, &idx);
+				idx = dup_index(cfg, j->op, src, j->count, idx);
 				exp = bench_value_u(cfg, j->op, src, idx);
 			}
 			if ((bench_load_u(dt, j->rbuf, k) & mask) != (exp & mask))
@@ -645,12 +670,69 @@ static void st_threads(FILE *out)
 	free(buf);
 }
 
+/* --dup-fraction: about that fraction of each slice's rows repeat an earlier row of the same
+ * slice byte for byte, none with 0, every row after the first with 1; and the check follows
+ * the copies (a simulated transfer is exact, a changed copy is counted wrong). */
+static void st_dup_rows(FILE *out)
+{
+	(void)out;
+	struct bench_cfg cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.nranks = 4;
+	cfg.dt = bench_dtype_find("bfloat16");
+	cfg.check = BENCH_CHECK_EXACT;
+	cfg.seed = 11;
+	cfg.check_threads = 2;
+	cfg.dup_row = 64;
+	const size_t rows = 500, cpp = rows * 64 + 17, count = cpp * 4;
+	uint16_t *buf = malloc(count * 2), *recv = malloc(count * 2);
+	if (!buf || !recv) {
+		ST_EXPECT(0, "out of memory");
+		free(buf);
+		free(recv);
+		return;
+	}
+	static const double fracs[] = { 0, 0.25, 1 };
+	for (int f = 0; f < 3; f++) {
+		cfg.dup_fraction = fracs[f];
+		bench_fill(&cfg, BENCH_ALLTOALL, 2, buf, count);
+		size_t copies = 0;
+		for (size_t r = 1; r < rows; r++) {
+			const uint16_t *row = buf + cpp + r * 64; /* the slice for rank 1 */
+			for (size_t q = 0; q < r; q++)
+				if (!memcmp(row, buf + cpp + q * 64, 128)) {
+					copies++;
+					break;
+				}
+		}
+		double got = (double)copies / (rows - 1);
+		ST_EXPECT(fabs(got - fracs[f]) < 0.07, "dup rows: %.3f of rows repeat, asked %.2f",
+			  got, fracs[f]);
+		/* rank 1 receives rank 2's slice 1 at offset 2 * cpp */
+		for (int p = 0; p < 4; p++) {
+			bench_fill(&cfg, BENCH_ALLTOALL, p, buf, count);
+			memcpy(recv + (size_t)p * cpp, buf + cpp, cpp * 2);
+		}
+		struct bench_check_res res;
+		bench_check(&cfg, BENCH_ALLTOALL, 1, recv, count, &res);
+		ST_EXPECT(res.wrong == 0 && res.checked == count, "dup rows: %llu wrong",
+			  (unsigned long long)res.wrong);
+		recv[2 * cpp + 5 * 64 + 3] ^= 1;
+		bench_check(&cfg, BENCH_ALLTOALL, 1, recv, count, &res);
+		ST_EXPECT(res.wrong == 1, "dup rows: a changed element counted %llu times",
+			  (unsigned long long)res.wrong);
+	}
+	free(buf);
+	free(recv);
+}
+
 int bench_check_selftest(FILE *out)
 {
 	fails = 0;
 	st_conversions(out);
 	st_gauss(out);
 	st_threads(out);
+	st_dup_rows(out);
 	static const char *names[] = { "int8",   "uint8", "int32", "uint32", "int64",
 				       "uint64", "half",  "float", "double", "bfloat16" };
 	for (size_t d = 0; d < sizeof(names) / sizeof(names[0]); d++) {

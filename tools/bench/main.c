@@ -110,6 +110,13 @@ static void usage(FILE *out)
 "                          python3 can import it (never required)\n"
 "  -v, --verbose           show each rank's environment and progress on stderr\n"
 "      --check-threads N   host threads per rank for data generation and checks  [auto]\n"
+"      --dup-fraction F    alltoall data: each row of a peer's slice after the first\n"
+"                          repeats an earlier row of that slice (at a random distance)\n"
+"                          with probability F, as tokens routed to two experts of one\n"
+"                          GPU do; run with --rcmoe-env RCMOE_A2A_DEDUP=on and without\n"
+"                          to see collaboration dedup (README)                   [0]\n"
+"      --dup-row N         elements per row for --dup-fraction (a multiple of\n"
+"                          RCMOE_LSQ_BLOCK dedups row by row)                 [7168]\n"
 "\n"
 "loopback mode (CPU only, one process: the plugin's ncclNetPlugin_v11 table driven directly)\n"
 "      --loopback          isend/irecv over 127.0.0.1 against one blocking TCP stream\n"
@@ -175,6 +182,8 @@ enum {
 	OPT_FORCE_COLLNET,
 	OPT_NO_ALGO_LOG,
 	OPT_KEEP_LOGS,
+	OPT_DUP_FRACTION,
+	OPT_DUP_ROW,
 	OPT_CHILD,
 };
 
@@ -220,6 +229,8 @@ static const struct option long_opts[] = {
 	{ "force-collnet", no_argument, NULL, OPT_FORCE_COLLNET },
 	{ "no-algo-log", no_argument, NULL, OPT_NO_ALGO_LOG },
 	{ "keep-logs", no_argument, NULL, OPT_KEEP_LOGS },
+	{ "dup-fraction", required_argument, NULL, OPT_DUP_FRACTION },
+	{ "dup-row", required_argument, NULL, OPT_DUP_ROW },
 	{ "child", required_argument, NULL, OPT_CHILD }, /* internal: set by the parent */
 	{ NULL, 0, NULL, 0 },
 };
@@ -389,6 +400,7 @@ static void defaults(struct bench_cfg *cfg)
 	cfg->check = BENCH_CHECK_EXACT;
 	cfg->a2a = BENCH_A2A_AUTO;
 	cfg->seed = 1;
+	cfg->dup_row = 7168;
 	cfg->timeout = 600;
 	cfg->inflight = 8;
 	cfg->loopback_bytes = 1ull << 30;
@@ -591,6 +603,22 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 		case OPT_FORCE_COLLNET: cfg->force_collnet = true; break;
 		case OPT_NO_ALGO_LOG: cfg->no_algo_log = true; break;
 		case OPT_KEEP_LOGS: cfg->keep_workdir = true; break;
+		case OPT_DUP_FRACTION: {
+			char *end;
+			cfg->dup_fraction = strtod(optarg, &end);
+			if (end == optarg || *end || !(cfg->dup_fraction >= 0) ||
+			    cfg->dup_fraction > 1)
+				BAD("--dup-fraction: a fraction in [0, 1]");
+			break;
+		}
+		case OPT_DUP_ROW: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (end == optarg || *end || v == 0 || v > (1ull << 24))
+				BAD("--dup-row: elements per row, 1..16777216");
+			cfg->dup_row = (size_t)v;
+			break;
+		}
 		case OPT_CHILD:
 			if (sscanf(optarg, "%d,%d,%d,%d", &cfg->child_rank, &cfg->child_transport,
 				   &cfg->child_in_fd, &cfg->child_out_fd) != 4)

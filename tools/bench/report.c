@@ -128,6 +128,12 @@ void bench_report_preamble(struct bench_report *rep, FILE *out)
 			"#   %s: %s preloaded into every rank of both transports, one token "
 			"bucket per rank on its TCP sends\n",
 			bench_link_label(cfg), cfg->shaper);
+	if (cfg->dup_fraction > 0)
+		fprintf(out,
+			"#   alltoall data: rows of %zu elements, each after a slice's first a "
+			"copy "
+			"of an earlier row of it with probability %.3g (--dup-fraction)\n",
+			cfg->dup_row, cfg->dup_fraction);
 	if (cfg->fake)
 		fprintf(out, "# SIMULATED ranks (--selftest): no GPU and no NCCL; times are "
 			     "synthetic; data and checks are real up to 4M, not checked above\n");
