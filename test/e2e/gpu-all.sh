@@ -6,7 +6,7 @@
 #   test/e2e/gpu-all.sh BUILD_DIR [OUT_DIR]
 #
 # Steps (RCMOE_GPU_ALL_STEPS="1 2 ..." to choose; all by default):
-#   1 GPU tests: test/gpu/run-on-gpu.sh (codec, net, context, coll; kbench)
+#   1 GPU tests: test/gpu/run-on-gpu.sh (codec, wdedup, net, context, coll; kbench)
 #   2 unsupported-architecture refusal: needs RCMOE_GPU_ALL_ARCH_BUILD, a build made with a
 #     -Dgpu_arch this GPU cannot run (e.g. 100 on an H100); NCCL's INFO log is kept
 #   3 Quick start: tools/rcmoe-check.py under torchrun through rcmoe-run, lossless and 8-bit
@@ -16,6 +16,11 @@
 #   6 all-reduce bench rows: PTS 1% and LSQ 8-bit against Socket, bf16, 64 and 256 MiB
 #   7 dp_train.py: loss curves of none, pts:0.01 and lsq:8
 #   8 all-to-all at an emulated 10 Gb/s link, 8 and 4 bits
+#   9 collaboration dedup: torch_dedup.py, 4 ranks, all_to_all_single with 25% repeated rows,
+#     RCMOE_A2A_DEDUP=on, lossless: exact, and the stats file's dedup records show saved bytes.
+#     It covers the host-buffer path (RCMOE_CUDA_BUFFERS=auto keeps host buffers with dedup on,
+#     C codec); the GPU window-dedup kernels are checked against that codec in step 1
+#     (gpu/wdedup) and are not in the plugin's data path yet
 # A summary goes to OUT_DIR/summary.txt and stdout; logs beside it. Exit status 0 only if every
 # step that ran passed.
 set -uo pipefail
@@ -23,7 +28,7 @@ build=${1:?usage: gpu-all.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-/tmp/rcmoe-gpu-all}}
 mkdir -p "$out"
 sum=$out/summary.txt
-steps=" ${RCMOE_GPU_ALL_STEPS:-1 2 3 4 5 6 7 8} "
+steps=" ${RCMOE_GPU_ALL_STEPS:-1 2 3 4 5 6 7 8 9} "
 t0=$SECONDS
 status=0
 say() { echo "$*" | tee -a "$sum"; }
@@ -148,5 +153,13 @@ if want 8; then
 		grep -A5 -i "ratio" "$out/link10-b$bits.txt" | head -8 | tee -a "$sum"
 		step "8 all-to-all at 10 Gb/s, $bits bits" $rc
 	done
+fi
+if want 9; then
+	unset RCMOE_CUDA_BUFFERS
+	PYTHONUNBUFFERED=1 timeout 400 python3 test/e2e/torch_dedup.py --plugin "$plugin" \
+		--nranks 4 --dup-frac 0.25 --out "$out/dedup" --hang-s 300 >"$out/dedup.txt" 2>&1
+	rc=$?
+	grep -E "^(counters|e2e|rank)" "$out/dedup.txt" | cut -c1-200 | head -12 | tee -a "$sum"
+	step "9 collaboration dedup, 4 ranks" $rc
 fi
 exit $status
