@@ -18,6 +18,7 @@ static void comm_free(struct rcmoe_comm *c)
 		rcmoe_gpu_stream_destroy(&c->stream);
 	}
 	rcmoe_gpu_leave(&g);
+	rcmoe_a2a_dedup_destroy(c->dedup);
 	free(c);
 }
 
@@ -33,6 +34,9 @@ static rcmoe_status_t comm_alloc(struct rcmoe_ctx *ctx, int is_send, struct rcmo
 	c->ctx = ctx ? ctx : rcmoe_core_default_ctx();
 	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++)
 		c->reqs[i].comm = c;
+	if (rcmoe_core_compressing())
+		RCMOE_CHECK_GOTO(rcmoe_a2a_dedup_create(rcmoe_core_params(), is_send, &c->dedup),
+				 st, free_comm);
 	if (rcmoe_core_props_cuda()) {
 		int dev;
 		RCMOE_CHECK_GOTO(rcmoe_gpu_context_bind(&dev), st, free_comm);

@@ -20,6 +20,7 @@
 #include "rcmoe/params.h"
 #include "rcmoe/status.h"
 #include "rcmoe/transport.h"
+#include "a2a_dedup.h"
 #include "cpu_codec.h"
 #include "gpu.h"
 #include "gpu_codec.h"
@@ -62,11 +63,12 @@ struct rcmoe_mr {
 
 enum rcmoe_req_state {
 	REQ_FREE = 0,
-	REQ_ENCODING,  /* send: GPU encoder writing the stream into the shadow */
-	REQ_STAGING,   /* send: device -> host copy in flight */
-	REQ_WAIT_POST, /* send: ready, waiting for earlier sends to be posted (FIFO) */
-	REQ_XFER,      /* the transport owns it */
-	REQ_UNSTAGING, /* recv: host -> device copy or GPU decode in flight */
+	REQ_ENCODING,    /* send: GPU encoder writing the stream into the shadow */
+	REQ_STAGING,     /* send: device -> host copy in flight */
+	REQ_WAIT_POST,   /* send: ready, waiting for earlier sends to be posted (FIFO) */
+	REQ_XFER,        /* the transport owns it */
+	REQ_UNSTAGING,   /* recv: host -> device copy or GPU decode in flight */
+	REQ_WAIT_DECODE, /* recv: a window-dedup stream waits for the earlier receives' decodes */
 	REQ_DONE,
 };
 
@@ -81,6 +83,9 @@ struct rcmoe_request {
 	size_t size; /* send: bytes; recv: posted maximum */
 	struct rcmoe_mr *mr;
 	char *wire; /* host bytes handed to the transport */
+	/* recv: where the transport writes the wire bytes (NCCL's buffer or the shadow), from
+	 * place_recv: once the message is known, or at irecv for needs_posted_dest (data.c) */
+	char *landing;
 	size_t wire_len;
 	uint32_t flags;
 	size_t result;           /* bytes reported to NCCL */
@@ -88,6 +93,9 @@ struct rcmoe_request {
 	uint64_t codec_ns;       /* encode or decode time, for the counters */
 	int on_cpu;              /* REQ_ENCODING / REQ_UNSTAGING wait for `job`, not `ev` */
 	int gpu_pending;         /* GPU work was enqueued for it and `ev` has not been seen done */
+	int dd_job;              /* its CPU job codes against the comm's dedup window */
+	int dd_pending;          /* that encode job waits for the earlier sends to be posted */
+	struct rcmoe_wdedup_cfg wd; /* its window dedup, filled into the job when it starts */
 	struct rcmoe_cpu_job job;
 	struct rcmoe_treq *treq;
 	struct rcmoe_gpu_event ev;
@@ -107,7 +115,8 @@ struct rcmoe_comm {
 	struct rcmoe_gpu_stream stream;
 	void *gpu_work; /* codec scratch on the GPU (kernels on `stream` run one at a time) */
 	size_t gpu_work_bytes;
-	int failed; /* sticky: after an error every call fails */
+	int failed;                    /* sticky: after an error every call fails */
+	struct rcmoe_a2a_dedup *dedup; /* RCMOE_A2A_DEDUP's window, NULL when off */
 };
 
 struct rcmoe_listen_comm {

@@ -128,6 +128,11 @@ static rcmoe_status_t choose_buffers(void)
 			return RCMOE_ERR_USAGE;
 		}
 		cuda_buffers = 1;
+		if (rcmoe_policy_dedup())
+			RCMOE_WARN(
+				"RCMOE_A2A_DEDUP=on has no effect with RCMOE_CUDA_BUFFERS=on: "
+				"dedup runs on host buffers only for now (RCMOE_CUDA_BUFFERS=auto "
+				"keeps host buffers with dedup on)");
 		if (!rcmoe_gpu_mps_enabled())
 			RCMOE_INFO(NCCL_INIT | NCCL_NET,
 				   "RCMOE_CUDA_BUFFERS=on without MPS: the plugin's CUDA context "
@@ -141,8 +146,14 @@ static rcmoe_status_t choose_buffers(void)
 		int coding =
 			compressing || (rcmoe_ar_settings_from_params(params, &ar) == RCMOE_OK &&
 					ar.codec != RCMOE_AR_LOSSLESS);
-		cuda_buffers = gpu && coding && rcmoe_gpu_mps_enabled();
-		if (gpu && coding && !cuda_buffers)
+		/* Dedup runs on host buffers only (plugin/a2a_dedup.h): asked for, it decides. */
+		cuda_buffers = gpu && coding && rcmoe_gpu_mps_enabled() && !rcmoe_policy_dedup();
+		if (gpu && coding && rcmoe_policy_dedup())
+			RCMOE_INFO(
+				NCCL_INIT | NCCL_NET,
+				"host buffers (CPU codec): RCMOE_A2A_DEDUP=on runs on host buffers "
+				"only for now");
+		else if (gpu && coding && !cuda_buffers)
 			RCMOE_INFO(
 				NCCL_INIT | NCCL_NET,
 				"host buffers (CPU codec): MPS is off, and without it the "
@@ -187,7 +198,7 @@ static void setup(void)
 		if (setup_status != RCMOE_OK)
 			return;
 	}
-	char codecs[160], ar_codec[128];
+	char codecs[256], ar_codec[128];
 	rcmoe_policy_describe(params, codecs, sizeof(codecs));
 	rcmoe_ar_describe(&ar, ar_codec, sizeof(ar_codec));
 	RCMOE_INFO(NCCL_INIT | NCCL_NET,

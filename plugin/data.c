@@ -16,6 +16,20 @@
  * done). It is sent with RCMOE_MSG_ENCODED only when it is shorter than the raw bytes. The
  * receiver places encoded messages in its shadow, validates the whole stream on the CPU, then
  * decodes into NCCL's buffer (CPU, or GPU kernel) and reports the original size.
+ *
+ * With RCMOE_A2A_DEDUP=on a plan may also dedup a host-buffer send against its connection's
+ * window (a2a_dedup.h). Such a window is read and written by every message, so these encodes
+ * start only when the send is the next to hand to the transport, and such decodes only when no
+ * earlier receive of the connection may still hold one (REQ_WAIT_DECODE): one at a time, in
+ * the connection's order, on the CPU codec workers.
+ *
+ * A transport that needs each receive's destination before its message arrives
+ * (needs_posted_dest: RDMA writes) is given it at irecv (posted_landing), before anyone knows
+ * whether the message will be encoded: a GPU receive's shadow, which takes either; else the
+ * shadow when the policy says the receive may get a stream, NCCL's buffer when it surely gets
+ * raw bytes. A guess that proves wrong costs one copy, never correctness (received): raw bytes
+ * in a host receive's shadow are copied down by a CPU codec worker, a stream that landed in
+ * NCCL's buffer is copied into the shadow and decoded from there.
  */
 #include <sched.h>
 #include <string.h>
@@ -209,10 +223,23 @@ static rcmoe_status_t check_encoded(const struct rcmoe_request *r, size_t *len)
 	return RCMOE_OK;
 }
 
+/* Dedup counters of a message coded against its comm's window. */
+static void count_dedup(struct rcmoe_request *r, uint64_t blocks, uint64_t dups, uint64_t saved)
+{
+	rcmoe_stats_add_dedup(&r->comm->ctx->stats, r->is_send ? RCMOE_DIR_SEND : RCMOE_DIR_RECV,
+			      &r->info, blocks, dups, saved);
+}
+
 /* A CPU encode finished? Send its stream if it is shorter than the raw bytes, else the raw
- * bytes from NCCL's buffer. */
+ * bytes from NCCL's buffer. (A window-dedup encode is started here, in order.) */
 static rcmoe_status_t cpu_encoded_ready(struct rcmoe_request *r)
 {
+	if (r->dd_pending) {
+		r->dd_pending = 0;
+		rcmoe_a2a_dedup_encode_job(r->comm->dedup, &r->job, &r->wd, r->data, r->size,
+					   shadow_of(r), shadow_room(r));
+		rcmoe_cpu_job_submit(&r->job);
+	}
 	if (!rcmoe_cpu_job_done(&r->job))
 		return RCMOE_OK;
 	r->codec_ns = r->job.ns;
@@ -233,6 +260,10 @@ static rcmoe_status_t cpu_encoded_ready(struct rcmoe_request *r)
 		r->wire = shadow_of(r);
 		r->wire_len = len;
 		r->flags = RCMOE_MSG_ENCODED;
+	}
+	if (r->dd_job) {
+		const struct rcmoe_wdedup_tx *tx = &r->comm->dedup->tx;
+		count_dedup(r, tx->last_blocks, tx->last_duplicates, tx->last_saved_bytes);
 	}
 	r->state = REQ_WAIT_POST;
 	return RCMOE_OK;
@@ -314,6 +345,19 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_enc
 	return RCMOE_OK;
 }
 
+/* Host buffers, against the comm's dedup window: queued now, started by progress_sends once
+ * every earlier send has been posted (their window updates are done by then). */
+static rcmoe_status_t encode_dedup(struct rcmoe_request *r, const struct rcmoe_encode_plan *plan)
+{
+	r->wd = plan->wd;
+	r->job.cfg.codec = RCMOE_CODEC_WDEDUP;
+	r->on_cpu = 1;
+	r->dd_job = 1;
+	r->dd_pending = 1;
+	r->state = REQ_ENCODING;
+	return RCMOE_OK;
+}
+
 /* GPU buffers: the encoder writes the stream straight into the mapped shadow. */
 static rcmoe_status_t encode_gpu(struct rcmoe_comm *c, struct rcmoe_request *r,
 				 const struct rcmoe_encode_plan *plan)
@@ -364,6 +408,9 @@ static rcmoe_status_t req_start(struct rcmoe_comm *c, int is_send, void *data, s
 	r->codec_start_ns = 0;
 	r->on_cpu = 0;
 	r->gpu_pending = 0;
+	r->dd_job = 0;
+	r->dd_pending = 0;
+	r->landing = NULL;
 	attribute(c, phandle, &r->info);
 	*out = r;
 	return RCMOE_OK;
@@ -389,11 +436,17 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 		     rcmoe_policy_plan(rcmoe_core_params(), &r->info,
 				       atomic_load_explicit(&c->ctx->attr_op, memory_order_relaxed),
 				       size, r->seq, &plan);
+	/* Window dedup runs on host buffers only (a2a_dedup.h); a GPU buffer takes the stateless
+	 * codec when there is one. */
+	int dedup = encode && plan.dedup && c->dedup && !is_gpu(r) &&
+		    plan.dedup_bound <= shadow_room(r);
 	/* The encoder needs room for its worst case (e.g. raw blocks plus header) in the shadow;
 	 * the encoders check that cap again before they write. */
-	if (encode && plan.bound > shadow_room(r))
+	if (encode && !dedup && (!plan.stateless || plan.bound > shadow_room(r)))
 		encode = 0;
-	if (encode && is_gpu(r))
+	if (dedup)
+		st = encode_dedup(r, &plan);
+	else if (encode && is_gpu(r))
 		st = encode_gpu(c, r, &plan);
 	else if (encode)
 		st = encode_cpu(r, &plan);
@@ -407,26 +460,70 @@ rcmoe_status_t rcmoe_core_isend(struct rcmoe_comm *c, void *data, size_t size, i
 	return RCMOE_OK;
 }
 
-/* Called by the transport once the next message's length and flags are known (the core
- * drives no transport that asks before: needs_posted_dest, see rcmoe_transport_select). */
-static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, void **dest,
-				 struct rcmoe_tmr **tmr)
+/* May a message of wire_len bytes with these flags go into receive r? */
+static rcmoe_status_t check_arrival(const struct rcmoe_request *r, size_t wire_len, uint32_t flags)
 {
-	struct rcmoe_request *r = arg;
 	if (wire_len > r->size) {
 		RCMOE_WARN("peer sent %zu bytes into a receive of at most %zu", wire_len, r->size);
 		return RCMOE_ERR_OVERFLOW;
 	}
 	if ((flags & RCMOE_MSG_ENCODED) && !(r->mr && r->mr->shadow_factor == 2)) {
 		RCMOE_WARN(
-			"peer sent a compressed message, but RCMOE_A2A_BITS=0 here: set the same "
-			"RCMOE_* variables on every rank");
+			"peer sent a compressed message, but compression is off here "
+			"(RCMOE_A2A_BITS=0, RCMOE_A2A_DEDUP=off): set the same RCMOE_* variables "
+			"on every rank");
 		return RCMOE_ERR_USAGE;
 	}
-	r->wire_len = wire_len;
-	r->flags = flags;
-	*dest = (is_gpu(r) || (flags & RCMOE_MSG_ENCODED)) ? shadow_of(r) : r->data;
-	*tmr = tmr_of(r, *dest);
+	return RCMOE_OK;
+}
+
+/*
+ * Where a receive lands when its destination must be given before the message is known
+ * (needs_posted_dest). It must hold anything the receive may get: raw bytes up to its size, or
+ * a stream, which is never longer (a sender encodes only when the stream is shorter than the
+ * raw bytes, and a send is never longer than its receive). A GPU receive's shadow takes both,
+ * as it does with sockets. A host receive without a shadow (compression off here) gets raw
+ * bytes only. Otherwise it is a guess, since a wrong one costs a copy (received):
+ *  - the shadow, where a stream decodes from with no copy, and raw bytes cost a copy of the
+ *    whole message (a CPU codec worker, off the proxy thread) into NCCL's buffer;
+ *  - NCCL's buffer, where raw bytes need nothing, and a stream costs a copy of the stream
+ *    (half the raw bytes or less with LSQ) into the shadow on the proxy thread, which reads
+ *    the stream once anyway to validate it.
+ * So the shadow whenever the policy says this receive may get a stream (also when its
+ * attribution is unknown: a stream then never lands in NCCL's buffer, which a peer's refused
+ * stream would spoil), NCCL's buffer when it surely cannot: another datatype or function
+ * (all-reduce's ring steps, integers), or shorter than RCMOE_MIN_BYTES.
+ */
+static char *posted_landing(const struct rcmoe_request *r)
+{
+	if (!r->mr)
+		return r->data; /* unregistered: a transport that posts ahead refuses it */
+	if (is_gpu(r))
+		return shadow_of(r);
+	if (!r->mr->host_shadow)
+		return r->data;
+	uint32_t op = atomic_load_explicit(&r->comm->ctx->attr_op, memory_order_relaxed);
+	return rcmoe_policy_may_receive_encoded(rcmoe_core_params(), &r->info, op, r->size)
+		       ? shadow_of(r)
+		       : r->data;
+}
+
+/* Called by the transport before any byte of the message is written: once its length and
+ * flags are known (sockets), or at irecv with RCMOE_PLACE_ANY (needs_posted_dest). */
+static rcmoe_status_t place_recv(void *arg, size_t wire_len, uint32_t flags, void **dest,
+				 struct rcmoe_tmr **tmr)
+{
+	struct rcmoe_request *r = arg;
+	if (flags == RCMOE_PLACE_ANY) {
+		r->landing = posted_landing(r);
+	} else {
+		RCMOE_CHECK(check_arrival(r, wire_len, flags));
+		r->wire_len = wire_len;
+		r->flags = flags;
+		r->landing = (is_gpu(r) || (flags & RCMOE_MSG_ENCODED)) ? shadow_of(r) : r->data;
+	}
+	*dest = r->landing;
+	*tmr = tmr_of(r, r->landing);
 	return RCMOE_OK;
 }
 
@@ -498,12 +595,71 @@ static rcmoe_status_t unstage_raw(struct rcmoe_comm *c, struct rcmoe_request *r)
 	return st;
 }
 
+/* May r's window-dedup stream be decoded now? Not while an earlier receive of the comm may
+ * still hold one that is not decoded yet: the window must take the messages in order. */
+static int dedup_turn(const struct rcmoe_comm *c, const struct rcmoe_request *r)
+{
+	for (int i = 0; i < NCCL_NET_MAX_REQUESTS; i++) {
+		const struct rcmoe_request *q = &c->reqs[i];
+		if (q == r || q->state == REQ_FREE || q->seq >= r->seq)
+			continue;
+		if (q->state == REQ_XFER || q->state == REQ_WAIT_DECODE ||
+		    (q->state == REQ_UNSTAGING && q->dd_job))
+			return 0;
+	}
+	return 1;
+}
+
+/* A window-dedup stream, on its turn: validated against the comm's window here (a stream the
+ * window refuses is never decoded), then decoded by a CPU worker, which updates the window. */
+static rcmoe_status_t decode_dedup(struct rcmoe_comm *c, struct rcmoe_request *r)
+{
+	struct rcmoe_wire_header hdr;
+	const char *src = shadow_of(r), *why = NULL;
+	if (!dedup_turn(c, r))
+		return RCMOE_OK;
+	if (!c->dedup || is_gpu(r)) {
+		RCMOE_WARN("refused deduplicated message %llu of %zu bytes: %s; set the same "
+			   "RCMOE_* variables on every rank",
+			   (unsigned long long)r->seq, r->wire_len,
+			   c->dedup ? "window dedup runs on host buffers only, and this receive is "
+				      "a GPU buffer (RCMOE_CUDA_BUFFERS)"
+				    : "RCMOE_A2A_DEDUP=off here");
+		return RCMOE_ERR_USAGE;
+	}
+	rcmoe_status_t st =
+		rcmoe_wdedup_validate(&c->dedup->rx, src, r->wire_len, r->size, &hdr, &why);
+	if (st != RCMOE_OK) {
+		RCMOE_WARN("refused deduplicated message %llu of %zu bytes for a %zu-byte receive "
+			   "(%s %s from peer %d): %s: %s; nothing decoded",
+			   (unsigned long long)r->seq, r->wire_len, r->size,
+			   rcmoe_func_name(r->info.func), rcmoe_dtype_name(r->info.dtype),
+			   r->info.peer, rcmoe_status_str(st), why ? why : "-");
+		return st;
+	}
+	r->result = rcmoe_wire_decoded_bytes(&hdr);
+	/* the stream fills at most the first half of the shadow (it is shorter than the receive):
+	 * the second half holds the decoded literal blocks */
+	rcmoe_a2a_dedup_decode_job(c->dedup, &r->job, src, r->wire_len, r->data, r->size,
+				   shadow_of(r) + r->size, shadow_room(r) - r->size);
+	r->on_cpu = 1;
+	r->dd_job = 1;
+	r->state = REQ_UNSTAGING;
+	rcmoe_cpu_job_submit(&r->job);
+	return RCMOE_OK;
+}
+
 /* An encoded message is in the shadow: validate all of it here, then decode into NCCL's buffer
  * (CPU for host buffers, GPU kernel reading the mapped shadow for GPU buffers). */
 static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 {
 	struct rcmoe_wire_header hdr;
 	const char *src = shadow_of(r);
+	if (rcmoe_wire_parse(src, r->wire_len, &hdr) == RCMOE_OK &&
+	    hdr.codec == RCMOE_CODEC_WDEDUP) {
+		r->state = REQ_WAIT_DECODE;
+		return decode_dedup(c, r);
+	}
 	rcmoe_status_t st = rcmoe_codec_validate(src, r->wire_len, r->size, &hdr);
 	if (st != RCMOE_OK) {
 		struct rcmoe_wire_header h = { 0 };
@@ -544,6 +700,54 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 			   rcmoe_status_str(st));
 	r->state = REQ_UNSTAGING;
 	return st;
+}
+
+/* A CPU codec worker's copy of raw bytes that landed in a host receive's shadow. */
+static rcmoe_status_t copy_down(struct rcmoe_cpu_job *job)
+{
+	memcpy(job->out, job->in, job->in_len);
+	job->out_len = job->in_len;
+	return RCMOE_OK;
+}
+
+/*
+ * The transport says the message is in (len bytes with `flags`, at r->landing): get it where
+ * the rest of the path expects it. A stream is decoded from the shadow; raw bytes end in
+ * NCCL's buffer (host) or are copied up from the shadow (GPU). Where the destination was
+ * posted before the message was known (posted_landing), the message may be elsewhere: one
+ * copy puts it right.
+ */
+static rcmoe_status_t received(struct rcmoe_comm *c, struct rcmoe_request *r, size_t len,
+			       uint32_t flags)
+{
+	RCMOE_CHECK(check_arrival(r, len, flags));
+	r->wire_len = len;
+	r->flags = flags & RCMOE_MSG_ENCODED;
+	r->result = len;
+	if (r->flags) {
+		if (r->landing == r->data) {
+			/* A stream in NCCL's buffer: the decoders write there, so it moves to the
+			 * shadow first (at most half of it, which the stream fits). */
+			RCMOE_CHECK(check_fits(r, "stream copy", len, shadow_room(r)));
+			memcpy(shadow_of(r), r->data, len);
+		}
+		return decode(c, r);
+	}
+	if (is_gpu(r))
+		return len > 0 ? unstage_raw(c, r) : RCMOE_OK;
+	if (r->landing != r->data && len > 0) {
+		struct rcmoe_cpu_job *job = &r->job;
+		job->kind = RCMOE_JOB_CALL;
+		job->call = copy_down;
+		job->in = shadow_of(r);
+		job->in_len = len;
+		job->out = r->data;
+		job->out_cap = r->size;
+		r->on_cpu = 1;
+		r->state = REQ_UNSTAGING;
+		rcmoe_cpu_job_submit(job);
+	}
+	return RCMOE_OK;
 }
 
 /* Has everything that may write into r's buffers stopped? Only asked of a failed comm, whose
@@ -597,24 +801,31 @@ static rcmoe_status_t progress(struct rcmoe_comm *c, struct rcmoe_request *r, in
 		r->result = r->wire_len;
 		if (r->is_send)
 			return finish(r, done, size);
-		if (r->flags & RCMOE_MSG_ENCODED)
-			RCMOE_CHECK(decode(c, r));
-		else if (is_gpu(r) && r->wire_len > 0)
-			RCMOE_CHECK(unstage_raw(c, r));
-		if (r->state != REQ_UNSTAGING)
+		RCMOE_CHECK(received(c, r, len, flags));
+		if (r->state != REQ_UNSTAGING && r->state != REQ_WAIT_DECODE)
 			return finish(r, done, size);
+	} else if (r->state == REQ_WAIT_DECODE) {
+		RCMOE_CHECK(decode_dedup(c, r));
 	}
 	if (r->state == REQ_UNSTAGING && r->on_cpu) {
 		if (!rcmoe_cpu_job_done(&r->job))
 			return RCMOE_OK;
-		r->codec_ns = r->job.ns;
+		/* copy_down is a copy, not codec time */
+		r->codec_ns =
+			r->job.kind == RCMOE_JOB_CALL && r->job.call == copy_down ? 0 : r->job.ns;
 		rcmoe_status_t st = r->job.status;
 		if (st == RCMOE_OK && r->job.out_len != r->result)
 			st = RCMOE_ERR_INTERNAL;
 		if (st != RCMOE_OK) {
-			RCMOE_WARN("decode of validated message %llu failed: %s",
-				   (unsigned long long)r->seq, rcmoe_status_str(st));
+			RCMOE_WARN("decode of validated message %llu failed: %s%s%s",
+				   (unsigned long long)r->seq, rcmoe_status_str(st),
+				   r->dd_job && r->comm->dedup->why ? ": " : "",
+				   r->dd_job && r->comm->dedup->why ? r->comm->dedup->why : "");
 			return st;
+		}
+		if (r->dd_job) {
+			const struct rcmoe_wdedup_rx *rx = &c->dedup->rx;
+			count_dedup(r, rx->last_blocks, rx->last_duplicates, rx->last_saved_bytes);
 		}
 		return finish(r, done, size);
 	}

@@ -47,6 +47,10 @@ static rcmoe_status_t transport_reg(struct rcmoe_comm *comm, struct rcmoe_mr *mr
 	if (!comm)
 		return RCMOE_OK;
 	mr->reg_comm = comm;
+	/* An empty region carries only empty transfers, which move no memory (and verbs refuse
+	 * to register 0 bytes). */
+	if (mr->size == 0)
+		return RCMOE_OK;
 	if (mr->type == NCCL_PTR_HOST)
 		st = t->reg_mr(comm->tsend, comm->trecv, mr->base, mr->size, &mr->t_data);
 	if (st == RCMOE_OK && mr->host_shadow)

@@ -30,6 +30,10 @@ struct rcmoe_msg_info {
 	int group_send_peers; /* distinct peers this rank sends to in the op's group (p2p) */
 	int rank;
 	int nranks;
+	/* The operation (Coll or P2p event) this message is part of, unique per profiler context
+	 * while the comm lives; 0 unknown. Steps of one send to one peer share it: the dedup
+	 * window (a2a_dedup.c) lives as long as it stays the same. */
+	uint64_t op_serial;
 };
 
 static inline void rcmoe_msg_info_reset(struct rcmoe_msg_info *m)
@@ -40,6 +44,7 @@ static inline void rcmoe_msg_info_reset(struct rcmoe_msg_info *m)
 	m->count = 0;
 	m->group_send_peers = 0;
 	m->rank = m->nranks = -1;
+	m->op_serial = 0;
 }
 
 const char *rcmoe_func_name(int func);

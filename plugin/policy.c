@@ -6,12 +6,15 @@
 #include "rcmoe/nccl_abi.h"
 #include "policy.h"
 
-static int enabled;
+static int enabled; /* LSQ on eligible sends */
+static int dedup;   /* window dedup on eligible sends */
 
 int rcmoe_policy_setup(const struct rcmoe_params *p)
 {
 	const char *ll = getenv("NCCL_ALLOC_P2P_NET_LL_BUFFERS");
 	enabled = p->a2a_bits != 0;
+	/* Dedup is exact: LL data (flags in the payload) arrives byte for byte all the same. */
+	dedup = p->a2a_dedup == RCMOE_A2A_DEDUP_ON;
 	if (enabled && ll && atoi(ll) != 0) {
 		/* p2p messages may then be LL: flags inside the payload that a lossy codec would
 		 * destroy, and p2p events do not say which protocol a transfer uses. */
@@ -22,7 +25,7 @@ int rcmoe_policy_setup(const struct rcmoe_params *p)
 			(long long)p->a2a_bits, ll);
 		enabled = 0;
 	}
-	return enabled;
+	return enabled || dedup;
 }
 
 static int is_float(int dtype)
@@ -56,14 +59,17 @@ static int plan_make(const struct rcmoe_codec_cfg *cfg, size_t n, struct rcmoe_e
 	plan->gpu_work = rcmoe_gpu_codec_encode_work_bytes(cfg, n);
 	plan->cpu_encode = rcmoe_codec_encode;
 	plan->gpu_encode = rcmoe_gpu_codec_encode;
-	return plan->bound != 0;
+	plan->stateless = plan->bound != 0;
+	return plan->stateless;
 }
 
 int rcmoe_policy_plan(const struct rcmoe_params *p, const struct rcmoe_msg_info *info,
 		      uint32_t attr_op, size_t bytes, uint64_t op_id,
 		      struct rcmoe_encode_plan *plan)
 {
-	if (!enabled || !info->known || info->func != ncclFuncSend || !is_float(info->dtype))
+	plan->stateless = plan->dedup = 0;
+	if ((!enabled && !dedup) || !info->known || info->func != ncclFuncSend ||
+	    !is_float(info->dtype))
 		return 0;
 	size_t esize = rcmoe_dtype_size(info->dtype);
 	if (bytes < (size_t)p->min_bytes || bytes == 0 || bytes % esize != 0)
@@ -78,7 +84,42 @@ int rcmoe_policy_plan(const struct rcmoe_params *p, const struct rcmoe_msg_info 
 	/* The codec for an eligible send: the one line that names it. */
 	struct rcmoe_codec_cfg cfg = lsq_cfg(p, info->dtype, (int)p->a2a_bits, op_id,
 					     info->rank >= 0 ? (uint32_t)info->rank : 0);
-	return plan_make(&cfg, bytes / esize, plan);
+	if (enabled)
+		plan_make(&cfg, bytes / esize, plan);
+	/* Dedup blocks are LSQ blocks, so rows of a multiple of RCMOE_LSQ_BLOCK elements dedup
+	 * row by row; the window lives as long as the operation (op_serial) stays the same. */
+	if (dedup && info->op_serial) {
+		plan->wd = (struct rcmoe_wdedup_cfg){
+			.op = info->op_serial,
+			.op_id = op_id,
+			.block_bytes = (uint32_t)(p->lsq_block * (int64_t)esize),
+		};
+		if (enabled)
+			plan->wd.lsq = cfg.u.lsq;
+		plan->dedup_bound = rcmoe_wdedup_bound(bytes, &plan->wd);
+		plan->dedup = plan->dedup_bound != 0;
+	}
+	return plan->stateless || plan->dedup;
+}
+
+/* The sender's tests of rcmoe_policy_plan that a receiver can make too: not the datatype's
+ * alignment or the operation's count, which only the message itself tells, nor the scope. */
+int rcmoe_policy_may_receive_encoded(const struct rcmoe_params *p,
+				     const struct rcmoe_msg_info *info, uint32_t attr_op,
+				     size_t bytes)
+{
+	if ((!enabled && !dedup) || bytes == 0 || bytes < (size_t)p->min_bytes)
+		return 0;
+	if (!info->known)
+		return 1;
+	if (info->func != ncclFuncRecv || !is_float(info->dtype))
+		return 0;
+	if (!enabled && !info->op_serial)
+		return 0; /* dedup alone needs the operation */
+	/* Not RCMOE_A2A_SCOPE: whether the sender saw an all-to-all (its group's sends) is not
+	 * something its peer's receive event reliably shows, so a lone float receive may too. */
+	(void)attr_op;
+	return 1;
 }
 
 /* The most elements max_bytes holds is in the narrowest dtype (bf16); scratch grows with the
@@ -107,12 +148,25 @@ size_t rcmoe_policy_gpu_work_bytes(const struct rcmoe_params *p, size_t max_byte
 
 void rcmoe_policy_describe(const struct rcmoe_params *p, char *buf, size_t len)
 {
+	char dd[96] = "";
+	if (dedup)
+		snprintf(dd, sizeof(dd), "%sdedup (window %lld bytes, host buffers)",
+			 enabled ? ", after " : "", (long long)p->dedup_window);
 	if (enabled)
 		snprintf(buf, len,
-			 "LSQ %lld-bit (block %lld) on %s float sends of at least %lld bytes",
-			 (long long)p->a2a_bits, (long long)p->lsq_block,
+			 "LSQ %lld-bit (block %lld)%s on %s float sends of at least %lld bytes",
+			 (long long)p->a2a_bits, (long long)p->lsq_block, dd,
+			 p->a2a_scope == RCMOE_A2A_SCOPE_P2P ? "all p2p" : "all-to-all",
+			 (long long)p->min_bytes);
+	else if (dedup)
+		snprintf(buf, len, "lossless %s on %s float sends of at least %lld bytes", dd,
 			 p->a2a_scope == RCMOE_A2A_SCOPE_P2P ? "all p2p" : "all-to-all",
 			 (long long)p->min_bytes);
 	else
 		snprintf(buf, len, "off (lossless)");
+}
+
+int rcmoe_policy_dedup(void)
+{
+	return dedup;
 }

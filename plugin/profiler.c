@@ -51,6 +51,9 @@ static struct prof_obj *ring_alloc(struct prof_ctx *ctx, enum prof_kind kind)
 	o->info.nranks = ctx->nranks;
 	atomic_store_explicit(&o->send_peer_mask, 0, memory_order_relaxed);
 	o->group_slot = -1;
+	/* an operation's identity: its number in the ring's sequence, which never repeats */
+	if (kind == KIND_OP)
+		o->info.op_serial = i + 1;
 	return o;
 }
 

@@ -43,9 +43,80 @@ void rcmoe_stats_add(struct rcmoe_stats *st, int dir, const struct rcmoe_msg_inf
 	atomic_fetch_add_explicit(&c->codec_ns, codec_ns, memory_order_relaxed);
 }
 
+/* key = 1 + (dir << 40 | (peer + 1) << 8 | dtype slot), peer in [-1, 2^31) */
+static uint64_t dedup_key(int dir, int peer, int dtype)
+{
+	return 1 + ((uint64_t)dir << 40 | (uint64_t)(uint32_t)(peer + 1) << 8 | (uint64_t)dtype);
+}
+
+static struct rcmoe_dedup_cell *dedup_cell(struct rcmoe_stats *st, int dir, int peer, int dtype)
+{
+	const uint64_t n = RCMOE_STATS_DEDUP_SLOTS - 1; /* the last slot: every other peer */
+	uint64_t key = dedup_key(dir, peer, dtype), s = (key * 0x9e3779b97f4a7c15ull >> 32) % n;
+	for (uint64_t probe = 0; probe < n; probe++, s = (s + 1) % n) {
+		struct rcmoe_dedup_cell *c = &st->dedup[s];
+		uint64_t k = atomic_load_explicit(&c->key, memory_order_acquire);
+		if (k == 0 && atomic_compare_exchange_strong(&c->key, &k, key))
+			return c;
+		if (k == key) /* found, or claimed by another thread for the same key */
+			return c;
+	}
+	struct rcmoe_dedup_cell *other = &st->dedup[n];
+	uint64_t zero = 0;
+	atomic_compare_exchange_strong(&other->key, &zero, dedup_key(dir, -1, RCMOE_NDTYPE));
+	return other;
+}
+
+void rcmoe_stats_add_dedup(struct rcmoe_stats *st, int dir, const struct rcmoe_msg_info *info,
+			   uint64_t blocks, uint64_t duplicates, uint64_t saved_bytes)
+{
+	int d = info->known ? dtype_slot(info->dtype) : RCMOE_NDTYPE;
+	int peer = info->known && info->peer >= 0 ? info->peer : -1;
+	struct rcmoe_dedup_cell *c = dedup_cell(st, dir, peer, d);
+	atomic_fetch_add_explicit(&c->blocks, blocks, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->duplicates, duplicates, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->saved_bytes, saved_bytes, memory_order_relaxed);
+}
+
 static const char *dir_name(int dir)
 {
 	return dir == RCMOE_DIR_SEND ? "send" : "recv";
+}
+
+/* One dedup cell, read once. The shared last slot is named by the direction of its first
+ * user, peer -1 and datatype unknown. */
+struct dedup_snap {
+	int dir, peer, dtype;
+	uint64_t blocks, duplicates, saved;
+};
+
+static double dedup_fraction(const struct dedup_snap *d)
+{
+	return d->blocks ? (double)d->duplicates / (double)d->blocks : 0.0;
+}
+
+static size_t snapshot_dedup(const struct rcmoe_stats *st, struct dedup_snap *out, size_t max)
+{
+	size_t n = 0;
+	for (int i = 0; i < RCMOE_STATS_DEDUP_SLOTS; i++) {
+		const struct rcmoe_dedup_cell *c = &st->dedup[i];
+		uint64_t key = atomic_load(&c->key), blocks = atomic_load(&c->blocks);
+		if (!key || !blocks)
+			continue;
+		if (out && n < max) {
+			uint64_t k = key - 1;
+			out[n] = (struct dedup_snap){
+				.dir = (int)(k >> 40),
+				.peer = (int)(uint32_t)(k >> 8) - 1,
+				.dtype = (int)(k & 0xff),
+				.blocks = blocks,
+				.duplicates = atomic_load(&c->duplicates),
+				.saved = atomic_load(&c->saved_bytes),
+			};
+		}
+		n++;
+	}
+	return n;
 }
 
 /* One non-empty cell, read once: what a record keeps and what every output prints. */
@@ -116,6 +187,16 @@ void rcmoe_stats_log_kind(const struct rcmoe_stats *st, uint64_t comm_id, const 
 			   (unsigned long)c->logical, (unsigned long)c->wire, cell_ratio(c),
 			   c->codec_ns / 1e3);
 	}
+	struct dedup_snap dd[RCMOE_STATS_DEDUP_SLOTS];
+	n = snapshot_dedup(st, dd, RCMOE_STATS_DEDUP_SLOTS);
+	for (size_t i = 0; i < n; i++)
+		RCMOE_INFO(
+			NCCL_NET,
+			"stats comm %s %s dedup peer=%d dtype=%s blocks=%lu duplicate_blocks=%lu "
+			"saved_bytes=%lu duplicate_fraction=%.4f",
+			comm, dir_name(dd[i].dir), dd[i].peer, rcmoe_dtype_name(dd[i].dtype),
+			(unsigned long)dd[i].blocks, (unsigned long)dd[i].duplicates,
+			(unsigned long)dd[i].saved, dedup_fraction(&dd[i]));
 }
 
 /* ---- paths ---------------------------------------------------------------------------------- */
@@ -184,6 +265,8 @@ struct stats_record {
 	int format;
 	double ts; /* when the counters were read (Unix time) */
 	char tmpl[256];
+	size_t ndedup;
+	struct dedup_snap *dedup; /* in the same allocation, after the cells */
 	size_t ncells;
 	struct cell_snap cells[];
 };
@@ -381,6 +464,23 @@ static int write_json(const struct stats_record *r, const char *path, const char
 		if (n <= 0 || n >= (int)sizeof(line) || write(fd, line, (size_t)n) != n)
 			err = -1;
 	}
+	/* dedup cells: lines of their own, marked "record":"dedup" (docs/counters.md) */
+	for (size_t i = 0; i < r->ndedup && !err; i++) {
+		const struct dedup_snap *d = &r->dedup[i];
+		char line[768], comm[64];
+		comm_name(r->comm_id, r->kind, comm, sizeof(comm));
+		int n = snprintf(line, sizeof(line),
+				 "{\"ts\":%.3f,\"event\":\"%s\",\"pid\":%d,\"host\":\"%s\","
+				 "\"comm\":\"%s\",\"record\":\"dedup\",\"dir\":\"%s\",\"peer\":%d,"
+				 "\"dtype\":\"%s\",\"blocks\":%lu,\"duplicate_blocks\":%lu,"
+				 "\"saved_bytes\":%lu,\"duplicate_fraction\":%.4f}\n",
+				 r->ts, r->finalize ? "finalize" : "periodic", (int)getpid(), host,
+				 comm, dir_name(d->dir), d->peer, rcmoe_dtype_name(d->dtype),
+				 (unsigned long)d->blocks, (unsigned long)d->duplicates,
+				 (unsigned long)d->saved, dedup_fraction(d));
+		if (n <= 0 || n >= (int)sizeof(line) || write(fd, line, (size_t)n) != n)
+			err = -1;
+	}
 	int saved = errno;
 	close(fd);
 	errno = saved;
@@ -465,6 +565,49 @@ static void prom_comm_labels(const struct stats_record *r, const char *host, cha
 	snprintf(out, size, "comm=\"%s\",host=\"%s\",pid=\"%d\"", comm, host, (int)getpid());
 }
 
+static const struct prom_family dedup_families[] = {
+	{ "rcmoe_dedup_blocks_total", "counter",
+	  "Blocks coded against a dedup window (RCMOE_A2A_DEDUP)." },
+	{ "rcmoe_dedup_duplicate_blocks_total", "counter",
+	  "Of those, duplicates sent as references to an earlier copy." },
+	{ "rcmoe_dedup_saved_bytes_total", "counter", "Bytes of the duplicates not sent again." },
+	{ "rcmoe_dedup_duplicate_fraction", "gauge",
+	  "Duplicate blocks over blocks: the transport's measure of intra-collaboration." },
+};
+
+static void prom_dedup_sample(struct buf *b, size_t family, const struct dedup_snap *d,
+			      const char *labels)
+{
+	buf_printf(b, "%s{dir=\"%s\",peer=\"%d\",dtype=\"%s\",%s} ", dedup_families[family].name,
+		   dir_name(d->dir), d->peer, rcmoe_dtype_name(d->dtype), labels);
+	switch (family) {
+	case 0: buf_printf(b, "%lu\n", (unsigned long)d->blocks); break;
+	case 1: buf_printf(b, "%lu\n", (unsigned long)d->duplicates); break;
+	case 2: buf_printf(b, "%lu\n", (unsigned long)d->saved); break;
+	default: buf_printf(b, "%.6g\n", dedup_fraction(d)); break;
+	}
+}
+
+/* The dedup families, only when some communicator of the file has dedup cells. */
+static void prom_render_dedup(struct buf *b, const char *path, const char *host)
+{
+	char labels[512];
+	int any = 0;
+	for (struct prom_entry *e = prom_table; e; e = e->next)
+		any |= !strcmp(e->path, path) && e->rec->ndedup > 0;
+	for (size_t f = 0; any && f < sizeof(dedup_families) / sizeof(dedup_families[0]); f++) {
+		buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", dedup_families[f].name,
+			   dedup_families[f].help, dedup_families[f].name, dedup_families[f].type);
+		for (struct prom_entry *e = prom_table; e; e = e->next) {
+			if (strcmp(e->path, path))
+				continue;
+			prom_comm_labels(e->rec, host, labels, sizeof(labels));
+			for (size_t i = 0; i < e->rec->ndedup; i++)
+				prom_dedup_sample(b, f, &e->rec->dedup[i], labels);
+		}
+	}
+}
+
 /* Every sample of a family is contiguous, after its HELP and TYPE (the exposition format). No
  * timestamps on samples: node_exporter's textfile collector refuses them. */
 static void prom_render(struct buf *b, const char *path, const char *host)
@@ -481,6 +624,7 @@ static void prom_render(struct buf *b, const char *path, const char *host)
 				prom_cell_sample(b, (int)f, &e->rec->cells[i], labels);
 		}
 	}
+	prom_render_dedup(b, path, host);
 	buf_printf(b, "# HELP rcmoe_comm_finalized 1 once the communicator was finalized (its "
 		      "counters are final).\n# TYPE rcmoe_comm_finalized gauge\n");
 	for (struct prom_entry *e = prom_table; e; e = e->next)
@@ -665,8 +809,9 @@ rcmoe_status_t rcmoe_stats_setup(const char *path_template, int format)
 static struct stats_record *snapshot(const struct rcmoe_stats *st, uint64_t comm_id,
 				     const char *kind, const char *tmpl, int finalize)
 {
-	size_t n = snapshot_cells(st, NULL, 0);
-	struct stats_record *r = malloc(sizeof(*r) + n * sizeof(r->cells[0]));
+	size_t n = snapshot_cells(st, NULL, 0), nd = snapshot_dedup(st, NULL, 0);
+	struct stats_record *r =
+		malloc(sizeof(*r) + n * sizeof(r->cells[0]) + nd * sizeof(struct dedup_snap));
 	if (!r)
 		return NULL;
 	struct timespec now;
@@ -682,6 +827,11 @@ static struct stats_record *snapshot(const struct rcmoe_stats *st, uint64_t comm
 	r->ncells = snapshot_cells(st, r->cells, n);
 	if (r->ncells > n)
 		r->ncells = n;
+	/* Likewise for dedup cells; they follow the cells in the record's allocation. */
+	r->dedup = (struct dedup_snap *)&r->cells[n];
+	r->ndedup = snapshot_dedup(st, r->dedup, nd);
+	if (r->ndedup > nd)
+		r->ndedup = nd;
 	return r;
 }
 

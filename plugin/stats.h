@@ -29,9 +29,22 @@ struct rcmoe_stat_cell {
 	_Atomic uint64_t codec_ns;
 };
 
+/* Dedup counters (RCMOE_A2A_DEDUP) of one direction, peer and datatype: blocks coded against
+ * a window, the duplicates among them sent as references, and the bytes those would have taken.
+ * Slots are claimed on first use; once all are taken, further peers share the last slot, which
+ * reports peer -1. */
+#define RCMOE_STATS_DEDUP_SLOTS 256
+struct rcmoe_dedup_cell {
+	_Atomic uint64_t key; /* 0: free; else dir, peer and datatype slot (stats.c) */
+	_Atomic uint64_t blocks;
+	_Atomic uint64_t duplicates;
+	_Atomic uint64_t saved_bytes;
+};
+
 /* Index RCMOE_NFUNC / RCMOE_NDTYPE holds "unknown". */
 struct rcmoe_stats {
 	struct rcmoe_stat_cell cell[2][RCMOE_NFUNC + 1][RCMOE_NDTYPE + 1];
+	struct rcmoe_dedup_cell dedup[RCMOE_STATS_DEDUP_SLOTS];
 };
 
 enum { RCMOE_DIR_SEND = 0, RCMOE_DIR_RECV = 1 };
@@ -41,7 +54,10 @@ enum { RCMOE_DIR_SEND = 0, RCMOE_DIR_RECV = 1 };
 
 void rcmoe_stats_add(struct rcmoe_stats *st, int dir, const struct rcmoe_msg_info *info,
 		     size_t logical, size_t wire, uint64_t codec_ns);
-/* One INFO line per non-empty cell. */
+/* One message coded against a dedup window, to or from info->peer. */
+void rcmoe_stats_add_dedup(struct rcmoe_stats *st, int dir, const struct rcmoe_msg_info *info,
+			   uint64_t blocks, uint64_t duplicates, uint64_t saved_bytes);
+/* One INFO line per non-empty cell, and one per dedup cell. */
 void rcmoe_stats_log(const struct rcmoe_stats *st, uint64_t comm_id);
 /* The same for counters of one kind of a comm (the collective side's "collnet-PTS" and the
  * like): they are named comm 0x<id>:<kind> in the log and in the file, beside the comm's own. */

@@ -68,8 +68,7 @@ struct rcmoe_tmr; /* a memory registration (reg_mr) */
  *    the next message;
  *  - needs_posted_dest == 1: from irecv, before anything arrived, with `wire_len` = the
  *    receive's max_len and `flags` = RCMOE_PLACE_ANY: the destination must then hold any
- *    message the receive may get. (The core does not drive such a transport yet: the registry
- *    refuses one, see rcmoe_transport_select.)
+ *    message the receive may get (the core's choice: posted_landing in plugin/data.c).
  */
 typedef rcmoe_status_t (*rcmoe_place_fn)(void *arg, size_t wire_len, uint32_t flags, void **dest,
 					 struct rcmoe_tmr **mr);
@@ -139,9 +138,10 @@ struct rcmoe_transport_ops {
 extern const struct rcmoe_transport_ops rcmoe_socket_ops;
 extern const struct rcmoe_transport_ops rcmoe_ib_ops; /* plugin/transport/ib/ */
 
-/* The registry: the transport RCMOE_TRANSPORT names, or with `auto` the first that starts, in the
- * registry's order. Calls its init; *out is the transport tried last (for messages, even on
- * failure; NULL when none was). Never one the core cannot drive (needs_posted_dest, for now). */
+/* The registry: the transport RCMOE_TRANSPORT names, or with `auto` the first of those `auto` may
+ * use that starts (sockets; IB only when named, until it has run on real HCAs), saying which at
+ * INFO. Calls its init; *out is the transport tried last (for messages, even on failure; NULL
+ * when none was). */
 rcmoe_status_t rcmoe_transport_select(const struct rcmoe_params *params,
 				      const struct rcmoe_transport_ops **out);
 

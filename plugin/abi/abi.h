@@ -53,6 +53,9 @@ ncclResult_t rcmoe_abi_properties(int dev, ncclNetProperties_v11_t *props);
 /* Shared collNet v10/v11 entry points (coll_common.c). */
 ncclResult_t rcmoe_abi_coll_connect(void *handles[], int nranks, int rank, void *listen,
 				    void **coll);
+/* The collNet table's devices: the net side's, or none where the collective side cannot run on
+ * the transport in use (coll_common.c). */
+ncclResult_t rcmoe_abi_coll_devices(int *ndev);
 ncclResult_t rcmoe_abi_coll_reduce_support(ncclDataType_t dtype, ncclRedOp_t op, int *supported);
 ncclResult_t rcmoe_abi_coll_reg_mr(void *coll, void *data, size_t size, int type, void **mhandle);
 ncclResult_t rcmoe_abi_coll_reg_mr_dmabuf(void *coll, void *data, size_t size, int type,

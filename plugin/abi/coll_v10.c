@@ -34,7 +34,7 @@ static ncclResult_t cv10_listen(int dev, void *handle, void **listen)
 RCMOE_EXPORT const ncclCollNet_v10_t ncclCollNetPlugin_v10 = {
 	.name = RCMOE_NET_NAME,
 	.init = cv10_init,
-	.devices = rcmoe_abi_devices,
+	.devices = rcmoe_abi_coll_devices,
 	.getProperties = cv10_properties,
 	.listen = cv10_listen,
 	.connect = rcmoe_abi_coll_connect,

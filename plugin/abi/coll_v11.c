@@ -30,7 +30,7 @@ static ncclResult_t cv11_finalize(void *ctx)
 RCMOE_EXPORT const ncclCollNet_v11_t ncclCollNetPlugin_v11 = {
 	.name = RCMOE_NET_NAME,
 	.init = cv11_init,
-	.devices = rcmoe_abi_devices,
+	.devices = rcmoe_abi_coll_devices,
 	.getProperties = cv11_properties,
 	.listen = cv11_listen,
 	.connect = rcmoe_abi_coll_connect,

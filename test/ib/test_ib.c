@@ -4,7 +4,7 @@
  * RCMOE_IB_HCA filter, run-time loading (a missing library or one without the verbs is
  * "unsupported", never a crash), verbs errors injected into completions (a WARN naming the
  * peer and the status, an error on both sides in under 5 s), the provider's own checks of
- * rkeys, bounds and access, and the registry's refusal while the core cannot drive it.
+ * rkeys, bounds and access, and the registry's choice between IB and sockets.
  */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -201,13 +201,64 @@ Test(ib, error_on_the_clear_to_send_write_fails_both_sides)
 	injected("1:12", "IBV_WC_RETRY_EXC_ERR", "from");
 }
 
-Test(ib, the_registry_refuses_it_until_the_core_posts_destinations)
+static const char *env_get(const char *name)
+{
+	return getenv(name);
+}
+
+/* The registry's choice (plugin/transport/registry.c) with `transport` and this verbs
+ * library: its status, the transport it tried last in *t. */
+static rcmoe_status_t select_with(int transport, const char *library,
+				  const struct rcmoe_transport_ops **t)
 {
 	struct rcmoe_params params;
+	setenv("RCMOE_SOCKET_IFNAME", "lo", 1);
+	setenv("RCMOE_IB_LIBRARY", library, 1);
+	cr_assert_eq(rcmoe_params_parse(&params, env_get, 0), RCMOE_OK);
+	params.transport = transport;
+	return rcmoe_transport_select(&params, t);
+}
+
+Test(ib, the_registry_gives_ib_when_asked)
+{
 	const struct rcmoe_transport_ops *t = NULL;
-	memset(&params, 0, sizeof(params));
-	params.transport = RCMOE_TRANSPORT_IB;
-	cr_assert_eq(rcmoe_transport_select(&params, &t), RCMOE_ERR_UNSUPPORTED);
+	cr_assert_eq(select_with(RCMOE_TRANSPORT_IB, FAKEVERBS_PATH, &t), RCMOE_OK);
 	cr_assert_eq(t, &rcmoe_ib_ops);
-	cr_assert_geq(test_log_warn_count(), 1);
+	cr_assert_eq(test_log_warn_count(), 0);
+}
+
+/* Until the IB transport has run on real HCAs, `auto` keeps sockets even where a port is
+ * active; IB is used when named. */
+Test(ib, auto_keeps_sockets_where_a_port_is_active)
+{
+	const struct rcmoe_transport_ops *t = NULL;
+	cr_assert_eq(select_with(RCMOE_TRANSPORT_AUTO, FAKEVERBS_PATH, &t), RCMOE_OK);
+	cr_assert_eq(t, &rcmoe_socket_ops);
+	cr_assert_eq(test_log_warn_count(), 0);
+}
+
+Test(ib, auto_uses_sockets_without_the_library)
+{
+	const struct rcmoe_transport_ops *t = NULL;
+	cr_assert_eq(select_with(RCMOE_TRANSPORT_AUTO, "/nonexistent/libibverbs.so.1", &t),
+		     RCMOE_OK);
+	cr_assert_eq(t, &rcmoe_socket_ops);
+	cr_assert_eq(test_log_warn_count(), 0, "a machine without verbs is no warning");
+}
+
+Test(ib, auto_uses_sockets_without_an_active_port)
+{
+	const struct rcmoe_transport_ops *t = NULL;
+	setenv("FAKEVERBS_PORT_DOWN", "fake0", 1);
+	cr_assert_eq(select_with(RCMOE_TRANSPORT_AUTO, FAKEVERBS_PATH, &t), RCMOE_OK);
+	cr_assert_eq(t, &rcmoe_socket_ops);
+}
+
+/* Asked for by name, IB that cannot start is an error, not sockets in its place. */
+Test(ib, ib_asked_for_without_the_library_fails)
+{
+	const struct rcmoe_transport_ops *t = NULL;
+	cr_assert_eq(select_with(RCMOE_TRANSPORT_IB, "/nonexistent/libibverbs.so.1", &t),
+		     RCMOE_ERR_UNSUPPORTED);
+	cr_assert_eq(t, &rcmoe_ib_ops);
 }

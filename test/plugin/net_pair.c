@@ -13,6 +13,9 @@ extern const ncclNet_v10_t ncclNetPlugin_v10;
 
 int net_version = 11;
 
+static struct raw_link *active_link; /* its sends are moved along by the waits below */
+static void raw_link_pump(void);
+
 double now_s(void)
 {
 	struct timespec t;
@@ -197,6 +200,7 @@ int net_wait(void *req, double timeout_s)
 	int done = 0, size = -1;
 	double t0 = now_s();
 	while (!done) {
+		raw_link_pump();
 		cr_assert_eq(net_test(req, &done, &size), ncclSuccess, "test failed");
 		cr_assert_lt(now_s() - t0, timeout_s, "request not done after %.0f s", timeout_s);
 	}
@@ -208,6 +212,7 @@ ncclResult_t net_wait_error(void *req, double timeout_s)
 	int done = 0, size = -1;
 	double t0 = now_s();
 	for (;;) {
+		raw_link_pump();
 		ncclResult_t r = net_test(req, &done, &size);
 		if (r != ncclSuccess)
 			return r;
@@ -223,6 +228,7 @@ void net_wait_all(void *const *reqs, int n, int *sizes, double timeout_s)
 	double t0 = now_s();
 	cr_assert_not_null(done);
 	while (left > 0) {
+		raw_link_pump();
 		for (int i = 0; i < n; i++) {
 			int d = 0, size = -1;
 			if (done[i])
@@ -275,6 +281,77 @@ void net_exchange(struct net_pair *p, size_t send_size, size_t recv_size, unsign
 	cr_expect_eq(net_dereg(p->recv, rmh), ncclSuccess);
 	free(src);
 	free(dst);
+}
+
+int net_over_ib(void)
+{
+	const char *t = getenv("RCMOE_TRANSPORT");
+	return t && strcmp(t, "ib") == 0;
+}
+
+const struct rcmoe_transport_ops *net_transport_ops(void)
+{
+	return net_over_ib() ? &rcmoe_ib_ops : &rcmoe_socket_ops;
+}
+
+void raw_link_open(struct raw_link *l)
+{
+	char handle[NCCL_NET_HANDLE_MAXSIZE];
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = -1 };
+	const struct rcmoe_transport_ops *t = net_transport_ops();
+	memset(l, 0, sizeof(*l));
+	cr_assert_eq(ncclNetPlugin_v11.init(&l->ctx, 7, &cfg, rcmoe_log_get(), NULL), ncclSuccess);
+	cr_assert_eq(ncclNetPlugin_v11.listen(l->ctx, 0, handle, &l->listen), ncclSuccess);
+	double t0 = now_s();
+	while (!l->ts || !l->recv) {
+		ncclNetDeviceHandle_v11_t *dh;
+		if (!l->ts)
+			cr_assert_eq(t->connect(0, handle, &l->ts), RCMOE_OK);
+		if (!l->recv)
+			cr_assert_eq(ncclNetPlugin_v11.accept(l->listen, &l->recv, &dh),
+				     ncclSuccess);
+		cr_assert_lt(now_s() - t0, 10.0);
+	}
+	active_link = l;
+}
+
+void raw_link_send(struct raw_link *l, const void *buf, size_t len, uint32_t flags)
+{
+	const struct rcmoe_transport_ops *t = net_transport_ops();
+	int i = l->nsends;
+	cr_assert_lt(i, RAW_LINK_MAX_SENDS);
+	if (len > 0)
+		cr_assert_eq(t->reg_mr(l->ts, NULL, (void *)buf, len, &l->mr[i]), RCMOE_OK);
+	cr_assert_eq(t->isend(l->ts, buf, len, l->mr[i], 0, flags, &l->treq[i]), RCMOE_OK);
+	cr_assert_not_null(l->treq[i], "the bare sender is full");
+	l->nsends++;
+}
+
+/* Test each send not yet reported: done or failed, it is released and not tested again. */
+static void raw_link_pump(void)
+{
+	struct raw_link *l = active_link;
+	if (!l)
+		return;
+	for (int i = 0; i < l->nsends; i++) {
+		int done = 0;
+		if (l->treq[i] &&
+		    (net_transport_ops()->test(l->treq[i], &done, NULL, NULL) != RCMOE_OK || done))
+			l->treq[i] = NULL;
+	}
+}
+
+void raw_link_close(struct raw_link *l)
+{
+	const struct rcmoe_transport_ops *t = net_transport_ops();
+	active_link = NULL;
+	t->close_send(l->ts);
+	for (int i = 0; i < l->nsends; i++)
+		if (l->mr[i])
+			t->dereg_mr(l->ts, NULL, l->mr[i]);
+	net_close_recv(l->recv);
+	ncclNetPlugin_v11.closeListen(l->listen);
+	ncclNetPlugin_v11.finalize(l->ctx);
 }
 
 int stats_send_cell(const char *path, const char *func, const char *dtype, unsigned long *messages,

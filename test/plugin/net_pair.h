@@ -7,7 +7,9 @@
 #define RCMOE_TEST_NET_PAIR_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "rcmoe/nccl_abi.h"
+#include "rcmoe/transport.h"
 
 struct net_pair {
 	int version; /* 11 or 10 */
@@ -53,6 +55,28 @@ void fill_pattern(void *buf, size_t n, unsigned seed);
 /* Index of the first byte that differs from the pattern, or (size_t)-1 if none. */
 size_t check_pattern(const void *buf, size_t n, unsigned seed);
 double now_s(void);
+
+/* The transport the suite runs over: the IB transport over the test verbs provider when the
+ * environment says RCMOE_TRANSPORT=ib (meson runs each suite both ways), else sockets. */
+int net_over_ib(void);
+const struct rcmoe_transport_ops *net_transport_ops(void);
+
+/* The plugin's receive comm (v11) fed by a bare sender of the same transport, so that a test
+ * chooses what goes on the wire. While a link is open, net_wait, net_wait_error and
+ * net_wait_all also move its sends along (an IB sender writes only when tested, as NCCL's
+ * proxy tests every request it holds). */
+#define RAW_LINK_MAX_SENDS 8
+struct raw_link {
+	void *ctx, *listen, *recv;
+	struct rcmoe_tsend *ts;
+	int nsends;
+	struct rcmoe_treq *treq[RAW_LINK_MAX_SENDS];
+	struct rcmoe_tmr *mr[RAW_LINK_MAX_SENDS];
+};
+void raw_link_open(struct raw_link *l);
+/* Send len bytes at buf with flags; the buffer is registered with the transport until close. */
+void raw_link_send(struct raw_link *l, const void *buf, size_t len, uint32_t flags);
+void raw_link_close(struct raw_link *l);
 
 /* The send counters for func/dtype in a stats file (RCMOE_STATS_FILE, written at finalize; the
  * last matching line wins): 1 if found, else 0. */

@@ -65,6 +65,18 @@ struct fake_phandle prof_chain(void *pctx, const char *func, const char *dtype, 
 	px.proxyOp.isSend = strcmp(func, "Recv") != 0;
 	void *pop = prof_event(pctx, &px);
 	ncclProfilerEventDescr_v5_t st = { .type = ncclProfileProxyStep, .parentObj = pop };
-	struct fake_phandle ph = { .prof_ctx = pctx, .step = prof_event(pctx, &st) };
+	struct fake_phandle ph = { .prof_ctx = pctx,
+				   .step = prof_event(pctx, &st),
+				   .proxy_op = pop };
 	return ph;
+}
+
+struct fake_phandle prof_chain_next_step(const struct fake_phandle *ph)
+{
+	ncclProfilerEventDescr_v5_t st = { .type = ncclProfileProxyStep,
+					   .parentObj = ph->proxy_op };
+	struct fake_phandle next = { .prof_ctx = ph->prof_ctx,
+				     .step = prof_event(ph->prof_ctx, &st),
+				     .proxy_op = ph->proxy_op };
+	return next;
 }

@@ -11,6 +11,7 @@
 struct fake_phandle {
 	void *prof_ctx;
 	void *step;
+	void *proxy_op;
 };
 
 /* Pass as the net init's profiler callback. */
@@ -22,5 +23,7 @@ void *prof_chain_init(int nranks, int rank);
  * all-to-all shape when npeers > 1), and the chain down to a step for the first one. */
 struct fake_phandle prof_chain(void *pctx, const char *func, const char *dtype, size_t count,
 			       int npeers);
+/* The next step of the same proxy op: another message of the same operation. */
+struct fake_phandle prof_chain_next_step(const struct fake_phandle *ph);
 
 #endif

@@ -3,6 +3,7 @@
  * exports: every table NCCL looks for, and nothing of the internals. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,4 +111,79 @@ Test(smoke, only_tables_exported)
 	}
 	cr_expect_eq(pclose(p), 0);
 	cr_expect_geq(n, 3);
+}
+
+/* Every line the plugin logs, concatenated, to look for what it said. */
+static char logged[16384];
+
+static void keep_log(ncclDebugLogLevel level, unsigned long flags, const char *file, int line,
+		     const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	(void)level;
+	(void)flags;
+	(void)file;
+	(void)line;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (strlen(logged) + strlen(buf) + 2 < sizeof(logged)) {
+		strcat(logged, buf);
+		strcat(logged, "\n");
+	}
+}
+
+/* Init the loaded plugin's net v11 table with RCMOE_TRANSPORT=`transport` and the verbs
+ * library `ib_library`; returns its device count. */
+static int init_with(const char *transport, const char *ib_library, void **ctx)
+{
+	const ncclNet_v11_t *t = dlsym(lib, "ncclNetPlugin_v11");
+	ncclNetCommConfig_v11_t cfg = { .trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF };
+	int ndev = 0;
+	cr_assert_not_null(t);
+	setenv("RCMOE_TRANSPORT", transport, 1);
+	setenv("RCMOE_SOCKET_IFNAME", "lo", 1);
+	setenv("RCMOE_IB_LIBRARY", ib_library, 1);
+	cr_assert_eq(t->init(ctx, 1, &cfg, keep_log, NULL), ncclSuccess, "init failed:\n%s",
+		     logged);
+	cr_assert_eq(t->devices(&ndev), ncclSuccess);
+	return ndev;
+}
+
+/* Where libibverbs cannot be loaded, the plugin still loads (it links nothing of rdma-core),
+ * starts over sockets, and says so: `auto` uses sockets, and names the IB transport it does not
+ * pick yet. */
+Test(smoke, runs_over_sockets_without_libibverbs)
+{
+	void *ctx = NULL;
+	const ncclNet_v11_t *t = dlsym(lib, "ncclNetPlugin_v11");
+	cr_assert_gt(init_with("auto", "/nonexistent/libibverbs.so.1", &ctx), 0);
+	cr_expect(strstr(logged, "transport socket (RCMOE_TRANSPORT=auto); RCMOE_TRANSPORT=ib"),
+		  "the choice is not said:\n%s", logged);
+	cr_expect(strstr(logged, "; transport socket;"), "the init line names no socket:\n%s",
+		  logged);
+	t->finalize(ctx);
+}
+
+/* Named, the IB transport runs where a verbs port is active (the test provider's); the
+ * collective side, which runs over sockets only, then reports no collNet device. */
+Test(smoke, ib_by_name_where_a_port_is_active)
+{
+	void *ctx = NULL;
+	const char *fv = getenv("FAKEVERBS_PATH");
+	const ncclNet_v11_t *t = dlsym(lib, "ncclNetPlugin_v11");
+	const ncclCollNet_v11_t *coll = dlsym(lib, "ncclCollNetPlugin_v11");
+	cr_assert_not_null(fv, "FAKEVERBS_PATH not set by the test harness");
+	cr_assert_eq(init_with("ib", fv, &ctx), 1);
+	cr_expect(strstr(logged, "transport ib (RCMOE_TRANSPORT=ib)"), "%s", logged);
+	cr_expect(strstr(logged, "; transport ib;"), "the init line names no ib:\n%s", logged);
+	ncclNetProperties_v11_t props;
+	cr_assert_eq(t->getProperties(0, &props), ncclSuccess);
+	cr_expect_str_eq(props.name, "fake0:1");
+	int ndev = -1;
+	cr_assert_eq(coll->devices(&ndev), ncclSuccess);
+	cr_expect_eq(ndev, 0, "collNet offered over the IB transport");
+	cr_expect(strstr(logged, "collNet: no device"), "%s", logged);
+	t->finalize(ctx);
 }

@@ -175,6 +175,9 @@ static void write_counters(const char *tmpl, int format)
 	rcmoe_stats_add(&a, RCMOE_DIR_SEND, &bf, 1 << 20, 300000, 100000);
 	rcmoe_stats_add(&a, RCMOE_DIR_SEND, &i64, 64, 64, 0);
 	rcmoe_stats_add(&a, RCMOE_DIR_RECV, &unknown, 9, 9, 0);
+	/* dedup lines and samples (per peer) are not message counters: the reader skips them */
+	bf.peer = 2;
+	rcmoe_stats_add_dedup(&a, RCMOE_DIR_SEND, &bf, 64, 16, 4096);
 	cr_assert_eq(rcmoe_stats_write(&a, 0xa, tmpl, "finalize"), RCMOE_OK);
 	cr_assert_eq(rcmoe_stats_flush(5000), RCMOE_OK);
 }

@@ -82,3 +82,60 @@ Test(stats, path_template)
 	snprintf(want, sizeof(want), "/tmp/s.h3.%d.jsonl", (int)getpid());
 	cr_expect_str_eq(out, want);
 }
+
+/* Dedup cells: per direction, peer and datatype, in the JSON file as "record":"dedup" lines
+ * with the duplicate fraction; more peers than slots share the last one (peer -1). */
+Test(stats, dedup_cells_per_peer)
+{
+	static struct rcmoe_stats st;
+	char tmpl[] = "/tmp/rcmoe-stats-dedup-XXXXXX";
+	int fd = mkstemp(tmpl);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	struct rcmoe_msg_info m = test_msg_info(ncclFuncSend, ncclBfloat16);
+	m.peer = 3;
+	rcmoe_stats_add(&st, RCMOE_DIR_SEND, &m, 4096, 3072, 0);
+	rcmoe_stats_add_dedup(&st, RCMOE_DIR_SEND, &m, 16, 4, 1024);
+	rcmoe_stats_add_dedup(&st, RCMOE_DIR_SEND, &m, 16, 0, 0);
+	m.peer = 5;
+	rcmoe_stats_add_dedup(&st, RCMOE_DIR_SEND, &m, 10, 5, 1280);
+	rcmoe_stats_add_dedup(&st, RCMOE_DIR_RECV, &m, 10, 5, 1280);
+	cr_assert_eq(rcmoe_stats_write(&st, 0xd, tmpl, "finalize"), RCMOE_OK);
+	cr_assert_eq(rcmoe_stats_flush(5000), RCMOE_OK);
+	FILE *f = fopen(tmpl, "r");
+	char line[1024];
+	int counters = 0, peer3 = 0, peer5 = 0, recv5 = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strstr(line, "\"record\":\"dedup\"")) {
+			counters++;
+			continue;
+		}
+		if (strstr(line, "\"dir\":\"send\",\"peer\":3,\"dtype\":\"ncclBfloat16\","
+				 "\"blocks\":32,\"duplicate_blocks\":4,\"saved_bytes\":1024,"
+				 "\"duplicate_fraction\":0.1250}"))
+			peer3++;
+		if (strstr(line, "\"dir\":\"send\",\"peer\":5,") &&
+		    strstr(line, "\"duplicate_fraction\":0.5000}"))
+			peer5++;
+		if (strstr(line, "\"dir\":\"recv\",\"peer\":5,"))
+			recv5++;
+	}
+	fclose(f);
+	unlink(tmpl);
+	cr_expect_eq(counters, 1);
+	cr_expect_eq(peer3, 1, "peer 3's dedup line missing or wrong");
+	cr_expect_eq(peer5, 1);
+	cr_expect_eq(recv5, 1);
+
+	/* every slot taken: the rest lands in the shared one */
+	static struct rcmoe_stats full;
+	for (int p = 0; p < RCMOE_STATS_DEDUP_SLOTS + 10; p++) {
+		m.peer = p;
+		rcmoe_stats_add_dedup(&full, RCMOE_DIR_SEND, &m, 1, 1, 256);
+	}
+	uint64_t total = 0;
+	for (int i = 0; i < RCMOE_STATS_DEDUP_SLOTS; i++)
+		total += full.dedup[i].blocks;
+	cr_expect_eq(total, RCMOE_STATS_DEDUP_SLOTS + 10u, "blocks lost when the table is full");
+	cr_expect_eq(full.dedup[RCMOE_STATS_DEDUP_SLOTS - 1].blocks, 11u);
+}

@@ -86,6 +86,13 @@ void ib_comm_fail(struct ib_comm *c, rcmoe_status_t st, const char *fmt, ...)
 	va_end(ap);
 	RCMOE_WARN("IB transport: connection %s %s failed: %s", c->is_send ? "to" : "from", c->peer,
 		   why);
+	/* A QP in the error state takes no more writes: once the requests report the failure,
+	 * the peer's HCA can no longer place bytes in buffers NCCL may free or reuse. */
+	for (int i = 0; i < c->nqps; i++) {
+		struct rcmoe_ibv_qp_attr a = { .qp_state = RCMOE_IBV_QPS_ERR };
+		if (c->qp[i])
+			(void)ib_verbs.modify_qp(c->qp[i], &a, RCMOE_IBV_QP_STATE);
+	}
 	if (c->fd >= 0)
 		shutdown(c->fd, SHUT_RDWR); /* the peer sees the side channel close */
 }

@@ -155,6 +155,8 @@ rcmoe_status_t ib_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, s
 
 /* ---- receiver ---- */
 
+static void poll_cq(struct ib_comm *c);
+
 rcmoe_status_t ib_irecv(struct rcmoe_trecv *comm, size_t max_len, int tag, rcmoe_place_fn place,
 			void *place_arg, struct rcmoe_treq **req)
 {
@@ -166,7 +168,11 @@ rcmoe_status_t ib_irecv(struct rcmoe_trecv *comm, size_t max_len, int tag, rcmoe
 		return c->error;
 	unsigned slot = c->head % IB_MAX_REQS;
 	struct ib_req *r = &c->reqs[slot];
-	/* The slot's entry is written from c->cts[slot]: not while its last write is in flight. */
+	/* The slot's entry is written from c->cts[slot]: not while its last write is in flight.
+	 * Only a completion says it is done, and with no receive left to test nothing else polls
+	 * this comm's completions: look here, or the caller retries forever. */
+	if (r->state == IB_REQ_FREE && c->cts_busy[slot])
+		poll_cq(c);
 	if (r->state != IB_REQ_FREE || c->cts_busy[slot])
 		return RCMOE_OK;
 	void *dest = NULL;

@@ -204,7 +204,8 @@ static bool push(struct fv_qp *qp)
 			p->flags |= FV_LAST;
 		if (w->opcode == RCMOE_IBV_WR_RDMA_WRITE_WITH_IMM)
 			p->flags |= FV_IMM;
-		memcpy(p + 1, (const void *)(uintptr_t)(w->laddr + w->pushed), n);
+		if (n) /* a 0-byte write may have no buffer at all */
+			memcpy(p + 1, (const void *)(uintptr_t)(w->laddr + w->pushed), n);
 		ring_publish(qp->peer, p);
 		w->pushed += n;
 		moved = true;
@@ -219,6 +220,10 @@ static bool push(struct fv_qp *qp)
 
 static bool write_allowed(const struct fv_pkt *p)
 {
+	/* A zero-length write touches no memory: as on real HCAs, its rkey is not checked (a
+	 * 0-byte receive may be posted with no registration at all). */
+	if (p->total == 0)
+		return true;
 	for (struct fv_mr *m = fv_mrs; m; m = m->next) {
 		uint64_t base = (uint64_t)(uintptr_t)m->ibv.addr;
 		if (m->ibv.rkey != p->rkey)
@@ -237,7 +242,8 @@ static void place(const struct fv_pkt *p)
 	uint8_t *dst = (uint8_t *)(uintptr_t)p->raddr;
 	const uint8_t *src = (const uint8_t *)(p + 1);
 	if (p->len <= 8) {
-		memcpy(dst, src, p->len);
+		if (p->len) /* a 0-byte write may name no address */
+			memcpy(dst, src, p->len);
 		return;
 	}
 	memcpy(dst, src, p->len - 8);
@@ -260,6 +266,9 @@ static bool drain(struct fv_qp *qp)
 			qp->last_sign_ns = fv_now_ns();
 			if (qp->sq_tail != qp->sq_push)
 				complete_send(qp, &qp->sq[qp->sq_tail % FV_SQ], (int)p->status);
+		} else if (p->type == FV_WRITE && qp->ibv.state == RCMOE_IBV_QPS_ERR) {
+			/* A QP in the error state drops what arrives, unanswered: the
+			 * requester's retries run out, as with a real HCA. */
 		} else if (p->type == FV_WRITE) {
 			if (qp->ack_head - qp->ack_tail == FV_SQ)
 				break; /* answers pile up: wait for room to send them */

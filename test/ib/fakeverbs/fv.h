@@ -19,8 +19,9 @@
  * cover the target gives the requester IBV_WC_REM_ACCESS_ERR; an lkey that does not cover the
  * source gives IBV_WC_LOC_PROT_ERR; a peer that does not answer (its process died or stopped)
  * gives IBV_WC_RETRY_EXC_ERR after 4.096 us x 2^timeout x (retry_cnt + 1), from the QP's RTS
- * attributes. The first error puts the QP in the error state, and every later WR completes
- * with IBV_WC_WR_FLUSH_ERR.
+ * attributes. The first error, or ibv_modify_qp to IBV_QPS_ERR, puts the QP in the error
+ * state: every outstanding and later WR completes with IBV_WC_WR_FLUSH_ERR, and writes that
+ * arrive for it are dropped unanswered.
  *
  * Environment (read when a device is opened, except FAKEVERBS_FAIL_SEND, read at each post):
  *   FAKEVERBS_NDEV=n            devices fake0..fake<n-1>, one port each (default 1, at most 8)

@@ -156,7 +156,9 @@ FV_EXPORT int ibv_modify_qp(struct rcmoe_ibv_qp *ibv, struct rcmoe_ibv_qp_attr *
 			qp->retry_ns = (uint64_t)t;
 		}
 	}
-	if (!err)
+	if (to == RCMOE_IBV_QPS_ERR && !err)
+		fv_qp_error(qp, NULL, 0); /* flushes every outstanding WR, as an HCA does */
+	else if (!err)
 		qp->ibv.state = to;
 	pthread_mutex_unlock(&fv_lock);
 	return err;
