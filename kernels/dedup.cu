@@ -19,7 +19,7 @@
  *    padding and writes the header.
  * Decode: dedup_decode_kernel, grid = blocks / 8, warp per block copies from its literal.
  */
-#include "gpu_common.cuh"
+#include "dedup_warp.cuh"
 #include "gpu_internal.h"
 
 #define DD_NT    256
@@ -41,45 +41,15 @@ struct dd_args {
 	uint32_t hdr[RCMOE_HW_WORDS];
 };
 
-/* Copy sz bytes with the widest access both sides allow. One warp. */
-static __device__ void warp_copy(uint8_t *d, const uint8_t *s, uint64_t sz)
-{
-	const int lane = threadIdx.x & 31;
-	if ((((uintptr_t)d | (uintptr_t)s | sz) & 15) == 0) {
-		for (uint64_t i = lane * 16ull; i < sz; i += 512)
-			*(uint4 *)(d + i) = *(const uint4 *)(s + i);
-	} else if ((((uintptr_t)d | (uintptr_t)s | sz) & 3) == 0) {
-		for (uint64_t i = lane * 4ull; i < sz; i += 128)
-			*(uint32_t *)(d + i) = *(const uint32_t *)(s + i);
-	} else {
-		for (uint64_t i = lane; i < sz; i += 32)
-			d[i] = s[i];
-	}
-}
-
-static __device__ __forceinline__ uint64_t block_word(const uint8_t *p, uint32_t bb, uint64_t i)
-{
-	uint64_t w = *(const uint32_t *)(p + 8 * i);
-	if (8 * i + 4 < bb)
-		w |= (uint64_t) * (const uint32_t *)(p + 8 * i + 4) << 32;
-	return w;
-}
-
 __global__ void __launch_bounds__(DD_NT) dedup_hash_kernel(const struct dd_args a)
 {
 	const int lane = threadIdx.x & 31;
 	const uint64_t i = (uint64_t)blockIdx.x * DD_WARPS + (threadIdx.x >> 5);
 	if (i >= a.nfull)
 		return;
-	const uint8_t *p = a.src + i * a.bb;
-	uint64_t nw = (a.bb + 7) / 8, sum = 0;
-	for (uint64_t w = lane; w < nw; w += 32)
-		sum += rcmoe_dedup_word_hash(block_word(p, a.bb, w), w);
-	for (int o = 16; o > 0; o >>= 1)
-		sum += __shfl_xor_sync(RCMOE_FULL_MASK, sum, o);
+	uint64_t h = dedup_warp_block_hash(a.src + i * a.bb, a.bb), s = h & (a.tsize - 1);
 	if (lane != 0)
 		return;
-	uint64_t h = rcmoe_dedup_final_hash(sum, a.bb), s = h & (a.tsize - 1);
 	a.hashes[i] = h;
 	for (;;) {
 		unsigned long long old = atomicCAS(&a.keys[s], 0ull, (unsigned long long)h);
@@ -103,15 +73,8 @@ __global__ void __launch_bounds__(DD_NT) dedup_match_kernel(const struct dd_args
 		while (a.keys[s] != h)
 			s = (s + 1) & (a.tsize - 1);
 		uint32_t j = a.first[s];
-		if (j < i) {
-			const uint32_t *x = (const uint32_t *)(a.src + i * a.bb);
-			const uint32_t *y = (const uint32_t *)(a.src + (uint64_t)j * a.bb);
-			bool diff = false;
-			for (uint32_t w = lane; w < a.bb / 4 && !diff; w += 32)
-				diff = x[w] != y[w];
-			if (!__any_sync(RCMOE_FULL_MASK, diff))
-				src = j;
-		}
+		if (j < i && dedup_warp_equal(a.src + i * a.bb, a.src + (uint64_t)j * a.bb, a.bb))
+			src = j;
 	}
 	if (lane == 0)
 		a.srcblk[i] = src;
@@ -167,7 +130,7 @@ __global__ void __launch_bounds__(DD_NT) dedup_emit_kernel(const struct dd_args 
 		((uint32_t *)payload)[i] = o;
 	if (s == i) {
 		uint64_t sz = min((uint64_t)a.bb, a.bytes - i * a.bb);
-		warp_copy(payload + a.table_bytes + (uint64_t)o * a.bb, a.src + i * a.bb, sz);
+		dedup_warp_copy(payload + a.table_bytes + (uint64_t)o * a.bb, a.src + i * a.bb, sz);
 	}
 }
 
@@ -293,7 +256,7 @@ __global__ void __launch_bounds__(DD_NT) dedup_decode_kernel(const struct dd_dec
 	const uint8_t *payload = a.src + RCMOE_WIRE_HEADER_BYTES;
 	uint32_t o = ((const uint32_t *)payload)[i];
 	uint64_t sz = min((uint64_t)a.bb, a.bytes - i * a.bb);
-	warp_copy(a.dst + i * a.bb, payload + a.table_bytes + (uint64_t)o * a.bb, sz);
+	dedup_warp_copy(a.dst + i * a.bb, payload + a.table_bytes + (uint64_t)o * a.bb, sz);
 }
 
 size_t rcmoe_gpu_dedup_decode_work_bytes(const struct rcmoe_wire_header *hdr)

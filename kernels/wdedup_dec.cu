@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(WD_NT) wd_decode_kernel(const struct wd_dec_ar
 	uint64_t sz = min((uint64_t)a.bb, a.bytes - i * a.bb);
 	const uint8_t *from =
 		e >= a.base ? a.lits + (e - a.base) * a.bb : a.ring + (e % a.w) * a.bb;
-	wd_warp_copy(a.dst + i * a.bb, from, sz);
+	dedup_warp_copy(a.dst + i * a.bb, from, sz);
 }
 
 __global__ void __launch_bounds__(WD_NT) wd_record_kernel(const struct wd_dec_args a)
@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(WD_NT) wd_record_kernel(const struct wd_dec_ar
 	if (j >= a.nlit || e + a.w < end)
 		return;
 	uint64_t tail = a.bytes % a.bb, sz = j == a.nlit - 1 && tail ? tail : a.bb;
-	wd_warp_copy(a.ring + (e % a.w) * a.bb, a.lits + j * a.bb, sz);
+	dedup_warp_copy(a.ring + (e % a.w) * a.bb, a.lits + j * a.bb, sz);
 }
 
 extern "C" rcmoe_status_t rcmoe_gpu_wdedup_rx_init(struct rcmoe_gpu_wdedup_rx *rx,

@@ -184,29 +184,15 @@ __global__ void wd_plan_kernel(const struct wd_args a)
 	a.m->epoch_out = fresh ? s.epoch + 1 : s.epoch;
 }
 
-static __device__ __forceinline__ uint64_t wd_word(const uint8_t *p, uint32_t bb, uint64_t i)
-{
-	uint64_t w = *(const uint32_t *)(p + 8 * i);
-	if (8 * i + 4 < bb)
-		w |= (uint64_t) * (const uint32_t *)(p + 8 * i + 4) << 32;
-	return w;
-}
-
 __global__ void __launch_bounds__(WD_NT) wd_hash_kernel(const struct wd_args a)
 {
 	const int lane = threadIdx.x & 31;
 	const uint64_t i = (uint64_t)blockIdx.x * WD_WARPS + (threadIdx.x >> 5);
 	if (i >= a.nfull)
 		return;
-	const uint8_t *p = a.src + i * a.bb;
-	uint64_t nw = (a.bb + 7) / 8, sum = 0;
-	for (uint64_t w = lane; w < nw; w += 32)
-		sum += rcmoe_dedup_word_hash(wd_word(p, a.bb, w), w);
-	for (int o = 16; o > 0; o >>= 1)
-		sum += __shfl_xor_sync(RCMOE_FULL_MASK, sum, o);
+	uint64_t h = dedup_warp_block_hash(a.src + i * a.bb, a.bb), s = h & (a.tsize - 1);
 	if (lane != 0)
 		return;
-	uint64_t h = rcmoe_dedup_final_hash(sum, a.bb), s = h & (a.tsize - 1);
 	a.hashes[i] = h;
 	if (h == 0)
 		return;
@@ -241,7 +227,7 @@ __global__ void __launch_bounds__(WD_NT) wd_window_kernel(const struct wd_args a
 		if (e != WD_NONE && e + a.w >= count + i) {
 			uint64_t s = e % a.w;
 			if (a.slot_num[s] == e + 1 && a.slot_len[s] == a.bb &&
-			    wd_warp_equal(a.ring + s * a.bb, a.src + i * a.bb, a.bb))
+			    dedup_warp_equal(a.ring + s * a.bb, a.src + i * a.bb, a.bb))
 				win = e;
 		}
 	}
@@ -264,7 +250,7 @@ __global__ void __launch_bounds__(WD_NT) wd_decide_kernel(const struct wd_args a
 		} else {
 			uint32_t f = a.first[i];
 			if (f < i && i - f <= a.w && a.win[f] == WD_NONE &&
-			    wd_warp_equal(a.src + (uint64_t)f * a.bb, a.src + i * a.bb, a.bb))
+			    dedup_warp_equal(a.src + (uint64_t)f * a.bb, a.src + i * a.bb, a.bb))
 				src = f;
 		}
 	}
@@ -316,7 +302,7 @@ __global__ void __launch_bounds__(WD_NT) wd_emit_kernel(const struct wd_args a)
 		((uint32_t *)table)[i] = (uint32_t)ref;
 	if (s == i) {
 		uint64_t sz = min((uint64_t)a.bb, a.bytes - i * a.bb);
-		wd_warp_copy(lits + (uint64_t)a.ord[i] * a.bb, a.src + i * a.bb, sz);
+		dedup_warp_copy(lits + (uint64_t)a.ord[i] * a.bb, a.src + i * a.bb, sz);
 	}
 }
 
@@ -426,7 +412,7 @@ __global__ void __launch_bounds__(WD_NT) wd_insert_kernel(const struct wd_args a
 	if (e + a.w < a.m->end)
 		return; /* gone from the window by the message's end */
 	uint64_t s = e % a.w, sz = min((uint64_t)a.bb, a.bytes - i * a.bb);
-	wd_warp_copy(a.ring + s * a.bb, a.src + i * a.bb, sz);
+	dedup_warp_copy(a.ring + s * a.bb, a.src + i * a.bb, sz);
 	if (lane != 0)
 		return;
 	a.slot_num[s] = e + 1;

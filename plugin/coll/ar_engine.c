@@ -423,19 +423,28 @@ static rcmoe_status_t setup_pts(struct coll_call *k)
 	return RCMOE_OK;
 }
 
-static rcmoe_status_t setup_lsq(struct coll_call *k)
+void rcmoe_coll__lsq_layout(struct coll_call *k, size_t align, size_t *total, size_t *rbound)
 {
 	struct rcmoe_coll_comm *c = k->comm;
-	size_t off, len, total = 0, roff, rlen;
-	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &roff, &rlen);
+	size_t off, len;
+	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &off, &len);
 	struct rcmoe_lsq_cfg rcfg = rcmoe_coll__lsq_cfg(k, 0, c->rank, c->rank);
-	size_t rbound = rlen ? rcmoe_lsq_bound(rlen, &rcfg) : 0;
+	*rbound = len ? rcmoe_lsq_bound(len, &rcfg) : 0;
+	*total = 0;
 	for (int s = 0; s < c->nranks; s++) {
 		rcmoe_coll__shard(k->count, c->nranks, c->settings.block, s, &off, &len);
 		struct rcmoe_lsq_cfg cfg = rcmoe_coll__lsq_cfg(k, 0, s, c->rank);
-		k->own_off[s] = total;
-		total += len ? rcmoe_lsq_bound(len, &cfg) : 0;
+		k->own_off[s] = *total;
+		*total += len ? (rcmoe_lsq_bound(len, &cfg) + align - 1) / align * align : 0;
 	}
+}
+
+static rcmoe_status_t setup_lsq(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	size_t off, len, total, roff, rlen, rbound;
+	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &roff, &rlen);
+	rcmoe_coll__lsq_layout(k, 1, &total, &rbound);
 	RCMOE_CHECK(rcmoe_coll__grow(c, &k->own, total, RCMOE_BUF_HOST));
 	RCMOE_CHECK(rcmoe_coll__grow(c, &k->work, (size_t)(c->nranks + 1) * rlen * k->esize,
 				     RCMOE_BUF_HOST));

@@ -290,17 +290,9 @@ static rcmoe_status_t setup_pts(struct coll_call *k)
 static rcmoe_status_t setup_lsq(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
-	size_t off, len, total = 0, roff, rlen;
-	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &roff, &rlen);
-	struct rcmoe_lsq_cfg rcfg = rcmoe_coll__lsq_cfg(k, 0, c->rank, c->rank);
-	size_t rbound = rlen ? rcmoe_lsq_bound(rlen, &rcfg) : 0;
+	size_t off, len, total, rbound;
 	/* every shard's stream 16-byte aligned: the decoders read it in place */
-	for (int s = 0; s < c->nranks; s++) {
-		rcmoe_coll__shard(k->count, c->nranks, c->settings.block, s, &off, &len);
-		struct rcmoe_lsq_cfg cfg = rcmoe_coll__lsq_cfg(k, 0, s, c->rank);
-		k->own_off[s] = total;
-		total += len ? (rcmoe_lsq_bound(len, &cfg) + 15) / 16 * 16 : 0;
-	}
+	rcmoe_coll__lsq_layout(k, 16, &total, &rbound);
 	RCMOE_CHECK(rcmoe_coll__grow(c, &k->own, total, RCMOE_BUF_PINNED));
 	RCMOE_CHECK(rcmoe_coll__grow(c, &k->agout, rbound, RCMOE_BUF_PINNED));
 	k->agout_len = 0;

@@ -15,6 +15,9 @@ void rcmoe_coll__shard(size_t n, int nranks, size_t unit, int s, size_t *off, si
 /* The operation id of a stream: call, phase (0 reduce-scatter / PTS, 1 all-gather), shard. */
 uint64_t rcmoe_coll__op(uint64_t seq, int phase, int shard);
 struct rcmoe_lsq_cfg rcmoe_coll__lsq_cfg(const struct coll_call *k, int phase, int shard, int rank);
+/* LSQ two-step: where each shard's reduce-scatter stream goes in k->own (k->own_off[], each start
+ * a multiple of `align`), their *total bytes, and the bound of this rank's all-gather stream. */
+void rcmoe_coll__lsq_layout(struct coll_call *k, size_t align, size_t *total, size_t *rbound);
 /* The PTS stream of call k from this rank (one per call: phase 0, shard 0), for both buffer kinds.
  */
 struct rcmoe_codec_cfg rcmoe_coll__pts_cfg(const struct coll_call *k);
