@@ -717,6 +717,25 @@ static rcmoe_status_t test_xfers(struct coll_call *k)
 	return RCMOE_OK;
 }
 
+/* The profile's marks a call reached since the last look (profile.h). */
+static void observe(struct coll_call *k)
+{
+	int n = k->comm->nranks, r = k->comm->rank;
+	uint64_t now = 0;
+	if (!k->marks[COLL_MARK_SENDABLE]) {
+		int ready = 1;
+		for (int p = 0; p < n && ready; p++)
+			if (p != r && k->xa_send[p].state != XFER_NONE && !k->xa_send[p].ready)
+				ready = 0;
+		if (ready)
+			k->marks[COLL_MARK_SENDABLE] = now = rcmoe_coll_profile_now();
+	}
+	if (!k->marks[COLL_MARK_RECEIVED] && rcmoe_coll__all_done(k->xa_recv, n, r))
+		k->marks[COLL_MARK_RECEIVED] = now ? now : (now = rcmoe_coll_profile_now());
+	if (!k->marks[COLL_MARK_DONE] && k->state == CALL_DONE)
+		k->marks[COLL_MARK_DONE] = now ? now : rcmoe_coll_profile_now();
+}
+
 /* One pass over the whole comm: finished transfers and jobs, then what they made ready. */
 static rcmoe_status_t comm_progress(struct rcmoe_coll_comm *c)
 {
@@ -726,6 +745,7 @@ static rcmoe_status_t comm_progress(struct rcmoe_coll_comm *c)
 			continue;
 		RCMOE_CHECK(test_xfers(k));
 		RCMOE_CHECK(progress_call(k));
+		observe(k);
 	}
 	for (int p = 0; p < c->nranks; p++) {
 		if (p == c->rank)
@@ -762,6 +782,7 @@ static void call_reset(struct coll_call *k)
 	k->t_in = k->t_own = k->t_own2 = k->t_out = 0;
 	memset(k->t_gather, 0, (size_t)n * sizeof(*k->t_gather));
 	k->bad_peer = -1;
+	memset(k->marks, 0, sizeof(k->marks));
 	k->codec_ns = 0;
 	k->wire_sent = 0;
 }
@@ -776,6 +797,19 @@ static int in_range(const struct rcmoe_coll_mr *mr, const void *p, size_t bytes)
 static int in_cuda(const struct rcmoe_coll_mr *mr)
 {
 	return mr && mr->type == NCCL_PTR_CUDA;
+}
+
+static void note_post(struct coll_call *k)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	int running = -1; /* not counting k */
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++)
+		running += c->calls[i].state == CALL_RUNNING;
+	uint64_t now = rcmoe_coll_profile_now();
+	k->marks[COLL_MARK_POST] = now;
+	rcmoe_coll_profile_post(&c->ctx->prof[k->mode], running,
+				c->last_post_ns ? now - c->last_post_ns : 0);
+	c->last_post_ns = now;
 }
 
 rcmoe_status_t rcmoe_coll_iallreduce(struct rcmoe_coll_comm *c, void *send, void *recv,
@@ -841,6 +875,7 @@ rcmoe_status_t rcmoe_coll_iallreduce(struct rcmoe_coll_comm *c, void *send, void
 	}
 	k->state = CALL_RUNNING;
 	c->next_seq++;
+	note_post(k);
 	st = comm_progress(c);
 	if (st != RCMOE_OK)
 		return comm_fail(c, st,
@@ -931,6 +966,8 @@ rcmoe_status_t rcmoe_coll_test(struct coll_call *k, int *done, size_t *size)
 		if (size)
 			*size = k->count * k->esize;
 		account(k);
+		k->marks[COLL_MARK_REPORTED] = rcmoe_coll_profile_now();
+		rcmoe_coll_profile_add(&c->ctx->prof[k->mode], k->marks, k->count * k->esize);
 		k->state = CALL_FREE;
 		return RCMOE_OK;
 	}

@@ -12,6 +12,7 @@
  *   ar_gpu.c     the same calls on device buffers: kernels in the plugin's CUDA context
  *   ar_policy.c  the RCMOE_AR_* settings and the mode of each call
  *   sum.c        the exact rank-order sum every mode uses (kernels/rank_sum.cu on the GPU)
+ *   profile.c    where a call's time goes (profile.h), logged at finalize
  *
  * The mesh. Every rank connects to every other twice through the transport (rcmoe/transport.h):
  * connection set A carries each call's first message (a reduce-scatter shard, or a PTS stream),
@@ -39,6 +40,7 @@
 #include "ar_policy.h"
 #include "cpu_codec.h"
 #include "gpu.h"
+#include "profile.h"
 #include "stats.h"
 
 /* Calls in flight per collective comm: NCCL keeps at most NCCL_STEPS (8) per group of 8
@@ -52,7 +54,8 @@ enum { RCMOE_COLL_SET_A = 0, RCMOE_COLL_SET_B = 1, RCMOE_COLL_NSETS = 2 };
 struct rcmoe_coll_ctx {
 	uint64_t comm_id;
 	struct rcmoe_stats stats[RCMOE_AR_NMODES];
-	struct timespec last_dump; /* RCMOE_STATS_INTERVAL */
+	struct coll_profile prof[RCMOE_AR_NMODES]; /* where the calls' time went (profile.h) */
+	struct timespec last_dump;                 /* RCMOE_STATS_INTERVAL */
 };
 
 struct rcmoe_coll_listen {
@@ -153,8 +156,9 @@ struct coll_call {
 	int own_done;       /* LSQ owner: its shard is in recv */
 	struct rcmoe_wire_header *hdrs; /* [2 nranks] validated headers: [p] set A, [n+p] set B */
 	struct rcmoe_growbuf hs, hr;    /* lossless GPU call: pinned copies of send and result */
-	int bad_peer;          /* set by a failing job: the peer whose stream was refused */
-	rcmoe_status_t failed; /* a job or a transfer of this call failed */
+	int bad_peer;                /* set by a failing job: the peer whose stream was refused */
+	rcmoe_status_t failed;       /* a job or a transfer of this call failed */
+	uint64_t marks[COLL_NMARKS]; /* when it reached each mark (profile.h), 0: not yet */
 	uint64_t codec_ns;
 	size_t wire_sent;
 };
@@ -184,6 +188,7 @@ struct rcmoe_coll_comm {
 	struct coll_peer *peers; /* [nranks]; this rank's own entry has no connections */
 	struct coll_call calls[RCMOE_COLL_MAX_CALLS];
 	uint64_t next_seq;
+	uint64_t last_post_ns; /* profile.h: NCCL's pace */
 	rcmoe_status_t failed; /* sticky: every call fails after it */
 	/* NCCL's collNet staging buffer: the first region registered on the comm (NCCL registers
 	 * it at setup, before any user buffer). Lossy calls clear what they encoded from it

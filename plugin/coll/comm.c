@@ -555,8 +555,10 @@ void rcmoe_coll_stats_dump(struct rcmoe_coll_ctx *ctx, const char *event)
 	for (int m = 0; m < RCMOE_AR_NMODES; m++) {
 		char kind[24];
 		snprintf(kind, sizeof(kind), "collnet-%s", rcmoe_ar_mode_name(m));
-		if (!strcmp(event, "finalize"))
+		if (!strcmp(event, "finalize")) {
 			rcmoe_stats_log_kind(&ctx->stats[m], ctx->comm_id, kind);
+			rcmoe_coll_profile_log(&ctx->prof[m], ctx->comm_id, rcmoe_ar_mode_name(m));
+		}
 		if (p && p->stats_file[0])
 			(void)rcmoe_stats_write_kind(&ctx->stats[m], ctx->comm_id, kind,
 						     p->stats_file, event);
