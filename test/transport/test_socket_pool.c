@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sock_test.h"
 #include "test_log.h"
@@ -231,5 +232,74 @@ Test(socket_pool, one_worker_serves_everything)
 	cr_assert(most.others <= TOOL_THREADS, "%d other new threads (at most %d expected)",
 		  most.others, TOOL_THREADS);
 	close_conns(&c);
+	cr_assert_eq(test_log_warn_count(), 0);
+}
+
+/* CPU time (clock ticks, user + system) of the worker threads that are new since `before`. */
+static long worker_ticks(const struct tids *before)
+{
+	struct tids now;
+	long ticks = 0;
+	snapshot(&now);
+	for (int i = 0; i < now.n; i++) {
+		if (has_tid(before, now.id[i]))
+			continue;
+		char path[64], line[512] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", now.id[i]);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(line, sizeof(line), f))
+			line[0] = 0;
+		fclose(f);
+		const char *rest = strrchr(line, ')'); /* the name may hold spaces */
+		unsigned long utime = 0, stime = 0;
+		/* After ") ": state, then fields 4..13, then utime (14) and stime (15). */
+		if (rest && sscanf(rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				   &utime, &stime) == 2)
+			ticks += (long)(utime + stime);
+	}
+	return ticks;
+}
+
+/* A send whose receiver posts nothing fills the socket buffers; its workers must then sleep in
+ * poll() until there is room, not spin: a pool worker that looked at every non-empty queue
+ * before sleeping went round at once while a stream waited for its socket, and the busy
+ * workers of 4 ranks on one host halved their busbw (H100, 2026-12-07). */
+Test(socket_pool, a_send_waiting_for_room_sleeps)
+{
+	const char *env[] = { "RCMOE_SOCKET_WORKERS=8", "RCMOE_SOCKET_NSTREAMS=8",
+			      "RCMOE_SOCKET_NTHREADS=4", NULL };
+	const size_t len = 64u << 20; /* far more than the socket buffers of 8 streams hold */
+	struct tids before;
+	snapshot(&before);
+	st_init(env);
+	struct st_pair p;
+	st_pair_open(&p);
+	uint8_t *src = malloc(len), *dst = calloc(1, len);
+	cr_assert(src && dst);
+	st_fill(src, len, 11);
+	struct rcmoe_treq *s = st_isend(p.s, src, len, 3, 0);
+	st_sleep_ms(300); /* the buffers fill */
+	long t0 = worker_ticks(&before);
+	double w0 = st_now();
+	st_sleep_ms(1000);
+	long ticks = worker_ticks(&before) - t0;
+	double wall = st_now() - w0;
+	long hz = sysconf(_SC_CLK_TCK);
+	/* Spinning, the 4 sending workers take about 4 s of CPU in this second; asleep, none. */
+	cr_expect(ticks < hz / 5,
+		  "the workers used %.2f s of CPU in %.2f s while the send waited for room",
+		  (double)ticks / (double)hz, wall);
+	struct st_place pl = { .dest = dst };
+	struct rcmoe_treq *r = st_irecv(p.r, len, 3, &pl);
+	size_t got = 0;
+	cr_assert_eq(st_wait(r, 60, &got, NULL), RCMOE_OK);
+	cr_assert_eq(got, len);
+	cr_assert_eq(st_wait(s, 60, &got, NULL), RCMOE_OK);
+	cr_assert_eq(st_check(dst, len, 11), (size_t)-1, "the message arrived changed");
+	free(src);
+	free(dst);
+	st_pair_close(&p);
 	cr_assert_eq(test_log_warn_count(), 0);
 }

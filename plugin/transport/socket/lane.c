@@ -180,6 +180,7 @@ static void lower_timeout(int *timeout_ms, int t)
 void sock_lane_turn(struct sock_lane *lane, struct sock_pollset *ps, int *timeout_ms)
 {
 	struct sock_comm *c = lane->comm;
+	lane->idle = 0;
 	if (atomic_load_explicit(&c->stop, memory_order_acquire) || lane->quiesced)
 		return; /* closing, or failed: sock_pool_detach comes next */
 	if (atomic_load_explicit(&c->error, memory_order_acquire) != RCMOE_OK) {
@@ -196,7 +197,7 @@ void sock_lane_turn(struct sock_lane *lane, struct sock_pollset *ps, int *timeou
 	for (int s = lane->index; s < c->nstreams; s += c->nlanes) {
 		short ev = 0;
 		switch (stream_turn(lane, &c->streams[s], &ev)) {
-		case TURN_IDLE: break;
+		case TURN_IDLE: lane->idle |= 1ull << s; break;
 		case TURN_WAIT: wait_for(ps, timeout_ms, lane, c->streams[s].fd, ev, false); break;
 		case TURN_BUSY:
 		case TURN_FAILED: /* the next round moves on, or sees the error */
@@ -214,7 +215,7 @@ bool sock_lane_has_work(struct sock_lane *lane)
 	if (atomic_load_explicit(&c->error, memory_order_acquire) != RCMOE_OK)
 		return true; /* to quiesce */
 	for (int s = lane->index; s < c->nstreams; s += c->nlanes)
-		if (!queue_empty_now(&c->streams[s]))
+		if ((lane->idle & (1ull << s)) && !queue_empty_now(&c->streams[s]))
 			return true;
 	return false;
 }

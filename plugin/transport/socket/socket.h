@@ -131,6 +131,11 @@ struct sock_lane {
 	/* Payload bytes this lane moved; written by its worker alone, read by the caller to see
 	 * whether anything moves (sock_live). */
 	_Atomic uint64_t moved;
+	/* Worker: the streams (bit s for stream s) whose queue its last round found empty, the only
+	 * ones where work can have come unseen; the others wait in poll() for their socket, or
+	 * are due again at once. Looking at those too before sleeping would turn every wait for
+	 * room in a socket into a busy loop. */
+	uint64_t idle;
 	bool quiesced; /* worker: counted in comm->quiesced, never touches a request again */
 	bool want_out; /* worker (lane 0): a control frame waits for room to write */
 	uint64_t next_beat_ns; /* worker (lane 0 of a receive comm) */
