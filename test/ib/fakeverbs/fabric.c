@@ -4,7 +4,9 @@
  * the process's progress thread plays the HCA for all of its QPs (fv.h).
  *
  * A ring is single-producer (the peer's progress thread) single-consumer (ours): head and tail
- * are byte counters, a packet never wraps (a PAD packet fills the end instead).
+ * are byte counters, a packet never wraps. The bytes a packet that does not fit leaves at the
+ * end are skipped: by a PAD packet where they hold its header, else (fewer bytes than a header)
+ * by both sides knowing that no packet starts that close to the end.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -99,6 +101,19 @@ static size_t pkt_size(uint32_t len)
 	return sizeof(struct fv_pkt) + (((size_t)len + 7) & ~(size_t)7);
 }
 
+_Static_assert(sizeof(struct fv_pkt) % 8 == 0 && FV_RING % 8 == 0,
+	       "packets start 8-aligned, so a gap at the end is a multiple of 8");
+
+/* The bytes from `pos` (a head or tail) to the end of the ring when they are too few for a
+ * packet header, else 0. No packet starts there, and the producer writes no PAD there: its
+ * header would run past the ring, and its length (the gap less a header) would wrap to about
+ * 4 GiB, which is what the consumer would then add to its tail. */
+static size_t short_gap(uint64_t pos)
+{
+	size_t to_end = FV_RING - (size_t)(pos % FV_RING);
+	return to_end < sizeof(struct fv_pkt) ? to_end : 0;
+}
+
 /* Reserve room for a packet of `len` payload bytes in `ib`; NULL when full. */
 static struct fv_pkt *ring_reserve(struct fv_inbox *ib, uint32_t len)
 {
@@ -110,9 +125,11 @@ static struct fv_pkt *ring_reserve(struct fv_inbox *ib, uint32_t len)
 	if (to_end < need) {
 		if (FV_RING - (head - tail) < to_end + need)
 			return NULL;
-		struct fv_pkt *pad = (struct fv_pkt *)(void *)&ib->data[pos];
-		pad->type = FV_PAD;
-		pad->len = (uint32_t)(to_end - sizeof(struct fv_pkt));
+		if (!short_gap(head)) {
+			struct fv_pkt *pad = (struct fv_pkt *)(void *)&ib->data[pos];
+			pad->type = FV_PAD;
+			pad->len = (uint32_t)(to_end - sizeof(struct fv_pkt));
+		}
 		atomic_store_explicit(&ib->head, head + to_end, memory_order_release);
 		head += to_end;
 		pos = 0;
@@ -128,7 +145,8 @@ static void ring_publish(struct fv_inbox *ib, const struct fv_pkt *p)
 	atomic_store_explicit(&ib->head, head + pkt_size(p->len), memory_order_release);
 }
 
-/* The packet at the consumer's position, or NULL. PAD packets are skipped here. */
+/* The packet at the consumer's position, or NULL. PAD packets and short gaps at the end are
+ * skipped here. */
 static struct fv_pkt *ring_peek(struct fv_inbox *ib)
 {
 	for (;;) {
@@ -136,6 +154,12 @@ static struct fv_pkt *ring_peek(struct fv_inbox *ib)
 		uint64_t head = atomic_load_explicit(&ib->head, memory_order_acquire);
 		if (tail == head)
 			return NULL;
+		/* The producer moved past a gap it could not put a PAD header in (ring_reserve). */
+		size_t gap = short_gap(tail);
+		if (gap) {
+			atomic_store_explicit(&ib->tail, tail + gap, memory_order_release);
+			continue;
+		}
 		struct fv_pkt *p = (struct fv_pkt *)(void *)&ib->data[tail % FV_RING];
 		if (p->type != FV_PAD)
 			return p;
