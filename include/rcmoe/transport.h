@@ -98,9 +98,13 @@ struct rcmoe_transport_ops {
 	/* Register `len` bytes of host memory at `buf` for transfers on the comm NCCL registered
 	 * the region with: exactly one of `send` and `recv` is set. *out (never NULL on success)
 	 * goes with every transfer in that memory until dereg_mr, which is called before the
-	 * memory is freed and once no transfer uses it. Both run on NCCL's service thread (regMr,
-	 * deregMr), never on the data path; registering may be slow (pinning, NIC tables). The
-	 * socket transport's are no-ops returning a dummy handle. */
+	 * memory is freed and once no transfer uses it. A registration also holds on every other
+	 * comm of the same device (IB: it is made in the protection domain of the device's HCA,
+	 * which all of its QPs share), so the collective side, with many comms on one device,
+	 * registers each buffer once (plugin/coll/coll.h). The net side's run on NCCL's service
+	 * thread (regMr, deregMr), never on its data path; registering may be slow (pinning, NIC
+	 * tables): the collective side registers its scratch on the proxy thread, once per size
+	 * class. The socket transport's are no-ops returning a dummy handle. */
 	rcmoe_status_t (*reg_mr)(struct rcmoe_tsend *send, struct rcmoe_trecv *recv, void *buf,
 				 size_t len, struct rcmoe_tmr **out);
 	rcmoe_status_t (*dereg_mr)(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,

@@ -1,31 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* CollNet entry points whose signatures are the same in v10 and v11 (coll_v11.c, coll_v10.c). */
-#include <stdatomic.h>
-
-#include "rcmoe/log.h"
 #include "abi.h"
 #include "coll/coll.h"
 
-/* The collective side (plugin/coll/) sends from unregistered buffers and places each message
- * once its header arrived: a transport that needs registered memory and destinations posted
- * ahead (ib: needs_posted_dest) cannot carry it yet. collNet then reports no device, which
- * NCCL takes as collNet unavailable: all-reduce goes by NCCL's own algorithms over the net
- * side, uncompressed. */
+/* The transport's devices, over either transport: the collective side registers what it moves
+ * and posts each receive's destination ahead where the transport needs it (IB; coll.h). */
 ncclResult_t rcmoe_abi_coll_devices(int *ndev)
 {
-	static atomic_int told;
-	rcmoe_status_t st = rcmoe_core_devices(ndev);
-	if (st != RCMOE_OK || !rcmoe_core_transport()->needs_posted_dest)
-		return rcmoe_to_nccl(st);
-	if (!atomic_exchange(&told, 1))
-		RCMOE_INFO(NCCL_INIT | NCCL_NET,
-			   "collNet: no device, since the collective side runs over the socket "
-			   "transport only and the %s transport is in use; all-reduce goes by "
-			   "NCCL's own algorithms, uncompressed (RCMOE_TRANSPORT=socket for the "
-			   "collective side)",
-			   rcmoe_core_transport()->name);
-	*ndev = 0;
-	return ncclSuccess;
+	return rcmoe_to_nccl(rcmoe_core_devices(ndev));
 }
 
 ncclResult_t rcmoe_abi_coll_connect(void *handles[], int nranks, int rank, void *listen,

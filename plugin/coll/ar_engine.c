@@ -50,10 +50,24 @@ uint64_t rcmoe_coll__op(uint64_t seq, int phase, int shard)
 	return seq << 24 | (uint64_t)phase << 23 | (uint64_t)shard;
 }
 
-/* A message's flags: the low 24 bits of its call's number, and its set. */
+/* What names a message: the low 24 bits of its call's number, and its set. Over sockets it goes
+ * as the message's flags, checked by place. A transport that needs receives posted ahead (IB)
+ * carries no flags but its own (RCMOE_MSG_ENCODED): there it goes as the tag instead, which the
+ * transport matches against the receive's before writing anything (a mismatch fails the
+ * connection), and the flags are 0. */
 static uint32_t msg_flags(uint64_t seq, int set)
 {
 	return (uint32_t)(seq & 0xffffffu) | (uint32_t)set << 24 | 0x40000000u;
+}
+
+static uint32_t msg_wire_flags(const struct rcmoe_coll_comm *c, uint64_t seq, int set)
+{
+	return c->posted_dest ? 0 : msg_flags(seq, set);
+}
+
+static int msg_tag(const struct rcmoe_coll_comm *c, uint64_t seq, int set)
+{
+	return c->posted_dest ? (int)msg_flags(seq, set) : 0; /* below 2^31 */
 }
 
 void rcmoe_coll__shard(size_t n, int nranks, size_t unit, int s, size_t *off, size_t *len)
@@ -362,6 +376,16 @@ rcmoe_status_t rcmoe_coll__take_job(struct coll_call *k, struct rcmoe_cpu_job *j
 
 /* ---- setting a call up ---- */
 
+/* Grow a host buffer of the slot. With posted_dest its registration goes first when the buffer
+ * is about to be replaced (rcmoe_coll__grow frees malloc'd memory at once, and a registration
+ * must go before its memory: transport.h, dereg_mr); it is made again on first use. */
+static rcmoe_status_t grow_host(struct rcmoe_coll_comm *c, struct rcmoe_growbuf *g, size_t need)
+{
+	if (c->posted_dest && (need > g->cap || !g->p || g->kind == RCMOE_BUF_DEVICE))
+		rcmoe_coll_buf_unreg(c, g);
+	return rcmoe_coll__grow(c, g, need, RCMOE_BUF_HOST);
+}
+
 void rcmoe_coll__xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, void *dest,
 			   size_t max_len, int ready)
 {
@@ -373,6 +397,7 @@ void rcmoe_coll__xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, vo
 	x->max_len = max_len;
 	x->treq = NULL;
 	x->pinned = 0;
+	x->mr = NULL;
 }
 
 rcmoe_status_t rcmoe_coll__setup_lossless(struct coll_call *k)
@@ -381,7 +406,7 @@ rcmoe_status_t rcmoe_coll__setup_lossless(struct coll_call *k)
 	size_t roff, rlen, off, len;
 	rcmoe_coll__shard(k->count, c->nranks, LOSSLESS_UNIT, c->rank, &roff, &rlen);
 	size_t rbytes = rlen * k->esize;
-	RCMOE_CHECK(rcmoe_coll__grow(c, &k->work, (size_t)c->nranks * rbytes, RCMOE_BUF_HOST));
+	RCMOE_CHECK(grow_host(c, &k->work, (size_t)c->nranks * rbytes));
 	for (int p = 0; p < c->nranks; p++) {
 		if (p == c->rank)
 			continue;
@@ -406,7 +431,7 @@ static rcmoe_status_t setup_pts(struct coll_call *k)
 	size_t bound = rcmoe_codec_bound(&cfg, k->count);
 	if (bound == 0)
 		return RCMOE_ERR_INVALID;
-	RCMOE_CHECK(rcmoe_coll__grow(c, &k->own, bound, RCMOE_BUF_HOST));
+	RCMOE_CHECK(grow_host(c, &k->own, bound));
 	for (int p = 0; p < c->nranks; p++)
 		if (p != c->rank) {
 			rcmoe_coll__xfer_init(&k->xa_send[p], k->own.p, 0, NULL, 0, 0);
@@ -445,10 +470,9 @@ static rcmoe_status_t setup_lsq(struct coll_call *k)
 	size_t off, len, total, roff, rlen, rbound;
 	rcmoe_coll__shard(k->count, c->nranks, c->settings.block, c->rank, &roff, &rlen);
 	rcmoe_coll__lsq_layout(k, 1, &total, &rbound);
-	RCMOE_CHECK(rcmoe_coll__grow(c, &k->own, total, RCMOE_BUF_HOST));
-	RCMOE_CHECK(rcmoe_coll__grow(c, &k->work, (size_t)(c->nranks + 1) * rlen * k->esize,
-				     RCMOE_BUF_HOST));
-	RCMOE_CHECK(rcmoe_coll__grow(c, &k->agout, rbound, RCMOE_BUF_HOST));
+	RCMOE_CHECK(grow_host(c, &k->own, total));
+	RCMOE_CHECK(grow_host(c, &k->work, (size_t)(c->nranks + 1) * rlen * k->esize));
+	RCMOE_CHECK(grow_host(c, &k->agout, rbound));
 	k->agout_len = 0;
 	for (int s = 0; s < c->nranks; s++) {
 		rcmoe_coll__shard(k->count, c->nranks, c->settings.block, s, &off, &len);
@@ -612,12 +636,12 @@ static rcmoe_status_t progress_call(struct coll_call *k)
 
 /* ---- transfers ---- */
 
-static rcmoe_status_t place(void *arg, size_t wire_len, uint32_t flags, void **dest,
-			    struct rcmoe_tmr **mr)
+/* Is this the message receive x waits for: its call and set, and no longer than it may be (a
+ * fixed destination: exactly its length)? A WARN naming the peer when not. */
+static rcmoe_status_t check_arrival(struct coll_xfer *x, size_t wire_len, uint32_t flags)
 {
-	struct coll_xfer *x = arg;
 	struct coll_call *k = x->call;
-	uint32_t want = msg_flags(k->seq, x->set);
+	uint32_t want = msg_wire_flags(k->comm, k->seq, x->set);
 	if (flags != want || wire_len > x->max_len || (x->dest && wire_len != x->max_len)) {
 		RCMOE_WARN(
 			"collNet rank %d: all-reduce call %llu (%s): rank %d sent %zu bytes with "
@@ -626,6 +650,31 @@ static rcmoe_status_t place(void *arg, size_t wire_len, uint32_t flags, void **d
 			x->peer, wire_len, flags, x->dest ? "" : "at most ", x->max_len, want);
 		return RCMOE_ERR_MALFORMED;
 	}
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t place(void *arg, size_t wire_len, uint32_t flags, void **dest,
+			    struct rcmoe_tmr **mr)
+{
+	struct coll_xfer *x = arg;
+	struct coll_call *k = x->call;
+	if (k->comm->posted_dest) {
+		/* Asked at irecv, before anything arrived: the buffer post_recv_ready sized to the
+		 * largest message and registered. What came is checked once it is done
+		 * (check_arrival from test_xfers); a longer message the transport refuses. */
+		if (flags != RCMOE_PLACE_ANY || wire_len != x->max_len) {
+			RCMOE_WARN("collNet rank %d: all-reduce call %llu: the %s transport asked "
+				   "where %zu bytes with flags 0x%x go, for a receive of at most "
+				   "%zu bytes posted ahead",
+				   k->comm->rank, (unsigned long long)k->seq,
+				   rcmoe_core_transport()->name, wire_len, flags, x->max_len);
+			return RCMOE_ERR_INTERNAL;
+		}
+		*dest = x->dest ? x->dest : x->in.p;
+		*mr = x->mr;
+		return RCMOE_OK;
+	}
+	RCMOE_CHECK(check_arrival(x, wire_len, flags));
 	x->len = wire_len;
 	/* A GPU call's streams land in pinned memory its kernels read, sized at setup (no CUDA
 	 * call here: this runs inside the transport's test). */
@@ -653,6 +702,63 @@ static struct coll_xfer *xfer_of(struct coll_call *k, int peer, int set, int is_
 	return is_send ? &k->xb_send[peer] : &k->xb_recv[peer];
 }
 
+/* posted_dest: the registration of the [p, p + len) a transfer of call k uses: in a slot
+ * buffer (registered now if new or grown since) or in a region NCCL registered (regMr). None
+ * for an empty transfer, which moves no memory. A WARN and an error where it is in neither. */
+static rcmoe_status_t xfer_reg(struct coll_call *k, struct coll_xfer *x, const void *p, size_t len,
+			       struct rcmoe_tmr **out)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	struct rcmoe_growbuf *bufs[] = { &x->in, &k->work, &k->own, &k->agout, &k->hs, &k->hr };
+	const struct rcmoe_coll_mr *regions[] = { k->smr, k->rmr };
+	const char *b = p;
+	*out = NULL;
+	if (len == 0)
+		return RCMOE_OK;
+	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+		const char *g = bufs[i]->p;
+		if (g && bufs[i]->kind != RCMOE_BUF_DEVICE && b >= g && len <= bufs[i]->cap &&
+		    (size_t)(b - g) <= bufs[i]->cap - len)
+			return rcmoe_coll_buf_reg(c, bufs[i], out);
+	}
+	for (size_t i = 0; i < 2; i++) {
+		const struct rcmoe_coll_mr *m = regions[i];
+		if (m && m->tmr && b >= m->base && len <= m->size &&
+		    (size_t)(b - m->base) <= m->size - len) {
+			*out = m->tmr;
+			return RCMOE_OK;
+		}
+	}
+	RCMOE_WARN("collNet rank %d: all-reduce call %llu (%s): %s rank %d uses %zu bytes at %p, "
+		   "which no registration covers: the %s transport needs NCCL's buffers "
+		   "registered (regMr) as host memory",
+		   c->rank, (unsigned long long)k->seq, rcmoe_ar_mode_name(k->mode),
+		   x->is_send ? "a send to" : "a receive from", x->peer, len, p,
+		   rcmoe_core_transport()->name);
+	return RCMOE_ERR_INVALID;
+}
+
+/* posted_dest: before a receive is posted, its destination must hold the largest message it
+ * may get (a growable one is grown to max_len now, not at arrival), registered. */
+static rcmoe_status_t post_recv_ready(struct coll_call *k, struct coll_xfer *x)
+{
+	void *dest = x->dest;
+	if (!dest && x->max_len > 0) {
+		if (!x->pinned) {
+			RCMOE_CHECK(grow_host(k->comm, &x->in, x->max_len));
+		} else if (x->in.cap < x->max_len) {
+			/* Sized at setup (ar_gpu.c, recv_pinned): no CUDA call belongs here. */
+			RCMOE_WARN("collNet rank %d: all-reduce call %llu: a pinned receive of %zu "
+				   "bytes was sized %zu at setup",
+				   k->comm->rank, (unsigned long long)k->seq, x->max_len,
+				   x->in.cap);
+			return RCMOE_ERR_INTERNAL;
+		}
+		dest = x->in.p;
+	}
+	return xfer_reg(k, x, dest, x->max_len, &x->mr);
+}
+
 /* Post the transfers of one connection, strictly in call order. */
 static rcmoe_status_t post_conn(struct rcmoe_coll_comm *c, int peer, int set, int is_send)
 {
@@ -672,11 +778,19 @@ static rcmoe_status_t post_conn(struct rcmoe_coll_comm *c, int peer, int set, in
 			return RCMOE_ERR_INTERNAL;
 		if (!x->ready)
 			return RCMOE_OK;
-		if (is_send)
-			RCMOE_CHECK(t->isend(cp->tsend[set], x->sbuf, x->len, NULL, 0,
-					     msg_flags(k->seq, set), &x->treq));
-		else
-			RCMOE_CHECK(t->irecv(cp->trecv[set], x->max_len, 0, place, x, &x->treq));
+		if (is_send) {
+			struct rcmoe_tmr *mr = NULL;
+			if (c->posted_dest)
+				RCMOE_CHECK(xfer_reg(k, x, x->sbuf, x->len, &mr));
+			RCMOE_CHECK(t->isend(cp->tsend[set], x->sbuf, x->len, mr,
+					     msg_tag(c, k->seq, set),
+					     msg_wire_flags(c, k->seq, set), &x->treq));
+		} else {
+			if (c->posted_dest)
+				RCMOE_CHECK(post_recv_ready(k, x));
+			RCMOE_CHECK(t->irecv(cp->trecv[set], x->max_len, msg_tag(c, k->seq, set),
+					     place, x, &x->treq));
+		}
 		if (!x->treq)
 			return RCMOE_OK; /* the transport is full: on a later test */
 		x->state = XFER_POSTED;
@@ -711,8 +825,14 @@ static rcmoe_status_t test_xfers(struct coll_call *k)
 			continue;
 		x->treq = NULL;
 		x->state = XFER_DONE;
-		if (x->is_send)
+		if (x->is_send) {
 			k->wire_sent += x->len;
+		} else if (k->comm->posted_dest) {
+			/* Placed before it was known (place): check what came now, before any
+			 * job reads it. */
+			RCMOE_CHECK(check_arrival(x, len, flags));
+			x->len = len;
+		}
 	}
 	return RCMOE_OK;
 }
@@ -850,12 +970,18 @@ rcmoe_status_t rcmoe_coll_iallreduce(struct rcmoe_coll_comm *c, void *send, void
 	k->esize = esize;
 	k->send = send;
 	k->recv = recv;
+	k->smr = smr;
+	k->rmr = rmr;
 	k->hsend = send;
 	k->hrecv = recv;
 	k->gpu = gpu && count > 0; /* nothing to move for an empty call */
 	k->mode = rcmoe_ar_choose(&c->settings, dtype, count);
 	k->clear = k->mode != RCMOE_AR_LOSSLESS && smr && smr->staging &&
 		   in_range(smr, send, count * esize);
+	/* A GPU call regrows the slot's buffers as pinned memory, freeing malloc'd ones at once
+	 * (ar_gpu.c): their registrations must go first. The slot's last call is done. */
+	if (k->gpu && c->posted_dest)
+		rcmoe_coll_call_unreg(c, k, 1);
 	if (k->gpu)
 		st = rcmoe_coll_gpu_setup(k);
 	else if (k->mode == RCMOE_AR_PTS)

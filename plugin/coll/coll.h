@@ -20,6 +20,16 @@
  * per call, posted in call order on both sides, so calls in flight never mix, whatever the
  * timing (NCCL issues calls in the same order on every rank).
  *
+ * Both transports. Over sockets (needs_posted_dest 0) a receive is placed once its header
+ * arrived, a growable buffer grown to the message's length then, and nothing is registered (the
+ * socket transport takes unregistered memory). A transport that needs each receive's
+ * destination posted ahead (IB: the sender writes by RDMA into what the receiver advertised)
+ * also needs every buffer registered: there (posted_dest) each receive's buffer is grown to the
+ * largest message it may get before it is posted, and every buffer a transfer uses is
+ * registered once, on one connection of the mesh, which the transport lets every connection of
+ * the device use (transport.h: reg_mr). NCCL's buffers are registered at regMr (comm.c); the
+ * call slots' scratch on first use after it grew (rcmoe_coll_buf_reg).
+ *
  * Threads. NCCL's proxy thread calls iallreduce and test; neither blocks: transfers are the
  * transport's non-blocking requests, driven from test, and encoding, decoding and summing run on
  * the CPU codec workers (cpu_codec.h; inline when RCMOE_CPU_CODEC_THREADS=0), or, for device
@@ -74,6 +84,12 @@ struct rcmoe_growbuf {
 	void *p;
 	size_t cap;
 	int kind; /* RCMOE_BUF_* */
+	/* posted_dest only: its transport registration, made for [reg_p, reg_p + reg_cap) the
+	 * first time a transfer used it (rcmoe_coll_buf_reg), so stale once p or cap moved on;
+	 * NULL: none. */
+	struct rcmoe_tmr *reg;
+	void *reg_p;
+	size_t reg_cap;
 };
 
 /* A pinned or device buffer replaced by a larger one: kernels enqueued before may still use it,
@@ -105,7 +121,8 @@ struct coll_xfer {
 	size_t max_len;   /* recv: the largest message it may be */
 	void *dest;       /* recv: fixed destination, or NULL: grown into `in` at arrival */
 	struct rcmoe_growbuf in;
-	int pinned; /* recv (GPU call): `in` is pinned, sized to max_len at setup */
+	int pinned;           /* recv (GPU call): `in` is pinned, sized to max_len at setup */
+	struct rcmoe_tmr *mr; /* recv, posted_dest: the registration of where it was posted */
 	struct rcmoe_treq *treq;
 };
 
@@ -122,6 +139,7 @@ struct coll_call {
 	size_t esize;
 	const char *send; /* NCCL's buffers (device memory for a GPU call) */
 	char *recv;
+	const struct rcmoe_coll_mr *smr, *rmr; /* their registrations (NULL: none given) */
 	/* The host bytes the host steps read and write: send and recv, or for a lossless GPU
 	 * call the pinned staging `hs` and `hr` */
 	const char *hsend;
@@ -190,6 +208,8 @@ struct rcmoe_coll_comm {
 	uint64_t next_seq;
 	uint64_t last_post_ns; /* profile.h: NCCL's pace */
 	rcmoe_status_t failed; /* sticky: every call fails after it */
+	/* The transport needs receives posted ahead and every buffer registered (see above). */
+	int posted_dest;
 	/* NCCL's collNet staging buffer: the first region registered on the comm (NCCL registers
 	 * it at setup, before any user buffer). Lossy calls clear what they encoded from it
 	 * (ar_engine.c, "Leftovers"). NULL before regMr and after its deregMr. */
@@ -204,6 +224,7 @@ struct rcmoe_coll_mr {
 	size_t size;
 	int type;    /* NCCL_PTR_HOST or NCCL_PTR_CUDA */
 	int staging; /* the comm's first registration: NCCL's staging buffer (comm.c, reg_mr) */
+	struct rcmoe_tmr *tmr; /* posted_dest, host memory: its transport registration */
 };
 
 /* comm.c */
@@ -225,6 +246,17 @@ rcmoe_status_t rcmoe_coll_reg_mr(struct rcmoe_coll_comm *c, void *data, size_t s
 rcmoe_status_t rcmoe_coll_dereg_mr(struct rcmoe_coll_comm *c, struct rcmoe_coll_mr *mr);
 rcmoe_status_t rcmoe_coll_close(struct rcmoe_coll_comm *c);
 rcmoe_status_t rcmoe_coll_close_listen(struct rcmoe_coll_listen *l);
+
+/* posted_dest: the registration of a call slot's buffer g, made now if g is new or grew since
+ * (the memory it replaced is freed only after rcmoe_coll_buf_unreg, or kept until close:
+ * ar_gpu.c), in *out; a WARN and an error when the transport refuses. */
+rcmoe_status_t rcmoe_coll_buf_reg(struct rcmoe_coll_comm *c, struct rcmoe_growbuf *g,
+				  struct rcmoe_tmr **out);
+/* Drop g's registration, if any: before its memory is freed or replaced. */
+void rcmoe_coll_buf_unreg(struct rcmoe_coll_comm *c, struct rcmoe_growbuf *g);
+/* Drop the registrations of slot k's buffers; host_only: only of malloc'd ones (those a GPU
+ * call frees when it regrows them as pinned memory). No transfer of the slot may be in flight. */
+void rcmoe_coll_call_unreg(struct rcmoe_coll_comm *c, struct coll_call *k, int host_only);
 
 /* Tests: called by connect with this rank's settings before they go into its hello (NULL:
  * none), to make ranks disagree. */

@@ -9,6 +9,10 @@
  * NCCL calls init and devices for every communicator, whether NCCL_COLLNET_ENABLE is set or not:
  * they cost a context and a count here, nothing else (no thread, no socket). listen and connect
  * come only when NCCL sets collNet up.
+ *
+ * Registrations (posted_dest, coll.h): each hello buffer on its own connection while the mesh is
+ * built; NCCL's host regions at regMr and the call slots' scratch on first use, each once, on
+ * one connection of the mesh (reg_comm).
  */
 #include <sched.h>
 #include <stdio.h>
@@ -189,6 +193,7 @@ struct link {
 	struct rcmoe_tsend *tsend;
 	struct rcmoe_trecv *trecv;
 	struct rcmoe_treq *req;
+	struct rcmoe_tmr *mr; /* posted_dest: `hello` registered on this link's connection */
 	int done;
 	size_t got;
 	uint8_t hello[HELLO_BYTES];
@@ -198,11 +203,43 @@ static rcmoe_status_t place_hello(void *arg, size_t wire_len, uint32_t flags, vo
 				  struct rcmoe_tmr **mr)
 {
 	struct link *k = arg;
-	if (wire_len != HELLO_BYTES || flags != 0)
+	/* Posted ahead (IB): asked for the receive's size before anything arrived; the length
+	 * and flags that came are checked once it is done (mesh_step_in, take_hello). */
+	int ahead = rcmoe_core_transport()->needs_posted_dest && flags == RCMOE_PLACE_ANY;
+	if (wire_len != HELLO_BYTES || (flags != 0 && !ahead))
 		return RCMOE_ERR_MALFORMED;
 	*dest = k->hello;
-	*mr = NULL;
+	*mr = k->mr;
 	return RCMOE_OK;
+}
+
+/* posted_dest: register the link's hello buffer on its connection (its transfer needs it). */
+static rcmoe_status_t link_reg(struct rcmoe_coll_comm *c, struct link *k)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	if (!c->posted_dest || k->mr)
+		return RCMOE_OK;
+	rcmoe_status_t st =
+		t->reg_mr(k->tsend, k->tsend ? NULL : k->trecv, k->hello, HELLO_BYTES, &k->mr);
+	if (st != RCMOE_OK) {
+		k->mr = NULL;
+		RCMOE_WARN("collNet rank %d: cannot register a hello buffer with the %s transport: "
+			   "%s",
+			   c->rank, t->name, rcmoe_status_str(st));
+	}
+	return st;
+}
+
+/* Drop it: once its hello is done, or before the link's connection closes (a mesh that failed:
+ * the transfer is abandoned with the connection, and the memory goes after). */
+static void link_unreg(struct rcmoe_coll_comm *c, struct link *k)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	if (!k->mr)
+		return;
+	if (t->dereg_mr(k->tsend, k->tsend ? NULL : k->trecv, k->mr) != RCMOE_OK)
+		RCMOE_WARN("collNet rank %d: deregistering a hello buffer failed", c->rank);
+	k->mr = NULL;
 }
 
 static double now_s(void)
@@ -237,9 +274,11 @@ static rcmoe_status_t mesh_step_out(struct mesh *m)
 			struct hello h = m->mine;
 			h.set = k->set;
 			hello_encode(&h, k->hello);
+			RCMOE_CHECK(link_reg(m->c, k));
 		}
 		if (!k->req) {
-			RCMOE_CHECK(t->isend(k->tsend, k->hello, HELLO_BYTES, NULL, 0, 0, &k->req));
+			RCMOE_CHECK(
+				t->isend(k->tsend, k->hello, HELLO_BYTES, k->mr, 0, 0, &k->req));
 			if (!k->req)
 				continue;
 		}
@@ -257,6 +296,7 @@ static rcmoe_status_t mesh_step_out(struct mesh *m)
 			k->req = NULL;
 			k->done = 1;
 			m->nout_done++;
+			link_unreg(m->c, k);
 		}
 	}
 	return RCMOE_OK;
@@ -299,6 +339,7 @@ static rcmoe_status_t mesh_step_in(struct mesh *m)
 		if (!k->trecv)
 			break;
 		m->naccepted++;
+		RCMOE_CHECK(link_reg(m->c, k));
 	}
 	for (int i = 0; i < m->naccepted; i++) {
 		struct link *k = &m->in[i];
@@ -323,6 +364,12 @@ static rcmoe_status_t mesh_step_in(struct mesh *m)
 		k->req = NULL;
 		k->done = 1;
 		m->nin_done++;
+		link_unreg(m->c, k); /* before take_hello gives its connection to the comm */
+		if (flags != 0) {
+			RCMOE_WARN("collNet rank %d: a connection sent a hello with flags 0x%x",
+				   m->c->rank, flags);
+			return RCMOE_ERR_MALFORMED;
+		}
 		RCMOE_CHECK(take_hello(m, k));
 	}
 	return RCMOE_OK;
@@ -333,6 +380,8 @@ static void mesh_close(struct mesh *m)
 {
 	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
 	for (int i = 0; i < m->nlinks; i++) {
+		link_unreg(m->c, &m->out[i]);
+		link_unreg(m->c, &m->in[i]);
 		if (m->out[i].tsend)
 			t->close_send(m->out[i].tsend);
 		if (m->in[i].trecv)
@@ -399,6 +448,7 @@ rcmoe_status_t rcmoe_coll_connect(void *handles[], int nranks, int rank,
 	c->rank = rank;
 	c->nranks = nranks;
 	c->gpu.dev = -1;
+	c->posted_dest = rcmoe_core_transport()->needs_posted_dest;
 	RCMOE_CHECK_GOTO(rcmoe_ar_settings_from_params(params, &c->settings), st, free_comm);
 	if (settings_hook)
 		settings_hook(rank, &c->settings);
@@ -478,10 +528,74 @@ rcmoe_status_t rcmoe_coll_reduce_support(int dtype, int op, int *supported)
 	return RCMOE_OK;
 }
 
+/* ---- registrations ---- */
+
+/* The connection registrations are made on: any one of the mesh's, since a registration holds
+ * on every connection of the device (transport.h: reg_mr) and all of the mesh's are on one.
+ * NULL for a comm of one rank, which moves nothing. */
+static struct rcmoe_tsend *reg_comm(const struct rcmoe_coll_comm *c)
+{
+	for (int p = 0; p < c->nranks; p++)
+		if (p != c->rank && c->peers[p].tsend[RCMOE_COLL_SET_A])
+			return c->peers[p].tsend[RCMOE_COLL_SET_A];
+	return NULL;
+}
+
+rcmoe_status_t rcmoe_coll_buf_reg(struct rcmoe_coll_comm *c, struct rcmoe_growbuf *g,
+				  struct rcmoe_tmr **out)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	*out = NULL;
+	/* Grown since: what it was registered for is retired memory, kept until close (pinned,
+	 * ar_gpu.c); malloc'd memory is unregistered before it is freed (rcmoe_coll_buf_unreg). */
+	if (g->reg && (g->reg_p != g->p || g->reg_cap != g->cap))
+		rcmoe_coll_buf_unreg(c, g);
+	if (!g->reg) {
+		struct rcmoe_tsend *on = reg_comm(c);
+		rcmoe_status_t st =
+			on ? t->reg_mr(on, NULL, g->p, g->cap, &g->reg) : RCMOE_ERR_INTERNAL;
+		if (st != RCMOE_OK) {
+			g->reg = NULL;
+			RCMOE_WARN(
+				"collNet rank %d: cannot register %zu bytes of all-reduce scratch "
+				"with the %s transport: %s",
+				c->rank, g->cap, t->name, rcmoe_status_str(st));
+			return st;
+		}
+		g->reg_p = g->p;
+		g->reg_cap = g->cap;
+	}
+	*out = g->reg;
+	return RCMOE_OK;
+}
+
+void rcmoe_coll_buf_unreg(struct rcmoe_coll_comm *c, struct rcmoe_growbuf *g)
+{
+	const struct rcmoe_transport_ops *t = rcmoe_core_transport();
+	if (!g->reg)
+		return;
+	if (t->dereg_mr(reg_comm(c), NULL, g->reg) != RCMOE_OK)
+		RCMOE_WARN("collNet rank %d: deregistering %zu bytes of all-reduce scratch failed",
+			   c->rank, g->reg_cap);
+	g->reg = NULL;
+	g->reg_p = NULL;
+	g->reg_cap = 0;
+}
+
+void rcmoe_coll_call_unreg(struct rcmoe_coll_comm *c, struct coll_call *k, int host_only)
+{
+	struct rcmoe_growbuf *bufs[] = { &k->work, &k->own, &k->agout, &k->hs, &k->hr };
+	for (size_t b = 0; b < sizeof(bufs) / sizeof(bufs[0]); b++)
+		if (!host_only || bufs[b]->kind == RCMOE_BUF_HOST)
+			rcmoe_coll_buf_unreg(c, bufs[b]);
+	for (int x = 0; k->xa_send && x < 4 * c->nranks; x++)
+		if (!host_only || k->xa_send[x].in.kind == RCMOE_BUF_HOST)
+			rcmoe_coll_buf_unreg(c, &k->xa_send[x].in);
+}
+
 rcmoe_status_t rcmoe_coll_reg_mr(struct rcmoe_coll_comm *c, void *data, size_t size, int type,
 				 struct rcmoe_coll_mr **out)
 {
-	/* the socket transport needs no registration (transport.h: reg_mr) */
 	if (type != NCCL_PTR_HOST && type != NCCL_PTR_CUDA) {
 		RCMOE_WARN("collNet regMr: memory type %d", type);
 		return RCMOE_ERR_INVALID;
@@ -492,6 +606,21 @@ rcmoe_status_t rcmoe_coll_reg_mr(struct rcmoe_coll_comm *c, void *data, size_t s
 	mr->base = data;
 	mr->size = size;
 	mr->type = type;
+	/* Host memory the lossless mode sends from and receives into, over a transport that
+	 * needs it registered (posted_dest; sockets need nothing). Device memory is never handed
+	 * to the transport: GPU calls go through pinned scratch (ar_gpu.c). */
+	struct rcmoe_tsend *on = c && c->posted_dest ? reg_comm(c) : NULL;
+	if (on && type == NCCL_PTR_HOST && size > 0) {
+		rcmoe_status_t st = rcmoe_core_transport()->reg_mr(on, NULL, data, size, &mr->tmr);
+		if (st != RCMOE_OK) {
+			RCMOE_WARN("collNet rank %d: regMr of %zu bytes at %p: the %s transport "
+				   "refused it: %s",
+				   c->rank, size, data, rcmoe_core_transport()->name,
+				   rcmoe_status_str(st));
+			free(mr);
+			return st;
+		}
+	}
 	/* NCCL registers its collNet staging buffer (send and receive slots of every channel) at
 	 * setup, before any user buffer (2.28.9 coll_net.cc): the first registration is it. Only
 	 * that one is ever cleared (ar_engine.c, "Leftovers"); a user's buffer never is. */
@@ -506,13 +635,20 @@ rcmoe_status_t rcmoe_coll_reg_mr(struct rcmoe_coll_comm *c, void *data, size_t s
 
 rcmoe_status_t rcmoe_coll_dereg_mr(struct rcmoe_coll_comm *c, struct rcmoe_coll_mr *mr)
 {
+	rcmoe_status_t st = RCMOE_OK;
 	/* NCCL frees the memory next: nothing of ours may still be moving into it. */
 	if (c && mr)
 		rcmoe_coll_quiesce(c, mr);
 	if (c && c->stage_mr == mr)
 		c->stage_mr = NULL;
+	if (c && mr && mr->tmr &&
+	    rcmoe_core_transport()->dereg_mr(reg_comm(c), NULL, mr->tmr) != RCMOE_OK) {
+		RCMOE_WARN("collNet rank %d: deregMr of %zu bytes at %p: the %s transport failed",
+			   c->rank, mr->size, (void *)mr->base, rcmoe_core_transport()->name);
+		st = RCMOE_ERR_SYSTEM;
+	}
 	free(mr);
-	return RCMOE_OK;
+	return st;
 }
 
 rcmoe_status_t rcmoe_coll_close(struct rcmoe_coll_comm *c)
@@ -522,6 +658,9 @@ rcmoe_status_t rcmoe_coll_close(struct rcmoe_coll_comm *c)
 	if (!c)
 		return RCMOE_OK;
 	rcmoe_coll_quiesce(c, NULL);
+	/* Before their memory goes (pinned: rcmoe_coll_gpu_close; malloc'd: calls_free). */
+	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++)
+		rcmoe_coll_call_unreg(c, &c->calls[i], 0);
 	rcmoe_coll_gpu_close(c);
 	for (int p = 0; p < c->nranks; p++)
 		for (int s = 0; s < RCMOE_COLL_NSETS; s++) {

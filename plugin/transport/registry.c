@@ -17,9 +17,9 @@ static const struct {
 	int param; /* RCMOE_TRANSPORT_* */
 	const struct rcmoe_transport_ops *ops;
 	/* Tried by `auto`. The IB transport is not, yet: it has run only against the test verbs
-	 * provider (test/ib/fakeverbs/), never on a real HCA, and the collective side does not
-	 * run over it, so on a cluster with verbs ports `auto` would swap a proven path for an
-	 * untried one and lose the compressed all-reduce (docs/ib-transport.md). */
+	 * provider (test/ib/fakeverbs/), never on a real HCA, the net side's traffic and the
+	 * collective side's (compressed all-reduce) alike, so on a cluster with verbs ports
+	 * `auto` would swap a proven path for an untried one (docs/ib-transport.md). */
 	int in_auto;
 } registry[] = {
 	{ RCMOE_TRANSPORT_SOCKET, &rcmoe_socket_ops, 1 },

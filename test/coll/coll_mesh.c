@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -99,6 +100,11 @@ void mesh_close(struct mesh *m)
 {
 	for (int i = 0; i < m->nranks; i++) {
 		struct mesh_rank *r = &m->r[i];
+		if (r->comm && r->stage_mh)
+			cr_expect_eq(coll_dereg(r, r->stage_mh), ncclSuccess, "rank %d: deregMr",
+				     i);
+		free(r->stage);
+		r->stage = r->stage_mh = NULL;
 		if (r->comm)
 			cr_expect_eq(coll_close(r), ncclSuccess, "rank %d: closeColl", i);
 		r->comm = NULL;
@@ -150,6 +156,42 @@ ncclResult_t coll_dereg(struct mesh_rank *r, void *mh)
 {
 	return r->m->version == 11 ? ncclCollNetPlugin_v11.deregMr(r->comm, mh)
 				   : ncclCollNetPlugin_v10.deregMr(r->comm, mh);
+}
+
+enum { STAGE_BYTES = 4096 };
+
+int coll_reg_user(struct mesh_rank *r, void *data, size_t size, void **mh)
+{
+	*mh = NULL;
+	if (!r->stage_mh) {
+		r->stage = malloc(STAGE_BYTES);
+		if (rank_check(r, r->stage != NULL, "memory") ||
+		    rank_check(r, coll_reg(r, r->stage, STAGE_BYTES, &r->stage_mh) == ncclSuccess,
+			       "regMr of the staging stand-in"))
+			return 1;
+	}
+	return rank_check(r, coll_reg(r, data, size, mh) == ncclSuccess, "regMr of %zu bytes",
+			  size);
+}
+
+int coll_reg_pair(struct mesh_rank *r, void *send, void *recv, size_t bytes, void **smh, void **rmh)
+{
+	*smh = *rmh = NULL;
+	if (coll_reg_user(r, send, bytes, smh))
+		return 1;
+	if (recv == send) {
+		*rmh = *smh;
+		return 0;
+	}
+	return coll_reg_user(r, recv, bytes, rmh);
+}
+
+int coll_dereg_pair(struct mesh_rank *r, void *smh, void *rmh)
+{
+	if (rank_check(r, coll_dereg(r, smh) == ncclSuccess, "deregMr of the send buffer"))
+		return 1;
+	return rmh != smh &&
+	       rank_check(r, coll_dereg(r, rmh) == ncclSuccess, "deregMr of the receive buffer");
 }
 
 ncclResult_t coll_iallreduce(struct mesh_rank *r, void *send, void *recv, size_t count,

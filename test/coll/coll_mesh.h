@@ -27,6 +27,9 @@ struct mesh_rank {
 	void *comm;
 	char handle[NCCL_NET_HANDLE_MAXSIZE];
 	ncclResult_t connect_result;
+	/* NCCL's staging stand-in (coll_reg_user), registered before any user buffer */
+	void *stage;
+	void *stage_mh;
 	/* first failure in the rank's thread */
 	int failed;
 	char why[512];
@@ -64,6 +67,18 @@ ncclResult_t coll_reg(struct mesh_rank *r, void *data, size_t size, void **mh);
 /* regMr with a memory type: NCCL_PTR_HOST or NCCL_PTR_CUDA (device memory). */
 ncclResult_t coll_reg_type(struct mesh_rank *r, void *data, size_t size, int type, void **mh);
 ncclResult_t coll_dereg(struct mesh_rank *r, void *mh);
+/* Register a user buffer as NCCL does before it hands it to iallreduce, which a transport that
+ * writes by RDMA needs (IB). NCCL registers its collNet staging buffer first, at setup, and the
+ * plugin takes a comm's first registration for it (and clears what lossy calls encoded from it):
+ * so the rank's first call registers a small stand-in for it first (deregistered by
+ * mesh_close). 0, or 1 and a recorded failure. */
+int coll_reg_user(struct mesh_rank *r, void *data, size_t size, void **mh);
+/* The same for the host buffers of a call (`bytes` each; in place, send == recv, once, in both
+ * handles). */
+int coll_reg_pair(struct mesh_rank *r, void *send, void *recv, size_t bytes, void **smh,
+		  void **rmh);
+/* Deregister them, before the memory is freed. 0, or 1 and a recorded failure. */
+int coll_dereg_pair(struct mesh_rank *r, void *smh, void *rmh);
 ncclResult_t coll_iallreduce(struct mesh_rank *r, void *send, void *recv, size_t count,
 			     ncclDataType_t dt, void *smh, void *rmh, void **req);
 ncclResult_t coll_test(struct mesh_rank *r, void *req, int *done, int *size);

@@ -3,7 +3,8 @@
  * The collective side through its exported collNet tables, 2 to 4 ranks in one process over
  * 127.0.0.1: lossless sums bit-exact against a rank-order reference, sizes from 0 to 8 MiB,
  * in-place calls, many calls in flight, declined (type, op) pairs, NaN and Inf, ranks whose
- * settings disagree, and a peer that goes away in the middle of a call.
+ * settings disagree, a message longer than its receive, and a peer that goes away in the middle
+ * of a call. meson runs it over sockets and over the IB transport (test/coll/meson.build).
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -113,12 +114,17 @@ static void v10_body(struct mesh_rank *r)
 	struct contrib c;
 	RCHECK(r, contrib_make(&c, r->m->nranks, ncclFloat32, n, 99) == 0, "out of memory");
 	float *recv = malloc(n * 4);
+	void *smh, *rmh;
 	RCHECK(r, recv != NULL, "out of memory");
-	void *req = coll_post(r, c.in[r->rank], recv, n, ncclFloat32, NULL, NULL);
+	if (coll_reg_pair(r, c.in[r->rank], recv, n * 4, &smh, &rmh))
+		return;
+	void *req = coll_post(r, c.in[r->rank], recv, n, ncclFloat32, smh, rmh);
 	if (!req || coll_wait(r, req, n * 4, 60.0))
 		return;
 	size_t bad = ref_compare(&c, recv, 1);
 	RCHECK(r, bad == (size_t)-1, "v10: element %zu differs", bad);
+	if (coll_dereg_pair(r, smh, rmh))
+		return;
 	free(recv);
 	contrib_free(&c);
 }
@@ -139,7 +145,7 @@ static void inflight_body(struct mesh_rank *r)
 {
 	struct contrib c[INFLIGHT];
 	float *recv[INFLIGHT];
-	void *req[INFLIGHT];
+	void *req[INFLIGHT], *smh[INFLIGHT], *rmh[INFLIGHT];
 	int posted = 0, done_count = 0;
 	char done[INFLIGHT] = { 0 };
 	for (int i = 0; i < INFLIGHT; i++) {
@@ -148,6 +154,9 @@ static void inflight_body(struct mesh_rank *r)
 		       "out of memory");
 		recv[i] = malloc((INFLIGHT_N + i) * 4);
 		RCHECK(r, recv[i] != NULL, "out of memory");
+		if (coll_reg_pair(r, c[i].in[r->rank], recv[i], (INFLIGHT_N + i) * 4, &smh[i],
+				  &rmh[i]))
+			return;
 	}
 	/* Post as many as the plugin takes before testing any, as NCCL's proxy does; it must
 	 * take at least 8 (NCCL_STEPS) and refuse the rest with a NULL request, never an error. */
@@ -155,9 +164,9 @@ static void inflight_body(struct mesh_rank *r)
 	while (done_count < INFLIGHT) {
 		while (posted < INFLIGHT) {
 			void *q = NULL;
-			ncclResult_t res =
-				coll_iallreduce(r, c[posted].in[r->rank], recv[posted],
-						INFLIGHT_N + posted, ncclFloat32, NULL, NULL, &q);
+			ncclResult_t res = coll_iallreduce(r, c[posted].in[r->rank], recv[posted],
+							   INFLIGHT_N + posted, ncclFloat32,
+							   smh[posted], rmh[posted], &q);
 			RCHECK(r, res == ncclSuccess, "iallreduce %d failed", posted);
 			if (!q)
 				break;
@@ -182,6 +191,8 @@ static void inflight_body(struct mesh_rank *r)
 	for (int i = 0; i < INFLIGHT; i++) {
 		size_t bad = ref_compare(&c[i], recv[i], 1);
 		RCHECK(r, bad == (size_t)-1, "call %d: element %zu differs", i, bad);
+		if (coll_dereg_pair(r, smh[i], rmh[i]))
+			return;
 		free(recv[i]);
 		contrib_free(&c[i]);
 	}
@@ -265,10 +276,14 @@ static void nonfinite_body(struct mesh_rank *r)
 		contrib_poison(&c, 0, 5000, INFINITY);
 		contrib_poison(&c, r->m->nranks - 1, 60000, -INFINITY);
 		char *recv = malloc(n * es);
+		void *smh, *rmh;
 		RCHECK(r, recv != NULL, "memory");
-		void *req = coll_post(r, c.in[r->rank], recv, n, dt, NULL, NULL);
+		if (coll_reg_pair(r, c.in[r->rank], recv, n * es, &smh, &rmh))
+			return;
+		void *req = coll_post(r, c.in[r->rank], recv, n, dt, smh, rmh);
 		if (!req || coll_wait(r, req, n * es, 60.0))
 			return;
+		RCHECK(r, coll_dereg_pair(r, smh, rmh) == 0, "deregMr");
 		RCHECK(r, isnan(elem_f32(dt, recv, 1000)), "%s: NaN lost", dt_name(dt));
 		RCHECK(r, isinf(elem_f32(dt, recv, 5000)) && elem_f32(dt, recv, 5000) > 0,
 		       "%s: +Inf lost (%g)", dt_name(dt), elem_f32(dt, recv, 5000));
@@ -321,6 +336,7 @@ static void dying_body(struct mesh_rank *r)
 {
 	size_t n = 1 << 20;
 	float *a = calloc(n, 4), *b = calloc(n, 4);
+	void *amh, *bmh;
 	RCHECK(r, a && b, "memory");
 	if (r->rank == 2) {
 		/* Gone before its part of the call: its comm closes (all its connections). */
@@ -331,7 +347,10 @@ static void dying_body(struct mesh_rank *r)
 		free(b);
 		return;
 	}
-	void *req = coll_post(r, a, b, n, ncclFloat32, NULL, NULL);
+	/* Every rank reaches the barrier, even one that failed before. */
+	void *req = coll_reg_pair(r, a, b, n * 4, &amh, &bmh)
+			    ? NULL
+			    : coll_post(r, a, b, n, ncclFloat32, amh, bmh);
 	pthread_barrier_wait(&r->m->barrier);
 	if (!req)
 		return;
@@ -344,6 +363,8 @@ static void dying_body(struct mesh_rank *r)
 			break;
 		RCHECK(r, mesh_now() - t0 < 4.0, "no error 4 s after rank 2 left (timeout 2 s)");
 	}
+	if (coll_dereg_pair(r, amh, bmh))
+		return;
 	free(a);
 	free(b);
 }
@@ -355,6 +376,59 @@ Test(coll, peer_gone_mid_call_fails_the_others)
 	mesh_open(&m, 11, 3, 1);
 	mesh_run(&m, dying_body);
 	mesh_close(&m);
+}
+
+/* ---- a message longer than its receive ---- */
+
+enum { LONG_N = 4096, LONG_EXTRA = 1024, LONG_TAIL = 4096 };
+
+/* Rank 1 sums more elements than rank 0 (a peer that went wrong), so its reduce-scatter
+ * message is longer than the receive rank 0 posted, and rank 0's is shorter than rank 1's. Both
+ * are refused, with a warning, and both calls fail: over sockets when the header arrives, over
+ * IB by the sending transport (the receive's size is in its clear-to-send) and by the receiver
+ * once a short one landed. Nothing is written past rank 0's buffers. */
+static void longer_body(struct mesh_rank *r)
+{
+	size_t n = LONG_N + (r->rank == 1 ? LONG_EXTRA : 0), bytes = n * 4;
+	size_t cap = (LONG_N + LONG_EXTRA) * 4 + LONG_TAIL;
+	float *send = calloc(cap, 1);
+	unsigned char *recv = malloc(cap);
+	void *smh, *rmh;
+	RCHECK(r, send && recv, "memory");
+	memset(recv, 0x5a, cap);
+	for (size_t i = 0; i < n; i++)
+		send[i] = (float)(i % 13);
+	if (coll_reg_pair(r, send, recv, cap, &smh, &rmh))
+		return;
+	void *req = coll_post(r, send, recv, n, ncclFloat32, smh, rmh);
+	if (!req)
+		return;
+	double t0 = mesh_now();
+	for (;;) {
+		int done = 0, size;
+		ncclResult_t res = coll_test(r, req, &done, &size);
+		RCHECK(r, !done, "a call with a refused message completed");
+		if (res != ncclSuccess)
+			break;
+		RCHECK(r, mesh_now() - t0 < 10.0, "no error after 10 s");
+	}
+	for (size_t i = bytes; i < cap; i++)
+		RCHECK(r, recv[i] == 0x5a, "byte %zu past the %zu-byte result was written", i,
+		       bytes);
+	if (coll_dereg_pair(r, smh, rmh))
+		return;
+	free(send);
+	free(recv);
+}
+
+Test(coll, longer_message_refused_nothing_past_the_buffer)
+{
+	struct mesh m;
+	int before = test_log_warn_count();
+	mesh_open(&m, 11, 2, 1);
+	mesh_run(&m, longer_body);
+	mesh_close(&m);
+	cr_expect_gt(test_log_warn_count(), before, "refused silently");
 }
 
 /* ---- a job that does not enable collNet pays nothing ---- */

@@ -61,8 +61,13 @@ static void codec_body(struct mesh_rank *r)
 			RCHECK(r, send && recv, "memory");
 			memcpy(send, c.in[r->rank], n * es);
 			char *dst = inplace ? send : recv;
-			void *req = coll_post(r, send, dst, n, dt, NULL, NULL);
+			void *smh, *rmh;
+			if (coll_reg_pair(r, send, dst, n * es, &smh, &rmh))
+				return;
+			void *req = coll_post(r, send, dst, n, dt, smh, rmh);
 			if (!req || coll_wait(r, req, n * es, 120.0))
+				return;
+			if (coll_dereg_pair(r, smh, rmh))
 				return;
 			results[r->rank][d][ci] = dst;
 			free(inplace ? recv : send);
@@ -192,15 +197,21 @@ static void trials_body(struct mesh_rank *r)
 	struct contrib c;
 	RCHECK(r, contrib_make(&c, r->m->nranks, ncclFloat32, UN, 4242) == 0, "memory");
 	float *out = malloc((size_t)TRIALS * UN * sizeof(float));
+	void *smh, *rmh;
 	RCHECK(r, out != NULL, "memory");
+	if (coll_reg_user(r, c.in[r->rank], UN * 4, &smh) ||
+	    coll_reg_user(r, out, (size_t)TRIALS * UN * 4, &rmh))
+		return;
 	/* The same contribution every call: only the random draws differ (each call has its own
 	 * operation id in the RNG's input). */
 	for (int t = 0; t < TRIALS; t++) {
-		void *req = coll_post(r, c.in[r->rank], out + (size_t)t * UN, UN, ncclFloat32, NULL,
-				      NULL);
+		void *req = coll_post(r, c.in[r->rank], out + (size_t)t * UN, UN, ncclFloat32, smh,
+				      rmh);
 		if (!req || coll_wait(r, req, UN * 4, 60.0))
 			return;
 	}
+	if (coll_dereg_pair(r, smh, rmh))
+		return;
 	trial_out[r->rank] = out;
 	contrib_free(&c);
 }
@@ -280,9 +291,14 @@ static void nonfinite_body(struct mesh_rank *r)
 		contrib_poison(&c, 0, 5000, INFINITY);
 		contrib_poison(&c, r->m->nranks - 1, 60000, -INFINITY);
 		char *recv = malloc(n * es);
+		void *smh, *rmh;
 		RCHECK(r, recv != NULL, "memory");
-		void *req = coll_post(r, c.in[r->rank], recv, n, dt, NULL, NULL);
+		if (coll_reg_pair(r, c.in[r->rank], recv, n * es, &smh, &rmh))
+			return;
+		void *req = coll_post(r, c.in[r->rank], recv, n, dt, smh, rmh);
 		if (!req || coll_wait(r, req, n * es, 60.0))
+			return;
+		if (coll_dereg_pair(r, smh, rmh))
 			return;
 		RCHECK(r, isnan(elem_f32(dt, recv, 1000)), "%s: NaN lost (%g)", dt_name(dt),
 		       elem_f32(dt, recv, 1000));
@@ -354,9 +370,12 @@ static void counters_body(struct mesh_rank *r)
 		struct contrib c;
 		RCHECK(r, contrib_make(&c, r->m->nranks, ncclFloat32, n, 5) == 0, "memory");
 		float *recv = malloc(n * 4);
+		void *smh, *rmh;
 		RCHECK(r, recv != NULL, "memory");
-		void *req = coll_post(r, c.in[r->rank], recv, n, ncclFloat32, NULL, NULL);
-		if (!req || coll_wait(r, req, n * 4, 60.0))
+		if (coll_reg_pair(r, c.in[r->rank], recv, n * 4, &smh, &rmh))
+			return;
+		void *req = coll_post(r, c.in[r->rank], recv, n, ncclFloat32, smh, rmh);
+		if (!req || coll_wait(r, req, n * 4, 60.0) || coll_dereg_pair(r, smh, rmh))
 			return;
 		free(recv);
 		contrib_free(&c);
@@ -429,7 +448,7 @@ static size_t mixed_n(int i)
 static void mixed_body(struct mesh_rank *r)
 {
 	struct contrib c[MIXED];
-	void *req[MIXED];
+	void *req[MIXED], *smh[MIXED], *rmh[MIXED];
 	char done[MIXED] = { 0 };
 	int posted = 0, ndone = 0;
 	for (int i = 0; i < MIXED; i++) {
@@ -437,6 +456,9 @@ static void mixed_body(struct mesh_rank *r)
 		       "memory");
 		mixed_out[r->rank][i] = malloc(mixed_n(i) * 4);
 		RCHECK(r, mixed_out[r->rank][i] != NULL, "memory");
+		if (coll_reg_pair(r, c[i].in[r->rank], mixed_out[r->rank][i], mixed_n(i) * 4,
+				  &smh[i], &rmh[i]))
+			return;
 	}
 	double t0 = mesh_now();
 	while (ndone < MIXED) {
@@ -444,8 +466,8 @@ static void mixed_body(struct mesh_rank *r)
 			void *q = NULL;
 			RCHECK(r,
 			       coll_iallreduce(r, c[posted].in[r->rank], mixed_out[r->rank][posted],
-					       mixed_n(posted), ncclFloat32, NULL, NULL,
-					       &q) == ncclSuccess,
+					       mixed_n(posted), ncclFloat32, smh[posted],
+					       rmh[posted], &q) == ncclSuccess,
 			       "iallreduce %d", posted);
 			if (!q)
 				break;
@@ -469,6 +491,8 @@ static void mixed_body(struct mesh_rank *r)
 			RCHECK(r, bad == (size_t)-1, "lossless call %d: element %zu differs", i,
 			       bad);
 		}
+		if (coll_dereg_pair(r, smh[i], rmh[i]))
+			return;
 		contrib_free(&c[i]);
 	}
 }
