@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every test: the style check (tools/check-style.sh) and the path check
 # (tools/check-paths.py), one counted case each; the CPU suites (unit, codec, transport, plugin,
-# smoke; GPU cases skip without a GPU, saying so), the tools and install suites (install: meson
+# coll, smoke; GPU cases skip without a GPU, saying so), the tools and install suites (install: meson
 # install into a temporary DESTDIR, then the installed tree used), then the CPU suites again under
 # AddressSanitizer + UBSan and the threaded ones under ThreadSanitizer. Ends with one line:
 # "N passed, N failed, N skipped".
@@ -77,14 +77,14 @@ run_check paths python3 tools/check-paths.py
 
 echo "# build (CUDA objects included when nvcc is present)"
 rcmoe_build build-test -Dbuildtype=debugoptimized || exit 1
-run_suites main build-test -- unit codec transport plugin smoke gpu tools install
+run_suites main build-test -- unit codec transport plugin coll smoke gpu tools install
 
 if [ "${RCMOE_SKIP_SANITIZERS:-0}" != 1 ]; then
 	echo "# build with AddressSanitizer + UndefinedBehaviorSanitizer"
 	rcmoe_build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled \
 		-Dtools=false || exit 1
 	run_suites asan build-asan ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 \
-		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 -- unit codec transport plugin
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 -- unit codec transport plugin coll
 	echo "# build with ThreadSanitizer (transport workers, CPU codec workers)"
 	rcmoe_build build-tsan -Db_sanitize=thread -Db_lundef=false -Dcuda=disabled -Dtools=false ||
 		exit 1
