@@ -129,6 +129,29 @@ static void write_chunk(uint8_t *body, const struct rcmoe_pts_chunk *L, uint32_t
 	}
 }
 
+/* Each element's selection for one chunk (elements e0 .. e0 + l - 1): the reference rule,
+ * rcmoe_pts_select with the draw rcmoe_rng_at(key, i). Inlined once per datatype, so the loop has
+ * no datatype branch, and the draw's high key is taken once per chunk: a chunk (a power of two
+ * no larger than 2^14, starting at a multiple of its size) never crosses a multiple of 2^32. */
+static inline __attribute__((always_inline)) void
+select_chunk(const uint8_t *in, int dtype, uint64_t e0, uint32_t l, float tau, uint64_t key,
+	     uint8_t *sel, uint8_t *neg, uint32_t *m, uint32_t *nl)
+{
+	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2, small = 0, large = 0;
+	uint32_t hikey = rcmoe_rng_hikey(key, (uint32_t)(e0 >> 32));
+	for (uint32_t p = 0; p < l; p++) {
+		uint64_t i = e0 + p;
+		float g = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, i));
+		int s = rcmoe_pts_select(g, tau, rcmoe_rng_lo(hikey, (uint32_t)i));
+		sel[p] = (uint8_t)s;
+		neg[p] = (uint8_t)(rcmoe_fbits(g) >> 31);
+		small += s == RCMOE_PTS_SMALL;
+		large += s == RCMOE_PTS_LARGE;
+	}
+	*m += small;
+	*nl += large;
+}
+
 rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pts_cfg *cfg,
 				void *dst, size_t cap, size_t *len)
 {
@@ -160,16 +183,17 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 		off = 4 * nchunks;
 		for (c = 0; c < nchunks; c++) {
 			uint64_t e0 = c * C;
-			uint32_t l = (uint32_t)(n - e0 < C ? n - e0 : C), p, m = 0, nl = 0;
+			uint32_t l = (uint32_t)(n - e0 < C ? n - e0 : C), m = 0, nl = 0;
 			struct rcmoe_pts_chunk L;
-			for (p = 0; p < l; p++) {
-				uint32_t raw = rcmoe_ld_elem(in, esize, e0 + p);
-				float g = rcmoe_to_f32(cfg->dtype, raw);
-				sel[p] = (uint8_t)rcmoe_pts_select(g, tau,
-								   rcmoe_rng_at(key, e0 + p));
-				neg[p] = (uint8_t)(rcmoe_fbits(g) >> 31);
-				m += sel[p] == RCMOE_PTS_SMALL;
-				nl += sel[p] == RCMOE_PTS_LARGE;
+			switch (cfg->dtype) {
+			case RCMOE_DT_FP32:
+				select_chunk(in, RCMOE_DT_FP32, e0, l, tau, key, sel, neg, &m, &nl);
+				break;
+			case RCMOE_DT_BF16:
+				select_chunk(in, RCMOE_DT_BF16, e0, l, tau, key, sel, neg, &m, &nl);
+				break;
+			default:
+				select_chunk(in, RCMOE_DT_FP16, e0, l, tau, key, sel, neg, &m, &nl);
 			}
 			rcmoe_pts_chunk_layout(m, nl, l, esize, &L);
 			rcmoe_st32(payload + 4 * c, m | nl << 16);

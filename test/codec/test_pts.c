@@ -3,6 +3,7 @@
  * zero inputs, and the ordered accumulation. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -382,4 +383,69 @@ Test(pts, config_checks)
 	size_t len, bound = rcmoe_pts_bound(100, &ok);
 	cr_assert_eq(rcmoe_pts_encode(in, 100, &ok, out, bound - 1, &len), RCMOE_ERR_OVERFLOW);
 	cr_assert_eq(rcmoe_pts_encode(in, 100, &ok, out, bound, &len), RCMOE_OK);
+}
+
+/* FNV-1a, 64-bit: a fingerprint of a whole stream. */
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* Known answers: the streams of fixed inputs, pinned by their length and fingerprint. The GPU
+ * encoder is checked against this reference byte for byte, but only on a GPU machine; this keeps
+ * a change of the reference's bytes (a refactor meant to be only faster, say) from passing CI
+ * unnoticed. The values are those of the reference as of 2026-12-07, which matched the one
+ * before that day's faster selection loop on 600 random cases (all datatypes, densities 0.001
+ * to 1, chunk sizes, zeros, NaN, subnormal tau). A deliberate change of the format updates them
+ * together with docs/stream-format.md. */
+Test(pts, known_answers)
+{
+	static const struct {
+		int dtype;
+		double density;
+		uint32_t chunk;
+		size_t n;
+		size_t len;
+		uint64_t fnv;
+	} cases[] = {
+#include "pts_known_answers.inc"
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		size_t n = cases[c].n, es = rcmoe_dtype_size(cases[c].dtype);
+		uint8_t *in = malloc(n * es);
+		cr_assert_not_null(in);
+		uint64_t x = 0x9e3779b97f4a7c15ull + c;
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			float f = (float)((int64_t)(x % 2000001) - 1000000) * 1e-6f;
+			if (i % 101 == 0)
+				f *= 64.0f; /* some large elements */
+			uint32_t u = rcmoe_from_f32(cases[c].dtype, f);
+			if (es == 4)
+				memcpy(in + 4 * i, &u, 4);
+			else
+				memcpy(in + 2 * i, &(uint16_t){ (uint16_t)u }, 2);
+		}
+		struct rcmoe_pts_cfg cfg = { .dtype = cases[c].dtype,
+					     .density = cases[c].density,
+					     .seed = 7,
+					     .op_id = 1000 + c,
+					     .rank = (uint32_t)c % 4,
+					     .chunk = cases[c].chunk };
+		struct stream s;
+		encode(in, n, &cfg, &s);
+		if (getenv("RCMOE_PRINT_KNOWN_ANSWERS"))
+			printf("\t\t{ %d, %g, %u, %zu, %zu, 0x%016llxull },\n", cases[c].dtype,
+			       cases[c].density, cases[c].chunk, n, s.len,
+			       (unsigned long long)fnv1a(s.p, s.len));
+		cr_expect_eq(s.len, cases[c].len, "case %zu: %zu bytes, %zu known", c, s.len,
+			     cases[c].len);
+		cr_expect_eq(fnv1a(s.p, s.len), cases[c].fnv,
+			     "case %zu: the stream's bytes changed", c);
+		free(s.p);
+		free(in);
+	}
 }
