@@ -39,25 +39,48 @@ size_t rcmoe_pts_bound(size_t n, const struct rcmoe_pts_cfg *cfg)
 	       (uint64_t)n * (2 + rcmoe_dt_size(cfg->dtype));
 }
 
-double rcmoe_pts_l1(const void *src, size_t n, int dtype)
+/* One L1 chunk's lane sums v[t] (the elements t, t + LANES, ... of the chunk starting at
+ * element e0, in that order), inlined once per datatype: the loop has no datatype branch, and a
+ * full chunk no bounds check. The additions and their order are the reference's, so the sum is
+ * the same to the last bit. */
+static inline __attribute__((always_inline)) void l1_chunk(const uint8_t *in, int dtype,
+							   uint64_t e0, uint64_t n, double *v)
 {
-	const uint8_t *in = src;
-	uint32_t esize = rcmoe_dt_size(dtype);
-	double lanes[RCMOE_PTS_L1_LANES] = { 0 }, v[RCMOE_PTS_L1_LANES];
-	uint64_t nchunks = (n + RCMOE_PTS_L1_CHUNK - 1) / RCMOE_PTS_L1_CHUNK, c;
-	int t, s, i;
-
-	for (c = 0; c < nchunks; c++) {
-		memset(v, 0, sizeof(v));
-		for (i = 0; i < RCMOE_PTS_L1_CHUNK / RCMOE_PTS_L1_LANES; i++) {
-			for (t = 0; t < RCMOE_PTS_L1_LANES; t++) {
-				uint64_t idx = c * RCMOE_PTS_L1_CHUNK +
-					       (uint64_t)i * RCMOE_PTS_L1_LANES + t;
-				if (idx >= n)
-					break;
+	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2;
+	if (e0 + RCMOE_PTS_L1_CHUNK <= n) {
+		for (int i = 0; i < RCMOE_PTS_L1_CHUNK / RCMOE_PTS_L1_LANES; i++)
+			for (int t = 0; t < RCMOE_PTS_L1_LANES; t++) {
+				uint64_t idx = e0 + (uint64_t)i * RCMOE_PTS_L1_LANES + t;
 				float x = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, idx));
 				v[t] += (double)rcmoe_bitsf(rcmoe_fbits(x) & 0x7fffffffu);
 			}
+		return;
+	}
+	for (int i = 0; i < RCMOE_PTS_L1_CHUNK / RCMOE_PTS_L1_LANES; i++) {
+		for (int t = 0; t < RCMOE_PTS_L1_LANES; t++) {
+			uint64_t idx = e0 + (uint64_t)i * RCMOE_PTS_L1_LANES + t;
+			if (idx >= n)
+				return;
+			float x = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, idx));
+			v[t] += (double)rcmoe_bitsf(rcmoe_fbits(x) & 0x7fffffffu);
+		}
+	}
+}
+
+double rcmoe_pts_l1(const void *src, size_t n, int dtype)
+{
+	const uint8_t *in = src;
+	double lanes[RCMOE_PTS_L1_LANES] = { 0 }, v[RCMOE_PTS_L1_LANES];
+	uint64_t nchunks = (n + RCMOE_PTS_L1_CHUNK - 1) / RCMOE_PTS_L1_CHUNK, c;
+	int t, s;
+
+	for (c = 0; c < nchunks; c++) {
+		memset(v, 0, sizeof(v));
+		uint64_t e0 = c * RCMOE_PTS_L1_CHUNK;
+		switch (dtype) {
+		case RCMOE_DT_FP32: l1_chunk(in, RCMOE_DT_FP32, e0, n, v); break;
+		case RCMOE_DT_BF16: l1_chunk(in, RCMOE_DT_BF16, e0, n, v); break;
+		default: l1_chunk(in, RCMOE_DT_FP16, e0, n, v);
 		}
 		for (s = RCMOE_PTS_L1_LANES / 2; s >= 1; s >>= 1)
 			for (t = 0; t < s; t++)
