@@ -130,8 +130,7 @@ rcmoe_status_t ib_isend(struct rcmoe_tsend *comm, const void *buf, size_t len, s
 	*req = NULL;
 	if (c->error != RCMOE_OK)
 		return c->error;
-	if (len && ((uintptr_t)buf < (uintptr_t)m->mr->addr ||
-		    (uintptr_t)buf + len > (uintptr_t)m->mr->addr + m->mr->length)) {
+	if (len && !ib_mr_covers(m, buf, len)) {
 		RCMOE_WARN("IB transport: a send of %zu bytes to %s lies outside its registration",
 			   len, c->peer);
 		return RCMOE_ERR_INVALID;
@@ -179,8 +178,7 @@ rcmoe_status_t ib_irecv(struct rcmoe_trecv *comm, size_t max_len, int tag, rcmoe
 	struct rcmoe_tmr *tmr = NULL;
 	RCMOE_CHECK(place(place_arg, max_len, RCMOE_PLACE_ANY, &dest, &tmr));
 	struct ib_mr *m = IB_TO(struct ib_mr, tmr);
-	if (max_len && (!dest || !m || (uintptr_t)dest < (uintptr_t)m->mr->addr ||
-			(uintptr_t)dest + max_len > (uintptr_t)m->mr->addr + m->mr->length)) {
+	if (max_len && (!dest || !ib_mr_covers(m, dest, max_len))) {
 		RCMOE_WARN("IB transport: a receive of %zu bytes from %s is not inside a "
 			   "registration",
 			   max_len, c->peer);

@@ -20,12 +20,18 @@
  * completion per QP per message; QPs deliver in order, so the k-th completion on a QP belongs
  * to message k.
  *
+ * Memory (mr.c): reg_mr shares one verbs registration among every handle whose pages lie
+ * inside it (a registration cache per HCA, counted on each), and dereg_mr drops the
+ * registration with its last handle.
+ *
  * Threading: no threads of its own. One caller thread per comm at a time (NCCL's proxy thread),
- * except reg_mr/dereg_mr (NCCL's service thread), which touch only the device's PD.
+ * except reg_mr/dereg_mr (NCCL's service thread, and proxy threads of other comms), which touch
+ * only the HCA's protection domain and registration cache, the latter under its lock.
  */
 #ifndef RCMOE_IB_H
 #define RCMOE_IB_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,10 +82,21 @@ const char *ib_wc_status_str(int status);
 
 /* ---- devices (init.c) ---- */
 
+/* The live registrations of one HCA (mr.c): sorted by start, all counters under `lock`. */
+struct ib_mr_entry;
+struct ib_mr_cache {
+	pthread_mutex_t lock;
+	uintptr_t page;         /* the page size: registrations are of whole pages */
+	struct ib_mr_entry **v; /* by start address */
+	size_t n, cap, peak;    /* live registrations; array size; most live at once */
+	uint64_t hits, misses;  /* reg_mr calls that shared a registration, or made one */
+};
+
 struct ib_hca {
 	struct rcmoe_ibv_context *ctx;
 	struct rcmoe_ibv_pd *pd;
 	char name[64];
+	struct ib_mr_cache mr_cache;
 };
 
 struct ib_dev {
@@ -169,8 +186,32 @@ struct ib_cts {
  * socket transport (whose helpers the side channel uses) defines the rcmoe_t* tags for itself,
  * so the two meet only through these conversions (ops.c, data.c). */
 struct ib_mr {
-	struct rcmoe_ibv_mr *mr;
+	struct rcmoe_ibv_mr *mr; /* the registration it shares (its entry's) */
+	uintptr_t addr;          /* the range reg_mr was asked for: transfers must stay inside */
+	size_t len;
+	struct ib_mr_entry *entry;
+	bool spanning; /* its pages are all of the registration's (mr.c says why that matters) */
 };
+
+/* Does the handle's range hold [p, p + len)? */
+static inline bool ib_mr_covers(const struct ib_mr *m, const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p;
+	return m && a >= m->addr && a - m->addr <= m->len && len <= m->len - (a - m->addr);
+}
+
+/* mr.c: the registration cache. ib_mr_cache_init sets up an HCA's (init.c, before the HCA is
+ * counted). ib_mr_get returns a handle on `len` bytes at `buf`, sharing a live registration with
+ * `access` that holds their pages or registering them (a WARN when the verbs refuse);
+ * ib_mr_put drops it, and the registration with its last handle. */
+rcmoe_status_t ib_mr_cache_init(struct ib_hca *h);
+rcmoe_status_t ib_mr_get(struct ib_hca *h, void *buf, size_t len, int access, struct ib_mr **out);
+rcmoe_status_t ib_mr_put(struct ib_mr *m);
+struct ib_mr_cache_stats {
+	uint64_t hits, misses;
+	size_t live, peak;
+};
+void ib_mr_cache_stats(struct ib_hca *h, struct ib_mr_cache_stats *out);
 
 enum ib_req_state {
 	IB_REQ_FREE = 0,

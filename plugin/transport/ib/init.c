@@ -186,6 +186,13 @@ static rcmoe_status_t add_hca(struct rcmoe_ibv_device *device)
 		ib_verbs.close_device(h->ctx);
 		return RCMOE_ERR_SYSTEM;
 	}
+	rcmoe_status_t st = ib_mr_cache_init(h);
+	if (st != RCMOE_OK) {
+		g->ndev = before;
+		ib_verbs.dealloc_pd(h->pd);
+		ib_verbs.close_device(h->ctx);
+		return st;
+	}
 	g->nhca++;
 	return RCMOE_OK;
 }

@@ -4,7 +4,6 @@
  * and closing. needs_posted_dest is 1: the sender writes into the receiver's buffer, so each
  * receive's destination must be known when irecv is posted.
  */
-#include <stdlib.h>
 
 #include "rcmoe/log.h"
 #include "transport/ib/ib.h"
@@ -14,43 +13,31 @@ static struct ib_comm *comm_of(struct rcmoe_tsend *send, struct rcmoe_trecv *rec
 	return send ? IB_TO(struct ib_comm, send) : IB_TO(struct ib_comm, recv);
 }
 
-/* Host memory in the protection domain of the comm's HCA, which every QP on it shares. */
+/* Host memory in the protection domain of the comm's HCA, which every QP on it shares, through
+ * the HCA's registration cache (mr.c). */
 static rcmoe_status_t reg_mr(struct rcmoe_tsend *send, struct rcmoe_trecv *recv, void *buf,
 			     size_t len, struct rcmoe_tmr **out)
 {
 	if (!out || (!send == !recv) || !buf || !len)
 		return RCMOE_ERR_INVALID;
 	struct ib_comm *c = comm_of(send, recv);
-	struct ib_mr *m = calloc(1, sizeof(*m));
-	if (!m)
-		return RCMOE_ERR_NOMEM;
-	m->mr = ib_verbs.reg_mr(c->dev->hca->pd, buf, len,
-				RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_WRITE);
-	if (!m->mr) {
-		RCMOE_WARN("IB transport: cannot register %zu bytes at %p on %s", len, buf,
-			   c->dev->hca->name);
-		free(m);
-		return RCMOE_ERR_SYSTEM;
-	}
+	struct ib_mr *m = NULL;
+	RCMOE_CHECK(ib_mr_get(c->dev->hca, buf, len,
+			      RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_WRITE, &m));
 	*out = IB_TO(struct rcmoe_tmr, m);
 	return RCMOE_OK;
 }
 
+/* The handle knows its registration's HCA: the comm is not needed (and may be another comm of
+ * the same device than the one that registered). */
 static rcmoe_status_t dereg_mr(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
 			       struct rcmoe_tmr *mr)
 {
-	struct ib_mr *m = IB_TO(struct ib_mr, mr);
 	(void)send;
 	(void)recv;
-	if (!m)
+	if (!mr)
 		return RCMOE_OK;
-	int err = ib_verbs.dereg_mr(m->mr);
-	free(m);
-	if (err) {
-		RCMOE_WARN("IB transport: deregistering memory failed: error %d", err);
-		return RCMOE_ERR_SYSTEM;
-	}
-	return RCMOE_OK;
+	return ib_mr_put(IB_TO(struct ib_mr, mr));
 }
 
 static void abort_send(struct rcmoe_tsend *comm, rcmoe_status_t st, const char *why)

@@ -13,6 +13,8 @@ struct fv_mr *fv_mrs;
 
 static struct fv_device devices[FV_MAX_DEV];
 static uint32_t next_key = 0x1000;
+/* ibv_reg_mr and ibv_dereg_mr calls that succeeded (fakeverbs_mr_counts); under fv_lock. */
+static uint64_t mr_regs, mr_deregs;
 
 static int env_int(const char *name, int def)
 {
@@ -183,6 +185,7 @@ FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_mr(struct rcmoe_ibv_pd *pd, void *addr, s
 	next_key += 0x101;
 	m->next = fv_mrs;
 	fv_mrs = m;
+	mr_regs++;
 	pthread_mutex_unlock(&fv_lock);
 	return &m->ibv;
 }
@@ -194,6 +197,7 @@ FV_EXPORT int ibv_dereg_mr(struct rcmoe_ibv_mr *mr)
 		if (&(*pp)->ibv == mr) {
 			struct fv_mr *m = *pp;
 			*pp = m->next;
+			mr_deregs++;
 			pthread_mutex_unlock(&fv_lock);
 			free(m);
 			return 0;
@@ -201,6 +205,21 @@ FV_EXPORT int ibv_dereg_mr(struct rcmoe_ibv_mr *mr)
 	}
 	pthread_mutex_unlock(&fv_lock);
 	return EINVAL;
+}
+
+FV_EXPORT void fakeverbs_mr_counts(uint64_t *regs, uint64_t *deregs, uint64_t *live)
+{
+	pthread_mutex_lock(&fv_lock);
+	uint64_t n = 0;
+	for (const struct fv_mr *m = fv_mrs; m; m = m->next)
+		n++;
+	if (regs)
+		*regs = mr_regs;
+	if (deregs)
+		*deregs = mr_deregs;
+	if (live)
+		*live = n;
+	pthread_mutex_unlock(&fv_lock);
 }
 
 FV_EXPORT const char *ibv_wc_status_str(int status)

@@ -28,6 +28,13 @@
  *   FAKEVERBS_PORT_DOWN=a,b     these devices' ports are down
  *   FAKEVERBS_FAIL_SEND=N:S     the N-th send WR this process posts (from 1) completes with
  *                               status S (a number: 12 retry exceeded, 10 remote access...)
+ *
+ * Test-only query, not a verb (tests find it with dlsym on the handle the transport opened,
+ * ib_verbs.lib, or on their own dlopen of this library):
+ *   void fakeverbs_mr_counts(uint64_t *regs, uint64_t *deregs, uint64_t *live)
+ *     the ibv_reg_mr and ibv_dereg_mr calls of this process that succeeded so far, and the
+ *     memory regions registered now (any pointer may be NULL). Lets a test see how often the
+ *     transport really registers, for example that its registration cache reuses a region.
  */
 #ifndef FAKEVERBS_FV_H
 #define FAKEVERBS_FV_H
@@ -136,6 +143,9 @@ uint64_t fv_now_ns(void);
 void fv_cq_push(struct fv_cq *cq, const struct rcmoe_ibv_wc *wc);
 /* The QP failed: complete `wr` (if any) with `status`, flush the rest, state ERR. */
 void fv_qp_error(struct fv_qp *qp, struct fv_swr *wr, int status);
+
+/* device.c: the test-only query described above */
+FV_EXPORT void fakeverbs_mr_counts(uint64_t *regs, uint64_t *deregs, uint64_t *live);
 
 /* fabric.c */
 int fv_inbox_create(struct fv_qp *qp);
