@@ -322,6 +322,23 @@ static rcmoe_status_t progress_sends(struct rcmoe_comm *c)
 	return RCMOE_OK;
 }
 
+/* Hand r's job to the CPU codec workers: `kind` from `in` to `out`; the request waits in `state`
+ * (REQ_ENCODING or REQ_UNSTAGING) until the job is done. The caller sets what the kind needs
+ * beyond that (the encoder and its settings, or the function to call). */
+static void cpu_job_start(struct rcmoe_request *r, int kind, const void *in, size_t in_len,
+			  void *out, size_t out_cap, enum rcmoe_req_state state)
+{
+	struct rcmoe_cpu_job *job = &r->job;
+	job->kind = kind;
+	job->in = in;
+	job->in_len = in_len;
+	job->out = out;
+	job->out_cap = out_cap;
+	r->on_cpu = 1;
+	r->state = state;
+	rcmoe_cpu_job_submit(job);
+}
+
 /* Host buffers: the plan's CPU encoder (the reference itself), on a CPU codec worker. */
 static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_encode_plan *plan)
 {
@@ -331,17 +348,10 @@ static rcmoe_status_t encode_cpu(struct rcmoe_request *r, const struct rcmoe_enc
 			   "compressing host buffers on the CPU (RCMOE_CPU_CODEC_THREADS "
 			   "workers); under MPS (or with RCMOE_CUDA_BUFFERS=on) the codec "
 			   "runs on the GPU");
-	struct rcmoe_cpu_job *job = &r->job;
-	job->kind = RCMOE_JOB_ENCODE;
-	job->in = r->data;
-	job->in_len = plan->n;
-	job->out = shadow_of(r);
-	job->out_cap = shadow_room(r);
-	job->encode = plan->cpu_encode;
-	job->cfg = plan->cfg;
-	r->on_cpu = 1;
-	r->state = REQ_ENCODING;
-	rcmoe_cpu_job_submit(job);
+	r->job.encode = plan->cpu_encode;
+	r->job.cfg = plan->cfg;
+	cpu_job_start(r, RCMOE_JOB_ENCODE, r->data, plan->n, shadow_of(r), shadow_room(r),
+		      REQ_ENCODING);
 	return RCMOE_OK;
 }
 
@@ -675,15 +685,8 @@ static rcmoe_status_t decode(struct rcmoe_comm *c, struct rcmoe_request *r)
 	}
 	r->result = rcmoe_wire_decoded_bytes(&hdr); /* validated against the receive */
 	if (!is_gpu(r)) {
-		struct rcmoe_cpu_job *job = &r->job;
-		job->kind = RCMOE_JOB_DECODE;
-		job->in = src;
-		job->in_len = r->wire_len;
-		job->out = r->data;
-		job->out_cap = r->size;
-		r->on_cpu = 1;
-		r->state = REQ_UNSTAGING;
-		rcmoe_cpu_job_submit(job);
+		cpu_job_start(r, RCMOE_JOB_DECODE, src, r->wire_len, r->data, r->size,
+			      REQ_UNSTAGING);
 		return RCMOE_OK;
 	}
 	RCMOE_CHECK(check_fits(r, "GPU decode scratch", rcmoe_gpu_codec_decode_work_bytes(&hdr),
@@ -736,16 +739,9 @@ static rcmoe_status_t received(struct rcmoe_comm *c, struct rcmoe_request *r, si
 	if (is_gpu(r))
 		return len > 0 ? unstage_raw(c, r) : RCMOE_OK;
 	if (r->landing != r->data && len > 0) {
-		struct rcmoe_cpu_job *job = &r->job;
-		job->kind = RCMOE_JOB_CALL;
-		job->call = copy_down;
-		job->in = shadow_of(r);
-		job->in_len = len;
-		job->out = r->data;
-		job->out_cap = r->size;
-		r->on_cpu = 1;
-		r->state = REQ_UNSTAGING;
-		rcmoe_cpu_job_submit(job);
+		r->job.call = copy_down;
+		cpu_job_start(r, RCMOE_JOB_CALL, shadow_of(r), len, r->data, r->size,
+			      REQ_UNSTAGING);
 	}
 	return RCMOE_OK;
 }

@@ -332,6 +332,24 @@ Test(coll, mismatched_settings_fail_connect_everywhere)
 
 /* ---- a peer that goes away ---- */
 
+/* Test req until the call fails. The rank fails (returns nonzero) if the call completes
+ * (`completed`) or no error came within bound_s (`late`). */
+static int wait_for_error(struct mesh_rank *r, void *req, double bound_s, const char *completed,
+			  const char *late)
+{
+	double t0 = mesh_now();
+	for (;;) {
+		int done = 0, size;
+		ncclResult_t res = coll_test(r, req, &done, &size);
+		if (rank_check(r, !done, "%s", completed))
+			return 1;
+		if (res != ncclSuccess)
+			return 0;
+		if (rank_check(r, mesh_now() - t0 < bound_s, "%s", late))
+			return 1;
+	}
+}
+
 static void dying_body(struct mesh_rank *r)
 {
 	size_t n = 1 << 20;
@@ -354,15 +372,9 @@ static void dying_body(struct mesh_rank *r)
 	pthread_barrier_wait(&r->m->barrier);
 	if (!req)
 		return;
-	double t0 = mesh_now();
-	for (;;) {
-		int done = 0, size;
-		ncclResult_t res = coll_test(r, req, &done, &size);
-		RCHECK(r, !done, "the call completed without rank 2");
-		if (res != ncclSuccess)
-			break;
-		RCHECK(r, mesh_now() - t0 < 4.0, "no error 4 s after rank 2 left (timeout 2 s)");
-	}
+	if (wait_for_error(r, req, 4.0, "the call completed without rank 2",
+			   "no error 4 s after rank 2 left (timeout 2 s)"))
+		return;
 	if (coll_dereg_pair(r, amh, bmh))
 		return;
 	free(a);
@@ -403,15 +415,9 @@ static void longer_body(struct mesh_rank *r)
 	void *req = coll_post(r, send, recv, n, ncclFloat32, smh, rmh);
 	if (!req)
 		return;
-	double t0 = mesh_now();
-	for (;;) {
-		int done = 0, size;
-		ncclResult_t res = coll_test(r, req, &done, &size);
-		RCHECK(r, !done, "a call with a refused message completed");
-		if (res != ncclSuccess)
-			break;
-		RCHECK(r, mesh_now() - t0 < 10.0, "no error after 10 s");
-	}
+	if (wait_for_error(r, req, 10.0, "a call with a refused message completed",
+			   "no error after 10 s"))
+		return;
 	for (size_t i = bytes; i < cap; i++)
 		RCHECK(r, recv[i] == 0x5a, "byte %zu past the %zu-byte result was written", i,
 		       bytes);
