@@ -88,13 +88,23 @@ float rcmoe_lsq_f16_widen(uint16_t h);
 struct rcmoe_wire_header rcmoe_lsq_header(size_t n, const struct rcmoe_lsq_cfg *cfg,
 					  uint64_t payload_len);
 
-/* Which build of the specialised CPU LSQ loops runs: the portable one (x86-64 baseline, SSE2)
- * or, on x86-64 CPUs that have it, one compiled for AVX2. AUTO (the default) takes AVX2 when the
- * CPU has it. For tests and benchmarks, which compare both against the reference; returns 0,
- * changing nothing, when the CPU or the build lacks the one asked for. Not thread-safe against
- * codecs running at the same time. */
-enum { RCMOE_LSQ_ISA_AUTO, RCMOE_LSQ_ISA_PORTABLE, RCMOE_LSQ_ISA_AVX2 };
-int rcmoe_lsq_set_isa(int isa);
+/* Which build of the specialised CPU loops (LSQ encode and decode, PTS selection) runs: the
+ * portable one (x86-64 baseline, SSE2) or, on x86-64 CPUs that have it, one compiled for AVX2
+ * (cpu_isa.c). AUTO (the default) takes AVX2 when the CPU has it. rcmoe_cpu_isa: 0 portable,
+ * 1 AVX2. rcmoe_cpu_set_isa is for tests and benchmarks, which compare both against the
+ * reference; it returns 0, changing nothing, when the CPU or the build lacks the one asked for.
+ * Not thread-safe against codecs running at the same time. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RCMOE_CPU_HAVE_AVX2    1
+#define RCMOE_CPU_AVX2         __attribute__((target("avx2")))
+#define RCMOE_CPU_IF_AVX2(...) __VA_ARGS__
+#else
+#define RCMOE_CPU_HAVE_AVX2 0
+#define RCMOE_CPU_IF_AVX2(...)
+#endif
+enum { RCMOE_CPU_ISA_AUTO, RCMOE_CPU_ISA_PORTABLE, RCMOE_CPU_ISA_AVX2 };
+int rcmoe_cpu_isa(void);
+int rcmoe_cpu_set_isa(int isa);
 void rcmoe_dedup_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr,
 			      void *dst);
 

@@ -10,7 +10,6 @@
  * quantized: fp32 scale + codes (b bits per element, LSB first, padded to 4 bytes);
  * raw: the elements as given; zero: nothing.
  */
-#include <stdatomic.h>
 #include <string.h>
 
 #include "codec_internal.h"
@@ -59,14 +58,8 @@ size_t rcmoe_lsq_bound(size_t n, const struct rcmoe_lsq_cfg *cfg)
  * one core. The bytes cannot differ: the integer operations are exact and the fp32 ones are the
  * same single roundings (AVX2 brings no FMA to contract into, and C11 mode does not contract
  * across statements); the codec tests compare both builds with the reference. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LSQ_HAVE_AVX2    1
-#define LSQ_AVX2         __attribute__((target("avx2")))
-#define LSQ_IF_AVX2(...) __VA_ARGS__
-#else
-#define LSQ_HAVE_AVX2 0
-#define LSQ_IF_AVX2(...)
-#endif
+#define LSQ_AVX2         RCMOE_CPU_AVX2
+#define LSQ_IF_AVX2(...) RCMOE_CPU_IF_AVX2(__VA_ARGS__)
 
 /* The (dtype, bits) instances of the encoder and the decoder, in lsq_instance()'s order. */
 #define LSQ_INSTANCES(X)                                                                           \
@@ -298,40 +291,6 @@ LSQ_INLINE uint64_t lsq_encode_blocks(const struct lsq_enc *e, int dtype, int bi
 	return off;
 }
 
-/* 0: portable, 1: AVX2 (index into the tables of instances); -1: not chosen yet. Relaxed
- * atomics: every thread that races on the first call computes the same value. */
-static _Atomic int lsq_isa_chosen = -1;
-
-static int lsq_cpu_has_avx2(void)
-{
-#if LSQ_HAVE_AVX2
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") != 0;
-#else
-	return 0;
-#endif
-}
-
-static int lsq_isa(void)
-{
-	int isa = atomic_load_explicit(&lsq_isa_chosen, memory_order_relaxed);
-	if (isa < 0) {
-		isa = lsq_cpu_has_avx2();
-		atomic_store_explicit(&lsq_isa_chosen, isa, memory_order_relaxed);
-	}
-	return isa;
-}
-
-int rcmoe_lsq_set_isa(int isa)
-{
-	int avx2 = lsq_cpu_has_avx2();
-	int v = isa == RCMOE_LSQ_ISA_PORTABLE ? 0 : isa == RCMOE_LSQ_ISA_AVX2 ? 1 : avx2;
-	if (v && !avx2)
-		return 0;
-	atomic_store_explicit(&lsq_isa_chosen, v, memory_order_relaxed);
-	return 1;
-}
-
 #define LSQ_ENC_FN(sfx, dtype, bits)                                                               \
 	static uint64_t lsq_enc_##sfx(const struct lsq_enc *e)                                     \
 	{                                                                                          \
@@ -385,7 +344,7 @@ rcmoe_status_t rcmoe_lsq_encode(const void *src, size_t n, const struct rcmoe_ls
 		.key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank),
 		.B = cfg->block,
 	};
-	uint64_t off = lsq_enc_fns[lsq_isa()][lsq_instance(cfg->dtype, cfg->bits)](&e);
+	uint64_t off = lsq_enc_fns[rcmoe_cpu_isa()][lsq_instance(cfg->dtype, cfg->bits)](&e);
 
 	struct rcmoe_wire_header h = rcmoe_lsq_header(n, cfg, off);
 	rcmoe_wire_write(dst, &h);
@@ -571,5 +530,5 @@ static void (*const lsq_dec_fns[2][LSQ_NINSTANCES])(const struct lsq_dec *) = {
 void rcmoe_lsq_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr, void *dst)
 {
 	struct lsq_dec d = { .payload = payload, .out = dst, .n = hdr->count, .B = hdr->block };
-	lsq_dec_fns[lsq_isa()][lsq_instance(hdr->dtype, hdr->bits)](&d);
+	lsq_dec_fns[rcmoe_cpu_isa()][lsq_instance(hdr->dtype, hdr->bits)](&d);
 }

@@ -210,13 +210,13 @@ static void match_reference(void);
 
 Test(lsq_fast, portable_build_matches_reference)
 {
-	cr_assert(rcmoe_lsq_set_isa(RCMOE_LSQ_ISA_PORTABLE));
+	cr_assert(rcmoe_cpu_set_isa(RCMOE_CPU_ISA_PORTABLE));
 	match_reference();
 }
 
 Test(lsq_fast, avx2_build_matches_reference)
 {
-	if (!rcmoe_lsq_set_isa(RCMOE_LSQ_ISA_AVX2))
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX2))
 		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX2: the portable build "
 			     "is the one that runs here");
 	match_reference();

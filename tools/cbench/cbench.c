@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rcmoe-cbench: the CPU codecs (what the plugin runs on its codec workers for host
- * buffers) against memcpy of the same bytes in the same run. For each codec, dtype and size:
- * encode and decode throughput in GB/s of uncompressed bytes, each as a fraction of memcpy
- * (bytes copied per second), the compression ratio and the relative L2 error, medians of
- * --reps repetitions.
+ * buffers) against memcpy of the same bytes in the same run. For each codec (LSQ at 8, 4 and
+ * 2 bits; PTS at --density), dtype and size: encode and decode throughput in GB/s of
+ * uncompressed bytes, each as a fraction of memcpy (bytes copied per second), the compression
+ * ratio and the relative L2 error, medians of --reps repetitions.
  *
  *   rcmoe-cbench [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--reps N] [--json FILE]
+ *                [--isa auto|portable|avx2] [--codec lsq|pts|lsq,pts] [--density D]
  */
 #include <getopt.h>
 #include <math.h>
@@ -90,15 +91,75 @@ static double rel_l2(const void *a, const void *b, size_t n, int dtype)
 	return den > 0 ? sqrt(num / den) : 0;
 }
 
+struct bench {
+	int reps;
+	FILE *jf;
+	int first;
+};
+
+/* One row: encode and decode of n elements of src with cfg, against memcpy of the same bytes;
+ * `setting` names the bits or the density. Returns 0, or 1 when the codec failed. */
+static int row(struct bench *b, struct rcmoe_codec_cfg *cfg, const char *setting, const char *src,
+	       char *out, char *cp, size_t n, int dtype)
+{
+	size_t bytes = n * rcmoe_dtype_size(dtype);
+	size_t cap = rcmoe_codec_bound(cfg, n), len = 0, got = 0;
+	char *enc = malloc(cap);
+	double tc[64], te[64], td[64];
+	int k = b->reps < 64 ? b->reps : 64;
+	if (!enc)
+		return 1;
+	for (int r = 0; r < k; r++) {
+		double t0 = now_s();
+		memcpy(cp, src, bytes);
+		double t1 = now_s();
+		if (cfg->codec == RCMOE_CODEC_LSQ)
+			cfg->u.lsq.op_id = (uint64_t)r;
+		else
+			cfg->u.pts.op_id = (uint64_t)r;
+		if (rcmoe_codec_encode(cfg, src, n, enc, cap, &len) != RCMOE_OK)
+			goto fail;
+		double t2 = now_s();
+		if (rcmoe_codec_decode(enc, len, out, bytes, &got) != RCMOE_OK || got != bytes)
+			goto fail;
+		double t3 = now_s();
+		tc[r] = t1 - t0;
+		te[r] = t2 - t1;
+		td[r] = t3 - t2;
+	}
+	double copy = bytes / median(tc, k) / 1e9;
+	double e = bytes / median(te, k) / 1e9, d = bytes / median(td, k) / 1e9;
+	double err = rel_l2(src, out, n, dtype);
+	const char *codec = cfg->codec == RCMOE_CODEC_LSQ ? "lsq" : "pts";
+	const char *type = dtype == RCMOE_DT_BF16 ? "bf16" : "fp32";
+	printf(" %11zu %5s %4s %6s %9.2f %9.2f %6.2f %9.2f %6.2f %7.2f %8.4f\n", bytes, type, codec,
+	       setting, copy, e, e / copy, d, d / copy, (double)bytes / len, err);
+	if (b->jf)
+		fprintf(b->jf,
+			"%s{\"bytes\":%zu,\"dtype\":\"%s\",\"codec\":\"%s\",\"setting\":\"%s\","
+			"\"memcpy_gbs\":%.3f,\"encode_gbs\":%.3f,\"decode_gbs\":%.3f,"
+			"\"ratio\":%.4f,\"rel_l2\":%.6f}",
+			b->first ? "" : ",", bytes, type, codec, setting, copy, e, d,
+			(double)bytes / len, err);
+	b->first = 0;
+	free(enc);
+	return 0;
+fail:
+	free(enc);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	size_t minb = 64 << 10, maxb = 64 << 20;
-	double factor = 4;
-	int reps = 5;
-	const char *json = NULL, *isa = "auto";
+	double factor = 4, density = 0.01;
+	struct bench b = { .reps = 5, .first = 1 };
+	const char *json = NULL, *isa = "auto", *codecs = "lsq";
 	static const struct option opts[] = { { "reps", required_argument, NULL, 'r' },
 					      { "isa", required_argument, NULL, 'i' },
 					      { "json", required_argument, NULL, 'j' },
+					      { "codec", required_argument, NULL, 'c' },
+					      { "density", required_argument, NULL, 'd' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	int c;
@@ -107,107 +168,85 @@ int main(int argc, char **argv)
 		case 'b': minb = parse_size(optarg); break;
 		case 'e': maxb = parse_size(optarg); break;
 		case 'f': factor = atof(optarg); break;
-		case 'r': reps = atoi(optarg); break;
+		case 'r': b.reps = atoi(optarg); break;
 		case 'j': json = optarg; break;
 		case 'i': isa = optarg; break;
+		case 'c': codecs = optarg; break;
+		case 'd': density = atof(optarg); break;
 		default:
 			fprintf(stderr, "usage: rcmoe-cbench [-b 64K] [-e 64M] [-f 4] [--reps 5] "
-					"[--json FILE] [--isa auto|portable|avx2]\n");
+					"[--json FILE] [--isa auto|portable|avx2] "
+					"[--codec lsq|pts|lsq,pts] [--density 0.01]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
-	if (minb < 4096 || maxb < minb || factor <= 1 || reps < 1) {
-		fprintf(stderr, "rcmoe-cbench: bad sizes or repetitions\n");
+	int do_lsq = strstr(codecs, "lsq") != NULL, do_pts = strstr(codecs, "pts") != NULL;
+	if (minb < 4096 || maxb < minb || factor <= 1 || b.reps < 1 || !(do_lsq || do_pts) ||
+	    !(density > 0 && density <= 1)) {
+		fprintf(stderr, "rcmoe-cbench: bad sizes, repetitions, codec or density\n");
 		return 2;
 	}
-	int want = !strcmp(isa, "portable") ? RCMOE_LSQ_ISA_PORTABLE
-		   : !strcmp(isa, "avx2")   ? RCMOE_LSQ_ISA_AVX2
-		   : !strcmp(isa, "auto")   ? RCMOE_LSQ_ISA_AUTO
+	int want = !strcmp(isa, "portable") ? RCMOE_CPU_ISA_PORTABLE
+		   : !strcmp(isa, "avx2")   ? RCMOE_CPU_ISA_AVX2
+		   : !strcmp(isa, "auto")   ? RCMOE_CPU_ISA_AUTO
 					    : -1;
-	if (want < 0 || !rcmoe_lsq_set_isa(want)) {
+	if (want < 0 || !rcmoe_cpu_set_isa(want)) {
 		fprintf(stderr, "rcmoe-cbench: --isa %s: unknown, or this CPU lacks it\n", isa);
 		return 2;
 	}
 	rcmoe_log_set(rcmoe_log_stderr);
-	FILE *jf = json ? fopen(json, "w") : NULL;
-	if (json && !jf) {
+	b.jf = json ? fopen(json, "w") : NULL;
+	if (json && !b.jf) {
 		perror(json);
 		return 1;
 	}
-	if (jf)
-		fprintf(jf, "{\"tool\":\"rcmoe-cbench\",\"rows\":[");
-	printf("# rcmoe-cbench: CPU LSQ (the host-buffer codec), one thread, medians of %d; "
-	       "fractions are of memcpy "
-	       "in the same run (bytes copied per second)\n",
-	       reps);
-	printf("#%11s %5s %4s %9s %9s %6s %9s %6s %7s %8s\n", "size(B)", "type", "bits", "memcpy",
-	       "encode", "xcopy", "decode", "xcopy", "ratio", "relL2");
-	int first = 1;
+	if (b.jf)
+		fprintf(b.jf, "{\"tool\":\"rcmoe-cbench\",\"isa\":\"%s\",\"rows\":[", isa);
+	printf("# rcmoe-cbench: the CPU codecs (host buffers), one thread, isa %s, medians of %d; "
+	       "fractions are of memcpy in the same run (bytes copied per second)\n",
+	       isa, b.reps);
+	printf("#%11s %5s %4s %6s %9s %9s %6s %9s %6s %7s %8s\n", "size(B)", "type", "code",
+	       "bits/d", "memcpy", "encode", "xcopy", "decode", "xcopy", "ratio", "relL2");
 	static const int bits_list[] = { 8, 4, 2 };
 	static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP32 };
-	for (size_t bytes = minb; bytes <= maxb; bytes = (size_t)(bytes * factor)) {
-		for (int di = 0; di < 2; di++) {
+	int failed = 0;
+	for (size_t bytes = minb; bytes <= maxb && !failed; bytes = (size_t)(bytes * factor)) {
+		for (int di = 0; di < 2 && !failed; di++) {
 			int dtype = dtypes[di];
 			size_t n = bytes / rcmoe_dtype_size(dtype);
 			char *src = malloc(bytes), *out = malloc(bytes), *cp = malloc(bytes);
+			if (!src || !out || !cp)
+				return 1;
 			fill(src, n, dtype);
-			for (int bi = 0; bi < 3; bi++) {
-				struct rcmoe_lsq_cfg cfg = { .dtype = dtype,
-							     .bits = bits_list[bi],
-							     .block = 128,
-							     .seed = 1 };
-				size_t cap = rcmoe_lsq_bound(n, &cfg), len = 0, got = 0;
-				char *enc = malloc(cap);
-				double tc[64], te[64], td[64];
-				int k = reps < 64 ? reps : 64;
-				for (int r = 0; r < k; r++) {
-					double t0 = now_s();
-					memcpy(cp, src, bytes);
-					double t1 = now_s();
-					cfg.op_id = (uint64_t)r;
-					if (rcmoe_lsq_encode(src, n, &cfg, enc, cap, &len) !=
-					    RCMOE_OK)
-						return 1;
-					double t2 = now_s();
-					if (rcmoe_codec_decode(enc, len, out, bytes, &got) !=
-						    RCMOE_OK ||
-					    got != bytes)
-						return 1;
-					double t3 = now_s();
-					tc[r] = t1 - t0;
-					te[r] = t2 - t1;
-					td[r] = t3 - t2;
-				}
-				double copy = bytes / median(tc, k) / 1e9;
-				double e = bytes / median(te, k) / 1e9,
-				       d = bytes / median(td, k) / 1e9;
-				double err = rel_l2(src, out, n, dtype);
-				printf(" %11zu %5s %4d %9.2f %9.2f %6.2f %9.2f %6.2f %7.2f %8.4f\n",
-				       bytes, dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
-				       bits_list[bi], copy, e, e / copy, d, d / copy,
-				       (double)bytes / len, err);
-				if (jf)
-					fprintf(jf,
-						"%s{\"bytes\":%zu,\"dtype\":\"%s\",\"bits\":%d,"
-						"\"memcpy_gbs\":%.3f,"
-						"\"encode_gbs\":%.3f,\"decode_gbs\":%.3f,\"ratio\":"
-						"%.4f,"
-						"\"rel_l2\":%.6f}",
-						first ? "" : ",", bytes,
-						dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
-						bits_list[bi], copy, e, d, (double)bytes / len,
-						err);
-				first = 0;
-				free(enc);
+			for (int bi = 0; bi < 3 && do_lsq && !failed; bi++) {
+				struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_LSQ };
+				cfg.u.lsq = (struct rcmoe_lsq_cfg){ .dtype = dtype,
+								    .bits = bits_list[bi],
+								    .block = 128,
+								    .seed = 1 };
+				char setting[16];
+				snprintf(setting, sizeof(setting), "%d", bits_list[bi]);
+				failed = row(&b, &cfg, setting, src, out, cp, n, dtype);
+			}
+			if (do_pts && !failed) {
+				struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_PTS };
+				cfg.u.pts = (struct rcmoe_pts_cfg){ .dtype = dtype,
+								    .density = density,
+								    .seed = 1 };
+				char setting[16];
+				snprintf(setting, sizeof(setting), "%g", density);
+				failed = row(&b, &cfg, setting, src, out, cp, n, dtype);
 			}
 			free(src);
 			free(out);
 			free(cp);
 		}
 	}
-	if (jf) {
-		fprintf(jf, "]}\n");
-		fclose(jf);
+	if (b.jf) {
+		fprintf(b.jf, "]}\n");
+		fclose(b.jf);
 	}
-	return 0;
+	if (failed)
+		fprintf(stderr, "rcmoe-cbench: a codec call failed\n");
+	return failed;
 }
