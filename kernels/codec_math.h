@@ -130,9 +130,9 @@ RCMOE_HD float rcmoe_bf16_to_f32(uint16_t h)
 RCMOE_HD uint16_t rcmoe_f32_to_bf16(float f)
 {
 	uint32_t x = rcmoe_fbits(f);
-	if ((x & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((x >> 16) | 0x40u);
-	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+	/* one expression, no branch: the CPU loops that round many elements vectorise */
+	return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? (x >> 16) | 0x40u /* NaN: quiet */
+							  : (x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
 RCMOE_HD float rcmoe_f16_to_f32(uint16_t h)

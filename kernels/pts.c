@@ -134,6 +134,15 @@ static void write_chunk(uint8_t *body, const struct rcmoe_pts_chunk *L, uint32_t
 
 	memset(body, 0, L->bytes);
 	for (p = 0; p < len; p++) {
+		/* Most elements are dropped (density 0.01: about 99 in 100): skip 8 at a time. */
+		if (p % 8 == 0 && len - p >= 8) {
+			uint64_t eight;
+			memcpy(&eight, sel + p, 8);
+			if (!eight) {
+				p += 7;
+				continue;
+			}
+		}
 		if (sel[p] == RCMOE_PTS_SMALL) {
 			if (!L->ef) {
 				set_bit(idx, p);
@@ -152,17 +161,58 @@ static void write_chunk(uint8_t *body, const struct rcmoe_pts_chunk *L, uint32_t
 	}
 }
 
-/* Each element's selection for one chunk (elements e0 .. e0 + l - 1): the reference rule,
- * rcmoe_pts_select with the draw rcmoe_rng_at(key, i). Inlined once per datatype, so the loop has
- * no datatype branch, and the draw's high key is taken once per chunk: a chunk (a power of two
- * no larger than 2^14, starting at a multiple of its size) never crosses a multiple of 2^32. */
+/* Elements per step of the selection loop. A step has a trip count fixed at compile time and
+ * restrict pointers, so gcc -O2 (its "very cheap" cost model, lsq.c) vectorises it; a chunk is a
+ * whole number of steps (chunks are powers of two >= RCMOE_PTS_MIN_CHUNK) but for the stream's
+ * last, whose tail takes the scalar loop. A step is a function of its own (step_*, below): gcc 12
+ * does not vectorise it once inlined into the loop over a chunk's steps ("complicated access
+ * pattern"); the call costs little against 64 draws. */
+#define PTS_STEP 64
+
+/* The selection of PTS_STEP elements, the first with lo32(index) = lo: rcmoe_pts_select with the
+ * draw rcmoe_rng_lo(hikey, lo + t), written without branches: large when |g| >= tau and g is not
+ * zero; small when |g| < tau and u * tau < |g| (which rejects zeros and NaN, as the reference's
+ * test that |g| > 0 does, since u * tau >= 0). Adds the counts of small and large elements. */
 static inline __attribute__((always_inline)) void
-select_chunk(const uint8_t *in, int dtype, uint64_t e0, uint32_t l, float tau, uint64_t key,
-	     uint8_t *sel, uint8_t *neg, uint32_t *m, uint32_t *nl)
+select_step(const uint8_t *restrict in, int dtype, uint32_t lo, uint32_t hikey, float tau,
+	    uint8_t *restrict sel, uint8_t *restrict neg, uint32_t *restrict small,
+	    uint32_t *restrict large)
 {
-	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2, small = 0, large = 0;
+	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2, ns = 0, nl = 0;
+	for (uint32_t t = 0; t < PTS_STEP; t++) {
+		float g = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, t));
+		uint32_t bits = rcmoe_fbits(g);
+		float a = rcmoe_bitsf(bits & 0x7fffffffu);
+		float u = rcmoe_rng_unit(rcmoe_rng_lo(hikey, lo + t));
+		uint32_t is_large = (uint32_t)(a >= tau) & (uint32_t)(a > 0.0f);
+		uint32_t is_small = (uint32_t) !(a >= tau) & (uint32_t)(rcmoe_fmul(u, tau) < a);
+		sel[t] = (uint8_t)(is_large * RCMOE_PTS_LARGE + is_small * RCMOE_PTS_SMALL);
+		neg[t] = (uint8_t)(bits >> 31);
+		ns += is_small;
+		nl += is_large;
+	}
+	*small += ns;
+	*large += nl;
+}
+
+/* Each element's selection for one chunk (elements e0 .. e0 + l - 1): the reference rule,
+ * rcmoe_pts_select with the draw rcmoe_rng_at(key, i). Inlined once per datatype and ISA, so the
+ * loop has no datatype branch, and the draw's high key is taken once per chunk: a chunk (a power
+ * of two no larger than 2^14, starting at a multiple of its size) never crosses a multiple of
+ * 2^32. */
+typedef void (*pts_step_fn)(const uint8_t *restrict, uint32_t, uint32_t, float, uint8_t *restrict,
+			    uint8_t *restrict, uint32_t *restrict, uint32_t *restrict);
+
+static inline __attribute__((always_inline)) void
+select_chunk(const uint8_t *in, int dtype, pts_step_fn step, uint64_t e0, uint32_t l, float tau,
+	     uint64_t key, uint8_t *sel, uint8_t *neg, uint32_t *m, uint32_t *nl)
+{
+	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2, small = 0, large = 0, p;
 	uint32_t hikey = rcmoe_rng_hikey(key, (uint32_t)(e0 >> 32));
-	for (uint32_t p = 0; p < l; p++) {
+	for (p = 0; p + PTS_STEP <= l; p += PTS_STEP)
+		step(in + (e0 + p) * esize, (uint32_t)(e0 + p), hikey, tau, sel + p, neg + p,
+		     &small, &large);
+	for (; p < l; p++) {
 		uint64_t i = e0 + p;
 		float g = rcmoe_to_f32(dtype, rcmoe_ld_elem(in, esize, i));
 		int s = rcmoe_pts_select(g, tau, rcmoe_rng_lo(hikey, (uint32_t)i));
@@ -174,6 +224,43 @@ select_chunk(const uint8_t *in, int dtype, uint64_t e0, uint32_t l, float tau, u
 	*m += small;
 	*nl += large;
 }
+
+/* select_chunk per datatype, built for the baseline and for AVX2 (codec_internal.h): the draws
+ * multiply 32-bit lanes, which SSE2 lacks. The same bytes either way (integer operations, and
+ * the same single fp32 roundings: no FMA to contract into). */
+typedef void (*pts_select_fn)(const uint8_t *, uint64_t, uint32_t, float, uint64_t, uint8_t *,
+			      uint8_t *, uint32_t *, uint32_t *);
+#define PTS_SELECT_FN_ISA(sfx, dtype, attr)                                                        \
+	attr __attribute__((noinline)) static void step_##sfx(                                     \
+		const uint8_t *restrict in, uint32_t lo, uint32_t hikey, float tau,                \
+		uint8_t *restrict sel, uint8_t *restrict neg, uint32_t *restrict small,            \
+		uint32_t *restrict large)                                                          \
+	{                                                                                          \
+		select_step(in, dtype, lo, hikey, tau, sel, neg, small, large);                    \
+	}                                                                                          \
+	attr static void select_##sfx(const uint8_t *in, uint64_t e0, uint32_t l, float tau,       \
+				      uint64_t key, uint8_t *sel, uint8_t *neg, uint32_t *m,       \
+				      uint32_t *nl)                                                \
+	{                                                                                          \
+		select_chunk(in, dtype, step_##sfx, e0, l, tau, key, sel, neg, m, nl);             \
+	}
+#define PTS_SELECT_FN(sfx, dtype)                                                                  \
+	PTS_SELECT_FN_ISA(sfx, dtype, )                                                            \
+	RCMOE_CPU_IF_AVX2(PTS_SELECT_FN_ISA(sfx##_avx2, dtype, RCMOE_CPU_AVX2))
+PTS_SELECT_FN(fp32, RCMOE_DT_FP32)
+PTS_SELECT_FN(bf16, RCMOE_DT_BF16)
+PTS_SELECT_FN(fp16, RCMOE_DT_FP16)
+/* Tables of the per-datatype functions: [isa][pts_dtype_index]; the AVX2 row is empty (never
+ * chosen) without AVX2. */
+static uint32_t pts_dtype_index(int dtype)
+{
+	return dtype == RCMOE_DT_FP32 ? 0 : dtype == RCMOE_DT_BF16 ? 1 : 2;
+}
+
+static const pts_select_fn pts_select_fns[2][3] = {
+	{ select_fp32, select_bf16, select_fp16 },
+	RCMOE_CPU_IF_AVX2({ select_fp32_avx2, select_bf16_avx2, select_fp16_avx2 }),
+};
 
 rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pts_cfg *cfg,
 				void *dst, size_t cap, size_t *len)
@@ -199,6 +286,7 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 	} else {
 		uint64_t nchunks = rcmoe_pts_nchunks(n, C), c;
 		float tau = rcmoe_bitsf(tau_bits);
+		pts_select_fn select = pts_select_fns[rcmoe_cpu_isa()][pts_dtype_index(cfg->dtype)];
 		uint8_t *sel = malloc((size_t)C * 2);
 		if (!sel)
 			return RCMOE_ERR_NOMEM;
@@ -208,16 +296,7 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 			uint64_t e0 = c * C;
 			uint32_t l = (uint32_t)(n - e0 < C ? n - e0 : C), m = 0, nl = 0;
 			struct rcmoe_pts_chunk L;
-			switch (cfg->dtype) {
-			case RCMOE_DT_FP32:
-				select_chunk(in, RCMOE_DT_FP32, e0, l, tau, key, sel, neg, &m, &nl);
-				break;
-			case RCMOE_DT_BF16:
-				select_chunk(in, RCMOE_DT_BF16, e0, l, tau, key, sel, neg, &m, &nl);
-				break;
-			default:
-				select_chunk(in, RCMOE_DT_FP16, e0, l, tau, key, sel, neg, &m, &nl);
-			}
+			select(in, e0, l, tau, key, sel, neg, &m, &nl);
 			rcmoe_pts_chunk_layout(m, nl, l, esize, &L);
 			rcmoe_st32(payload + 4 * c, m | nl << 16);
 			write_chunk(payload + off, &L, l, esize, sel, in + e0 * esize, neg);
@@ -349,45 +428,81 @@ out:
 	return st;
 }
 
-/* acc += one validated payload. pos: scratch of `chunk` u16. */
-static void accumulate_one(float *acc, const uint8_t *payload, const struct rcmoe_wire_header *h,
-			   uint16_t *pos)
-{
-	uint32_t esize = rcmoe_dt_size(h->dtype), C = h->block;
-	uint64_t n = h->count, i;
+/* Where a validated payload's next chunk body starts, walking it chunk by chunk. */
+struct pts_cursor {
+	const uint8_t *payload;
+	struct rcmoe_wire_header h;
+	uint64_t off;
+};
 
-	if (h->flags & RCMOE_PTS_DENSE) {
-		for (i = 0; i < n; i++)
-			acc[i] = rcmoe_fadd_acc(
-				acc[i], rcmoe_to_f32(h->dtype, rcmoe_ld_elem(payload, esize, i)));
-		return;
-	}
+/* acc[0 .. chunk's length) += chunk c of a validated sparse payload, the chunk the cursor is
+ * at. pos: scratch of `chunk` u16. */
+static void accumulate_chunk(float *acc, struct pts_cursor *cur, uint64_t c, uint16_t *pos)
+{
+	const struct rcmoe_wire_header *h = &cur->h;
+	uint32_t esize = rcmoe_dt_size(h->dtype), C = h->block;
 	float tau = rcmoe_bitsf(h->aux), ntau = rcmoe_bitsf(h->aux | 0x80000000u);
-	uint64_t nchunks = rcmoe_pts_nchunks(n, C), off = 4 * nchunks, c;
-	for (c = 0; c < nchunks; c++) {
-		uint32_t entry = rcmoe_ld32(payload + 4 * c), m = entry & 0xffffu, nl = entry >> 16;
-		uint32_t len = (uint32_t)(n - c * C < C ? n - c * C : C), j;
-		struct rcmoe_pts_chunk L;
-		float *a = acc + c * C;
-		rcmoe_pts_chunk_layout(m, nl, len, esize, &L);
-		const uint8_t *body = payload + off, *sign = body + 4 * L.idx_words;
-		const uint8_t *lpos = sign + 4 * L.sign_words, *val = lpos + L.pos_bytes;
-		small_positions(body, &L, m, len, pos, 0);
-		for (j = 0; j < m; j++)
-			a[pos[j]] = rcmoe_fadd_acc(a[pos[j]], get_bit(sign, j) ? ntau : tau);
-		for (j = 0; j < nl; j++) {
-			uint32_t p = rcmoe_ld16(lpos + 2 * j);
-			a[p] = rcmoe_fadd_acc(a[p],
-					      rcmoe_to_f32(h->dtype, rcmoe_ld_elem(val, esize, j)));
-		}
-		off += L.bytes;
+	uint32_t entry = rcmoe_ld32(cur->payload + 4 * c), m = entry & 0xffffu, nl = entry >> 16;
+	uint32_t len = (uint32_t)(h->count - c * C < C ? h->count - c * C : C), j;
+	struct rcmoe_pts_chunk L;
+	rcmoe_pts_chunk_layout(m, nl, len, esize, &L);
+	const uint8_t *body = cur->payload + cur->off, *sign = body + 4 * L.idx_words;
+	const uint8_t *lpos = sign + 4 * L.sign_words, *val = lpos + L.pos_bytes;
+	small_positions(body, &L, m, len, pos, 0);
+	for (j = 0; j < m; j++)
+		acc[pos[j]] = rcmoe_fadd_acc(acc[pos[j]], get_bit(sign, j) ? ntau : tau);
+	for (j = 0; j < nl; j++) {
+		uint32_t p = rcmoe_ld16(lpos + 2 * j);
+		acc[p] = rcmoe_fadd_acc(acc[p],
+					rcmoe_to_f32(h->dtype, rcmoe_ld_elem(val, esize, j)));
 	}
+	cur->off += L.bytes;
+}
+
+/* The rounding of the sum into the datatype, in steps of PTS_STEP elements built like the
+ * selection's (one function per datatype and ISA, restrict pointers, a fixed trip count, so gcc
+ * -O2 vectorises them), and the scalar loop for a window's tail. */
+static inline __attribute__((always_inline)) void store_step(uint8_t *restrict dst, int dtype,
+							     const float *restrict acc)
+{
+	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2;
+	for (uint32_t i = 0; i < PTS_STEP; i++)
+		rcmoe_st_elem(dst, esize, i, rcmoe_from_f32(dtype, acc[i]));
+}
+
+typedef void (*pts_store_fn)(uint8_t *restrict, const float *restrict);
+#define PTS_STORE_FN_ISA(sfx, dtype, attr)                                                         \
+	attr __attribute__((noinline)) static void store_##sfx(uint8_t *restrict dst,              \
+							       const float *restrict acc)          \
+	{                                                                                          \
+		store_step(dst, dtype, acc);                                                       \
+	}
+#define PTS_STORE_FN(sfx, dtype)                                                                   \
+	PTS_STORE_FN_ISA(sfx, dtype, )                                                             \
+	RCMOE_CPU_IF_AVX2(PTS_STORE_FN_ISA(sfx##_avx2, dtype, RCMOE_CPU_AVX2))
+PTS_STORE_FN(fp32, RCMOE_DT_FP32)
+PTS_STORE_FN(bf16, RCMOE_DT_BF16)
+PTS_STORE_FN(fp16, RCMOE_DT_FP16)
+static const pts_store_fn pts_store_fns[2][3] = {
+	{ store_fp32, store_bf16, store_fp16 },
+	RCMOE_CPU_IF_AVX2({ store_fp32_avx2, store_bf16_avx2, store_fp16_avx2 }),
+};
+
+/* acc[0 .. l) rounded into the datatype at dst. */
+static void store_acc(uint8_t *dst, int dtype, const float *acc, uint32_t l)
+{
+	uint32_t esize = rcmoe_dt_size(dtype), i;
+	pts_store_fn step = pts_store_fns[rcmoe_cpu_isa()][pts_dtype_index(dtype)];
+	for (i = 0; i + PTS_STEP <= l; i += PTS_STEP)
+		step(dst + (size_t)i * esize, acc + i);
+	for (; i < l; i++)
+		rcmoe_st_elem(dst, esize, i, rcmoe_from_f32(dtype, acc[i]));
 }
 
 rcmoe_status_t rcmoe_pts_accumulate(const void *const *payloads, const size_t *lens, int npayloads,
 				    int dtype, void *dst, size_t n)
 {
-	uint32_t esize = rcmoe_dt_size(dtype), maxc = 0;
+	uint32_t esize = rcmoe_dt_size(dtype), W = RCMOE_PTS_MIN_CHUNK;
 	struct rcmoe_wire_header h;
 	rcmoe_status_t st;
 	int r;
@@ -401,23 +516,47 @@ rcmoe_status_t rcmoe_pts_accumulate(const void *const *payloads, const size_t *l
 			return st;
 		if (h.codec != RCMOE_CODEC_PTS || h.dtype != dtype || h.count != n)
 			return RCMOE_ERR_INVALID;
-		maxc = h.block > maxc ? h.block : maxc;
+		W = h.block > W ? h.block : W;
 	}
-	float *acc = calloc(n ? n : 1, sizeof(float));
-	uint16_t *pos = malloc((maxc ? maxc : 1) * sizeof(uint16_t));
-	if (!acc || !pos) {
+	/* The sum goes window by window, W (the largest chunk, a power of two, so a whole number
+	 * of every payload's chunks) elements at a time, every payload in order within each: the
+	 * same additions in the same order as a pass per payload over the whole output, with an
+	 * accumulator that stays in cache and is not allocated (and faulted in) per call. */
+	float *acc = malloc((size_t)W * sizeof(float));
+	uint16_t *pos = malloc((size_t)W * sizeof(uint16_t));
+	struct pts_cursor *cur = malloc((npayloads ? (size_t)npayloads : 1) * sizeof(*cur));
+	if (!acc || !pos || !cur) {
 		free(acc);
 		free(pos);
+		free(cur);
 		return RCMOE_ERR_NOMEM;
 	}
 	for (r = 0; r < npayloads; r++) {
-		rcmoe_wire_parse(payloads[r], lens[r], &h);
-		accumulate_one(acc, (const uint8_t *)payloads[r] + RCMOE_WIRE_HEADER_BYTES, &h,
-			       pos);
+		rcmoe_wire_parse(payloads[r], lens[r], &cur[r].h);
+		cur[r].payload = (const uint8_t *)payloads[r] + RCMOE_WIRE_HEADER_BYTES;
+		cur[r].off = 4 * rcmoe_pts_nchunks(n, cur[r].h.block);
 	}
-	for (size_t i = 0; i < n; i++)
-		rcmoe_st_elem(dst, esize, i, rcmoe_from_f32(dtype, acc[i]));
+	for (uint64_t w0 = 0; w0 < n; w0 += W) {
+		uint32_t wl = (uint32_t)(n - w0 < W ? n - w0 : W);
+		memset(acc, 0, (size_t)wl * sizeof(float));
+		for (r = 0; r < npayloads; r++) {
+			const struct rcmoe_wire_header *ph = &cur[r].h;
+			if (ph->flags & RCMOE_PTS_DENSE) {
+				for (uint32_t i = 0; i < wl; i++)
+					acc[i] = rcmoe_fadd_acc(
+						acc[i],
+						rcmoe_to_f32(dtype, rcmoe_ld_elem(cur[r].payload,
+										  esize, w0 + i)));
+				continue;
+			}
+			uint32_t C = ph->block;
+			for (uint64_t c = w0 / C; c * C < w0 + wl; c++)
+				accumulate_chunk(acc + (c * C - w0), &cur[r], c, pos);
+		}
+		store_acc((uint8_t *)dst + w0 * esize, dtype, acc, wl);
+	}
 	free(acc);
 	free(pos);
+	free(cur);
 	return RCMOE_OK;
 }

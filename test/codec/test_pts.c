@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* PTS, CPU reference: density, exact large elements, unbiasedness, index codings, dense and
- * zero inputs, and the ordered accumulation. */
+ * zero inputs, the ordered accumulation, and both builds of the selection loop (baseline and
+ * AVX2) against the per-element rule and the known answers. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "rcmoe/codec.h"
+#include "codec_internal.h"
 #include "codec_math.h"
 #include "codec_test_util.h"
 #include "test_log.h"
@@ -306,10 +308,13 @@ Test(pts, zero_nan_inf_inputs)
 	}
 }
 
-/* The sum of R payloads, in order, in fp32, rounded once; identical on every call. */
+/* The sum of R payloads, in order, in fp32, rounded once; identical on every call. The payloads
+ * have different chunk sizes (the sum walks them window by window) and one is dense (an Inf in
+ * its input); n is not a multiple of any chunk. */
 Test(pts, ordered_accumulation)
 {
 	const size_t n = 30000, R = 4;
+	static const uint32_t chunks[] = { 1024, 16384, 2048, 4096 };
 	static const int dts[] = { RCMOE_DT_FP32, RCMOE_DT_BF16 };
 	struct tu_rng r = { 26 };
 	for (int d = 0; d < 2; d++) {
@@ -322,12 +327,16 @@ Test(pts, ordered_accumulation)
 		uint8_t *one = malloc(n * 4), *in = malloc(n * 4);
 		for (size_t k = 0; k < R; k++) {
 			tu_fill(dt, in, n, TU_HEAVY, &r);
+			if (k == 2)
+				rcmoe_st_elem(in, (uint32_t)es, 777, rcmoe_from_f32(dt, INFINITY));
 			struct rcmoe_pts_cfg cfg = { .dtype = dt,
 						     .density = 0.05,
 						     .seed = 3,
 						     .rank = (uint32_t)k,
-						     .chunk = 2048 };
+						     .chunk = chunks[k] };
 			encode(in, n, &cfg, &s[k]);
+			cr_assert_eq(!!(s[k].h.flags & RCMOE_PTS_FLAG_DENSE), k == 2,
+				     "payload %zu: dense only with the Inf", k);
 			ps[k] = s[k].p;
 			lens[k] = s[k].len;
 			/* a payload decoded alone is its exact contribution, also for 16-bit
@@ -401,7 +410,7 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
  * before that day's faster selection loop on 600 random cases (all datatypes, densities 0.001
  * to 1, chunk sizes, zeros, NaN, subnormal tau). A deliberate change of the format updates them
  * together with docs/stream-format.md. */
-Test(pts, known_answers)
+static void known_answers(void)
 {
 	static const struct {
 		int dtype;
@@ -448,4 +457,92 @@ Test(pts, known_answers)
 		free(s.p);
 		free(in);
 	}
+}
+
+Test(pts, known_answers_portable_build)
+{
+	cr_assert(rcmoe_cpu_set_isa(RCMOE_CPU_ISA_PORTABLE));
+	known_answers();
+}
+
+Test(pts, known_answers_avx2_build)
+{
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX2))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX2: the portable build "
+			     "is the one that runs here");
+	known_answers();
+}
+
+/* Every element of a stream, decoded, against the reference rule rcmoe_pts_select with the draw
+ * rcmoe_rng_at(key, index): large ones bit-exact, small ones sign(g) * tau, dropped ones zero.
+ * Random sizes (tails shorter than a chunk and than the selection loop's step), every datatype
+ * and chunk size, special values (zeros, NaN, Inf, subnormals) and a tiny input whose tau is
+ * subnormal. Returns the number of elements checked (those of sparse streams). */
+static size_t selection_follows_rule(void)
+{
+	static const int dts[] = { RCMOE_DT_FP32, RCMOE_DT_BF16, RCMOE_DT_FP16 };
+	static const uint32_t chunks[] = { 1024, 4096, 16384 };
+	static const double dens[] = { 0.001, 0.01, 0.1 };
+	struct tu_rng r = { 77 };
+	size_t checked = 0;
+	for (int c = 0; c < 36; c++) {
+		int dt = dts[c % 3];
+		size_t es = rcmoe_dtype_size(dt);
+		size_t n = 1 + (size_t)(tu_u64(&r) % 70000);
+		uint8_t *in = malloc(n * 4), *out = malloc(n * 4);
+		cr_assert(in && out);
+		tu_fill(dt, in, n, c % 4 == 0 ? TU_SPECIALS : c % 4 == 1 ? TU_HEAVY : TU_GAUSS, &r);
+		if (c % 9 == 8) /* tiny values: a subnormal tau (fp32 only reaches it) */
+			for (size_t i = 0; i < n; i++)
+				rcmoe_st_elem(
+					in, (uint32_t)es, i,
+					rcmoe_from_f32(dt, (float)(tu_get(dt, in, i) * 1e-40)));
+		struct rcmoe_pts_cfg cfg = { .dtype = dt,
+					     .density = dens[(c / 3) % 3],
+					     .seed = 11,
+					     .op_id = (uint64_t)c << 33 |
+						      (uint64_t)c, /* high bits */
+					     .rank = (uint32_t)c % 5,
+					     .chunk = chunks[(c / 9) % 3] };
+		struct stream s;
+		encode(in, n, &cfg, &s);
+		decode1(&s, dt, out, n);
+		if (!(s.h.flags & RCMOE_PTS_FLAG_DENSE)) { /* dense: nothing selected */
+			float tau = rcmoe_bitsf(s.h.aux);
+			uint64_t key = rcmoe_rng_key(cfg.seed, cfg.op_id, cfg.rank);
+			for (size_t i = 0; i < n; i++) {
+				uint32_t raw = rcmoe_ld_elem(in, (uint32_t)es, i);
+				float g = rcmoe_to_f32(dt, raw);
+				int sel = rcmoe_pts_select(g, tau, rcmoe_rng_at(key, i));
+				uint32_t want = sel == RCMOE_PTS_LARGE ? raw
+						: sel == RCMOE_PTS_SMALL
+							? rcmoe_from_f32(dt, g < 0 ? -tau : tau)
+							: 0;
+				uint32_t got = rcmoe_ld_elem(out, (uint32_t)es, i);
+				cr_assert_eq(got, want,
+					     "case %d (dtype %d, n %zu, chunk %u): element %zu "
+					     "(0x%x, selection %d) decoded as 0x%x, not 0x%x",
+					     c, dt, n, cfg.chunk, i, raw, sel, got, want);
+			}
+			checked += n;
+		}
+		free(s.p);
+		free(in);
+		free(out);
+	}
+	return checked;
+}
+
+Test(pts, portable_build_follows_rule)
+{
+	cr_assert(rcmoe_cpu_set_isa(RCMOE_CPU_ISA_PORTABLE));
+	cr_assert_gt(selection_follows_rule(), 100000u, "too few sparse streams checked");
+}
+
+Test(pts, avx2_build_follows_rule)
+{
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX2))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX2: the portable build "
+			     "is the one that runs here");
+	cr_assert_gt(selection_follows_rule(), 100000u, "too few sparse streams checked");
 }
