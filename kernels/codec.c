@@ -107,7 +107,7 @@ rcmoe_status_t rcmoe_codec_decode(const void *src, size_t len, void *dst, size_t
 		*out_bytes = h.count * rcmoe_dt_size(h.dtype);
 		return RCMOE_OK;
 	case RCMOE_CODEC_PTS:
-		st = rcmoe_pts_accumulate(&src, &len, 1, h.dtype, dst, h.count);
+		st = rcmoe_pts_accumulate_valid(&src, &len, 1, h.dtype, dst, h.count);
 		if (st == RCMOE_OK)
 			*out_bytes = h.count * rcmoe_dt_size(h.dtype);
 		return st;

@@ -105,6 +105,11 @@ struct rcmoe_wire_header rcmoe_lsq_header(size_t n, const struct rcmoe_lsq_cfg *
 enum { RCMOE_CPU_ISA_AUTO, RCMOE_CPU_ISA_PORTABLE, RCMOE_CPU_ISA_AVX2 };
 int rcmoe_cpu_isa(void);
 int rcmoe_cpu_set_isa(int isa);
+/* rcmoe_pts_accumulate for streams already validated as rcmoe_pts_accumulate would (each a PTS
+ * stream of n elements of dtype: rcmoe_codec_validate and those three fields), which it does not
+ * repeat: for callers that had to validate first (rcmoe_codec_decode, the collective side). */
+rcmoe_status_t rcmoe_pts_accumulate_valid(const void *const *payloads, const size_t *lens,
+					  int npayloads, int dtype, void *dst, size_t n);
 void rcmoe_dedup_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr,
 			      void *dst);
 

@@ -335,9 +335,8 @@ static int small_positions(const uint8_t *body, const struct rcmoe_pts_chunk *L,
 	if (!L->ef) {
 		for (w = 0; w < L->idx_words; w++) {
 			uint32_t word = rcmoe_ld32(body + 4 * w);
-			for (b = 0; word && b < 32; b++, word >>= 1) {
-				if (!(word & 1))
-					continue;
+			for (; word; word &= word - 1) { /* set bits, lowest first */
+				b = (uint32_t)__builtin_ctz(word);
 				if (check && (w * 32 + b >= len || j >= m))
 					return 0;
 				pos[j++] = (uint16_t)(w * 32 + b);
@@ -354,9 +353,8 @@ static int small_positions(const uint8_t *body, const struct rcmoe_pts_chunk *L,
 				return 0;
 	for (w = 0; w < L->high_words; w++) {
 		uint32_t word = rcmoe_ld32(high + 4 * w);
-		for (b = 0; word && b < 32; b++, word >>= 1) {
-			if (!(word & 1))
-				continue;
+		for (; word; word &= word - 1) {
+			b = (uint32_t)__builtin_ctz(word);
 			if (check && j >= m)
 				return 0;
 			uint32_t bucket = w * 32 + b - j;
@@ -502,21 +500,35 @@ static void store_acc(uint8_t *dst, int dtype, const float *acc, uint32_t l)
 rcmoe_status_t rcmoe_pts_accumulate(const void *const *payloads, const size_t *lens, int npayloads,
 				    int dtype, void *dst, size_t n)
 {
-	uint32_t esize = rcmoe_dt_size(dtype), W = RCMOE_PTS_MIN_CHUNK;
+	uint32_t esize = rcmoe_dt_size(dtype);
 	struct rcmoe_wire_header h;
 	rcmoe_status_t st;
-	int r;
 
 	if (esize == 0 || npayloads < 0 || (npayloads > 0 && (!payloads || !lens)) || (!dst && n) ||
 	    n > RCMOE_CODEC_MAX_COUNT)
 		return RCMOE_ERR_INVALID;
-	for (r = 0; r < npayloads; r++) {
+	for (int r = 0; r < npayloads; r++) {
 		st = rcmoe_codec_validate(payloads[r], lens[r], (size_t)n * esize, &h);
 		if (st != RCMOE_OK)
 			return st;
 		if (h.codec != RCMOE_CODEC_PTS || h.dtype != dtype || h.count != n)
 			return RCMOE_ERR_INVALID;
-		W = h.block > W ? h.block : W;
+	}
+	return rcmoe_pts_accumulate_valid(payloads, lens, npayloads, dtype, dst, n);
+}
+
+rcmoe_status_t rcmoe_pts_accumulate_valid(const void *const *payloads, const size_t *lens,
+					  int npayloads, int dtype, void *dst, size_t n)
+{
+	uint32_t esize = rcmoe_dt_size(dtype), W = RCMOE_PTS_MIN_CHUNK;
+	struct pts_cursor *cur = malloc((npayloads ? (size_t)npayloads : 1) * sizeof(*cur));
+	if (!cur)
+		return RCMOE_ERR_NOMEM;
+	for (int r = 0; r < npayloads; r++) {
+		rcmoe_wire_parse(payloads[r], lens[r], &cur[r].h);
+		cur[r].payload = (const uint8_t *)payloads[r] + RCMOE_WIRE_HEADER_BYTES;
+		cur[r].off = 4 * rcmoe_pts_nchunks(n, cur[r].h.block);
+		W = cur[r].h.block > W ? cur[r].h.block : W;
 	}
 	/* The sum goes window by window, W (the largest chunk, a power of two, so a whole number
 	 * of every payload's chunks) elements at a time, every payload in order within each: the
@@ -524,22 +536,16 @@ rcmoe_status_t rcmoe_pts_accumulate(const void *const *payloads, const size_t *l
 	 * accumulator that stays in cache and is not allocated (and faulted in) per call. */
 	float *acc = malloc((size_t)W * sizeof(float));
 	uint16_t *pos = malloc((size_t)W * sizeof(uint16_t));
-	struct pts_cursor *cur = malloc((npayloads ? (size_t)npayloads : 1) * sizeof(*cur));
-	if (!acc || !pos || !cur) {
+	if (!acc || !pos) {
 		free(acc);
 		free(pos);
 		free(cur);
 		return RCMOE_ERR_NOMEM;
 	}
-	for (r = 0; r < npayloads; r++) {
-		rcmoe_wire_parse(payloads[r], lens[r], &cur[r].h);
-		cur[r].payload = (const uint8_t *)payloads[r] + RCMOE_WIRE_HEADER_BYTES;
-		cur[r].off = 4 * rcmoe_pts_nchunks(n, cur[r].h.block);
-	}
 	for (uint64_t w0 = 0; w0 < n; w0 += W) {
 		uint32_t wl = (uint32_t)(n - w0 < W ? n - w0 : W);
 		memset(acc, 0, (size_t)wl * sizeof(float));
-		for (r = 0; r < npayloads; r++) {
+		for (int r = 0; r < npayloads; r++) {
 			const struct rcmoe_wire_header *ph = &cur[r].h;
 			if (ph->flags & RCMOE_PTS_DENSE) {
 				for (uint32_t i = 0; i < wl; i++)

@@ -38,6 +38,7 @@
 
 #include "rcmoe/codec.h"
 #include "rcmoe/log.h"
+#include "codec_internal.h"
 #include "coll.h"
 #include "core.h"
 #include "ar_internal.h"
@@ -220,13 +221,14 @@ rcmoe_status_t rcmoe_coll__job_pts_validate(struct rcmoe_cpu_job *job)
 	return RCMOE_OK;
 }
 
-/* PTS: validate every rank's stream, then decode and accumulate them in rank order. */
+/* PTS: validate every rank's stream, then decode and accumulate them in rank order (without
+ * validating them a second time). */
 static rcmoe_status_t job_pts_reduce(struct rcmoe_cpu_job *job)
 {
 	struct coll_call *k = job->arg;
 	RCMOE_CHECK(rcmoe_coll__job_pts_validate(job));
-	return rcmoe_pts_accumulate(k->srcs, k->lens, k->comm->nranks, k->dtype, k->hrecv,
-				    k->count);
+	return rcmoe_pts_accumulate_valid(k->srcs, k->lens, k->comm->nranks, k->dtype, k->hrecv,
+					  k->count);
 }
 
 struct rcmoe_lsq_cfg rcmoe_coll__lsq_cfg(const struct coll_call *k, int phase, int shard, int rank)
