@@ -40,4 +40,4 @@ echo "# no GPU here: loopback benchmark of the plugin's transport"
 "$bench" --loopback --json results/bench-loopback.json "$@"
 echo
 echo "# CPU codec benchmark (the host-buffer path's encoder and decoder)"
-exec build-bench/tools/cbench/rcmoe-cbench -b 64K -e 64M -f 4 --codec lsq,pts --json results/cbench.json
+exec build-bench/tools/cbench/rcmoe-cbench -b 64K -e 64M -f 4 --codec lsq,pts,wdedup --json results/cbench.json

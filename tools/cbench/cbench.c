@@ -2,12 +2,13 @@
 /*
  * rcmoe-cbench: the CPU codecs (what the plugin runs on its codec workers for host
  * buffers) against memcpy of the same bytes in the same run. For each codec (LSQ at 8, 4 and
- * 2 bits; PTS at --density), dtype and size: encode and decode throughput in GB/s of
- * uncompressed bytes, each as a fraction of memcpy (bytes copied per second), the compression
- * ratio and the relative L2 error, medians of --reps repetitions.
+ * 2 bits; PTS at --density; window dedup, lossless and with 8-bit LSQ, on rows of which --dup
+ * repeat, sent in messages of the size), dtype and size: encode and decode throughput in GB/s
+ * of uncompressed bytes, each as a fraction of memcpy (bytes copied per second), the
+ * compression ratio and the relative L2 error, medians of --reps repetitions.
  *
  *   rcmoe-cbench [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--reps N] [--json FILE]
- *                [--isa auto|portable|avx2] [--codec lsq|pts|lsq,pts] [--density D]
+ *                [--isa auto|portable|avx2] [--codec lsq,pts,wdedup] [--density D] [--dup F]
  */
 #include <getopt.h>
 #include <math.h>
@@ -21,6 +22,7 @@
 #include "codec_math.h"
 #include "rcmoe/codec.h"
 #include "rcmoe/log.h"
+#include "rcmoe/wdedup.h"
 
 static double now_s(void)
 {
@@ -95,6 +97,7 @@ struct bench {
 	int reps;
 	FILE *jf;
 	int first;
+	double dup; /* window dedup: fraction of repeated rows */
 };
 
 /* One row: encode and decode of n elements of src with cfg, against memcpy of the same bytes;
@@ -149,17 +152,127 @@ fail:
 	return 1;
 }
 
+/* Window dedup as the all-to-all path runs it: `bytes` to one peer in messages of `msg` bytes
+ * against an 8 MiB window (RCMOE_DEDUP_WINDOW's default), blocks of 128 elements, rows of 7168
+ * elements of which a fraction `dup` repeat one of the previous 512 rows (within the window);
+ * lossless (bits 0) or LSQ-composed. The first pass fills the windows and is not timed; each of
+ * the --reps passes after it (a new operation each) is timed as the sum over its messages, so
+ * the occasional rebuild of the sender's dictionary counts, and the medians are over passes. */
+static int row_wdedup(struct bench *b, const char *src, size_t bytes, int dtype, int bits,
+		      size_t msg)
+{
+	size_t es = rcmoe_dtype_size(dtype), rowb = 7168 * es, nrows = bytes / rowb;
+	char *in = malloc(bytes), *out = malloc(bytes), *cp = malloc(msg);
+	struct rcmoe_wdedup_tx tx;
+	struct rcmoe_wdedup_rx rx;
+	struct rcmoe_wdedup_cfg cfg = { .block_bytes = (uint32_t)(128 * es) };
+	if (bits)
+		cfg.lsq = (struct rcmoe_lsq_cfg){
+			.dtype = dtype, .bits = bits, .block = 128, .seed = 1
+		};
+	size_t cap = rcmoe_wdedup_bound(msg, &cfg), nmsg = bytes / msg, wire = 0;
+	char *enc = malloc(cap), *scratch = malloc(2 * msg);
+	int reps = b->reps < 16 ? b->reps : 16, failed = 1;
+	double *tc = malloc(sizeof(double) * nmsg * reps),
+	       *te = malloc(sizeof(double) * nmsg * reps),
+	       *td = malloc(sizeof(double) * nmsg * reps);
+	if (!in || !out || !cp || !enc || !scratch ||
+	    rcmoe_wdedup_tx_init(&tx, 8 << 20, (uint32_t)(128 * es)) != RCMOE_OK ||
+	    rcmoe_wdedup_rx_init(&rx, 8 << 20, (uint32_t)(128 * es)) != RCMOE_OK)
+		goto out;
+	memcpy(in, src, bytes);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	size_t dups = 0;
+	for (size_t r = 1; r < nrows; r++) {
+		x = rcmoe_mix64(x);
+		if ((double)(x >> 11) / 9007199254740992.0 < b->dup) {
+			size_t back = 1 + (rcmoe_mix64(x) % (r < 512 ? r : 512));
+			memcpy(in + r * rowb, in + (r - back) * rowb, rowb);
+			dups++;
+		}
+	}
+	for (int pass = 0; pass <= reps; pass++) {
+		cfg.op = cfg.op_id = (uint64_t)pass + 1;
+		cfg.lsq.op_id = cfg.op;
+		double c = 0, e = 0, d = 0;
+		for (size_t m = 0; m < nmsg; m++) {
+			size_t len = 0, got = 0;
+			int committed = 0;
+			const char *why = NULL;
+			double t0 = now_s();
+			memcpy(cp, in + m * msg, msg);
+			double t1 = now_s();
+			if (rcmoe_wdedup_encode(&tx, &cfg, in + m * msg, msg, enc, cap, &len,
+						&committed) != RCMOE_OK)
+				goto out;
+			double t2 = now_s();
+			if (!committed) { /* longer than the bytes: the plugin sends them raw */
+				memcpy(out + m * msg, in + m * msg, msg);
+				len = msg;
+			} else if (rcmoe_wdedup_decode(&rx, enc, len, out + m * msg, msg, scratch,
+						       2 * msg, &got, &why) != RCMOE_OK) {
+				fprintf(stderr, "rcmoe-cbench: wdedup decode: %s\n",
+					why ? why : "");
+				goto out;
+			}
+			double t3 = now_s();
+			c += t1 - t0;
+			e += t2 - t1;
+			d += t3 - t2;
+			wire += pass > 0 ? len : 0;
+		}
+		if (pass > 0) {
+			tc[pass - 1] = c;
+			te[pass - 1] = e;
+			td[pass - 1] = d;
+		}
+	}
+	double copy = (double)(nmsg * msg) / median(tc, reps) / 1e9;
+	double e = (double)(nmsg * msg) / median(te, reps) / 1e9;
+	double d = (double)(nmsg * msg) / median(td, reps) / 1e9;
+	double ratio = (double)(nmsg * reps * msg) / wire;
+	double err = bits ? rel_l2(in, out, nmsg * msg / es, dtype) : 0;
+	if (!bits && memcmp(in, out, nmsg * msg) != 0) {
+		fprintf(stderr, "rcmoe-cbench: lossless window dedup did not round-trip\n");
+		goto out;
+	}
+	char setting[32];
+	snprintf(setting, sizeof(setting), "%.2f/%d", (double)dups / (nrows - 1), bits);
+	const char *type = dtype == RCMOE_DT_BF16 ? "bf16" : "fp32";
+	printf(" %11zu %5s %4s %6s %9.2f %9.2f %6.2f %9.2f %6.2f %7.2f %8.4f\n", msg, type, "wdd",
+	       setting, copy, e, e / copy, d, d / copy, ratio, err);
+	if (b->jf)
+		fprintf(b->jf,
+			"%s{\"bytes\":%zu,\"dtype\":\"%s\",\"codec\":\"wdedup\",\"dup\":%.4f,"
+			"\"bits\":%d,\"memcpy_gbs\":%.3f,\"encode_gbs\":%.3f,\"decode_gbs\":%.3f,"
+			"\"ratio\":%.4f,\"rel_l2\":%.6f}",
+			b->first ? "" : ",", msg, type, (double)dups / (nrows - 1), bits, copy, e,
+			d, ratio, err);
+	b->first = 0;
+	failed = 0;
+out:
+	rcmoe_wdedup_tx_free(&tx);
+	rcmoe_wdedup_rx_free(&rx);
+	free(in);
+	free(out);
+	free(cp);
+	free(enc);
+	free(scratch);
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	size_t minb = 64 << 10, maxb = 64 << 20;
 	double factor = 4, density = 0.01;
-	struct bench b = { .reps = 5, .first = 1 };
+	struct bench b = { .reps = 5, .first = 1, .dup = 0.25 };
 	const char *json = NULL, *isa = "auto", *codecs = "lsq";
 	static const struct option opts[] = { { "reps", required_argument, NULL, 'r' },
 					      { "isa", required_argument, NULL, 'i' },
 					      { "json", required_argument, NULL, 'j' },
 					      { "codec", required_argument, NULL, 'c' },
 					      { "density", required_argument, NULL, 'd' },
+					      { "dup", required_argument, NULL, 'u' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	int c;
@@ -173,17 +286,20 @@ int main(int argc, char **argv)
 		case 'i': isa = optarg; break;
 		case 'c': codecs = optarg; break;
 		case 'd': density = atof(optarg); break;
+		case 'u': b.dup = atof(optarg); break;
 		default:
 			fprintf(stderr, "usage: rcmoe-cbench [-b 64K] [-e 64M] [-f 4] [--reps 5] "
 					"[--json FILE] [--isa auto|portable|avx2] "
-					"[--codec lsq|pts|lsq,pts] [--density 0.01]\n");
+					"[--codec lsq,pts,wdedup] [--density 0.01] [--dup 0.25]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
 	int do_lsq = strstr(codecs, "lsq") != NULL, do_pts = strstr(codecs, "pts") != NULL;
-	if (minb < 4096 || maxb < minb || factor <= 1 || b.reps < 1 || !(do_lsq || do_pts) ||
-	    !(density > 0 && density <= 1)) {
-		fprintf(stderr, "rcmoe-cbench: bad sizes, repetitions, codec or density\n");
+	int do_wdd = strstr(codecs, "wdedup") != NULL;
+	if (minb < 4096 || maxb < minb || factor <= 1 || b.reps < 1 ||
+	    !(do_lsq || do_pts || do_wdd) || !(density > 0 && density <= 1) ||
+	    !(b.dup >= 0 && b.dup <= 1)) {
+		fprintf(stderr, "rcmoe-cbench: bad sizes, repetitions, codec, density or dup\n");
 		return 2;
 	}
 	int want = !strcmp(isa, "portable") ? RCMOE_CPU_ISA_PORTABLE
@@ -210,6 +326,15 @@ int main(int argc, char **argv)
 	static const int bits_list[] = { 8, 4, 2 };
 	static const int dtypes[] = { RCMOE_DT_BF16, RCMOE_DT_FP32 };
 	int failed = 0;
+	/* window dedup: one peer's 16 MiB slice of a 64 MiB all-to-all among 4 ranks, per dtype */
+	const size_t slice = 16 << 20;
+	char *slices[2] = { NULL, NULL };
+	for (int di = 0; di < 2 && do_wdd; di++) {
+		slices[di] = malloc(slice);
+		if (!slices[di])
+			return 1;
+		fill(slices[di], slice / rcmoe_dtype_size(dtypes[di]), dtypes[di]);
+	}
 	for (size_t bytes = minb; bytes <= maxb && !failed; bytes = (size_t)(bytes * factor)) {
 		for (int di = 0; di < 2 && !failed; di++) {
 			int dtype = dtypes[di];
@@ -237,11 +362,16 @@ int main(int argc, char **argv)
 				snprintf(setting, sizeof(setting), "%g", density);
 				failed = row(&b, &cfg, setting, src, out, cp, n, dtype);
 			}
+			for (int bits = 0; bits <= 8 && do_wdd && !failed && bytes <= slice;
+			     bits += 8)
+				failed = row_wdedup(&b, slices[di], slice, dtype, bits, bytes);
 			free(src);
 			free(out);
 			free(cp);
 		}
 	}
+	free(slices[0]);
+	free(slices[1]);
 	if (b.jf) {
 		fprintf(b.jf, "]}\n");
 		fclose(b.jf);
