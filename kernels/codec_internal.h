@@ -110,6 +110,10 @@ int rcmoe_cpu_set_isa(int isa);
  * repeat: for callers that had to validate first (rcmoe_codec_decode, the collective side). */
 rcmoe_status_t rcmoe_pts_accumulate_valid(const void *const *payloads, const size_t *lens,
 					  int npayloads, int dtype, void *dst, size_t n);
+/* The window-dedup sender's hash of a block of bb bytes (bb a multiple of 4; wdedup.c defines
+ * it, the GPU encoder computes the same); for tests, which compare it with the plain definition
+ * in both builds of its loop. */
+uint64_t rcmoe_wdedup_block_hash(const uint8_t *p, uint32_t bb);
 void rcmoe_dedup_decode_valid(const uint8_t *payload, const struct rcmoe_wire_header *hdr,
 			      void *dst);
 
