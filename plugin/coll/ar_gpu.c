@@ -27,6 +27,16 @@
  * polls it (cudaEventQuery). Nothing synchronizes: buffers grow on first use per size class
  * (cudaHostAlloc, cudaMalloc in the plugin's context, which the application's synchronous copies
  * do not hold), and what they replace is only freed at close (cudaFree would synchronize).
+ *
+ * Lanes. A call is at most 256 KiB (NCCL's CollNetChain), so its kernels are small and their
+ * time is mostly launch and ramp: on one stream the calls NCCL keeps in flight would queue
+ * behind each other's kernels, about 6 per call for PTS and 14-20 for LSQ (on the H100, 4 ranks,
+ * the calls went at about 62 and 240 us each, 2026-12-07). So the comm has RCMOE_COLL_GPU_LANES
+ * streams, each with its own scratch, and call seq runs all its steps in order on lane
+ * seq % RCMOE_COLL_GPU_LANES: consecutive calls overlap on the GPU, and calls that share a lane
+ * take turns with its scratch in stream order, as all calls did on the one stream before. Calls
+ * share nothing else on the GPU (each has its own pinned buffers and NCCL its own slots).
+ *
  * Validating streams (O(payload)) stays on the CPU codec workers, as on the host path.
  */
 #include <stdlib.h>
@@ -119,7 +129,8 @@ rcmoe_status_t rcmoe_coll_gpu_open(struct rcmoe_coll_comm *c)
 	RCMOE_CHECK(rcmoe_gpu_context_bind(&dev));
 	c->gpu.dev = dev;
 	RCMOE_CHECK_GOTO(rcmoe_gpu_enter(dev, &g), st, leave);
-	RCMOE_CHECK_GOTO(rcmoe_gpu_stream_create(&c->gpu.stream), st, leave);
+	for (int l = 0; l < RCMOE_COLL_GPU_LANES; l++)
+		RCMOE_CHECK_GOTO(rcmoe_gpu_stream_create(&c->gpu.lanes[l].stream), st, leave);
 	for (int i = 0; i < RCMOE_COLL_MAX_CALLS; i++)
 		RCMOE_CHECK_GOTO(rcmoe_gpu_event_create(&c->calls[i].ev), st, leave);
 	st = RCMOE_OK;
@@ -149,15 +160,18 @@ void rcmoe_coll_gpu_close(struct rcmoe_coll_comm *c)
 					buf_release(bufs[b]);
 			rcmoe_gpu_event_destroy(&k->ev);
 		}
-		buf_release(&c->gpu.work);
-		buf_release(&c->gpu.dec);
+		for (int l = 0; l < RCMOE_COLL_GPU_LANES; l++) {
+			buf_release(&c->gpu.lanes[l].work);
+			buf_release(&c->gpu.lanes[l].dec);
+		}
 		while (c->gpu.retired) {
 			struct rcmoe_coll_retired *r = c->gpu.retired;
 			c->gpu.retired = r->next;
 			buf_release(&r->buf);
 			free(r);
 		}
-		rcmoe_gpu_stream_destroy(&c->gpu.stream);
+		for (int l = 0; l < RCMOE_COLL_GPU_LANES; l++)
+			rcmoe_gpu_stream_destroy(&c->gpu.lanes[l].stream);
 	}
 	rcmoe_gpu_leave(&g);
 	c->gpu.dev = -1;
@@ -169,7 +183,7 @@ void rcmoe_coll_gpu_close(struct rcmoe_coll_comm *c)
  * in *tick. Recorded even after a failure, so that quiet waits for whatever was enqueued. */
 static rcmoe_status_t mark(struct coll_call *k, rcmoe_status_t st, uint64_t *tick)
 {
-	rcmoe_status_t r = rcmoe_gpu_record(&k->ev, &k->comm->gpu.stream);
+	rcmoe_status_t r = rcmoe_gpu_record(&k->ev, &k->lane->stream);
 	if (r == RCMOE_OK)
 		*tick = ++k->ev_rec;
 	if (st != RCMOE_OK || r != RCMOE_OK)
@@ -186,7 +200,8 @@ static int step_done(const struct coll_call *k, uint64_t tick)
 	return tick && k->ev_seen >= tick;
 }
 
-/* Has the work recorded last finished? Then so has every step before it (one stream). */
+/* Has the work recorded last finished? Then so has every step before it (the call's steps
+ * all run on its lane's stream). */
 static rcmoe_status_t poll(struct coll_call *k)
 {
 	int done = 0;
@@ -222,14 +237,14 @@ static rcmoe_status_t own_stream(const struct coll_call *k, const void *p, size_
 
 static rcmoe_status_t work_for(struct coll_call *k, size_t need)
 {
-	return rcmoe_coll__grow(k->comm, &k->comm->gpu.work, need ? need : 1, RCMOE_BUF_DEVICE);
+	return rcmoe_coll__grow(k->comm, &k->lane->work, need ? need : 1, RCMOE_BUF_DEVICE);
 }
 
 /* Encode n elements at device address src into pinned dst; no scratch growth inside. */
 static rcmoe_status_t encode(struct coll_call *k, const struct rcmoe_codec_cfg *cfg,
 			     const void *src, size_t n, void *dst, size_t cap)
 {
-	struct coll_gpu *g = &k->comm->gpu;
+	struct coll_gpu_lane *g = k->lane;
 	RCMOE_CHECK(work_for(k, rcmoe_gpu_codec_encode_work_bytes(cfg, n)));
 	return rcmoe_gpu_codec_encode(cfg, src, n, dst, cap, g->work.p, g->work.cap, &g->stream);
 }
@@ -238,7 +253,7 @@ static rcmoe_status_t encode(struct coll_call *k, const struct rcmoe_codec_cfg *
 static rcmoe_status_t decode(struct coll_call *k, const void *src,
 			     const struct rcmoe_wire_header *h, void *dst, size_t bytes)
 {
-	struct coll_gpu *g = &k->comm->gpu;
+	struct coll_gpu_lane *g = k->lane;
 	RCMOE_CHECK(work_for(k, rcmoe_gpu_codec_decode_work_bytes(h)));
 	return rcmoe_gpu_codec_decode(src, h, dst, bytes, g->work.p, g->work.cap, &g->stream);
 }
@@ -265,7 +280,7 @@ static rcmoe_status_t setup_lossless(struct coll_call *k)
 	RCMOE_CHECK(rcmoe_coll__setup_lossless(k));
 	for (int p = 0; p < c->nranks; p++)
 		k->xa_send[p].ready = 0; /* once the copy is done */
-	return mark(k, rcmoe_gpu_copy_d2h(k->hs.p, k->send, bytes, &c->gpu.stream), &k->t_in);
+	return mark(k, rcmoe_gpu_copy_d2h(k->hs.p, k->send, bytes, &k->lane->stream), &k->t_in);
 }
 
 static rcmoe_status_t setup_pts(struct coll_call *k)
@@ -283,7 +298,7 @@ static rcmoe_status_t setup_pts(struct coll_call *k)
 		}
 	rcmoe_status_t st = encode(k, &cfg, k->send, k->count, k->own.p, k->own.cap);
 	if (st == RCMOE_OK && k->clear) /* "Leftovers" (ar_engine.c): after the encode */
-		st = rcmoe_gpu_codec_zero((void *)k->send, k->count * k->esize, &c->gpu.stream);
+		st = rcmoe_gpu_codec_zero((void *)k->send, k->count * k->esize, &k->lane->stream);
 	return mark(k, st, &k->t_in);
 }
 
@@ -319,13 +334,14 @@ static rcmoe_status_t setup_lsq(struct coll_call *k)
 			    (char *)k->own.p + k->own_off[s], total - k->own_off[s]);
 	}
 	if (st == RCMOE_OK && k->clear) /* "Leftovers" (ar_engine.c): after the encodes */
-		st = rcmoe_gpu_codec_zero((void *)k->send, k->count * k->esize, &c->gpu.stream);
+		st = rcmoe_gpu_codec_zero((void *)k->send, k->count * k->esize, &k->lane->stream);
 	return mark(k, st, &k->t_in);
 }
 
 rcmoe_status_t rcmoe_coll_gpu_setup(struct coll_call *k)
 {
 	struct rcmoe_gpu_scope g;
+	k->lane = &k->comm->gpu.lanes[k->seq % RCMOE_COLL_GPU_LANES];
 	rcmoe_status_t st = rcmoe_gpu_enter(k->comm->gpu.dev, &g);
 	if (st == RCMOE_OK) {
 		switch (k->mode) {
@@ -354,7 +370,7 @@ static rcmoe_status_t progress_lossless(struct coll_call *k)
 	if (!k->t_out && rcmoe_coll__host_complete(k))
 		RCMOE_CHECK(mark(
 			k,
-			rcmoe_gpu_copy_h2d(k->recv, k->hr.p, k->count * k->esize, &c->gpu.stream),
+			rcmoe_gpu_copy_h2d(k->recv, k->hr.p, k->count * k->esize, &k->lane->stream),
 			&k->t_out));
 	return RCMOE_OK;
 }
@@ -380,7 +396,7 @@ static rcmoe_status_t progress_pts(struct coll_call *k)
 	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
 		k->reduce_used = 2;
 		RCMOE_CHECK(rcmoe_coll__take_job(k, &k->reduce, "validating the PTS streams"));
-		struct coll_gpu *g = &c->gpu;
+		struct coll_gpu_lane *g = k->lane;
 		rcmoe_status_t st =
 			work_for(k, rcmoe_gpu_codec_pts_accumulate_work_bytes(k->hdrs, n));
 		if (st == RCMOE_OK)
@@ -396,7 +412,7 @@ static rcmoe_status_t progress_pts(struct coll_call *k)
 static rcmoe_status_t lsq_owner_reduce(struct coll_call *k, size_t rlen)
 {
 	struct rcmoe_coll_comm *c = k->comm;
-	struct coll_gpu *g = &c->gpu;
+	struct coll_gpu_lane *g = k->lane;
 	int n = c->nranks;
 	size_t bytes = rlen * k->esize;
 	RCMOE_CHECK(rcmoe_coll__grow(c, &g->dec, (size_t)(n + 1) * bytes, RCMOE_BUF_DEVICE));

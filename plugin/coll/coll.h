@@ -160,9 +160,10 @@ struct coll_call {
 	struct rcmoe_growbuf agout; /* LSQ: the encoded summed shard */
 	size_t agout_len;
 	int clear; /* lossy call from NCCL's staging: zero each encoded piece of `send` after use */
-	/* GPU path (ar_gpu.c): work on the comm's stream is followed by a record of `ev`; each
+	/* GPU path (ar_gpu.c): work on the call's lane is followed by a record of `ev`; each
 	 * step keeps the number of its record (0: not enqueued), done once ev_seen reaches it. */
 	int gpu; /* device buffers */
+	struct coll_gpu_lane *lane;
 	struct rcmoe_gpu_event ev;
 	uint64_t ev_rec, ev_seen;
 	uint64_t t_in;      /* lossless: copy of send to hs; PTS, LSQ: the encodes (and clear) */
@@ -189,12 +190,19 @@ struct coll_peer {
 	uint64_t next_recv[RCMOE_COLL_NSETS];
 };
 
+/* A stream of the comm's GPU work and the scratch its kernels take turns with. Call `seq` runs
+ * all its steps on lane seq % RCMOE_COLL_GPU_LANES (ar_gpu.c says why there are several). */
+#define RCMOE_COLL_GPU_LANES 4
+struct coll_gpu_lane {
+	struct rcmoe_gpu_stream stream;
+	struct rcmoe_growbuf work; /* device: codec scratch */
+	struct rcmoe_growbuf dec;  /* device: the LSQ owner's decoded parts and their sum */
+};
+
 /* A comm's GPU resources (ar_gpu.c), made at connect when the plugin claims GPU buffers. */
 struct coll_gpu {
 	int dev; /* device of the plugin's CUDA context, or -1: host buffers only */
-	struct rcmoe_gpu_stream stream; /* every kernel and copy of the comm, in order */
-	struct rcmoe_growbuf work;      /* device: codec scratch (kernels on `stream` take turns) */
-	struct rcmoe_growbuf dec;       /* device: the LSQ owner's decoded parts and their sum */
+	struct coll_gpu_lane lanes[RCMOE_COLL_GPU_LANES];
 	struct rcmoe_coll_retired *retired;
 };
 

@@ -9,6 +9,8 @@
  *    on device buffers in a fresh mesh (same seed, same call numbers), and each rank's device
  *    result must be the bytes of its host result (so mixed ranks would agree), and the same on
  *    every rank; NaN and Inf included;
+ *  - 12 calls in flight at once (more than the comm's GPU lanes), lossless, PTS and LSQ: the
+ *    device results are the host path's bytes;
  *  - NCCL's staging (the first registration) cleared after a lossy call's encode on the GPU too,
  *    a user's device buffer never.
  * Each test skips, saying why, when no GPU is visible; CUDA is touched only inside the tests
@@ -190,21 +192,46 @@ static const size_t counts[] = { 1, 17, 1001, 70001, 1 << 20 };
 static int use_gpu;
 static void *results[2][MESH_MAX_RANKS][3][NCOUNTS];
 
+/* The region a body's calls use, on the device or the host as use_gpu says, registered as the
+ * comm's first region (NCCL's staging); NULL (the rank failed, saying why) when it cannot be. */
+static char *region_open(struct mesh_rank *r, size_t bytes, void **mh)
+{
+	char *region = NULL;
+	if (use_gpu ? cudaMalloc((void **)&region, bytes) != cudaSuccess
+		    : (region = malloc(bytes)) == NULL) {
+		rank_check(r, 0, "no memory for a %zu-byte region", bytes);
+		return NULL;
+	}
+	if (rank_check(r,
+		       coll_reg_type(r, region, bytes, use_gpu ? NCCL_PTR_CUDA : NCCL_PTR_HOST,
+				     mh) == ncclSuccess,
+		       "regMr")) {
+		if (use_gpu)
+			cudaFree(region);
+		else
+			free(region);
+		return NULL;
+	}
+	return region;
+}
+
+static void region_close(struct mesh_rank *r, char *region, void *mh)
+{
+	RCHECK(r, coll_dereg(r, mh) == ncclSuccess, "deregMr");
+	if (use_gpu)
+		cudaFree(region);
+	else
+		free(region);
+}
+
 /* Every (dtype, count) once, half of them in place, from one registered region (the comm's
  * first: NCCL's staging, so lossy calls also clear it); NaN and Inf in the 1001-element calls. */
 static void calls_body(struct mesh_rank *r)
 {
-	char *region = NULL;
 	void *mh = NULL;
-	size_t rbytes = 2 * MAXBYTES;
-	if (use_gpu)
-		RCHECK(r, cudaMalloc((void **)&region, rbytes) == cudaSuccess, "cudaMalloc");
-	else
-		RCHECK(r, (region = malloc(rbytes)) != NULL, "memory");
-	RCHECK(r,
-	       coll_reg_type(r, region, rbytes, use_gpu ? NCCL_PTR_CUDA : NCCL_PTR_HOST, &mh) ==
-		       ncclSuccess,
-	       "regMr");
+	char *region = region_open(r, 2 * MAXBYTES, &mh);
+	if (!region)
+		return;
 	for (size_t d = 0; d < 3; d++)
 		for (size_t ci = 0; ci < NCOUNTS; ci++) {
 			ncclDataType_t dt = dtypes[d];
@@ -246,11 +273,7 @@ static void calls_body(struct mesh_rank *r)
 			results[use_gpu][r->rank][d][ci] = out;
 			contrib_free(&c);
 		}
-	RCHECK(r, coll_dereg(r, mh) == ncclSuccess, "deregMr");
-	if (use_gpu)
-		cudaFree(region);
-	else
-		free(region);
+	region_close(r, region, mh);
 }
 
 static void same_bits_as_host(int nranks, int lossless)
@@ -330,6 +353,106 @@ Test(gpu_coll, lsq_2bit_3_ranks_same_bits_as_host)
 {
 	setenv("RCMOE_AR_BITS", "2", 1);
 	same_bits_as_host(3, 0);
+}
+
+/* ---- many calls in flight ---- */
+
+/* NCCL keeps several calls in flight; on the GPU they run on the comm's lanes (ar_gpu.c), more
+ * calls than lanes, so some share one. INFLIGHT calls of 64 Ki bf16 (NCCL's chunk is 256 KiB),
+ * each its own contribution and slot in one registered region, all posted before any is waited
+ * for; the device results must be the host path's bytes, on every rank. */
+#define INFLIGHT   12
+#define INFLIGHT_N ((size_t)1 << 16)
+static void *inflight[2][MESH_MAX_RANKS][INFLIGHT];
+
+static void inflight_body(struct mesh_rank *r)
+{
+	const size_t bytes = INFLIGHT_N * 2;
+	void *mh = NULL, *req[INFLIGHT];
+	struct contrib c[INFLIGHT];
+	char *region = region_open(r, 2 * INFLIGHT * bytes, &mh);
+	if (!region)
+		return;
+	for (int i = 0; i < INFLIGHT; i++) {
+		RCHECK(r,
+		       contrib_make(&c[i], r->m->nranks, ncclBfloat16, INFLIGHT_N,
+				    (unsigned)(100 + i)) == 0,
+		       "memory");
+		char *send = region + 2 * (size_t)i * bytes;
+		if (use_gpu)
+			RCHECK(r,
+			       cudaMemcpy(send, c[i].in[r->rank], bytes, cudaMemcpyHostToDevice) ==
+				       cudaSuccess,
+			       "cudaMemcpy");
+		else
+			memcpy(send, c[i].in[r->rank], bytes);
+	}
+	if (use_gpu) /* see calls_body */
+		RCHECK(r, cudaDeviceSynchronize() == cudaSuccess, "cudaDeviceSynchronize");
+	for (int i = 0; i < INFLIGHT; i++) {
+		char *send = region + 2 * (size_t)i * bytes;
+		req[i] = coll_post(r, send, send + bytes, INFLIGHT_N, ncclBfloat16, mh, mh);
+		if (!req[i])
+			return;
+	}
+	for (int i = 0; i < INFLIGHT; i++) {
+		char *recv = region + (2 * (size_t)i + 1) * bytes;
+		if (coll_wait(r, req[i], bytes, 120.0))
+			return;
+		void *out = malloc(bytes);
+		RCHECK(r, out != NULL, "memory");
+		if (use_gpu)
+			RCHECK(r,
+			       cudaMemcpy(out, recv, bytes, cudaMemcpyDeviceToHost) == cudaSuccess,
+			       "cudaMemcpy");
+		else
+			memcpy(out, recv, bytes);
+		inflight[use_gpu][r->rank][i] = out;
+		contrib_free(&c[i]);
+	}
+	region_close(r, region, mh);
+}
+
+static void inflight_same_bits_as_host(int nranks)
+{
+	for (use_gpu = 0; use_gpu < 2; use_gpu++) {
+		struct mesh m;
+		mesh_open(&m, 13, nranks, 1);
+		mesh_run(&m, inflight_body);
+		mesh_close(&m);
+	}
+	for (int i = 0; i < INFLIGHT; i++)
+		for (int r = 0; r < nranks; r++) {
+			const char *h = inflight[0][r][i], *g = inflight[1][r][i];
+			cr_assert(h && g, "call %d rank %d: no result", i, r);
+			cr_expect_eq(memcmp(h, g, INFLIGHT_N * 2), 0,
+				     "call %d (of %d in flight) rank %d: the device result differs "
+				     "from the host path's",
+				     i, INFLIGHT, r);
+			cr_expect_eq(memcmp(g, inflight[1][0][i], INFLIGHT_N * 2), 0,
+				     "call %d: rank %d holds other bits than rank 0", i, r);
+		}
+	for (int i = 0; i < INFLIGHT; i++)
+		for (int r = 0; r < nranks; r++)
+			for (int gpu = 0; gpu < 2; gpu++)
+				free(inflight[gpu][r][i]);
+}
+
+Test(gpu_coll, lossless_12_calls_in_flight_same_bits_as_host)
+{
+	inflight_same_bits_as_host(3);
+}
+
+Test(gpu_coll, pts_12_calls_in_flight_same_bits_as_host)
+{
+	setenv("RCMOE_AR_DENSITY", "0.01", 1);
+	inflight_same_bits_as_host(4);
+}
+
+Test(gpu_coll, lsq_12_calls_in_flight_same_bits_as_host)
+{
+	setenv("RCMOE_AR_BITS", "8", 1);
+	inflight_same_bits_as_host(4);
 }
 
 /* ---- staging cleared on the GPU path ---- */
