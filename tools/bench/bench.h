@@ -121,6 +121,8 @@ struct bench_cfg {
 	int inflight;          /* loopback: messages in flight */
 	size_t loopback_bytes; /* loopback: bytes moved per size and transport */
 	size_t loopback_chunk; /* loopback all-reduce: bytes per collNet call (--chunk) */
+	int peers_list[16];    /* --loopback-peers: connection counts to run, in order */
+	int npeers_list;       /* 0: not asked */
 	bool selftest;
 	bool fake; /* children simulate the collectives on the CPU (selftest) */
 	int fail_rank;
@@ -314,6 +316,8 @@ int bench_mps_stop(void);
 int bench_plot(struct bench_report *rep, const char *png); /* report.c */
 /* --loopback -O allreduce: the collective side in calls of chunk_bytes (loopback_coll.c) */
 int bench_loopback_coll_main(struct bench_cfg *cfg, size_t chunk_bytes);
+/* --loopback-peers: the net side with many connections at once (loopback_peers.c) */
+int bench_loopback_peers_main(struct bench_cfg *cfg);
 
 /* ---- collNet (collnet.c) ---- */
 const char *bench_cn_mode_name(int mode); /* "lossless", "PTS", "LSQ" (the counters' names) */

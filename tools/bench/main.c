@@ -124,6 +124,9 @@ static void usage(FILE *out)
 "      --inflight N        messages in flight (1..8)                          [8]\n"
 "      --loopback-bytes SIZE  bytes moved per size and transport              [1G]\n"
 "                          (with --link-gbps G: G/8 GB take one second)\n"
+"      --loopback-peers LIST  instead: P connections at once for each P in LIST\n"
+"                          (e.g. 1,4,16,64), -b bytes per message; aggregate GB/s,\n"
+"                          threads and open files of the process per P\n"
 "      -O allreduce        the collective side instead (or as well, with sendrecv):\n"
 "                          -n rank processes, host buffers, each all-reduce in calls of\n"
 "                          --chunk bytes as NCCL's CollNetChain posts them; lossless,\n"
@@ -171,6 +174,7 @@ enum {
 	OPT_LOOPBACK,
 	OPT_INFLIGHT,
 	OPT_LOOPBACK_BYTES,
+	OPT_LOOPBACK_PEERS,
 	OPT_CHUNK,
 	OPT_SELFTEST,
 	OPT_SELFTEST_FAIL,
@@ -218,6 +222,7 @@ static const struct option long_opts[] = {
 	{ "loopback", no_argument, NULL, OPT_LOOPBACK },
 	{ "inflight", required_argument, NULL, OPT_INFLIGHT },
 	{ "loopback-bytes", required_argument, NULL, OPT_LOOPBACK_BYTES },
+	{ "loopback-peers", required_argument, NULL, OPT_LOOPBACK_PEERS },
 	{ "chunk", required_argument, NULL, OPT_CHUNK },
 	{ "selftest", no_argument, NULL, OPT_SELFTEST },
 	{ "selftest-fail", required_argument, NULL, OPT_SELFTEST_FAIL },
@@ -563,6 +568,23 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 			if (parse_size(optarg, &cfg->loopback_bytes) || !cfg->loopback_bytes)
 				BAD("--loopback-bytes: bad size '%s'", optarg);
 			break;
+		case OPT_LOOPBACK_PEERS: {
+			char list[256], *save = NULL;
+			snprintf(list, sizeof(list), "%s", optarg);
+			cfg->npeers_list = 0;
+			for (char *t = strtok_r(list, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save)) {
+				int v;
+				if (cfg->npeers_list == 16 || parse_int(t, 1, 256, &v))
+					BAD("--loopback-peers: up to 16 counts of 1..256, not '%s'",
+					    optarg);
+				cfg->peers_list[cfg->npeers_list++] = v;
+			}
+			if (!cfg->npeers_list)
+				BAD("--loopback-peers: no count in '%s'", optarg);
+			cfg->loopback = true;
+			break;
+		}
 		case OPT_CHUNK:
 			if (parse_size(optarg, &cfg->loopback_chunk) || cfg->loopback_chunk < 4 ||
 			    cfg->loopback_chunk > (1u << 30))
@@ -794,6 +816,8 @@ int main(int argc, char **argv)
 		if (f)
 			return 1;
 	}
+	if (cfg.loopback && cfg.npeers_list)
+		return bench_loopback_peers_main(&cfg);
 	if (cfg.loopback) {
 		/* -O allreduce: the collective side; sendrecv (the default): the net side. */
 		bool ar = cfg.ops_given && bench_has_allreduce(&cfg);
