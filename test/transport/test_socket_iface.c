@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Socket transport: which interface it listens on, and IPv6. */
+/* Socket transport: which interface it listens on, IPv6, and the open-files limit it raises. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -87,4 +89,55 @@ Test(socket_iface, ipv6_loopback)
 	st_exchange(&p, 3 << 20, 3 << 20, 2);
 	st_pair_close(&p);
 	cr_assert_eq(test_log_warn_count(), 0);
+}
+
+/* ---- the open-files limit (init.c, raise_nofile) ---- */
+
+/* Lower the soft limit to 256 (the hard one stays): returns the hard limit, or skips when it is
+ * no higher, where nothing can be shown. */
+static rlim_t low_soft_limit(void)
+{
+	struct rlimit r;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &r), 0);
+	if (r.rlim_max <= 512)
+		cr_skip_test("the hard limit on open files is %llu: no room to raise 256 into",
+			     (unsigned long long)r.rlim_max);
+	r.rlim_cur = 256;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &r), 0, "setrlimit: %s", strerror(errno));
+	return r.rlim_max;
+}
+
+/* A rank with many peers holds 9 sockets per connection by default; at a soft limit of 256, 24
+ * connections (with both ends in this process: 432 descriptors) only open because init raised
+ * it to the hard limit. */
+Test(socket_iface, init_raises_the_open_files_limit)
+{
+	rlim_t hard = low_soft_limit();
+	st_init(NULL);
+	struct rlimit r;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &r), 0);
+	cr_assert_eq(r.rlim_cur, hard, "soft limit %llu after init, hard %llu",
+		     (unsigned long long)r.rlim_cur, (unsigned long long)hard);
+	struct st_pair p;
+	st_pair_open(&p);
+	struct rcmoe_tsend *s[24];
+	struct rcmoe_trecv *rc[24];
+	for (int i = 0; i < 24; i++)
+		st_connect_accept(&p, &s[i], &rc[i]);
+	for (int i = 0; i < 24; i++) {
+		cr_assert_eq(OPS->close_send(s[i]), RCMOE_OK);
+		cr_assert_eq(OPS->close_recv(rc[i]), RCMOE_OK);
+	}
+	st_pair_close(&p);
+}
+
+Test(socket_iface, raise_nofile_off_leaves_the_limit)
+{
+	static const char *const env[] = { "RCMOE_RAISE_NOFILE=off", NULL };
+	low_soft_limit();
+	st_init(env);
+	struct rlimit r;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &r), 0);
+	cr_assert_eq(r.rlim_cur, 256, "soft limit %llu with RCMOE_RAISE_NOFILE=off",
+		     (unsigned long long)r.rlim_cur);
 }

@@ -3,11 +3,13 @@
  * Process-wide setup of the socket transport: the interface to listen on and the one device it
  * makes. The first init's parameters win; later calls return the first call's result.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "rcmoe/log.h"
 #include "transport/socket/socket.h"
@@ -57,6 +59,34 @@ static uint64_t addr_hash(const union sock_addr *a)
 	return h;
 }
 
+/* Each connection holds RCMOE_SOCKET_NSTREAMS + 1 sockets, so a rank with P peers needs about
+ * 2 (NSTREAMS + 1) P descriptors (a send and a receive connection per peer): with 63 peers more
+ * than the soft limit of 1024 that many systems set, while the hard limit is usually far higher.
+ * So the soft limit goes up to the hard one, as MPI libraries do at startup, unless
+ * RCMOE_RAISE_NOFILE=off. It only lets the process open more; nothing else changes. */
+static void raise_nofile(const struct rcmoe_params *p)
+{
+	struct rlimit r;
+	if (p->raise_nofile != RCMOE_RAISE_NOFILE_ON || getrlimit(RLIMIT_NOFILE, &r) != 0 ||
+	    r.rlim_cur >= r.rlim_max)
+		return;
+	rlim_t before = r.rlim_cur;
+	r.rlim_cur = r.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &r) != 0) {
+		RCMOE_INFO(NCCL_INIT | NCCL_NET,
+			   "could not raise the open-files limit from %llu to %llu: %s (each "
+			   "connection holds %lld sockets)",
+			   (unsigned long long)before, (unsigned long long)r.rlim_max,
+			   strerror(errno), (long long)p->socket_nstreams + 1);
+		return;
+	}
+	RCMOE_INFO(NCCL_INIT | NCCL_NET,
+		   "raised the soft limit on open files from %llu to the hard limit %llu: each "
+		   "connection holds %lld sockets (RCMOE_RAISE_NOFILE=off leaves it)",
+		   (unsigned long long)before, (unsigned long long)r.rlim_max,
+		   (long long)p->socket_nstreams + 1);
+}
+
 static void do_init(void)
 {
 	struct sock_global *g = &sock_global;
@@ -74,6 +104,7 @@ static void do_init(void)
 			"at most %lld worker threads per process",
 			g->ifname, addr, (long long)g->params.socket_nstreams,
 			(long long)g->params.socket_nthreads, (long long)g->params.socket_workers);
+		raise_nofile(&g->params);
 		st = sock_pool_init(&g->params);
 	}
 	atomic_store_explicit(&init_status, (int)st, memory_order_release);
