@@ -9,9 +9,15 @@
  *
  *   rcmoe-cbench [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--reps N] [--json FILE]
  *                [--isa auto|portable|avx2] [--codec lsq,pts,wdedup] [--density D] [--dup F]
+ *                [--threads N]
+ *
+ * With --threads N > 1, each LSQ and PTS row is followed by one of N threads encoding and
+ * decoding their own copies at once: the aggregate GB/s the CPU codec workers of one process
+ * (RCMOE_CPU_CODEC_THREADS) can reach on this machine.
  */
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,8 +103,106 @@ struct bench {
 	int reps;
 	FILE *jf;
 	int first;
-	double dup; /* window dedup: fraction of repeated rows */
+	double dup;  /* window dedup: fraction of repeated rows */
+	int threads; /* > 1: also encode and decode on this many threads at once */
 };
+
+/* One thread of a multi-thread row: its own copy of the input, reps encodes and decodes. */
+struct mt_arg {
+	const struct rcmoe_codec_cfg *cfg;
+	const char *src;
+	size_t n, bytes;
+	int reps;
+	pthread_barrier_t *start;
+	double enc_s, dec_s; /* wall time of its encodes, of its decodes */
+	int failed;
+};
+
+static void *mt_run(void *p)
+{
+	struct mt_arg *a = p;
+	struct rcmoe_codec_cfg cfg = *a->cfg;
+	size_t cap = rcmoe_codec_bound(&cfg, a->n), len = 0, got = 0;
+	char *in = malloc(a->bytes), *enc = malloc(cap), *out = malloc(a->bytes);
+	a->failed = !in || !enc || !out;
+	if (!a->failed) {
+		memcpy(in, a->src, a->bytes);
+		memset(out, 0, a->bytes);
+	}
+	pthread_barrier_wait(a->start);
+	for (int r = 0; r < a->reps && !a->failed; r++) {
+		double t0 = now_s();
+		a->failed |= rcmoe_codec_encode(&cfg, in, a->n, enc, cap, &len) != RCMOE_OK;
+		double t1 = now_s();
+		a->failed |= !a->failed &&
+			     (rcmoe_codec_decode(enc, len, out, a->bytes, &got) != RCMOE_OK ||
+			      got != a->bytes);
+		a->enc_s += t1 - t0;
+		a->dec_s += now_s() - t1;
+	}
+	free(in);
+	free(enc);
+	free(out);
+	return NULL;
+}
+
+/* The aggregate rate of b->threads threads each encoding and decoding its own copy (the CPU
+ * codec workers of one process, RCMOE_CPU_CODEC_THREADS): bytes of all threads over the slowest
+ * thread's time. Returns 0, or 1 when a codec call failed. */
+static int row_threads(struct bench *b, const struct rcmoe_codec_cfg *cfg, const char *setting,
+		       const char *src, size_t n, int dtype)
+{
+	int T = b->threads, failed = 0;
+	size_t bytes = n * rcmoe_dtype_size(dtype);
+	pthread_t *tid = calloc((size_t)T, sizeof(*tid));
+	struct mt_arg *a = calloc((size_t)T, sizeof(*a));
+	pthread_barrier_t start;
+	if (!tid || !a || pthread_barrier_init(&start, NULL, (unsigned)T) != 0) {
+		free(tid);
+		free(a);
+		return 1;
+	}
+	for (int t = 0; t < T; t++) {
+		a[t] = (struct mt_arg){ .cfg = cfg,
+					.src = src,
+					.n = n,
+					.bytes = bytes,
+					.reps = b->reps,
+					.start = &start };
+		if (pthread_create(&tid[t], NULL, mt_run, &a[t]) != 0) {
+			fprintf(stderr, "rcmoe-cbench: cannot start thread %d of %d\n", t, T);
+			exit(1); /* the barrier would wait for it forever */
+		}
+	}
+	double enc = 0, dec = 0;
+	for (int t = 0; t < T; t++) {
+		pthread_join(tid[t], NULL);
+		failed |= a[t].failed;
+		enc = a[t].enc_s > enc ? a[t].enc_s : enc;
+		dec = a[t].dec_s > dec ? a[t].dec_s : dec;
+	}
+	pthread_barrier_destroy(&start);
+	if (!failed) {
+		double e = (double)bytes * b->reps * T / enc / 1e9;
+		double d = (double)bytes * b->reps * T / dec / 1e9;
+		printf(" %11zu %5s %4s %6s %9s %9.2f %6s %9.2f %6s %7s %8s  (%d threads)\n", bytes,
+		       dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
+		       cfg->codec == RCMOE_CODEC_LSQ ? "lsq" : "pts", setting, "-", e, "-", d, "-",
+		       "-", "-", T);
+		if (b->jf)
+			fprintf(b->jf,
+				"%s{\"bytes\":%zu,\"dtype\":\"%s\",\"codec\":\"%s\","
+				"\"setting\":\"%s\",\"threads\":%d,\"encode_gbs\":%.3f,"
+				"\"decode_gbs\":%.3f}",
+				b->first ? "" : ",", bytes,
+				dtype == RCMOE_DT_BF16 ? "bf16" : "fp32",
+				cfg->codec == RCMOE_CODEC_LSQ ? "lsq" : "pts", setting, T, e, d);
+		b->first = 0;
+	}
+	free(tid);
+	free(a);
+	return failed;
+}
 
 /* One row: encode and decode of n elements of src with cfg, against memcpy of the same bytes;
  * `setting` names the bits or the density. Returns 0, or 1 when the codec failed. */
@@ -265,7 +369,7 @@ int main(int argc, char **argv)
 {
 	size_t minb = 64 << 10, maxb = 64 << 20;
 	double factor = 4, density = 0.01;
-	struct bench b = { .reps = 5, .first = 1, .dup = 0.25 };
+	struct bench b = { .reps = 5, .first = 1, .dup = 0.25, .threads = 1 };
 	const char *json = NULL, *isa = "auto", *codecs = "lsq";
 	static const struct option opts[] = { { "reps", required_argument, NULL, 'r' },
 					      { "isa", required_argument, NULL, 'i' },
@@ -273,6 +377,7 @@ int main(int argc, char **argv)
 					      { "codec", required_argument, NULL, 'c' },
 					      { "density", required_argument, NULL, 'd' },
 					      { "dup", required_argument, NULL, 'u' },
+					      { "threads", required_argument, NULL, 't' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	int c;
@@ -287,10 +392,12 @@ int main(int argc, char **argv)
 		case 'c': codecs = optarg; break;
 		case 'd': density = atof(optarg); break;
 		case 'u': b.dup = atof(optarg); break;
+		case 't': b.threads = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: rcmoe-cbench [-b 64K] [-e 64M] [-f 4] [--reps 5] "
 					"[--json FILE] [--isa auto|portable|avx2] "
-					"[--codec lsq,pts,wdedup] [--density 0.01] [--dup 0.25]\n");
+					"[--codec lsq,pts,wdedup] [--density 0.01] [--dup 0.25] "
+					"[--threads N]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
@@ -298,8 +405,9 @@ int main(int argc, char **argv)
 	int do_wdd = strstr(codecs, "wdedup") != NULL;
 	if (minb < 4096 || maxb < minb || factor <= 1 || b.reps < 1 ||
 	    !(do_lsq || do_pts || do_wdd) || !(density > 0 && density <= 1) ||
-	    !(b.dup >= 0 && b.dup <= 1)) {
-		fprintf(stderr, "rcmoe-cbench: bad sizes, repetitions, codec, density or dup\n");
+	    !(b.dup >= 0 && b.dup <= 1) || b.threads < 1 || b.threads > 256) {
+		fprintf(stderr,
+			"rcmoe-cbench: bad sizes, repetitions, codec, density, dup or threads\n");
 		return 2;
 	}
 	int want = !strcmp(isa, "portable") ? RCMOE_CPU_ISA_PORTABLE
@@ -321,6 +429,10 @@ int main(int argc, char **argv)
 	printf("# rcmoe-cbench: the CPU codecs (host buffers), one thread, isa %s, medians of %d; "
 	       "fractions are of memcpy in the same run (bytes copied per second)\n",
 	       isa, b.reps);
+	if (b.threads > 1)
+		printf("# rows marked (N threads): N threads coding their own copies at once, %d "
+		       "times each; all their bytes over the slowest thread's time\n",
+		       b.reps);
 	printf("#%11s %5s %4s %6s %9s %9s %6s %9s %6s %7s %8s\n", "size(B)", "type", "code",
 	       "bits/d", "memcpy", "encode", "xcopy", "decode", "xcopy", "ratio", "relL2");
 	static const int bits_list[] = { 8, 4, 2 };
@@ -352,6 +464,8 @@ int main(int argc, char **argv)
 				char setting[16];
 				snprintf(setting, sizeof(setting), "%d", bits_list[bi]);
 				failed = row(&b, &cfg, setting, src, out, cp, n, dtype);
+				if (!failed && b.threads > 1)
+					failed = row_threads(&b, &cfg, setting, src, n, dtype);
 			}
 			if (do_pts && !failed) {
 				struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_PTS };
@@ -361,6 +475,8 @@ int main(int argc, char **argv)
 				char setting[16];
 				snprintf(setting, sizeof(setting), "%g", density);
 				failed = row(&b, &cfg, setting, src, out, cp, n, dtype);
+				if (!failed && b.threads > 1)
+					failed = row_threads(&b, &cfg, setting, src, n, dtype);
 			}
 			for (int bits = 0; bits <= 8 && do_wdd && !failed && bytes <= slice;
 			     bits += 8)
