@@ -103,6 +103,38 @@ struct rcmoe_wire_header rcmoe_lsq_header(size_t n, const struct rcmoe_lsq_cfg *
 #define RCMOE_CPU_IF_AVX2(...)
 #endif
 enum { RCMOE_CPU_ISA_AUTO, RCMOE_CPU_ISA_PORTABLE, RCMOE_CPU_ISA_AVX2 };
+
+/* A loop specialised per float datatype and per CPU build. BODY is an always-inline function
+ * whose first parameter is the datatype and whose loops have fixed trip counts over restrict
+ * pointers (what gcc -O2 vectorises); RCMOE_CPU_DTYPE_FNS(table, BODY, PARAMS, ARGS) defines it
+ * as noinline functions for fp32, bf16 and fp16, each for the baseline and for AVX2 (one
+ * function each: gcc 12 does not vectorise such a loop once inlined into an enclosing loop), and
+ * `table[isa][rcmoe_cpu_dtype_index(dtype)]` of them (the AVX2 row empty without AVX2). PARAMS
+ * is the functions' parenthesised parameter list, ARGS the parenthesised names in it; the type
+ * of an entry is rcmoe_cpu_fn_t(table). */
+static inline uint32_t rcmoe_cpu_dtype_index(int dtype)
+{
+	return dtype == RCMOE_DT_FP32_ ? 0 : dtype == RCMOE_DT_BF16_ ? 1 : 2;
+}
+#define RCMOE_CPU_UNPAREN(...) __VA_ARGS__
+#define RCMOE_CPU_FN_(name, attr, dtype, BODY, PARAMS, ARGS)                                       \
+	attr __attribute__((noinline)) static void name PARAMS                                     \
+	{                                                                                          \
+		BODY(dtype, RCMOE_CPU_UNPAREN ARGS);                                               \
+	}
+#define RCMOE_CPU_FNS_ISA_(table, sfx, attr, BODY, PARAMS, ARGS)                                   \
+	RCMOE_CPU_FN_(table##_fp32##sfx, attr, RCMOE_DT_FP32_, BODY, PARAMS, ARGS)                 \
+	RCMOE_CPU_FN_(table##_bf16##sfx, attr, RCMOE_DT_BF16_, BODY, PARAMS, ARGS)                 \
+	RCMOE_CPU_FN_(table##_fp16##sfx, attr, RCMOE_DT_FP16_, BODY, PARAMS, ARGS)
+#define rcmoe_cpu_fn_t(table) table##_fn_t
+#define RCMOE_CPU_DTYPE_FNS(table, BODY, PARAMS, ARGS)                                             \
+	typedef void(*table##_fn_t) PARAMS;                                                        \
+	RCMOE_CPU_FNS_ISA_(table, , , BODY, PARAMS, ARGS)                                          \
+	RCMOE_CPU_IF_AVX2(RCMOE_CPU_FNS_ISA_(table, _avx2, RCMOE_CPU_AVX2, BODY, PARAMS, ARGS))    \
+	static const table##_fn_t table[2][3] = {                                                  \
+		{ table##_fp32, table##_bf16, table##_fp16 },                                      \
+		RCMOE_CPU_IF_AVX2({ table##_fp32_avx2, table##_bf16_avx2, table##_fp16_avx2 }),    \
+	};
 int rcmoe_cpu_isa(void);
 int rcmoe_cpu_set_isa(int isa);
 /* rcmoe_pts_accumulate for streams already validated as rcmoe_pts_accumulate would (each a PTS

@@ -164,9 +164,8 @@ static void write_chunk(uint8_t *body, const struct rcmoe_pts_chunk *L, uint32_t
 /* Elements per step of the selection loop. A step has a trip count fixed at compile time and
  * restrict pointers, so gcc -O2 (its "very cheap" cost model, lsq.c) vectorises it; a chunk is a
  * whole number of steps (chunks are powers of two >= RCMOE_PTS_MIN_CHUNK) but for the stream's
- * last, whose tail takes the scalar loop. A step is a function of its own (step_*, below): gcc 12
- * does not vectorise it once inlined into the loop over a chunk's steps ("complicated access
- * pattern"); the call costs little against 64 draws. */
+ * last, whose tail takes the scalar loop. A step is a function of its own (pts_steps, below,
+ * RCMOE_CPU_DTYPE_FNS); the call costs little against 64 draws. */
 #define PTS_STEP 64
 
 /* The selection of PTS_STEP elements, the first with lo32(index) = lo: rcmoe_pts_select with the
@@ -174,7 +173,7 @@ static void write_chunk(uint8_t *body, const struct rcmoe_pts_chunk *L, uint32_t
  * zero; small when |g| < tau and u * tau < |g| (which rejects zeros and NaN, as the reference's
  * test that |g| > 0 does, since u * tau >= 0). Adds the counts of small and large elements. */
 static inline __attribute__((always_inline)) void
-select_step(const uint8_t *restrict in, int dtype, uint32_t lo, uint32_t hikey, float tau,
+select_step(int dtype, const uint8_t *restrict in, uint32_t lo, uint32_t hikey, float tau,
 	    uint8_t *restrict sel, uint8_t *restrict neg, uint32_t *restrict small,
 	    uint32_t *restrict large)
 {
@@ -195,19 +194,25 @@ select_step(const uint8_t *restrict in, int dtype, uint32_t lo, uint32_t hikey, 
 	*large += nl;
 }
 
-/* Each element's selection for one chunk (elements e0 .. e0 + l - 1): the reference rule,
- * rcmoe_pts_select with the draw rcmoe_rng_at(key, i). Inlined once per datatype and ISA, so the
- * loop has no datatype branch, and the draw's high key is taken once per chunk: a chunk (a power
- * of two no larger than 2^14, starting at a multiple of its size) never crosses a multiple of
- * 2^32. */
-typedef void (*pts_step_fn)(const uint8_t *restrict, uint32_t, uint32_t, float, uint8_t *restrict,
-			    uint8_t *restrict, uint32_t *restrict, uint32_t *restrict);
+/* select_step per datatype and CPU build: the draws multiply 32-bit lanes, which SSE2 lacks. The
+ * same bytes either way (integer operations, and the same single fp32 roundings: no FMA to
+ * contract into). */
+RCMOE_CPU_DTYPE_FNS(pts_steps, select_step,
+		    (const uint8_t *restrict in, uint32_t lo, uint32_t hikey, float tau,
+		     uint8_t *restrict sel, uint8_t *restrict neg, uint32_t *restrict small,
+		     uint32_t *restrict large),
+		    (in, lo, hikey, tau, sel, neg, small, large))
 
-static inline __attribute__((always_inline)) void
-select_chunk(const uint8_t *in, int dtype, pts_step_fn step, uint64_t e0, uint32_t l, float tau,
-	     uint64_t key, uint8_t *sel, uint8_t *neg, uint32_t *m, uint32_t *nl)
+/* Each element's selection for one chunk (elements e0 .. e0 + l - 1): the reference rule,
+ * rcmoe_pts_select with the draw rcmoe_rng_at(key, i), in steps of PTS_STEP (`step`, the
+ * datatype's) and the scalar rule for a last chunk's tail. The draw's high key is taken once
+ * per chunk: a chunk (a power of two no larger than 2^14, starting at a multiple of its size)
+ * never crosses a multiple of 2^32. */
+static void select_chunk(const uint8_t *in, int dtype, rcmoe_cpu_fn_t(pts_steps) step, uint64_t e0,
+			 uint32_t l, float tau, uint64_t key, uint8_t *sel, uint8_t *neg,
+			 uint32_t *m, uint32_t *nl)
 {
-	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2, small = 0, large = 0, p;
+	uint32_t esize = rcmoe_dt_size(dtype), small = 0, large = 0, p;
 	uint32_t hikey = rcmoe_rng_hikey(key, (uint32_t)(e0 >> 32));
 	for (p = 0; p + PTS_STEP <= l; p += PTS_STEP)
 		step(in + (e0 + p) * esize, (uint32_t)(e0 + p), hikey, tau, sel + p, neg + p,
@@ -224,43 +229,6 @@ select_chunk(const uint8_t *in, int dtype, pts_step_fn step, uint64_t e0, uint32
 	*m += small;
 	*nl += large;
 }
-
-/* select_chunk per datatype, built for the baseline and for AVX2 (codec_internal.h): the draws
- * multiply 32-bit lanes, which SSE2 lacks. The same bytes either way (integer operations, and
- * the same single fp32 roundings: no FMA to contract into). */
-typedef void (*pts_select_fn)(const uint8_t *, uint64_t, uint32_t, float, uint64_t, uint8_t *,
-			      uint8_t *, uint32_t *, uint32_t *);
-#define PTS_SELECT_FN_ISA(sfx, dtype, attr)                                                        \
-	attr __attribute__((noinline)) static void step_##sfx(                                     \
-		const uint8_t *restrict in, uint32_t lo, uint32_t hikey, float tau,                \
-		uint8_t *restrict sel, uint8_t *restrict neg, uint32_t *restrict small,            \
-		uint32_t *restrict large)                                                          \
-	{                                                                                          \
-		select_step(in, dtype, lo, hikey, tau, sel, neg, small, large);                    \
-	}                                                                                          \
-	attr static void select_##sfx(const uint8_t *in, uint64_t e0, uint32_t l, float tau,       \
-				      uint64_t key, uint8_t *sel, uint8_t *neg, uint32_t *m,       \
-				      uint32_t *nl)                                                \
-	{                                                                                          \
-		select_chunk(in, dtype, step_##sfx, e0, l, tau, key, sel, neg, m, nl);             \
-	}
-#define PTS_SELECT_FN(sfx, dtype)                                                                  \
-	PTS_SELECT_FN_ISA(sfx, dtype, )                                                            \
-	RCMOE_CPU_IF_AVX2(PTS_SELECT_FN_ISA(sfx##_avx2, dtype, RCMOE_CPU_AVX2))
-PTS_SELECT_FN(fp32, RCMOE_DT_FP32)
-PTS_SELECT_FN(bf16, RCMOE_DT_BF16)
-PTS_SELECT_FN(fp16, RCMOE_DT_FP16)
-/* Tables of the per-datatype functions: [isa][pts_dtype_index]; the AVX2 row is empty (never
- * chosen) without AVX2. */
-static uint32_t pts_dtype_index(int dtype)
-{
-	return dtype == RCMOE_DT_FP32 ? 0 : dtype == RCMOE_DT_BF16 ? 1 : 2;
-}
-
-static const pts_select_fn pts_select_fns[2][3] = {
-	{ select_fp32, select_bf16, select_fp16 },
-	RCMOE_CPU_IF_AVX2({ select_fp32_avx2, select_bf16_avx2, select_fp16_avx2 }),
-};
 
 rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pts_cfg *cfg,
 				void *dst, size_t cap, size_t *len)
@@ -286,7 +254,8 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 	} else {
 		uint64_t nchunks = rcmoe_pts_nchunks(n, C), c;
 		float tau = rcmoe_bitsf(tau_bits);
-		pts_select_fn select = pts_select_fns[rcmoe_cpu_isa()][pts_dtype_index(cfg->dtype)];
+		rcmoe_cpu_fn_t(pts_steps) step =
+			pts_steps[rcmoe_cpu_isa()][rcmoe_cpu_dtype_index(cfg->dtype)];
 		uint8_t *sel = malloc((size_t)C * 2);
 		if (!sel)
 			return RCMOE_ERR_NOMEM;
@@ -296,7 +265,7 @@ rcmoe_status_t rcmoe_pts_encode(const void *src, size_t n, const struct rcmoe_pt
 			uint64_t e0 = c * C;
 			uint32_t l = (uint32_t)(n - e0 < C ? n - e0 : C), m = 0, nl = 0;
 			struct rcmoe_pts_chunk L;
-			select(in, e0, l, tau, key, sel, neg, &m, &nl);
+			select_chunk(in, cfg->dtype, step, e0, l, tau, key, sel, neg, &m, &nl);
 			rcmoe_pts_chunk_layout(m, nl, l, esize, &L);
 			rcmoe_st32(payload + 4 * c, m | nl << 16);
 			write_chunk(payload + off, &L, l, esize, sel, in + e0 * esize, neg);
@@ -460,7 +429,7 @@ static void accumulate_chunk(float *acc, struct pts_cursor *cur, uint64_t c, uin
 /* The rounding of the sum into the datatype, in steps of PTS_STEP elements built like the
  * selection's (one function per datatype and ISA, restrict pointers, a fixed trip count, so gcc
  * -O2 vectorises them), and the scalar loop for a window's tail. */
-static inline __attribute__((always_inline)) void store_step(uint8_t *restrict dst, int dtype,
+static inline __attribute__((always_inline)) void store_step(int dtype, uint8_t *restrict dst,
 							     const float *restrict acc)
 {
 	uint32_t esize = dtype == RCMOE_DT_FP32 ? 4 : 2;
@@ -468,29 +437,14 @@ static inline __attribute__((always_inline)) void store_step(uint8_t *restrict d
 		rcmoe_st_elem(dst, esize, i, rcmoe_from_f32(dtype, acc[i]));
 }
 
-typedef void (*pts_store_fn)(uint8_t *restrict, const float *restrict);
-#define PTS_STORE_FN_ISA(sfx, dtype, attr)                                                         \
-	attr __attribute__((noinline)) static void store_##sfx(uint8_t *restrict dst,              \
-							       const float *restrict acc)          \
-	{                                                                                          \
-		store_step(dst, dtype, acc);                                                       \
-	}
-#define PTS_STORE_FN(sfx, dtype)                                                                   \
-	PTS_STORE_FN_ISA(sfx, dtype, )                                                             \
-	RCMOE_CPU_IF_AVX2(PTS_STORE_FN_ISA(sfx##_avx2, dtype, RCMOE_CPU_AVX2))
-PTS_STORE_FN(fp32, RCMOE_DT_FP32)
-PTS_STORE_FN(bf16, RCMOE_DT_BF16)
-PTS_STORE_FN(fp16, RCMOE_DT_FP16)
-static const pts_store_fn pts_store_fns[2][3] = {
-	{ store_fp32, store_bf16, store_fp16 },
-	RCMOE_CPU_IF_AVX2({ store_fp32_avx2, store_bf16_avx2, store_fp16_avx2 }),
-};
+RCMOE_CPU_DTYPE_FNS(pts_stores, store_step, (uint8_t *restrict dst, const float *restrict acc),
+		    (dst, acc))
 
 /* acc[0 .. l) rounded into the datatype at dst. */
 static void store_acc(uint8_t *dst, int dtype, const float *acc, uint32_t l)
 {
 	uint32_t esize = rcmoe_dt_size(dtype), i;
-	pts_store_fn step = pts_store_fns[rcmoe_cpu_isa()][pts_dtype_index(dtype)];
+	rcmoe_cpu_fn_t(pts_stores) step = pts_stores[rcmoe_cpu_isa()][rcmoe_cpu_dtype_index(dtype)];
 	for (i = 0; i + PTS_STEP <= l; i += PTS_STEP)
 		step(dst + (size_t)i * esize, acc + i);
 	for (; i < l; i++)

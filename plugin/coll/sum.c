@@ -29,24 +29,7 @@ static inline __attribute__((always_inline)) void add_block(int dtype, void *res
 		acc[i] = (uint16_t)rcmoe_ar_add(dtype, acc[i], x[i]);
 }
 
-typedef void (*add_block_fn)(void *restrict, const void *restrict);
-#define ADD_BLOCK_FN_ISA(sfx, dtype, attr)                                                         \
-	attr __attribute__((noinline)) static void add_##sfx(void *restrict acc,                   \
-							     const void *restrict x)               \
-	{                                                                                          \
-		add_block(dtype, acc, x);                                                          \
-	}
-#define ADD_BLOCK_FN(sfx, dtype)                                                                   \
-	ADD_BLOCK_FN_ISA(sfx, dtype, )                                                             \
-	RCMOE_CPU_IF_AVX2(ADD_BLOCK_FN_ISA(sfx##_avx2, dtype, RCMOE_CPU_AVX2))
-ADD_BLOCK_FN(fp32, RCMOE_DT_FP32)
-ADD_BLOCK_FN(bf16, RCMOE_DT_BF16)
-ADD_BLOCK_FN(fp16, RCMOE_DT_FP16)
-/* [isa][fp32, bf16, fp16]; the AVX2 row is empty (never chosen) without AVX2 */
-static const add_block_fn add_block_fns[2][3] = {
-	{ add_fp32, add_bf16, add_fp16 },
-	RCMOE_CPU_IF_AVX2({ add_fp32_avx2, add_bf16_avx2, add_fp16_avx2 }),
-};
+RCMOE_CPU_DTYPE_FNS(add_blocks, add_block, (void *restrict acc, const void *restrict x), (acc, x))
 
 static void add_tail(int dtype, uint8_t *acc, const uint8_t *x, size_t m)
 {
@@ -64,9 +47,7 @@ rcmoe_status_t rcmoe_coll_sum(int dtype, const void *const *src, int nsrc, void 
 	if (dtype != RCMOE_DT_FP32 && dtype != RCMOE_DT_BF16 && dtype != RCMOE_DT_FP16)
 		return RCMOE_ERR_INVALID;
 	size_t esize = rcmoe_dt_size(dtype);
-	add_block_fn add = add_block_fns[rcmoe_cpu_isa()][dtype == RCMOE_DT_FP32   ? 0
-							  : dtype == RCMOE_DT_BF16 ? 1
-										   : 2];
+	rcmoe_cpu_fn_t(add_blocks) add = add_blocks[rcmoe_cpu_isa()][rcmoe_cpu_dtype_index(dtype)];
 	float acc_f32[SUM_BLOCK];
 	uint16_t acc_16[SUM_BLOCK];
 	void *acc = dtype == RCMOE_DT_FP32 ? (void *)acc_f32 : (void *)acc_16;
