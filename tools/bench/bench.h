@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "print_float.h"
+#include "rcmoe/nccl_abi.h"
 
 #define BENCH_VERSION    "0.1.0"
 #define BENCH_MAX_RANKS  32 /* allreduce check data stays exact in bf16 up to 32 */
@@ -316,6 +317,20 @@ int bench_mps_stop(void);
 int bench_plot(struct bench_report *rep, const char *png); /* report.c */
 /* --loopback -O allreduce: the collective side in calls of chunk_bytes (loopback_coll.c) */
 int bench_loopback_coll_main(struct bench_cfg *cfg, size_t chunk_bytes);
+/* In a function returning int with an error buffer `err` (an array): a table call that does not
+ * return ncclSuccess writes which one into err and returns -1. */
+#define BENCH_NET_CHECK(err, call)                                                                 \
+	do {                                                                                       \
+		ncclResult_t r_ = (call);                                                          \
+		if (r_ != ncclSuccess) {                                                           \
+			snprintf(err, sizeof(err), "%s returned %d", #call, (int)r_);              \
+			return -1;                                                                 \
+		}                                                                                  \
+	} while (0)
+
+/* Load the plugin at path as NCCL does, init it (warnings to stderr) and check that device 0
+ * takes host memory; 0, or -1 with why in err (loopback.c, for both loopback modes). */
+int bench_net_open(const char *path, ncclNet_v11_t **net, void **ctx, char *err, size_t errlen);
 /* --loopback-peers: the net side with many connections at once (loopback_peers.c) */
 int bench_loopback_peers_main(struct bench_cfg *cfg);
 

@@ -64,21 +64,14 @@ struct lb {
 	char err[512];
 };
 
-#define LB_CHECK(call)                                                                             \
-	do {                                                                                       \
-		ncclResult_t r_ = (call);                                                          \
-		if (r_ != ncclSuccess) {                                                           \
-			snprintf(L->err, sizeof(L->err), "%s returned %d", #call, (int)r_);        \
-			return -1;                                                                 \
-		}                                                                                  \
-	} while (0)
+#define LB_CHECK(call) BENCH_NET_CHECK(L->err, call)
 
-static int lb_open(struct lb *L, const char *path)
+int bench_net_open(const char *path, ncclNet_v11_t **net, void **ctx, char *err, size_t errlen)
 {
 	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL); /* as NCCL opens it */
 	if (!dl) {
 		snprintf(
-			L->err, sizeof(L->err),
+			err, errlen,
 			"cannot load the plugin: %s\n"
 			"  build it (ninja -C <builddir> plugin/%s) or install it (meson install), "
 			"put its directory on LD_LIBRARY_PATH, pass --plugin PATH or set "
@@ -86,26 +79,36 @@ static int lb_open(struct lb *L, const char *path)
 			dlerror(), BENCH_PLUGIN_SO);
 		return -1;
 	}
-	L->net = dlsym(dl, "ncclNetPlugin_v11");
-	if (!L->net) {
-		snprintf(L->err, sizeof(L->err), "%.400s exports no ncclNetPlugin_v11", path);
+	*net = dlsym(dl, "ncclNetPlugin_v11");
+	if (!*net) {
+		snprintf(err, errlen, "%.400s exports no ncclNetPlugin_v11", path);
 		return -1;
 	}
 	ncclNetCommConfig_v11_t conf = { NCCL_NET_TRAFFIC_CLASS_UNDEF };
-	LB_CHECK(L->net->init(&L->ctx, 0x726362656e6368ull, &conf, lb_logger, NULL));
+	ncclResult_t r = (*net)->init(ctx, 0x726362656e6368ull, &conf, lb_logger, NULL);
 	int ndev = 0;
-	LB_CHECK(L->net->devices(&ndev));
-	if (ndev < 1) {
-		snprintf(L->err, sizeof(L->err), "the plugin reports %d devices", ndev);
+	if (r == ncclSuccess)
+		r = (*net)->devices(&ndev);
+	ncclNetProperties_v11_t props;
+	if (r == ncclSuccess && ndev > 0)
+		r = (*net)->getProperties(0, &props);
+	if (r != ncclSuccess) {
+		snprintf(err, errlen, "init, devices or getProperties returned %d", (int)r);
 		return -1;
 	}
+	if (ndev < 1 || !(props.ptrSupport & NCCL_PTR_HOST)) {
+		snprintf(err, errlen, "the plugin reports %d devices (device 0's ptrSupport 0x%x)",
+			 ndev, ndev > 0 ? props.ptrSupport : 0);
+		return -1;
+	}
+	return 0;
+}
+
+static int lb_open(struct lb *L, const char *path)
+{
+	if (bench_net_open(path, &L->net, &L->ctx, L->err, sizeof(L->err)))
+		return -1;
 	LB_CHECK(L->net->getProperties(0, &L->props));
-	if (!(L->props.ptrSupport & NCCL_PTR_HOST)) {
-		snprintf(L->err, sizeof(L->err),
-			 "device 0 does not take host memory (ptrSupport 0x%x)",
-			 L->props.ptrSupport);
-		return -1;
-	}
 	char handle[NCCL_NET_HANDLE_MAXSIZE];
 	memset(handle, 0, sizeof(handle));
 	LB_CHECK(L->net->listen(L->ctx, 0, handle, &L->lcomm));

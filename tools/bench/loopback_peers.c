@@ -14,9 +14,7 @@
 #include "bench.h"
 
 #include <dirent.h>
-#include <dlfcn.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,21 +27,6 @@ static double lp_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void lp_logger(ncclDebugLogLevel level, unsigned long flags, const char *file, int line,
-		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void lp_logger(ncclDebugLogLevel level, unsigned long flags, const char *file, int line,
-		      const char *fmt, ...)
-{
-	if (level != NCCL_LOG_WARN && level != NCCL_LOG_ABORT)
-		return; /* warnings are why a run fails */
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "rcmoe-bench loopback-peers: %s:%d %s\n", file ? file : "?", line, msg);
 }
 
 /* Entries of a /proc/self directory: the process's threads (task) or open files (fd). */
@@ -78,35 +61,12 @@ struct lp {
 	char err[512];
 };
 
-#define LP_CHECK(call)                                                                             \
-	do {                                                                                       \
-		ncclResult_t r_ = (call);                                                          \
-		if (r_ != ncclSuccess) {                                                           \
-			snprintf(L->err, sizeof(L->err), "%s returned %d", #call, (int)r_);        \
-			return -1;                                                                 \
-		}                                                                                  \
-	} while (0)
+#define LP_CHECK(call) BENCH_NET_CHECK(L->err, call)
 
 static int lp_load(struct lp *L)
 {
-	void *dl = dlopen(L->cfg->plugin, RTLD_NOW | RTLD_LOCAL);
-	if (!dl) {
-		snprintf(L->err, sizeof(L->err), "cannot load the plugin: %s", dlerror());
+	if (bench_net_open(L->cfg->plugin, &L->net, &L->ctx, L->err, sizeof(L->err)))
 		return -1;
-	}
-	L->net = dlsym(dl, "ncclNetPlugin_v11");
-	if (!L->net) {
-		snprintf(L->err, sizeof(L->err), "no ncclNetPlugin_v11 in %.400s", L->cfg->plugin);
-		return -1;
-	}
-	ncclNetCommConfig_v11_t conf = { NCCL_NET_TRAFFIC_CLASS_UNDEF };
-	LP_CHECK(L->net->init(&L->ctx, 0x7065657273ull, &conf, lp_logger, NULL));
-	int ndev = 0;
-	LP_CHECK(L->net->devices(&ndev));
-	if (ndev < 1) {
-		snprintf(L->err, sizeof(L->err), "the plugin reports no device");
-		return -1;
-	}
 	memset(L->handle, 0, sizeof(L->handle));
 	LP_CHECK(L->net->listen(L->ctx, 0, L->handle, &L->lcomm));
 	return 0;
