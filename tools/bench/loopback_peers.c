@@ -46,7 +46,7 @@ struct lp_pair {
 	void *scomm, *rcomm, *smh, *rmh;
 	char *rbuf; /* inflight receive slots of S bytes */
 	void *sreq[8], *rreq[8];
-	long sposted, sdone, rposted, rdone;
+	long sposted, rposted; /* messages posted on this connection each way */
 };
 
 struct lp {
@@ -168,7 +168,6 @@ static int lp_move(struct lp *L, long nmsg, double *secs)
 					LP_CHECK(net->test(q->sreq[k], &done, &sz));
 					if (done) {
 						q->sreq[k] = NULL;
-						q->sdone++;
 						left--;
 						progress = 1;
 					}
@@ -188,7 +187,6 @@ static int lp_move(struct lp *L, long nmsg, double *secs)
 						}
 						memset(q->rbuf + (size_t)k * S, 0, 8);
 						q->rreq[k] = NULL;
-						q->rdone++;
 						left--;
 						progress = 1;
 					}
