@@ -7,8 +7,17 @@
  * consistent; the kernel still never reads a code word past its block.
  *
  * Launch configuration: see lsq_tile.cuh (256 threads per 8192-element tile, grid = tiles).
- * First rcmoe_gpu_fill (fill.cu: up to 32 blocks of 256 threads, grid-stride) zeroes the tile
- * states and the ticket on the same stream.
+ *
+ * Where a tile's bytes start. The sizes of blocks depend only on their kinds, which the stream
+ * lists up front, so a tile can count the kinds of every block before it instead of waiting for
+ * its predecessors (direct prefix); that reads tile x (blocks per tile) / 4 bytes of the kind
+ * table per tile, which grows with the square of the tile count. Up to LSQ_DEC_DIRECT_TILES
+ * tiles (2 Mi elements: every NCCL step and collNet call) it is what the decoder does, in one
+ * launch with no scratch to clear: on NCCL's proxy thread each launch costs microseconds of CPU
+ * time, and a stream of small messages is bound by launches, not by bytes. Longer streams use
+ * the decoupled look-back (gpu_common.cuh), after rcmoe_gpu_fill (fill.cu) zeroes the tile
+ * states and the ticket on the same stream. Both give the same prefix: the integer sum of the
+ * sizes of the blocks before the tile.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -21,8 +30,50 @@ struct lsq_dec_args {
 	struct lsq_geom g;
 	unsigned long long *states;
 	unsigned int *ticket;
-	int vec; /* dst is 16-byte aligned */
+	int vec;    /* dst is 16-byte aligned */
+	int direct; /* count kinds for the prefix (no look-back, no scratch) */
 };
+
+#define LSQ_DEC_DIRECT_TILES 256u
+
+/* Bytes of all the blocks before tile `tile` (each full: only the last block of a stream is
+ * short), from their kinds: QUANT is 01, RAW 10 in the 2-bit fields; ZERO (and BAD, which
+ * validation rules out and the decoder treats as ZERO) count nothing. Every thread of the
+ * block calls it; it returns the sum in every thread. */
+template <int DT, int BITS>
+static __device__ uint64_t lsq_direct_prefix(const uint8_t *kinds, const struct lsq_geom *g,
+					     uint32_t tile, uint32_t *s_cnt)
+{
+	const uint32_t esize = DT == RCMOE_DT_FP32_ ? 4u : 2u, B = 1u << g->log2b;
+	const uint32_t nbytes = tile * (g->tb / 4u) + (tile * (g->tb % 4u)) / 4u;
+	const uint32_t rem = (tile * g->tb) % 4u; /* blocks in a last, partly counted byte */
+	uint32_t q = 0, r = 0;
+	if (threadIdx.x < 2)
+		s_cnt[threadIdx.x] = 0;
+	__syncthreads();
+	for (uint32_t i = threadIdx.x; i < nbytes; i += blockDim.x) {
+		uint32_t x = kinds[i], lo = x & 0x55u, hi = (x >> 1) & 0x55u;
+		q += __popc(lo & ~hi);
+		r += __popc(hi & ~lo);
+	}
+	if (threadIdx.x == 0 && rem) {
+		uint32_t x = kinds[nbytes] & ((1u << (2 * rem)) - 1u), lo = x & 0x55u,
+			 hi = (x >> 1) & 0x55u;
+		q += __popc(lo & ~hi);
+		r += __popc(hi & ~lo);
+	}
+	for (int o = 16; o > 0; o >>= 1) {
+		q += __shfl_xor_sync(RCMOE_FULL_MASK, q, o);
+		r += __shfl_xor_sync(RCMOE_FULL_MASK, r, o);
+	}
+	if ((threadIdx.x & 31) == 0) {
+		atomicAdd(&s_cnt[0], q);
+		atomicAdd(&s_cnt[1], r);
+	}
+	__syncthreads();
+	return (uint64_t)s_cnt[0] * rcmoe_lsq_block_bytes(RCMOE_LSQ_QUANT, B, BITS, esize) +
+	       (uint64_t)s_cnt[1] * rcmoe_lsq_block_bytes(RCMOE_LSQ_RAW, B, BITS, esize);
+}
 
 /* Two decoded values (finite: a quantized block has no NaN) as a word of two 16-bit elements,
  * rounded to nearest even in one instruction: the same bits as rcmoe_from_f32. fp32: unused. */
@@ -50,6 +101,7 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 	__shared__ uint32_t s_off[256];
 	__shared__ uint32_t s_scan[33];
 	__shared__ uint64_t s_prefix;
+	__shared__ uint32_t s_cnt[2];
 
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const uint32_t esize = DT == RCMOE_DT_FP32_ ? 4u : 2u;
@@ -59,7 +111,7 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 	const uint8_t *kinds = a.src + RCMOE_WIRE_HEADER_BYTES;
 
 	if (threadIdx.x == 0)
-		s_tile = atomicAdd(a.ticket, 1u);
+		s_tile = a.direct ? blockIdx.x : atomicAdd(a.ticket, 1u);
 	__syncthreads();
 	const uint32_t tile = s_tile;
 	const uint64_t te0 = (uint64_t)tile * LSQ_TILE;
@@ -80,14 +132,21 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 	}
 	uint32_t total, ex = block_exclusive_scan(size, &total, s_scan);
 	s_off[threadIdx.x] = ex;
-	if (threadIdx.x == 0)
-		lb_store(&a.states[tile], (tile == 0 ? RCMOE_LB_INC : RCMOE_LB_AGG) | total);
-	if (warp == 0) {
-		uint64_t p = tile ? lb_exclusive_prefix(a.states, tile) : 0;
-		if (lane == 0) {
+	if (a.direct) {
+		uint64_t p = lsq_direct_prefix<DT, BITS>(kinds, &a.g, tile, s_cnt);
+		if (threadIdx.x == 0)
 			s_prefix = p;
-			if (tile)
-				lb_store(&a.states[tile], RCMOE_LB_INC | (p + total));
+	} else {
+		if (threadIdx.x == 0)
+			lb_store(&a.states[tile],
+				 (tile == 0 ? RCMOE_LB_INC : RCMOE_LB_AGG) | total);
+		if (warp == 0) {
+			uint64_t p = tile ? lb_exclusive_prefix(a.states, tile) : 0;
+			if (lane == 0) {
+				s_prefix = p;
+				if (tile)
+					lb_store(&a.states[tile], RCMOE_LB_INC | (p + total));
+			}
 		}
 	}
 	__syncthreads();
@@ -190,7 +249,8 @@ rcmoe_status_t rcmoe_gpu_lsq_decode(const void *d_src, const struct rcmoe_wire_h
 	a.states = (unsigned long long *)d_work;
 	a.ticket = (unsigned int *)(a.states + a.g.ntiles);
 	a.vec = ((uintptr_t)d_dst % 16) == 0;
-	if (lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)
+	a.direct = a.g.ntiles <= LSQ_DEC_DIRECT_TILES;
+	if (!a.direct && lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
 	if (hdr->dtype == RCMOE_DT_BF16)
 		launch_bits<RCMOE_DT_BF16_>(&a, hdr->bits, stream);
