@@ -9,6 +9,10 @@
  * Launch configuration: see lsq_tile.cuh (256 threads per 8192-element tile, grid = tiles,
  * 2.3 KB of static shared memory). First rcmoe_gpu_fill (fill.cu: up to 32 blocks of 256
  * threads, grid-stride) zeroes the tile states and the ticket on the same stream.
+ *
+ * rcmoe_gpu_lsq_encode_many encodes up to RCMOE_GPU_LSQ_MAX_SEGS streams (the shards of a
+ * collNet call) with one fill and one launch instead of two per stream: the launches, not the
+ * bytes, bound a 256 KiB call on NCCL's proxy thread. Each stream is encoded exactly as alone.
  */
 #include "lsq_tile.cuh"
 
@@ -127,9 +131,9 @@ static __device__ __forceinline__ bool lsq_word_quantized(uint32_t w)
 	return w != LSQ_WORD_ZERO && w != LSQ_WORD_RAW;
 }
 
+/* One tile of one stream; cta: the CTA's index among those of its stream (launch order). */
 template <int DT, int BITS>
-__global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN_CTAS)
-	lsq_encode_kernel(const struct lsq_enc_args a)
+static __device__ __forceinline__ void lsq_encode_tile(const struct lsq_enc_args &a, uint32_t cta)
 {
 	__shared__ uint32_t s_tile;
 	__shared__ uint8_t s_kind[256];
@@ -149,7 +153,7 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 	if (threadIdx.x == 0) {
 		/* the tile launched LSQ_ENC_PREFETCH_AHEAD after this one (tickets follow launch
 		 * order closely) goes into L2 now, so it is there when that CTA loads it */
-		uint64_t pe0 = ((uint64_t)blockIdx.x + LSQ_ENC_PREFETCH_AHEAD) * LSQ_TILE;
+		uint64_t pe0 = ((uint64_t)cta + LSQ_ENC_PREFETCH_AHEAD) * LSQ_TILE;
 		if (a.vec && pe0 + LSQ_TILE <= n)
 			l2_prefetch(a.src + pe0 * ES, LSQ_TILE * ES);
 		s_tile = atomicAdd(a.ticket, 1u);
@@ -388,9 +392,41 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 	}
 }
 
+template <int DT, int BITS>
+__global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN_CTAS)
+	lsq_encode_kernel(const struct lsq_enc_args a)
+{
+	lsq_encode_tile<DT, BITS>(a, blockIdx.x);
+}
+
+/* Several streams in one launch: stream s has CTAs [first_cta[s], first_cta[s + 1]), its own
+ * tile states and ticket. Read in place from the parameter space (__grid_constant__): each CTA
+ * uses one entry. */
+struct lsq_enc_many_args {
+	int nseg;
+	uint32_t first_cta[RCMOE_GPU_LSQ_MAX_SEGS + 1];
+	struct lsq_enc_args seg[RCMOE_GPU_LSQ_MAX_SEGS];
+};
+
+template <int DT, int BITS>
+__global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN_CTAS)
+	lsq_encode_many_kernel(const __grid_constant__ struct lsq_enc_many_args m)
+{
+	int s = 0;
+	while (s + 1 < m.nseg && blockIdx.x >= m.first_cta[s + 1])
+		s++;
+	lsq_encode_tile<DT, BITS>(m.seg[s], blockIdx.x - m.first_cta[s]);
+}
+
 template <int DT, int BITS> static void launch(const struct lsq_enc_args *a, cudaStream_t stream)
 {
 	lsq_encode_kernel<DT, BITS><<<a->g.ntiles, LSQ_NT, 0, stream>>>(*a);
+}
+
+template <int DT, int BITS>
+static void launch_many(const struct lsq_enc_many_args *m, cudaStream_t stream)
+{
+	lsq_encode_many_kernel<DT, BITS><<<m->first_cta[m->nseg], LSQ_NT, 0, stream>>>(*m);
 }
 
 template <int DT> static void launch_bits(const struct lsq_enc_args *a, int bits, cudaStream_t s)
@@ -403,6 +439,17 @@ template <int DT> static void launch_bits(const struct lsq_enc_args *a, int bits
 		launch<DT, 2>(a, s);
 }
 
+template <int DT>
+static void launch_many_bits(const struct lsq_enc_many_args *m, int bits, cudaStream_t s)
+{
+	if (bits == 8)
+		launch_many<DT, 8>(m, s);
+	else if (bits == 4)
+		launch_many<DT, 4>(m, s);
+	else
+		launch_many<DT, 2>(m, s);
+}
+
 extern "C" size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg *cfg)
 {
 	struct lsq_geom g;
@@ -412,12 +459,12 @@ extern "C" size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg 
 	return lsq_work_bytes(&g);
 }
 
-extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
-					       const struct rcmoe_lsq_cfg *cfg, void *d_dst,
-					       size_t cap, void *d_work, size_t work_bytes,
-					       cudaStream_t stream)
+/* Check one stream's arguments and fill its kernel arguments, with its tile states at states
+ * and its ticket at *ticket. */
+static rcmoe_status_t enc_args(const void *d_src, size_t n, const struct rcmoe_lsq_cfg *cfg,
+			       void *d_dst, size_t cap, void *d_work, unsigned long long *states,
+			       unsigned int *ticket, struct lsq_enc_args *a)
 {
-	struct lsq_enc_args a;
 	rcmoe_status_t st = rcmoe_lsq_check_cfg(cfg);
 	if (st != RCMOE_OK)
 		return st;
@@ -425,18 +472,97 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
 				   rcmoe_lsq_bound(n, cfg), cap);
 	if (st != RCMOE_OK)
 		return st;
-	lsq_geometry(n, cfg->block, &a.g);
+	lsq_geometry(n, cfg->block, &a->g);
+	struct rcmoe_wire_header h = rcmoe_lsq_header(n, cfg, 0); /* length: filled in on the GPU */
+	rcmoe_wire_words(&h, a->hdr);
+	a->src = (const uint8_t *)d_src;
+	a->dst = (uint8_t *)d_dst;
+	a->key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank);
+	a->states = states;
+	a->ticket = ticket;
+	a->vec = ((uintptr_t)d_src % 16) == 0;
+	return RCMOE_OK;
+}
+
+/* Scratch of a many-stream launch: every stream's tile states, then one ticket per stream (8
+ * bytes each, keeping the states of a next launch aligned). */
+static size_t many_work_bytes(uint64_t tiles, int nseg)
+{
+	return (size_t)rcmoe_align_up(8ull * tiles + 8ull * (uint64_t)nseg, 256);
+}
+
+extern "C" size_t rcmoe_gpu_lsq_encode_many_work_bytes(const struct rcmoe_gpu_lsq_seg *segs,
+						       int nseg)
+{
+	uint64_t tiles = 0;
+	if (!segs || nseg < 1 || nseg > RCMOE_GPU_LSQ_MAX_SEGS)
+		return 0;
+	for (int s = 0; s < nseg; s++) {
+		struct lsq_geom g;
+		if (rcmoe_lsq_check_cfg(&segs[s].cfg) != RCMOE_OK)
+			return 0;
+		lsq_geometry(segs[s].n, segs[s].cfg.block, &g);
+		tiles += g.ntiles;
+	}
+	return many_work_bytes(tiles, nseg);
+}
+
+extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *segs, int nseg,
+						    void *d_work, size_t work_bytes,
+						    cudaStream_t stream)
+{
+	struct lsq_enc_many_args m;
+	if (!segs || nseg < 1 || nseg > RCMOE_GPU_LSQ_MAX_SEGS || !d_work)
+		return RCMOE_ERR_INVALID;
+	size_t need = rcmoe_gpu_lsq_encode_many_work_bytes(segs, nseg);
+	if (need == 0 || work_bytes < need)
+		return RCMOE_ERR_INVALID;
+	unsigned long long *states = (unsigned long long *)d_work;
+	uint64_t tiles = 0;
+	m.nseg = nseg;
+	for (int s = 0; s < nseg; s++) {
+		const struct rcmoe_gpu_lsq_seg *g = &segs[s];
+		if (g->cfg.dtype != segs[0].cfg.dtype || g->cfg.bits != segs[0].cfg.bits)
+			return RCMOE_ERR_INVALID; /* one kernel instance for all */
+		lsq_geometry(g->n, g->cfg.block, &m.seg[s].g);
+		unsigned int *ticket = (unsigned int *)((char *)d_work + need - 8ull * (nseg - s));
+		rcmoe_status_t st = enc_args(g->src, g->n, &g->cfg, g->dst, g->cap, d_work,
+					     states + tiles, ticket, &m.seg[s]);
+		if (st != RCMOE_OK)
+			return st;
+		m.first_cta[s] = (uint32_t)tiles;
+		tiles += m.seg[s].g.ntiles;
+	}
+	m.first_cta[nseg] = (uint32_t)tiles;
+	if (rcmoe_gpu_fill(d_work, 0, need, stream) != RCMOE_OK)
+		return RCMOE_ERR_CUDA;
+	if (segs[0].cfg.dtype == RCMOE_DT_BF16)
+		launch_many_bits<RCMOE_DT_BF16_>(&m, segs[0].cfg.bits, stream);
+	else if (segs[0].cfg.dtype == RCMOE_DT_FP16)
+		launch_many_bits<RCMOE_DT_FP16_>(&m, segs[0].cfg.bits, stream);
+	else
+		launch_many_bits<RCMOE_DT_FP32_>(&m, segs[0].cfg.bits, stream);
+	return rcmoe_cuda_launch_status();
+}
+
+extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
+					       const struct rcmoe_lsq_cfg *cfg, void *d_dst,
+					       size_t cap, void *d_work, size_t work_bytes,
+					       cudaStream_t stream)
+{
+	struct lsq_enc_args a;
+	struct lsq_geom g;
+	rcmoe_status_t st = rcmoe_lsq_check_cfg(cfg);
+	if (st != RCMOE_OK)
+		return st;
+	lsq_geometry(n, cfg->block, &g);
+	unsigned long long *states = (unsigned long long *)d_work;
+	st = enc_args(d_src, n, cfg, d_dst, cap, d_work, states,
+		      (unsigned int *)(states + g.ntiles), &a);
+	if (st != RCMOE_OK)
+		return st;
 	if (work_bytes < lsq_work_bytes(&a.g))
 		return RCMOE_ERR_INVALID;
-
-	struct rcmoe_wire_header h = rcmoe_lsq_header(n, cfg, 0); /* length: filled in on the GPU */
-	rcmoe_wire_words(&h, a.hdr);
-	a.src = (const uint8_t *)d_src;
-	a.dst = (uint8_t *)d_dst;
-	a.key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank);
-	a.states = (unsigned long long *)d_work;
-	a.ticket = (unsigned int *)(a.states + a.g.ntiles);
-	a.vec = ((uintptr_t)d_src % 16) == 0;
 	if (lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
 	if (cfg->dtype == RCMOE_DT_BF16)

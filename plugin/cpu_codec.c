@@ -99,6 +99,12 @@ void rcmoe_cpu_job_submit(struct rcmoe_cpu_job *job)
 	pthread_mutex_unlock(&queue_lock);
 }
 
+void rcmoe_cpu_job_run_here(struct rcmoe_cpu_job *job)
+{
+	atomic_store_explicit(&job->state, 1, memory_order_relaxed);
+	run_job(job);
+}
+
 int rcmoe_cpu_job_done(struct rcmoe_cpu_job *job)
 {
 	return atomic_load_explicit(&job->state, memory_order_acquire) == 2;

@@ -47,6 +47,9 @@ struct rcmoe_cpu_job {
 rcmoe_status_t rcmoe_cpu_codec_start(int nthreads);
 /* Queue a filled job; never blocks on the work itself. */
 void rcmoe_cpu_job_submit(struct rcmoe_cpu_job *job);
+/* Run the job on the calling thread, now: for work smaller than a worker's wake-up (a futex
+ * and a scheduler hop, tens of microseconds on a loaded host). Done when it returns. */
+void rcmoe_cpu_job_run_here(struct rcmoe_cpu_job *job);
 /* 1 once the job's results are valid. */
 int rcmoe_cpu_job_done(struct rcmoe_cpu_job *job);
 /* 1 while a worker may still touch the job's buffers (close waits for that). */

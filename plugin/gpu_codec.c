@@ -24,6 +24,18 @@ rcmoe_status_t rcmoe_gpu_codec_encode(const struct rcmoe_codec_cfg *cfg, const v
 	return rcmoe_gpu_encode(cfg, src, n, dst, cap, work, work_bytes, cuda_stream(s));
 }
 
+size_t rcmoe_gpu_codec_lsq_encode_many_work_bytes(const struct rcmoe_gpu_lsq_seg *segs, int nseg)
+{
+	return rcmoe_gpu_lsq_encode_many_work_bytes(segs, nseg);
+}
+
+rcmoe_status_t rcmoe_gpu_codec_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *segs, int nseg,
+					       void *work, size_t work_bytes,
+					       struct rcmoe_gpu_stream *s)
+{
+	return rcmoe_gpu_lsq_encode_many(segs, nseg, work, work_bytes, cuda_stream(s));
+}
+
 size_t rcmoe_gpu_codec_decode_work_bytes(const struct rcmoe_wire_header *hdr)
 {
 	return rcmoe_gpu_decode_work_bytes(hdr);
@@ -78,6 +90,18 @@ size_t rcmoe_gpu_codec_encode_work_bytes(const struct rcmoe_codec_cfg *cfg, size
 rcmoe_status_t rcmoe_gpu_codec_encode(const struct rcmoe_codec_cfg *cfg, const void *src, size_t n,
 				      void *dst, size_t cap, void *work, size_t work_bytes,
 				      struct rcmoe_gpu_stream *s)
+{
+	return RCMOE_ERR_UNSUPPORTED;
+}
+
+size_t rcmoe_gpu_codec_lsq_encode_many_work_bytes(const struct rcmoe_gpu_lsq_seg *segs, int nseg)
+{
+	return 0;
+}
+
+rcmoe_status_t rcmoe_gpu_codec_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *segs, int nseg,
+					       void *work, size_t work_bytes,
+					       struct rcmoe_gpu_stream *s)
 {
 	return RCMOE_ERR_UNSUPPORTED;
 }

@@ -34,6 +34,13 @@ rcmoe_status_t rcmoe_gpu_codec_encode(const struct rcmoe_codec_cfg *cfg, const v
 				      void *dst, size_t cap, void *work, size_t work_bytes,
 				      struct rcmoe_gpu_stream *s);
 
+/* Several LSQ streams of one dtype and bit width in one launch (rcmoe_gpu_lsq_encode_many):
+ * the scratch it needs (0 without CUDA, or invalid), and the encode on stream s. */
+size_t rcmoe_gpu_codec_lsq_encode_many_work_bytes(const struct rcmoe_gpu_lsq_seg *segs, int nseg);
+rcmoe_status_t rcmoe_gpu_codec_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *segs, int nseg,
+					       void *work, size_t work_bytes,
+					       struct rcmoe_gpu_stream *s);
+
 /* Scratch bytes the GPU decoder needs for a stream with this validated header (0 without
  * CUDA). */
 size_t rcmoe_gpu_codec_decode_work_bytes(const struct rcmoe_wire_header *hdr);

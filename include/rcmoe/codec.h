@@ -106,6 +106,19 @@ struct rcmoe_lsq_cfg {
 };
 /* RCMOE_ERR_INVALID for a bad dtype, bits or block. */
 rcmoe_status_t rcmoe_lsq_check_cfg(const struct rcmoe_lsq_cfg *cfg);
+
+/* Most streams one rcmoe_gpu_lsq_encode_many call (rcmoe/kernels.h) encodes. */
+#define RCMOE_GPU_LSQ_MAX_SEGS 8
+/* One stream of rcmoe_gpu_lsq_encode_many: n elements at device address src (n >= 1), encoded
+ * with cfg into dst (cap bytes), as rcmoe_gpu_lsq_encode would. Plain types, so that callers
+ * built without CUDA can fill it. */
+struct rcmoe_gpu_lsq_seg {
+	const void *src;
+	size_t n;
+	struct rcmoe_lsq_cfg cfg;
+	void *dst;
+	size_t cap;
+};
 /* Largest stream rcmoe_lsq_encode (or the GPU encoder) can produce for n elements, header
  * included; 0 for a bad cfg. */
 size_t rcmoe_lsq_bound(size_t n, const struct rcmoe_lsq_cfg *cfg);

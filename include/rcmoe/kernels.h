@@ -37,6 +37,13 @@ rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n, const struct rc
 				    void *d_dst, size_t cap, void *d_work, size_t work_bytes,
 				    cudaStream_t stream);
 
+/* Scratch bytes for these streams (0: invalid). */
+size_t rcmoe_gpu_lsq_encode_many_work_bytes(const struct rcmoe_gpu_lsq_seg *segs, int nseg);
+/* Encode 1..RCMOE_GPU_LSQ_MAX_SEGS streams of one dtype and bit width in one launch: each
+ * stream's bytes are those rcmoe_gpu_lsq_encode (and rcmoe_lsq_encode) give it. */
+rcmoe_status_t rcmoe_gpu_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *segs, int nseg,
+					 void *d_work, size_t work_bytes, cudaStream_t stream);
+
 /* ---- PTS ---- */
 
 /* Scratch bytes rcmoe_gpu_pts_encode needs for n elements. */

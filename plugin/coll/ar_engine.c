@@ -345,14 +345,27 @@ static rcmoe_status_t job_encode(struct rcmoe_cpu_job *job)
 	return st;
 }
 
-void rcmoe_coll__submit(struct coll_call *k, struct rcmoe_cpu_job *job,
+static void job_prepare(struct coll_call *k, struct rcmoe_cpu_job *job,
 			rcmoe_status_t (*fn)(struct rcmoe_cpu_job *), int index)
 {
 	job->kind = RCMOE_JOB_CALL;
 	job->call = fn;
 	job->arg = k;
 	job->index = index;
+}
+
+void rcmoe_coll__submit(struct coll_call *k, struct rcmoe_cpu_job *job,
+			rcmoe_status_t (*fn)(struct rcmoe_cpu_job *), int index)
+{
+	job_prepare(k, job, fn, index);
 	rcmoe_cpu_job_submit(job);
+}
+
+void rcmoe_coll__run_here(struct coll_call *k, struct rcmoe_cpu_job *job,
+			  rcmoe_status_t (*fn)(struct rcmoe_cpu_job *), int index)
+{
+	job_prepare(k, job, fn, index);
+	rcmoe_cpu_job_run_here(job);
 }
 
 /* A job finished: its time counts, its error fails the call with a WARN naming what. */

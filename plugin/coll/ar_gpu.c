@@ -37,7 +37,11 @@
  * take turns with its scratch in stream order, as all calls did on the one stream before. Calls
  * share nothing else on the GPU (each has its own pinned buffers and NCCL its own slots).
  *
- * Validating streams (O(payload)) stays on the CPU codec workers, as on the host path.
+ * Validating streams runs on the proxy thread, inside test (rcmoe_coll__run_here), not on the
+ * CPU codec workers as on the host path: it reads the compressed stream only (LSQ: one kind and
+ * scale per block, a few microseconds for a 256 KiB call; PTS: its chunk tables and positions),
+ * while a worker's wake-up and the next test noticing it cost tens of microseconds per hop, and
+ * an LSQ call had two such hops in its critical path.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +306,38 @@ static rcmoe_status_t setup_pts(struct coll_call *k)
 	return mark(k, st, &k->t_in);
 }
 
+/* Encode shard s of send into own at own_off[s] for every non-empty shard: up to
+ * RCMOE_GPU_LSQ_MAX_SEGS shards per launch (rcmoe_gpu_lsq_encode_many), as each launch costs the
+ * proxy thread more than the kernel takes on a 256 KiB call. */
+static rcmoe_status_t encode_shards(struct coll_call *k, size_t total)
+{
+	struct rcmoe_coll_comm *c = k->comm;
+	struct coll_gpu_lane *g = k->lane;
+	struct rcmoe_gpu_lsq_seg segs[RCMOE_GPU_LSQ_MAX_SEGS];
+	int nseg = 0;
+	for (int s = 0; s <= c->nranks; s++) {
+		size_t off, len = 0;
+		if (s < c->nranks)
+			rcmoe_coll__shard(k->count, c->nranks, c->settings.block, s, &off, &len);
+		if (len > 0)
+			segs[nseg++] = (struct rcmoe_gpu_lsq_seg){
+				.src = k->send + off * k->esize,
+				.n = len,
+				.cfg = rcmoe_coll__lsq_cfg(k, 0, s, c->rank),
+				.dst = (char *)k->own.p + k->own_off[s],
+				.cap = total - k->own_off[s],
+			};
+		if (nseg == 0 || (nseg < RCMOE_GPU_LSQ_MAX_SEGS && s < c->nranks))
+			continue;
+		size_t need = rcmoe_gpu_codec_lsq_encode_many_work_bytes(segs, nseg);
+		RCMOE_CHECK(work_for(k, need));
+		RCMOE_CHECK(rcmoe_gpu_codec_lsq_encode_many(segs, nseg, g->work.p, g->work.cap,
+							    &g->stream));
+		nseg = 0;
+	}
+	return RCMOE_OK;
+}
+
 static rcmoe_status_t setup_lsq(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
@@ -323,16 +359,8 @@ static rcmoe_status_t setup_lsq(struct coll_call *k)
 		rcmoe_coll__xfer_init(&k->xb_send[s], k->agout.p, 0, NULL, 0, 0);
 		RCMOE_CHECK(recv_pinned(k, &k->xb_recv[s], len ? rcmoe_lsq_bound(len, &pcfg) : 0));
 	}
-	rcmoe_status_t st = RCMOE_OK;
-	for (int s = 0; s < c->nranks && st == RCMOE_OK; s++) {
-		rcmoe_coll__shard(k->count, c->nranks, c->settings.block, s, &off, &len);
-		if (len == 0)
-			continue;
-		struct rcmoe_codec_cfg cfg = { .codec = RCMOE_CODEC_LSQ };
-		cfg.u.lsq = rcmoe_coll__lsq_cfg(k, 0, s, c->rank);
-		st = encode(k, &cfg, k->send + off * k->esize, len,
-			    (char *)k->own.p + k->own_off[s], total - k->own_off[s]);
-	}
+	/* every shard's stream from one launch where they fit in one (encode_shards) */
+	rcmoe_status_t st = encode_shards(k, total);
 	if (st == RCMOE_OK && k->clear) /* "Leftovers" (ar_engine.c): after the encodes */
 		st = rcmoe_gpu_codec_zero((void *)k->send, k->count * k->esize, &k->lane->stream);
 	return mark(k, st, &k->t_in);
@@ -391,7 +419,7 @@ static rcmoe_status_t progress_pts(struct coll_call *k)
 	}
 	if (k->in_taken && !k->reduce_used && rcmoe_coll__all_done(k->xa_recv, n, r)) {
 		k->reduce_used = 1;
-		rcmoe_coll__submit(k, &k->reduce, rcmoe_coll__job_pts_validate, 0);
+		rcmoe_coll__run_here(k, &k->reduce, rcmoe_coll__job_pts_validate, 0);
 	}
 	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
 		k->reduce_used = 2;
@@ -441,7 +469,7 @@ static rcmoe_status_t progress_lsq_owner(struct coll_call *k)
 	if (k->in_taken && !k->reduce_used && rcmoe_coll__all_done(k->xa_recv, n, r)) {
 		if (rlen > 0) {
 			k->reduce_used = 1;
-			rcmoe_coll__submit(k, &k->reduce, rcmoe_coll__job_lsq_validate, 0);
+			rcmoe_coll__run_here(k, &k->reduce, rcmoe_coll__job_lsq_validate, 0);
 		} else { /* an empty shard: empty all-gather messages, as on the host path */
 			k->reduce_used = 2;
 			k->own_done = 1;
@@ -501,7 +529,8 @@ static rcmoe_status_t progress_lsq(struct coll_call *k)
 			continue;
 		if (!k->job_used[j] && k->xb_recv[p].state == XFER_DONE) {
 			k->job_used[j] = 1;
-			rcmoe_coll__submit(k, &k->jobs[j], rcmoe_coll__job_lsq_gather_validate, p);
+			rcmoe_coll__run_here(k, &k->jobs[j], rcmoe_coll__job_lsq_gather_validate,
+					     p);
 		}
 		if (!rcmoe_coll__job_finished(k, j))
 			continue;

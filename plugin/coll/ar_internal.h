@@ -31,12 +31,16 @@ int rcmoe_coll__all_done(const struct coll_xfer *x, int n, int skip);
 int rcmoe_coll__job_finished(struct coll_call *k, int j);
 void rcmoe_coll__submit(struct coll_call *k, struct rcmoe_cpu_job *job,
 			rcmoe_status_t (*fn)(struct rcmoe_cpu_job *), int index);
+/* The same job run on the calling thread (NCCL's proxy thread): done on return. */
+void rcmoe_coll__run_here(struct coll_call *k, struct rcmoe_cpu_job *job,
+			  rcmoe_status_t (*fn)(struct rcmoe_cpu_job *), int index);
 rcmoe_status_t rcmoe_coll__take_job(struct coll_call *k, struct rcmoe_cpu_job *job,
 				    const char *what);
 void rcmoe_coll__xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, void *dest,
 			   size_t max_len, int ready);
 
-/* Worker jobs the GPU path reuses: validations that fill k->srcs, k->lens and k->hdrs. */
+/* Jobs the GPU path reuses, on the proxy thread (rcmoe_coll__run_here): validations that fill
+ * k->srcs, k->lens and k->hdrs. */
 rcmoe_status_t rcmoe_coll__job_pts_validate(struct rcmoe_cpu_job *job);
 /* LSQ owner: the N streams of its shard (into hdrs[p]). */
 rcmoe_status_t rcmoe_coll__job_lsq_validate(struct rcmoe_cpu_job *job);

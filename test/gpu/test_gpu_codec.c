@@ -229,6 +229,105 @@ Test(gpu, lsq_many_tiles)
 	dev_free(&d);
 }
 
+/* rcmoe_gpu_lsq_encode_many: several streams (odd lengths, misaligned sources, different
+ * blocks and seeds, NaN/Inf/zero blocks) in one launch, each byte for byte the stream the CPU
+ * encoder gives it alone; the bytes between the streams keep their poison. */
+Test(gpu, lsq_encode_many_equals_cpu_per_stream)
+{
+	static const size_t lens[] = { 1, 8191, 8193, 40000, 262147, 7, 65536, 33 };
+	struct tu_rng r = { 77 };
+	for (int round = 0; round < 12; round++) {
+		int dtype = dtypes[round % 3], bits = round % 4 == 3 ? 2 : round % 2 ? 4 : 8;
+		int nseg = 1 + round % RCMOE_GPU_LSQ_MAX_SEGS;
+		size_t es = rcmoe_dtype_size(dtype), in_off[RCMOE_GPU_LSQ_MAX_SEGS];
+		size_t out_off[RCMOE_GPU_LSQ_MAX_SEGS + 1], in_total = 0;
+		struct rcmoe_gpu_lsq_seg segs[RCMOE_GPU_LSQ_MAX_SEGS];
+		out_off[0] = 0;
+		for (int s = 0; s < nseg; s++) {
+			segs[s].n = lens[(round + s) % 8];
+			segs[s].cfg = (struct rcmoe_lsq_cfg){ .dtype = dtype,
+							      .bits = bits,
+							      .block = 32u << ((round + s) % 6),
+							      .seed = 100 + (uint64_t)round,
+							      .op_id = (uint64_t)s,
+							      .rank = (uint32_t)(round % 3) };
+			in_off[s] = in_total + (s % 2) * es; /* odd segments misaligned */
+			in_total = in_off[s] + segs[s].n * es;
+			segs[s].cap = rcmoe_lsq_bound(segs[s].n, &segs[s].cfg);
+			out_off[s + 1] = (out_off[s] + segs[s].cap + 64 + 15) / 16 * 16;
+		}
+		uint8_t *host = malloc(in_total), *ref = malloc(out_off[nseg]);
+		uint8_t *got = malloc(out_off[nseg]);
+		tu_fill(dtype, host, in_total / es, TU_SPECIALS, &r);
+		uint8_t *d_in, *d_out, *d_work;
+		size_t wb = rcmoe_gpu_lsq_encode_many_work_bytes(segs, nseg);
+		cr_assert_gt(wb, 0);
+		CK(cudaMalloc((void **)&d_in, in_total));
+		CK(cudaMalloc((void **)&d_out, out_off[nseg]));
+		CK(cudaMalloc((void **)&d_work, wb));
+		CK(cudaMemcpy(d_in, host, in_total, cudaMemcpyHostToDevice));
+		CK(cudaMemset(d_out, POISON, out_off[nseg]));
+		CK(cudaMemset(d_work, POISON, wb));
+		for (int s = 0; s < nseg; s++) {
+			segs[s].src = d_in + in_off[s];
+			segs[s].dst = d_out + out_off[s];
+		}
+		cr_assert_eq(rcmoe_gpu_lsq_encode_many(segs, nseg, d_work, wb, 0), RCMOE_OK,
+			     "round %d", round);
+		CK(cudaDeviceSynchronize());
+		CK(cudaMemcpy(got, d_out, out_off[nseg], cudaMemcpyDeviceToHost));
+		for (int s = 0; s < nseg; s++) {
+			size_t len;
+			char what[160];
+			snprintf(what, sizeof(what),
+				 "encode_many round %d stream %d of %d (dtype %d bits %d B %u n "
+				 "%zu)",
+				 round, s, nseg, dtype, bits, segs[s].cfg.block, segs[s].n);
+			cr_assert_eq(rcmoe_lsq_encode(host + in_off[s], segs[s].n, &segs[s].cfg,
+						      ref, segs[s].cap, &len),
+				     RCMOE_OK);
+			expect_same_stream(d_out + out_off[s], ref, len, what);
+			for (size_t i = out_off[s] + len; i < out_off[s + 1]; i++)
+				cr_assert_eq(got[i], POISON, "%s: wrote past its stream (byte %zu)",
+					     what, i - out_off[s]);
+		}
+		cudaFree(d_in);
+		cudaFree(d_out);
+		cudaFree(d_work);
+		free(host);
+		free(ref);
+		free(got);
+	}
+}
+
+/* Streams of two dtypes, or more than RCMOE_GPU_LSQ_MAX_SEGS, are refused before any launch. */
+Test(gpu, lsq_encode_many_refuses_mixed_streams)
+{
+	struct rcmoe_gpu_lsq_seg segs[RCMOE_GPU_LSQ_MAX_SEGS + 1];
+	uint8_t *d;
+	CK(cudaMalloc((void **)&d, 1 << 20));
+	for (int s = 0; s <= RCMOE_GPU_LSQ_MAX_SEGS; s++)
+		segs[s] = (struct rcmoe_gpu_lsq_seg){
+			.src = d,
+			.n = 100,
+			.cfg = { .dtype = RCMOE_DT_BF16, .bits = 8, .block = 64 },
+			.dst = d + 65536 * (s + 1),
+			.cap = 65536,
+		};
+	cr_assert_eq(rcmoe_gpu_lsq_encode_many_work_bytes(segs, RCMOE_GPU_LSQ_MAX_SEGS + 1), 0);
+	cr_assert_eq(rcmoe_gpu_lsq_encode_many(segs, RCMOE_GPU_LSQ_MAX_SEGS + 1, d, 4096, 0),
+		     RCMOE_ERR_INVALID);
+	segs[1].cfg.dtype = RCMOE_DT_FP32;
+	cr_assert_eq(rcmoe_gpu_lsq_encode_many(segs, 2, d, 4096, 0), RCMOE_ERR_INVALID);
+	segs[1].cfg.dtype = RCMOE_DT_BF16;
+	segs[1].cfg.bits = 4;
+	cr_assert_eq(rcmoe_gpu_lsq_encode_many(segs, 2, d, 4096, 0), RCMOE_ERR_INVALID);
+	segs[1].cfg.bits = 8;
+	cr_assert_eq(rcmoe_gpu_lsq_encode_many(segs, 2, d, 4096, 0), RCMOE_OK);
+	CK(cudaDeviceSynchronize());
+	cudaFree(d);
+}
+
 /* ---- PTS ---- */
 
 static void pts_case(struct dev *d, const void *host, size_t n, const struct rcmoe_pts_cfg *cfg,
