@@ -17,7 +17,8 @@
  * time, and a stream of small messages is bound by launches, not by bytes. Longer streams use
  * the decoupled look-back (gpu_common.cuh), after rcmoe_gpu_fill (fill.cu) zeroes the tile
  * states and the ticket on the same stream. Both give the same prefix: the integer sum of the
- * sizes of the blocks before the tile.
+ * sizes of the blocks before the tile. rcmoe_gpu_lsq_decode_many decodes up to
+ * RCMOE_GPU_LSQ_MAX_SEGS such short streams in one launch (an all-reduce owner's N streams).
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -93,8 +94,10 @@ template <int DT> static __device__ __forceinline__ uint32_t pack2(float lo, flo
 /* Decoded values: (code - L) * s as rcmoe_lsq_value computes it, with code - L formed exactly
  * as (2^23 + code) - (2^23 + L) in fp32 (2^23 + code has code in its mantissa): one addition
  * instead of an integer-to-float conversion, a quarter-rate instruction. */
+/* One tile of one stream; cta: the CTA's index among those of its stream (its tile, when
+ * direct). */
 template <int DT, int BITS>
-__global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec_args a)
+static __device__ __forceinline__ void lsq_decode_tile(const struct lsq_dec_args &a, uint32_t cta)
 {
 	__shared__ uint32_t s_tile;
 	__shared__ uint8_t s_kind[256];
@@ -111,7 +114,7 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 	const uint8_t *kinds = a.src + RCMOE_WIRE_HEADER_BYTES;
 
 	if (threadIdx.x == 0)
-		s_tile = a.direct ? blockIdx.x : atomicAdd(a.ticket, 1u);
+		s_tile = a.direct ? cta : atomicAdd(a.ticket, 1u);
 	__syncthreads();
 	const uint32_t tile = s_tile;
 	const uint64_t te0 = (uint64_t)tile * LSQ_TILE;
@@ -214,9 +217,38 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 	}
 }
 
+template <int DT, int BITS>
+__global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec_args a)
+{
+	lsq_decode_tile<DT, BITS>(a, blockIdx.x);
+}
+
+/* Several direct streams in one launch: stream s has CTAs [first_cta[s], first_cta[s + 1]). */
+struct lsq_dec_many_args {
+	int nseg;
+	uint32_t first_cta[RCMOE_GPU_LSQ_MAX_SEGS + 1];
+	struct lsq_dec_args seg[RCMOE_GPU_LSQ_MAX_SEGS];
+};
+
+template <int DT, int BITS>
+__global__ void __launch_bounds__(LSQ_NT)
+	lsq_decode_many_kernel(const __grid_constant__ struct lsq_dec_many_args m)
+{
+	int s = 0;
+	while (s + 1 < m.nseg && blockIdx.x >= m.first_cta[s + 1])
+		s++;
+	lsq_decode_tile<DT, BITS>(m.seg[s], blockIdx.x - m.first_cta[s]);
+}
+
 template <int DT, int BITS> static void launch(const struct lsq_dec_args *a, cudaStream_t stream)
 {
 	lsq_decode_kernel<DT, BITS><<<a->g.ntiles, LSQ_NT, 0, stream>>>(*a);
+}
+
+template <int DT, int BITS>
+static void launch_many(const struct lsq_dec_many_args *m, cudaStream_t stream)
+{
+	lsq_decode_many_kernel<DT, BITS><<<m->first_cta[m->nseg], LSQ_NT, 0, stream>>>(*m);
 }
 
 template <int DT> static void launch_bits(const struct lsq_dec_args *a, int bits, cudaStream_t s)
@@ -227,6 +259,64 @@ template <int DT> static void launch_bits(const struct lsq_dec_args *a, int bits
 		launch<DT, 4>(a, s);
 	else
 		launch<DT, 2>(a, s);
+}
+
+template <int DT>
+static void launch_many_bits(const struct lsq_dec_many_args *m, int bits, cudaStream_t s)
+{
+	if (bits == 8)
+		launch_many<DT, 8>(m, s);
+	else if (bits == 4)
+		launch_many<DT, 4>(m, s);
+	else
+		launch_many<DT, 2>(m, s);
+}
+
+extern "C" int rcmoe_gpu_lsq_decode_many_fits(const struct rcmoe_wire_header *hdr)
+{
+	struct lsq_geom g;
+	if (!hdr || hdr->codec != RCMOE_CODEC_LSQ || hdr->count == 0)
+		return 0;
+	lsq_geometry(hdr->count, hdr->block, &g);
+	return g.ntiles <= LSQ_DEC_DIRECT_TILES;
+}
+
+extern "C" rcmoe_status_t rcmoe_gpu_lsq_decode_many(const struct rcmoe_gpu_lsq_dec *d, int n,
+						    cudaStream_t stream)
+{
+	struct lsq_dec_many_args m;
+	uint64_t tiles = 0;
+	if (!d || n < 1 || n > RCMOE_GPU_LSQ_MAX_SEGS)
+		return RCMOE_ERR_INVALID;
+	m.nseg = n;
+	for (int s = 0; s < n; s++) {
+		const struct rcmoe_wire_header *h = &d[s].hdr;
+		uint32_t es = rcmoe_dtype_size(h->dtype);
+		if (!rcmoe_gpu_lsq_decode_many_fits(h) || h->dtype != d[0].hdr.dtype ||
+		    h->bits != d[0].hdr.bits || !d[s].src || ((uintptr_t)d[s].src % 16) ||
+		    !d[s].dst || ((uintptr_t)d[s].dst % es))
+			return RCMOE_ERR_INVALID;
+		if (h->count * es > d[s].dst_bytes)
+			return RCMOE_ERR_OVERFLOW;
+		struct lsq_dec_args *a = &m.seg[s];
+		lsq_geometry(h->count, h->block, &a->g);
+		a->src = (const uint8_t *)d[s].src;
+		a->dst = (uint8_t *)d[s].dst;
+		a->states = NULL; /* direct: no look-back */
+		a->ticket = NULL;
+		a->vec = ((uintptr_t)d[s].dst % 16) == 0;
+		a->direct = 1;
+		m.first_cta[s] = (uint32_t)tiles;
+		tiles += a->g.ntiles;
+	}
+	m.first_cta[n] = (uint32_t)tiles;
+	if (d[0].hdr.dtype == RCMOE_DT_BF16)
+		launch_many_bits<RCMOE_DT_BF16_>(&m, d[0].hdr.bits, stream);
+	else if (d[0].hdr.dtype == RCMOE_DT_FP16)
+		launch_many_bits<RCMOE_DT_FP16_>(&m, d[0].hdr.bits, stream);
+	else
+		launch_many_bits<RCMOE_DT_FP32_>(&m, d[0].hdr.bits, stream);
+	return rcmoe_cuda_launch_status();
 }
 
 size_t rcmoe_gpu_lsq_decode_work_bytes(const struct rcmoe_wire_header *hdr)

@@ -36,6 +36,17 @@ rcmoe_status_t rcmoe_gpu_codec_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *s
 	return rcmoe_gpu_lsq_encode_many(segs, nseg, work, work_bytes, cuda_stream(s));
 }
 
+int rcmoe_gpu_codec_lsq_decode_many_fits(const struct rcmoe_wire_header *hdr)
+{
+	return rcmoe_gpu_lsq_decode_many_fits(hdr);
+}
+
+rcmoe_status_t rcmoe_gpu_codec_lsq_decode_many(const struct rcmoe_gpu_lsq_dec *d, int n,
+					       struct rcmoe_gpu_stream *s)
+{
+	return rcmoe_gpu_lsq_decode_many(d, n, cuda_stream(s));
+}
+
 size_t rcmoe_gpu_codec_decode_work_bytes(const struct rcmoe_wire_header *hdr)
 {
 	return rcmoe_gpu_decode_work_bytes(hdr);
@@ -101,6 +112,17 @@ size_t rcmoe_gpu_codec_lsq_encode_many_work_bytes(const struct rcmoe_gpu_lsq_seg
 
 rcmoe_status_t rcmoe_gpu_codec_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *segs, int nseg,
 					       void *work, size_t work_bytes,
+					       struct rcmoe_gpu_stream *s)
+{
+	return RCMOE_ERR_UNSUPPORTED;
+}
+
+int rcmoe_gpu_codec_lsq_decode_many_fits(const struct rcmoe_wire_header *hdr)
+{
+	return 0;
+}
+
+rcmoe_status_t rcmoe_gpu_codec_lsq_decode_many(const struct rcmoe_gpu_lsq_dec *d, int n,
 					       struct rcmoe_gpu_stream *s)
 {
 	return RCMOE_ERR_UNSUPPORTED;

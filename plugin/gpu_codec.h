@@ -41,6 +41,12 @@ rcmoe_status_t rcmoe_gpu_codec_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *s
 					       void *work, size_t work_bytes,
 					       struct rcmoe_gpu_stream *s);
 
+/* Several short LSQ streams decoded in one launch (rcmoe_gpu_lsq_decode_many): whether a
+ * stream may go (0 without CUDA), and the decode on stream s. */
+int rcmoe_gpu_codec_lsq_decode_many_fits(const struct rcmoe_wire_header *hdr);
+rcmoe_status_t rcmoe_gpu_codec_lsq_decode_many(const struct rcmoe_gpu_lsq_dec *d, int n,
+					       struct rcmoe_gpu_stream *s);
+
 /* Scratch bytes the GPU decoder needs for a stream with this validated header (0 without
  * CUDA). */
 size_t rcmoe_gpu_codec_decode_work_bytes(const struct rcmoe_wire_header *hdr);

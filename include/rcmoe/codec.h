@@ -119,6 +119,14 @@ struct rcmoe_gpu_lsq_seg {
 	void *dst;
 	size_t cap;
 };
+/* One stream of rcmoe_gpu_lsq_decode_many: the validated stream at device address src, its
+ * header, decoded into dst (dst_bytes). */
+struct rcmoe_gpu_lsq_dec {
+	const void *src;
+	struct rcmoe_wire_header hdr;
+	void *dst;
+	size_t dst_bytes;
+};
 /* Largest stream rcmoe_lsq_encode (or the GPU encoder) can produce for n elements, header
  * included; 0 for a bad cfg. */
 size_t rcmoe_lsq_bound(size_t n, const struct rcmoe_lsq_cfg *cfg);

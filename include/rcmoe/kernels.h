@@ -44,6 +44,14 @@ size_t rcmoe_gpu_lsq_encode_many_work_bytes(const struct rcmoe_gpu_lsq_seg *segs
 rcmoe_status_t rcmoe_gpu_lsq_encode_many(const struct rcmoe_gpu_lsq_seg *segs, int nseg,
 					 void *d_work, size_t work_bytes, cudaStream_t stream);
 
+/* 1 when a stream with this (validated) header may go to rcmoe_gpu_lsq_decode_many: LSQ, not
+ * empty, at most 256 tiles of 8192 elements (the decoder's direct path, no scratch). */
+int rcmoe_gpu_lsq_decode_many_fits(const struct rcmoe_wire_header *hdr);
+/* Decode 1..RCMOE_GPU_LSQ_MAX_SEGS validated streams of one dtype and bit width, each fitting,
+ * in one launch, each as rcmoe_gpu_decode would (no scratch needed). */
+rcmoe_status_t rcmoe_gpu_lsq_decode_many(const struct rcmoe_gpu_lsq_dec *d, int n,
+					 cudaStream_t stream);
+
 /* ---- PTS ---- */
 
 /* Scratch bytes rcmoe_gpu_pts_encode needs for n elements. */

@@ -262,6 +262,34 @@ static rcmoe_status_t decode(struct coll_call *k, const void *src,
 	return rcmoe_gpu_codec_decode(src, h, dst, bytes, g->work.p, g->work.cap, &g->stream);
 }
 
+/* Validated LSQ streams to decode, gathered so that those the batched decoder takes
+ * (rcmoe_gpu_lsq_decode_many: short streams, all of a call's) go in one launch per
+ * RCMOE_GPU_LSQ_MAX_SEGS; the others are decoded one by one as they come. */
+struct dec_batch {
+	struct coll_call *k;
+	struct rcmoe_gpu_lsq_dec d[RCMOE_GPU_LSQ_MAX_SEGS];
+	int n;
+};
+
+static rcmoe_status_t batch_flush(struct dec_batch *b)
+{
+	rcmoe_status_t st = RCMOE_OK;
+	if (b->n)
+		st = rcmoe_gpu_codec_lsq_decode_many(b->d, b->n, &b->k->lane->stream);
+	b->n = 0;
+	return st;
+}
+
+static rcmoe_status_t batch_add(struct dec_batch *b, const void *src,
+				const struct rcmoe_wire_header *h, void *dst, size_t bytes)
+{
+	if (!rcmoe_gpu_codec_lsq_decode_many_fits(h))
+		return decode(b->k, src, h, dst, bytes);
+	b->d[b->n++] =
+		(struct rcmoe_gpu_lsq_dec){ .src = src, .hdr = *h, .dst = dst, .dst_bytes = bytes };
+	return b->n == RCMOE_GPU_LSQ_MAX_SEGS ? batch_flush(b) : RCMOE_OK;
+}
+
 /* A receive whose stream lands in pinned memory the kernels read, sized now (not at arrival:
  * no CUDA call may run inside the transport's test). */
 static rcmoe_status_t recv_pinned(struct coll_call *k, struct coll_xfer *x, size_t max_len)
@@ -445,11 +473,14 @@ static rcmoe_status_t lsq_owner_reduce(struct coll_call *k, size_t rlen)
 	size_t bytes = rlen * k->esize;
 	RCMOE_CHECK(rcmoe_coll__grow(c, &g->dec, (size_t)(n + 1) * bytes, RCMOE_BUF_DEVICE));
 	char *dec = g->dec.p, *sum = dec + (size_t)n * bytes;
+	struct dec_batch b = { .k = k };
 	rcmoe_status_t st = RCMOE_OK;
 	for (int p = 0; p < n && st == RCMOE_OK; p++) {
-		st = decode(k, k->srcs[p], &k->hdrs[p], dec + (size_t)p * bytes, bytes);
-		k->srcs[p] = dec + (size_t)p * bytes; /* the launch took the stream's address */
+		st = batch_add(&b, k->srcs[p], &k->hdrs[p], dec + (size_t)p * bytes, bytes);
+		k->srcs[p] = dec + (size_t)p * bytes; /* the batch took the stream's address */
 	}
+	if (st == RCMOE_OK)
+		st = batch_flush(&b);
 	if (st == RCMOE_OK)
 		st = rcmoe_gpu_codec_rank_sum(k->dtype, k->srcs, n, sum, rlen, &g->stream);
 	if (st == RCMOE_OK) {
@@ -501,6 +532,9 @@ static rcmoe_status_t progress_lsq_owner(struct coll_call *k)
 	return RCMOE_OK;
 }
 
+/* t_gather of a peer whose decode was enqueued in this pass, until the pass records its tick */
+#define GATHER_PENDING UINT64_MAX
+
 static rcmoe_status_t progress_lsq(struct coll_call *k)
 {
 	struct rcmoe_coll_comm *c = k->comm;
@@ -523,7 +557,11 @@ static rcmoe_status_t progress_lsq(struct coll_call *k)
 		k->in_taken = 1;
 	}
 	RCMOE_CHECK(progress_lsq_owner(k));
-	for (int p = 0; p < n; p++) {
+	/* the all-gather streams that came since the last look, decoded together */
+	struct dec_batch b = { .k = k };
+	rcmoe_status_t st = RCMOE_OK;
+	int pending = 0;
+	for (int p = 0; p < n && st == RCMOE_OK; p++) {
 		int j = n + p;
 		if (p == r)
 			continue;
@@ -538,14 +576,23 @@ static rcmoe_status_t progress_lsq(struct coll_call *k)
 		RCMOE_CHECK(rcmoe_coll__take_job(k, &k->jobs[j], "validating an LSQ all-gather"));
 		size_t off, len;
 		rcmoe_coll__shard(k->count, n, c->settings.block, p, &off, &len);
-		if (len > 0)
-			RCMOE_CHECK(mark(k,
-					 decode(k, rcmoe_coll__in_stream(&k->xb_recv[p]),
-						&k->hdrs[n + p], k->recv + off * k->esize,
-						len * k->esize),
-					 &k->t_gather[p]));
+		if (len == 0)
+			continue;
+		st = batch_add(&b, rcmoe_coll__in_stream(&k->xb_recv[p]), &k->hdrs[n + p],
+			       k->recv + off * k->esize, len * k->esize);
+		k->t_gather[p] = GATHER_PENDING;
+		pending = 1;
 	}
-	return RCMOE_OK;
+	if (!pending)
+		return st;
+	if (st == RCMOE_OK)
+		st = batch_flush(&b);
+	uint64_t tick = 0;
+	st = mark(k, st, &tick);
+	for (int p = 0; p < n; p++)
+		if (k->t_gather[p] == GATHER_PENDING)
+			k->t_gather[p] = tick; /* 0 if the record failed: never done, st fails */
+	return st;
 }
 
 rcmoe_status_t rcmoe_coll_gpu_progress(struct coll_call *k)

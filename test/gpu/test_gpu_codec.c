@@ -300,6 +300,107 @@ Test(gpu, lsq_encode_many_equals_cpu_per_stream)
 	}
 }
 
+/* rcmoe_gpu_lsq_decode_many: 1 to 8 CPU streams (odd lengths, every block size, NaN/Inf and
+ * zero blocks) decoded in one launch into element-aligned, sometimes misaligned, destinations:
+ * each equals the CPU decode, and nothing is written between them. Streams past 256 tiles,
+ * empty ones, and mixed types or bit widths are refused. */
+Test(gpu, lsq_decode_many_equals_cpu_per_stream)
+{
+	static const size_t lens[] = { 1, 8191, 8193, 40000, 262147, 7, 65536, 2097152 };
+	struct tu_rng r = { 78 };
+	for (int round = 0; round < 12; round++) {
+		int dtype = dtypes[round % 3], bits = round % 4 == 3 ? 2 : round % 2 ? 4 : 8;
+		int nseg = 1 + (round * 5) % RCMOE_GPU_LSQ_MAX_SEGS;
+		size_t es = rcmoe_dtype_size(dtype), s_off[RCMOE_GPU_LSQ_MAX_SEGS + 1];
+		size_t o_off[RCMOE_GPU_LSQ_MAX_SEGS + 1], in_max = 0;
+		struct rcmoe_gpu_lsq_dec d[RCMOE_GPU_LSQ_MAX_SEGS];
+		struct rcmoe_lsq_cfg cfg[RCMOE_GPU_LSQ_MAX_SEGS];
+		size_t n[RCMOE_GPU_LSQ_MAX_SEGS];
+		s_off[0] = o_off[0] = 0;
+		for (int s = 0; s < nseg; s++) {
+			n[s] = lens[(round + 3 * s) % 8];
+			cfg[s] = (struct rcmoe_lsq_cfg){ .dtype = dtype,
+							 .bits = bits,
+							 .block = 32u << ((round + s) % 6),
+							 .seed = 200 + (uint64_t)round,
+							 .op_id = (uint64_t)s };
+			s_off[s + 1] = (s_off[s] + rcmoe_lsq_bound(n[s], &cfg[s]) + 15) / 16 * 16;
+			/* odd streams decode to an element-aligned, not 16-byte aligned, place */
+			o_off[s + 1] = (o_off[s] + n[s] * es + GUARD + 15) / 16 * 16 + (s % 2) * es;
+			in_max = n[s] > in_max ? n[s] : in_max;
+		}
+		uint8_t *host = malloc(in_max * es), *streams = malloc(s_off[nseg]);
+		uint8_t *want = malloc(o_off[nseg]), *got = malloc(o_off[nseg]);
+		memset(want, POISON, o_off[nseg]);
+		uint8_t *d_s, *d_o;
+		CK(cudaMalloc((void **)&d_s, s_off[nseg]));
+		CK(cudaMalloc((void **)&d_o, o_off[nseg]));
+		for (int s = 0; s < nseg; s++) {
+			size_t len, ob;
+			tu_fill(dtype, host, n[s], TU_SPECIALS, &r);
+			cr_assert_eq(rcmoe_lsq_encode(host, n[s], &cfg[s], streams + s_off[s],
+						      s_off[s + 1] - s_off[s], &len),
+				     RCMOE_OK);
+			cr_assert_eq(rcmoe_codec_decode(streams + s_off[s], len, want + o_off[s],
+							n[s] * es, &ob),
+				     RCMOE_OK);
+			cr_assert_eq(
+				rcmoe_codec_validate(streams + s_off[s], len, n[s] * es, &d[s].hdr),
+				RCMOE_OK);
+			cr_assert(rcmoe_gpu_lsq_decode_many_fits(&d[s].hdr), "n %zu fits", n[s]);
+			d[s].src = d_s + s_off[s];
+			d[s].dst = d_o + o_off[s];
+			d[s].dst_bytes = n[s] * es;
+		}
+		CK(cudaMemcpy(d_s, streams, s_off[nseg], cudaMemcpyHostToDevice));
+		CK(cudaMemset(d_o, POISON, o_off[nseg]));
+		cr_assert_eq(rcmoe_gpu_lsq_decode_many(d, nseg, 0), RCMOE_OK, "round %d", round);
+		CK(cudaDeviceSynchronize());
+		CK(cudaMemcpy(got, d_o, o_off[nseg], cudaMemcpyDeviceToHost));
+		for (size_t i = 0; i < o_off[nseg]; i++)
+			if (got[i] != want[i])
+				cr_assert_fail(
+					"decode_many round %d (dtype %d bits %d, %d streams): "
+					"byte %zu is %02x, want %02x",
+					round, dtype, bits, nseg, i, got[i], want[i]);
+		cudaFree(d_s);
+		cudaFree(d_o);
+		free(host);
+		free(streams);
+		free(want);
+		free(got);
+	}
+	/* refusals */
+	struct rcmoe_wire_header big = { .codec = RCMOE_CODEC_LSQ,
+					 .dtype = RCMOE_DT_BF16,
+					 .bits = 8,
+					 .block = 32,
+					 .count = 256ull * 8192 + 1 };
+	cr_assert(!rcmoe_gpu_lsq_decode_many_fits(&big));
+	big.count = 256ull * 8192;
+	cr_assert(rcmoe_gpu_lsq_decode_many_fits(&big));
+	big.count = 0;
+	cr_assert(!rcmoe_gpu_lsq_decode_many_fits(&big));
+	uint8_t *dd;
+	CK(cudaMalloc((void **)&dd, 1 << 16));
+	struct rcmoe_gpu_lsq_dec two[2] = {
+		{ .src = dd, .hdr = big, .dst = dd + 4096, .dst_bytes = 4096 },
+		{ .src = dd, .hdr = big, .dst = dd + 8192, .dst_bytes = 4096 },
+	};
+	two[0].hdr.count = two[1].hdr.count = 100;
+	two[1].hdr.dtype = RCMOE_DT_FP32;
+	cr_assert_eq(rcmoe_gpu_lsq_decode_many(two, 2, 0), RCMOE_ERR_INVALID);
+	two[1].hdr.dtype = RCMOE_DT_BF16;
+	two[1].hdr.bits = 4;
+	cr_assert_eq(rcmoe_gpu_lsq_decode_many(two, 2, 0), RCMOE_ERR_INVALID);
+	two[1].hdr.bits = 8;
+	two[1].dst_bytes = 100;
+	cr_assert_eq(rcmoe_gpu_lsq_decode_many(two, 2, 0), RCMOE_ERR_OVERFLOW);
+	cr_assert_eq(rcmoe_gpu_lsq_decode_many(two, RCMOE_GPU_LSQ_MAX_SEGS + 1, 0),
+		     RCMOE_ERR_INVALID);
+	cudaFree(dd);
+}
+
 /* Streams of two dtypes, or more than RCMOE_GPU_LSQ_MAX_SEGS, are refused before any launch. */
 Test(gpu, lsq_encode_many_refuses_mixed_streams)
 {
