@@ -109,6 +109,15 @@ struct rcmoe_transport_ops {
 				 size_t len, struct rcmoe_tmr **out);
 	rcmoe_status_t (*dereg_mr)(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
 				   struct rcmoe_tmr *mr);
+	/* Register `len` bytes at address `buf` that belong to a DMA-BUF: `fd`, from byte
+	 * `offset` of it (GPU memory exported by the CUDA driver, which the CPU cannot touch).
+	 * Transfers name the memory by `buf`, as for reg_mr, and the transport must move it
+	 * without reading or writing it from the CPU. NULL in a transport that cannot (sockets);
+	 * RCMOE_ERR_UNSUPPORTED where the verbs library or the device cannot. Released by
+	 * dereg_mr. */
+	rcmoe_status_t (*reg_mr_dmabuf)(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
+					void *buf, size_t len, int fd, uint64_t offset,
+					struct rcmoe_tmr **out);
 
 	/* Send `len` bytes (0 allowed) from host memory `buf`, registered as `mr` (NULL: not
 	 * registered, see rcmoe_place_fn), with `tag` and `flags`. The buffer must stay untouched

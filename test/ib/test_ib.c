@@ -4,13 +4,16 @@
  * RCMOE_IB_HCA filter, run-time loading (a missing library or one without the verbs is
  * "unsupported", never a crash), verbs errors injected into completions (a WARN naming the
  * peer and the status, an error on both sides in under 5 s), the provider's own checks of
- * rkeys, bounds and access, and the registry's choice between IB and sockets.
+ * rkeys, bounds and access, the registry's choice between IB and sockets, and DMA-BUF
+ * registrations (a memfd standing in for GPU memory the CPU must not touch).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../transport/sock_test.h"
@@ -261,4 +264,131 @@ Test(ib, ib_asked_for_without_the_library_fails)
 	cr_assert_eq(select_with(RCMOE_TRANSPORT_IB, "/nonexistent/libibverbs.so.1", &t),
 		     RCMOE_ERR_UNSUPPORTED);
 	cr_assert_eq(t, &rcmoe_ib_ops);
+}
+
+/* ---- DMA-BUF registrations (reg_mr_dmabuf) ---- */
+
+/* A memfd stands in for GPU memory exported as a DMA-BUF: the test reads and writes it through
+ * its own mapping, while the transport names it by an iova that is reserved PROT_NONE, so any
+ * touch of it by the CPU (transport or provider) crashes the test, as GPU memory would. */
+struct fake_gpu {
+	int fd;
+	size_t size;
+	uint8_t *cpu;  /* the test's view */
+	uint8_t *iova; /* the address transfers name; not accessible */
+};
+
+static void fake_gpu_open(struct fake_gpu *g, size_t size)
+{
+	g->size = size;
+	g->fd = memfd_create("rcmoe-fake-gpu", 0);
+	cr_assert_geq(g->fd, 0, "memfd_create: %s", strerror(errno));
+	cr_assert_eq(ftruncate(g->fd, (off_t)size), 0);
+	g->cpu = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
+	cr_assert_neq(g->cpu, MAP_FAILED);
+	g->iova = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(g->iova, MAP_FAILED);
+}
+
+static void fake_gpu_close(struct fake_gpu *g)
+{
+	munmap(g->cpu, g->size);
+	munmap(g->iova, g->size);
+	close(g->fd);
+}
+
+static void pattern(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((i * 2654435761u + seed) >> 13);
+}
+
+/* Bytes sent from DMA-BUF memory arrive; bytes written into DMA-BUF memory land at the fd's
+ * offset, nothing around them changes; at page and odd offsets, sizes from 1 byte to 3 MiB. */
+Test(ib, dmabuf_memory_is_sent_and_received_without_the_cpu)
+{
+	static const struct {
+		uint64_t off;
+		size_t len;
+	} cases[] = { { 0, 1 }, { 4096, 1 << 20 }, { 12345, (3 << 20) + 7 }, { 65536, 4096 } };
+	tt_init(NULL);
+	struct tt_pair p;
+	tt_pair_open(&p, 0, 0);
+	struct fake_gpu g;
+	fake_gpu_open(&g, 8 << 20);
+	struct tt_buf host_src, host_dst;
+	tt_buf_alloc(&host_src, 4 << 20, p.s, NULL);
+	tt_buf_alloc(&host_dst, 4 << 20, NULL, p.r);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t off = cases[i].off;
+		size_t len = cases[i].len;
+		/* GPU -> host */
+		struct rcmoe_tmr *smr = NULL;
+		pattern(g.cpu, g.size, (unsigned)i);
+		cr_assert_eq(TT_OPS->reg_mr_dmabuf(p.s, NULL, g.iova + off, len, g.fd, off, &smr),
+			     RCMOE_OK, "case %zu", i);
+		memset(host_dst.mem, 0x5a, host_dst.len);
+		struct tt_place pl = { .dest = host_dst.mem, .mr = host_dst.mr };
+		struct rcmoe_treq *rr = tt_irecv(p.r, len, 7, &pl);
+		struct rcmoe_treq *sr = tt_isend(p.s, g.iova + off, len, smr, 7, 0);
+		size_t got = 0;
+		cr_assert_eq(tt_wait(sr, 10, NULL, NULL), RCMOE_OK);
+		cr_assert_eq(tt_wait(rr, 10, &got, NULL), RCMOE_OK);
+		cr_assert_eq(got, len);
+		cr_assert(memcmp(host_dst.mem, g.cpu + off, len) == 0, "case %zu: GPU -> host", i);
+		cr_assert_eq(host_dst.mem[len], 0x5a, "case %zu: written past the message", i);
+		cr_assert_eq(TT_OPS->dereg_mr(p.s, NULL, smr), RCMOE_OK);
+
+		/* host -> GPU */
+		struct rcmoe_tmr *rmr = NULL;
+		memset(g.cpu, 0x33, g.size);
+		pattern(host_src.mem, len, 99 + (unsigned)i);
+		cr_assert_eq(TT_OPS->reg_mr_dmabuf(NULL, p.r, g.iova + off, len, g.fd, off, &rmr),
+			     RCMOE_OK);
+		struct tt_place pg = { .dest = g.iova + off, .mr = rmr };
+		rr = tt_irecv(p.r, len, 8, &pg);
+		sr = tt_isend(p.s, host_src.mem, len, host_src.mr, 8, 0);
+		cr_assert_eq(tt_wait(sr, 10, NULL, NULL), RCMOE_OK);
+		cr_assert_eq(tt_wait(rr, 10, &got, NULL), RCMOE_OK);
+		cr_assert_eq(got, len);
+		cr_assert(memcmp(g.cpu + off, host_src.mem, len) == 0, "case %zu: host -> GPU", i);
+		for (size_t b = 0; b < g.size; b++)
+			if (b < off || b >= off + len)
+				cr_assert_eq(g.cpu[b], 0x33, "case %zu: byte %zu outside changed",
+					     i, b);
+		cr_assert_eq(TT_OPS->dereg_mr(NULL, p.r, rmr), RCMOE_OK);
+	}
+	tt_buf_free(&host_src);
+	tt_buf_free(&host_dst);
+	fake_gpu_close(&g);
+	tt_pair_close(&p);
+}
+
+/* A device or kernel without DMA-BUF support, a bad fd, or a range past the end of the buffer:
+ * an error with a WARN naming the fd, never a crash, and the comm still works. */
+Test(ib, dmabuf_registration_refusals_are_clear)
+{
+	setenv("FAKEVERBS_NO_DMABUF", "1", 1);
+	tt_init(NULL);
+	st_capture_warn();
+	struct tt_pair p;
+	tt_pair_open(&p, 0, 0);
+	struct fake_gpu g;
+	fake_gpu_open(&g, 1 << 20);
+	struct rcmoe_tmr *mr = NULL;
+	cr_assert_eq(TT_OPS->reg_mr_dmabuf(p.s, NULL, g.iova, 4096, g.fd, 0, &mr),
+		     RCMOE_ERR_UNSUPPORTED);
+	cr_assert(strstr(st_last_warn(), "DMA-BUF fd"), "%s", st_last_warn());
+	unsetenv("FAKEVERBS_NO_DMABUF");
+	cr_assert_eq(TT_OPS->reg_mr_dmabuf(p.s, NULL, g.iova, 4096, g.fd, (1 << 20) - 100, &mr),
+		     RCMOE_ERR_SYSTEM);
+	cr_assert(strstr(st_last_warn(), "DMA-BUF fd"), "%s", st_last_warn());
+	int bad = dup(g.fd);
+	close(bad);
+	cr_assert_eq(TT_OPS->reg_mr_dmabuf(p.s, NULL, g.iova, 4096, bad, 0, &mr), RCMOE_ERR_SYSTEM);
+	cr_assert_eq(TT_OPS->reg_mr_dmabuf(p.s, NULL, g.iova, 4096, -1, 0, &mr), RCMOE_ERR_INVALID);
+	cr_assert_null(rcmoe_socket_ops.reg_mr_dmabuf, "sockets cannot register DMA-BUF");
+	fake_gpu_close(&g);
+	tt_exchange(&p, 100000, 100000, 3, 0);
+	tt_pair_close(&p);
 }

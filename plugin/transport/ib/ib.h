@@ -71,6 +71,9 @@ struct ib_verbs {
 	int (*modify_qp)(struct rcmoe_ibv_qp *qp, struct rcmoe_ibv_qp_attr *attr, int mask);
 	int (*destroy_qp)(struct rcmoe_ibv_qp *qp);
 	const char *(*wc_status_str)(int status);
+	/* optional (rdma-core 34 and later): NULL when the library lacks it */
+	struct rcmoe_ibv_mr *(*reg_dmabuf_mr)(struct rcmoe_ibv_pd *pd, uint64_t offset, size_t len,
+					      uint64_t iova, int fd, int access);
 };
 
 extern struct ib_verbs ib_verbs;
@@ -189,7 +192,8 @@ struct ib_mr {
 	struct rcmoe_ibv_mr *mr; /* the registration it shares (its entry's) */
 	uintptr_t addr;          /* the range reg_mr was asked for: transfers must stay inside */
 	size_t len;
-	struct ib_mr_entry *entry;
+	struct ib_mr_entry *entry; /* NULL: a DMA-BUF registration of its own */
+	struct ib_hca *dmabuf_hca; /* that registration's HCA */
 	bool spanning; /* its pages are all of the registration's (mr.c says why that matters) */
 };
 
@@ -207,6 +211,11 @@ static inline bool ib_mr_covers(const struct ib_mr *m, const void *p, size_t len
 rcmoe_status_t ib_mr_cache_init(struct ib_hca *h);
 rcmoe_status_t ib_mr_get(struct ib_hca *h, void *buf, size_t len, int access, struct ib_mr **out);
 rcmoe_status_t ib_mr_put(struct ib_mr *m);
+/* A handle on a DMA-BUF registration of its own (not cached: two fds for the same memory cannot
+ * be told apart), named by iova `buf`; ib_mr_put deregisters it. RCMOE_ERR_UNSUPPORTED when the
+ * library has no ibv_reg_dmabuf_mr, RCMOE_ERR_SYSTEM (with a WARN) when the verbs refuse. */
+rcmoe_status_t ib_mr_get_dmabuf(struct ib_hca *h, void *buf, size_t len, int fd, uint64_t offset,
+				int access, struct ib_mr **out);
 struct ib_mr_cache_stats {
 	uint64_t hits, misses;
 	size_t live, peak;

@@ -55,6 +55,16 @@ rcmoe_status_t ib_verbs_load(const char *path)
 	IB_SYM(modify_qp, "ibv_modify_qp");
 	IB_SYM(destroy_qp, "ibv_destroy_qp");
 	IB_SYM(wc_status_str, "ibv_wc_status_str");
+	{
+		/* optional: without it, DMA-BUF registrations are unsupported, nothing else */
+		void *sym = dlsym(lib, "ibv_reg_dmabuf_mr");
+		memcpy(&ib_verbs.reg_dmabuf_mr, &sym, sizeof(sym));
+		if (!sym)
+			RCMOE_INFO(NCCL_INIT | NCCL_NET,
+				   "IB transport: %s has no ibv_reg_dmabuf_mr (rdma-core before "
+				   "34): no DMA-BUF registrations",
+				   path);
+	}
 	ib_verbs.lib = lib;
 	return RCMOE_OK;
 

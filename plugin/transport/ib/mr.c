@@ -187,8 +187,49 @@ unlock:
 	return st;
 }
 
+rcmoe_status_t ib_mr_get_dmabuf(struct ib_hca *h, void *buf, size_t len, int fd, uint64_t offset,
+				int access, struct ib_mr **out)
+{
+	if (!buf || !len || fd < 0 || !out || len > UINTPTR_MAX - (uintptr_t)buf)
+		return RCMOE_ERR_INVALID;
+	if (!ib_verbs.reg_dmabuf_mr)
+		return RCMOE_ERR_UNSUPPORTED;
+	struct ib_mr *m = calloc(1, sizeof(*m));
+	if (!m)
+		return RCMOE_ERR_NOMEM;
+	m->mr = ib_verbs.reg_dmabuf_mr(h->pd, offset, len, (uint64_t)(uintptr_t)buf, fd, access);
+	if (!m->mr) {
+		int err = errno;
+		RCMOE_WARN("IB transport: cannot register %zu bytes of DMA-BUF fd %d (offset %llu, "
+			   "at %p) on %s: %s",
+			   len, fd, (unsigned long long)offset, buf, h->name, strerror(err));
+		free(m);
+		return err == EOPNOTSUPP || err == ENOSYS ? RCMOE_ERR_UNSUPPORTED
+							  : RCMOE_ERR_SYSTEM;
+	}
+	m->addr = (uintptr_t)buf;
+	m->len = len;
+	m->dmabuf_hca = h;
+	*out = m;
+	return RCMOE_OK;
+}
+
+static rcmoe_status_t put_dmabuf(struct ib_mr *m)
+{
+	int err = ib_verbs.dereg_mr(m->mr);
+	if (err)
+		RCMOE_WARN(
+			"IB transport: deregistering the DMA-BUF registration of %zu bytes at %p "
+			"on %s failed: error %d",
+			m->len, (void *)m->addr, m->dmabuf_hca->name, err);
+	free(m);
+	return err ? RCMOE_ERR_SYSTEM : RCMOE_OK;
+}
+
 rcmoe_status_t ib_mr_put(struct ib_mr *m)
 {
+	if (!m->entry)
+		return put_dmabuf(m);
 	struct ib_mr_entry *e = m->entry;
 	struct ib_hca *h = e->hca;
 	struct ib_mr_cache *c = &h->mr_cache;

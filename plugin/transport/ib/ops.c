@@ -28,6 +28,22 @@ static rcmoe_status_t reg_mr(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
 	return RCMOE_OK;
 }
 
+/* GPU memory exported as a DMA-BUF, in the same protection domain: the HCA reads and writes it
+ * itself (GPUDirect RDMA), the CPU never touches it. Not cached (mr.c). */
+static rcmoe_status_t reg_mr_dmabuf(struct rcmoe_tsend *send, struct rcmoe_trecv *recv, void *buf,
+				    size_t len, int fd, uint64_t offset, struct rcmoe_tmr **out)
+{
+	if (!out || (!send == !recv) || !buf || !len || fd < 0)
+		return RCMOE_ERR_INVALID;
+	struct ib_comm *c = comm_of(send, recv);
+	struct ib_mr *m = NULL;
+	RCMOE_CHECK(ib_mr_get_dmabuf(c->dev->hca, buf, len, fd, offset,
+				     RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_WRITE,
+				     &m));
+	*out = IB_TO(struct rcmoe_tmr, m);
+	return RCMOE_OK;
+}
+
 /* The handle knows its registration's HCA: the comm is not needed (and may be another comm of
  * the same device than the one that registered). */
 static rcmoe_status_t dereg_mr(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
@@ -73,6 +89,7 @@ const struct rcmoe_transport_ops rcmoe_ib_ops = {
 	.accept = ib_accept,
 	.reg_mr = reg_mr,
 	.dereg_mr = dereg_mr,
+	.reg_mr_dmabuf = reg_mr_dmabuf,
 	.isend = ib_isend,
 	.irecv = ib_irecv,
 	.test = ib_test,

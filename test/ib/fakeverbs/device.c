@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fv.h"
@@ -190,6 +192,51 @@ FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_mr(struct rcmoe_ibv_pd *pd, void *addr, s
 	return &m->ibv;
 }
 
+FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_dmabuf_mr(struct rcmoe_ibv_pd *pd, uint64_t offset,
+						 size_t len, uint64_t iova, int fd, int access)
+{
+	const char *no = getenv("FAKEVERBS_NO_DMABUF");
+	if (no && *no && strcmp(no, "0") != 0) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	struct stat sb;
+	if (!pd || !iova || !len || fd < 0 || fstat(fd, &sb) != 0 ||
+	    offset > (uint64_t)sb.st_size || len > (uint64_t)sb.st_size - offset ||
+	    ((access & RCMOE_IBV_ACCESS_REMOTE_WRITE) &&
+	     !(access & RCMOE_IBV_ACCESS_LOCAL_WRITE))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), start = offset & ~(page - 1);
+	size_t map_len = len + (size_t)(offset - start);
+	void *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)start);
+	if (map == MAP_FAILED)
+		return NULL; /* errno from mmap */
+	struct fv_mr *m = calloc(1, sizeof(*m));
+	if (!m) {
+		munmap(map, map_len);
+		errno = ENOMEM;
+		return NULL;
+	}
+	m->ibv.context = pd->context;
+	m->ibv.pd = pd;
+	m->ibv.addr = (void *)(uintptr_t)iova;
+	m->ibv.length = len;
+	m->access = access;
+	m->map = map;
+	m->map_len = map_len;
+	m->host = (uint8_t *)map + (offset - start);
+	pthread_mutex_lock(&fv_lock);
+	m->ibv.lkey = m->ibv.rkey = next_key;
+	next_key += 0x101;
+	m->next = fv_mrs;
+	fv_mrs = m;
+	mr_regs++;
+	pthread_mutex_unlock(&fv_lock);
+	return &m->ibv;
+}
+
 FV_EXPORT int ibv_dereg_mr(struct rcmoe_ibv_mr *mr)
 {
 	pthread_mutex_lock(&fv_lock);
@@ -199,6 +246,8 @@ FV_EXPORT int ibv_dereg_mr(struct rcmoe_ibv_mr *mr)
 			*pp = m->next;
 			mr_deregs++;
 			pthread_mutex_unlock(&fv_lock);
+			if (m->map)
+				munmap(m->map, m->map_len);
 			free(m);
 			return 0;
 		}

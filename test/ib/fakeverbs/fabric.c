@@ -229,7 +229,7 @@ static bool push(struct fv_qp *qp)
 		if (w->opcode == RCMOE_IBV_WR_RDMA_WRITE_WITH_IMM)
 			p->flags |= FV_IMM;
 		if (n) /* a 0-byte write may have no buffer at all */
-			memcpy(p + 1, (const void *)(uintptr_t)(w->laddr + w->pushed), n);
+			memcpy(p + 1, w->lhost + w->pushed, n);
 		ring_publish(qp->peer, p);
 		w->pushed += n;
 		moved = true;
@@ -242,8 +242,10 @@ static bool push(struct fv_qp *qp)
 
 /* ---- the responder ---- */
 
-static bool write_allowed(const struct fv_pkt *p)
+/* May the write starting with packet p land? Its registration goes to qp->rx_mr. */
+static bool write_allowed(struct fv_qp *qp, const struct fv_pkt *p)
 {
+	qp->rx_mr = NULL;
 	/* A zero-length write touches no memory: as on real HCAs, its rkey is not checked (a
 	 * 0-byte receive may be posted with no registration at all). */
 	if (p->total == 0)
@@ -252,6 +254,7 @@ static bool write_allowed(const struct fv_pkt *p)
 		uint64_t base = (uint64_t)(uintptr_t)m->ibv.addr;
 		if (m->ibv.rkey != p->rkey)
 			continue;
+		qp->rx_mr = m;
 		return (m->access & RCMOE_IBV_ACCESS_REMOTE_WRITE) && p->first_raddr >= base &&
 		       p->total <= m->ibv.length &&
 		       p->first_raddr - base <= m->ibv.length - p->total;
@@ -261,9 +264,9 @@ static bool write_allowed(const struct fv_pkt *p)
 
 /* Place a packet's payload; stores its last 8 bytes last, as a NIC writes in address order
  * (the transport's clear-to-send entries end with the word that says they are there). */
-static void place(const struct fv_pkt *p)
+static void place(const struct fv_qp *qp, const struct fv_pkt *p)
 {
-	uint8_t *dst = (uint8_t *)(uintptr_t)p->raddr;
+	uint8_t *dst = qp->rx_mr ? fv_host(qp->rx_mr, p->raddr) : (uint8_t *)(uintptr_t)p->raddr;
 	const uint8_t *src = (const uint8_t *)(p + 1);
 	if (p->len <= 8) {
 		if (p->len) /* a 0-byte write may name no address */
@@ -297,12 +300,12 @@ static bool drain(struct fv_qp *qp)
 			if (qp->ack_head - qp->ack_tail == FV_SQ)
 				break; /* answers pile up: wait for room to send them */
 			if (p->flags & FV_FIRST)
-				qp->rx_dropping = !write_allowed(p);
+				qp->rx_dropping = !write_allowed(qp, p);
 			if ((p->flags & FV_LAST) && (p->flags & FV_IMM) && !qp->rx_dropping &&
 			    qp->rq_tail == qp->rq_head)
 				break; /* receiver not ready: the sender retries (rnr_retry 7) */
 			if (!qp->rx_dropping)
-				place(p);
+				place(qp, p);
 			if (p->flags & FV_LAST) {
 				if (qp->rx_dropping) {
 					owe_ack(qp, RCMOE_IBV_WC_REM_ACCESS_ERR);

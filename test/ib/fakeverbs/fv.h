@@ -28,6 +28,13 @@
  *   FAKEVERBS_PORT_DOWN=a,b     these devices' ports are down
  *   FAKEVERBS_FAIL_SEND=N:S     the N-th send WR this process posts (from 1) completes with
  *                               status S (a number: 12 retry exceeded, 10 remote access...)
+ *   FAKEVERBS_NO_DMABUF=1       ibv_reg_dmabuf_mr fails with EOPNOTSUPP, as on a device or
+ *                               kernel without DMA-BUF support
+ *
+ * DMA-BUF: ibv_reg_dmabuf_mr takes any file a process can mmap (the tests use a memfd as the
+ * stand-in for GPU memory) and registers it at the iova the caller gives, which need not be
+ * mapped at all: the provider moves its bytes through its own mapping of the fd, so a caller
+ * that touched the iova from the CPU would crash, as it would with GPU memory.
  *
  * Test-only query, not a verb (tests find it with dlsym on the handle the transport opened,
  * ib_verbs.lib, or on their own dlopen of this library):
@@ -69,8 +76,20 @@ struct fv_context {
 struct fv_mr {
 	struct rcmoe_ibv_mr ibv;
 	int access;
+	/* DMA-BUF (ibv_reg_dmabuf_mr): ibv.addr is the iova the caller names the memory by, which
+	 * the CPU must not touch (GPU memory); the provider reaches it through a mapping of the
+	 * fd, `host` being where ibv.addr lies in it. NULL for ibv_reg_mr: the address itself. */
+	uint8_t *host;
+	void *map;
+	size_t map_len;
 	struct fv_mr *next;
 };
+
+/* Where the provider reads or writes address `a` of registration m. */
+static inline uint8_t *fv_host(const struct fv_mr *m, uint64_t a)
+{
+	return m->host ? m->host + (a - (uint64_t)(uintptr_t)m->ibv.addr) : (uint8_t *)(uintptr_t)a;
+}
 
 struct fv_cq {
 	struct rcmoe_ibv_cq ibv;
@@ -108,6 +127,7 @@ struct fv_swr {
 	uint64_t raddr;
 	uint32_t rkey;
 	uint64_t laddr;
+	uint8_t *lhost; /* where the provider reads laddr (fv_host of its registration) */
 	uint32_t len;
 	int status;      /* injected or found at post: completes with it instead of moving */
 	uint32_t pushed; /* payload bytes pushed */
@@ -129,6 +149,7 @@ struct fv_qp {
 	unsigned rq_tail, rq_head;
 	uint64_t last_sign_ns; /* the requester's last progress or answer */
 	bool rx_dropping;      /* the write being received was refused: skip to its last packet */
+	const struct fv_mr *rx_mr; /* the registration the write being received lands in */
 	uint32_t acks_owed[FV_SQ]; /* statuses to send back, in order */
 	unsigned ack_tail, ack_head;
 };

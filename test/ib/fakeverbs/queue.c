@@ -266,8 +266,12 @@ int fv_post_send(struct rcmoe_ibv_qp *ibv, struct rcmoe_ibv_send_wr *wr,
 		if (wr->num_sge == 1) {
 			w->laddr = wr->sg_list[0].addr;
 			w->len = wr->sg_list[0].length;
-			if (w->len && !find_mr(wr->sg_list[0].lkey, w->laddr, w->len, 0))
+			const struct fv_mr *m =
+				w->len ? find_mr(wr->sg_list[0].lkey, w->laddr, w->len, 0) : NULL;
+			if (w->len && !m)
 				w->status = RCMOE_IBV_WC_LOC_PROT_ERR;
+			else if (m)
+				w->lhost = fv_host(m, w->laddr);
 		}
 		if (!w->status)
 			w->status = injected(atomic_fetch_add(&sends_posted, 1) + 1);
