@@ -223,53 +223,15 @@ __global__ void __launch_bounds__(LSQ_NT) lsq_decode_kernel(const struct lsq_dec
 	lsq_decode_tile<DT, BITS>(a, blockIdx.x);
 }
 
-/* Several direct streams in one launch: stream s has CTAs [first_cta[s], first_cta[s + 1]). */
-struct lsq_dec_many_args {
-	int nseg;
-	uint32_t first_cta[RCMOE_GPU_LSQ_MAX_SEGS + 1];
-	struct lsq_dec_args seg[RCMOE_GPU_LSQ_MAX_SEGS];
-};
+/* Several direct streams in one launch (lsq_tile.cuh). */
+typedef struct lsq_many_args<struct lsq_dec_args> lsq_dec_many_args;
 
 template <int DT, int BITS>
 __global__ void __launch_bounds__(LSQ_NT)
-	lsq_decode_many_kernel(const __grid_constant__ struct lsq_dec_many_args m)
+	lsq_decode_many_kernel(const __grid_constant__ lsq_dec_many_args m)
 {
-	int s = 0;
-	while (s + 1 < m.nseg && blockIdx.x >= m.first_cta[s + 1])
-		s++;
+	const int s = lsq_many_seg(m);
 	lsq_decode_tile<DT, BITS>(m.seg[s], blockIdx.x - m.first_cta[s]);
-}
-
-template <int DT, int BITS> static void launch(const struct lsq_dec_args *a, cudaStream_t stream)
-{
-	lsq_decode_kernel<DT, BITS><<<a->g.ntiles, LSQ_NT, 0, stream>>>(*a);
-}
-
-template <int DT, int BITS>
-static void launch_many(const struct lsq_dec_many_args *m, cudaStream_t stream)
-{
-	lsq_decode_many_kernel<DT, BITS><<<m->first_cta[m->nseg], LSQ_NT, 0, stream>>>(*m);
-}
-
-template <int DT> static void launch_bits(const struct lsq_dec_args *a, int bits, cudaStream_t s)
-{
-	if (bits == 8)
-		launch<DT, 8>(a, s);
-	else if (bits == 4)
-		launch<DT, 4>(a, s);
-	else
-		launch<DT, 2>(a, s);
-}
-
-template <int DT>
-static void launch_many_bits(const struct lsq_dec_many_args *m, int bits, cudaStream_t s)
-{
-	if (bits == 8)
-		launch_many<DT, 8>(m, s);
-	else if (bits == 4)
-		launch_many<DT, 4>(m, s);
-	else
-		launch_many<DT, 2>(m, s);
 }
 
 extern "C" int rcmoe_gpu_lsq_decode_many_fits(const struct rcmoe_wire_header *hdr)
@@ -284,7 +246,7 @@ extern "C" int rcmoe_gpu_lsq_decode_many_fits(const struct rcmoe_wire_header *hd
 extern "C" rcmoe_status_t rcmoe_gpu_lsq_decode_many(const struct rcmoe_gpu_lsq_dec *d, int n,
 						    cudaStream_t stream)
 {
-	struct lsq_dec_many_args m;
+	lsq_dec_many_args m;
 	uint64_t tiles = 0;
 	if (!d || n < 1 || n > RCMOE_GPU_LSQ_MAX_SEGS)
 		return RCMOE_ERR_INVALID;
@@ -310,12 +272,10 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_decode_many(const struct rcmoe_gpu_lsq_d
 		tiles += a->g.ntiles;
 	}
 	m.first_cta[n] = (uint32_t)tiles;
-	if (d[0].hdr.dtype == RCMOE_DT_BF16)
-		launch_many_bits<RCMOE_DT_BF16_>(&m, d[0].hdr.bits, stream);
-	else if (d[0].hdr.dtype == RCMOE_DT_FP16)
-		launch_many_bits<RCMOE_DT_FP16_>(&m, d[0].hdr.bits, stream);
-	else
-		launch_many_bits<RCMOE_DT_FP32_>(&m, d[0].hdr.bits, stream);
+	lsq_dispatch(d[0].hdr.dtype, d[0].hdr.bits, [&](auto dt, auto bits) {
+		lsq_decode_many_kernel<dt.value, bits.value>
+			<<<m.first_cta[n], LSQ_NT, 0, stream>>>(m);
+	});
 	return rcmoe_cuda_launch_status();
 }
 
@@ -342,11 +302,8 @@ rcmoe_status_t rcmoe_gpu_lsq_decode(const void *d_src, const struct rcmoe_wire_h
 	a.direct = a.g.ntiles <= LSQ_DEC_DIRECT_TILES;
 	if (!a.direct && lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
-	if (hdr->dtype == RCMOE_DT_BF16)
-		launch_bits<RCMOE_DT_BF16_>(&a, hdr->bits, stream);
-	else if (hdr->dtype == RCMOE_DT_FP16)
-		launch_bits<RCMOE_DT_FP16_>(&a, hdr->bits, stream);
-	else
-		launch_bits<RCMOE_DT_FP32_>(&a, hdr->bits, stream);
+	lsq_dispatch(hdr->dtype, hdr->bits, [&](auto dt, auto bits) {
+		lsq_decode_kernel<dt.value, bits.value><<<a.g.ntiles, LSQ_NT, 0, stream>>>(a);
+	});
 	return rcmoe_cuda_launch_status();
 }

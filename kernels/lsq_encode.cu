@@ -399,55 +399,15 @@ __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN
 	lsq_encode_tile<DT, BITS>(a, blockIdx.x);
 }
 
-/* Several streams in one launch: stream s has CTAs [first_cta[s], first_cta[s + 1]), its own
- * tile states and ticket. Read in place from the parameter space (__grid_constant__): each CTA
- * uses one entry. */
-struct lsq_enc_many_args {
-	int nseg;
-	uint32_t first_cta[RCMOE_GPU_LSQ_MAX_SEGS + 1];
-	struct lsq_enc_args seg[RCMOE_GPU_LSQ_MAX_SEGS];
-};
+/* Several streams in one launch (lsq_tile.cuh), each with its own tile states and ticket. */
+typedef struct lsq_many_args<struct lsq_enc_args> lsq_enc_many_args;
 
 template <int DT, int BITS>
 __global__ void __launch_bounds__(LSQ_NT, DT == RCMOE_DT_FP32_ ? 3 : LSQ_ENC_MIN_CTAS)
-	lsq_encode_many_kernel(const __grid_constant__ struct lsq_enc_many_args m)
+	lsq_encode_many_kernel(const __grid_constant__ lsq_enc_many_args m)
 {
-	int s = 0;
-	while (s + 1 < m.nseg && blockIdx.x >= m.first_cta[s + 1])
-		s++;
+	const int s = lsq_many_seg(m);
 	lsq_encode_tile<DT, BITS>(m.seg[s], blockIdx.x - m.first_cta[s]);
-}
-
-template <int DT, int BITS> static void launch(const struct lsq_enc_args *a, cudaStream_t stream)
-{
-	lsq_encode_kernel<DT, BITS><<<a->g.ntiles, LSQ_NT, 0, stream>>>(*a);
-}
-
-template <int DT, int BITS>
-static void launch_many(const struct lsq_enc_many_args *m, cudaStream_t stream)
-{
-	lsq_encode_many_kernel<DT, BITS><<<m->first_cta[m->nseg], LSQ_NT, 0, stream>>>(*m);
-}
-
-template <int DT> static void launch_bits(const struct lsq_enc_args *a, int bits, cudaStream_t s)
-{
-	if (bits == 8)
-		launch<DT, 8>(a, s);
-	else if (bits == 4)
-		launch<DT, 4>(a, s);
-	else
-		launch<DT, 2>(a, s);
-}
-
-template <int DT>
-static void launch_many_bits(const struct lsq_enc_many_args *m, int bits, cudaStream_t s)
-{
-	if (bits == 8)
-		launch_many<DT, 8>(m, s);
-	else if (bits == 4)
-		launch_many<DT, 4>(m, s);
-	else
-		launch_many<DT, 2>(m, s);
 }
 
 extern "C" size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg *cfg)
@@ -511,7 +471,7 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode_many(const struct rcmoe_gpu_lsq_s
 						    void *d_work, size_t work_bytes,
 						    cudaStream_t stream)
 {
-	struct lsq_enc_many_args m;
+	lsq_enc_many_args m;
 	if (!segs || nseg < 1 || nseg > RCMOE_GPU_LSQ_MAX_SEGS || !d_work)
 		return RCMOE_ERR_INVALID;
 	size_t need = rcmoe_gpu_lsq_encode_many_work_bytes(segs, nseg);
@@ -536,12 +496,10 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode_many(const struct rcmoe_gpu_lsq_s
 	m.first_cta[nseg] = (uint32_t)tiles;
 	if (rcmoe_gpu_fill(d_work, 0, need, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
-	if (segs[0].cfg.dtype == RCMOE_DT_BF16)
-		launch_many_bits<RCMOE_DT_BF16_>(&m, segs[0].cfg.bits, stream);
-	else if (segs[0].cfg.dtype == RCMOE_DT_FP16)
-		launch_many_bits<RCMOE_DT_FP16_>(&m, segs[0].cfg.bits, stream);
-	else
-		launch_many_bits<RCMOE_DT_FP32_>(&m, segs[0].cfg.bits, stream);
+	lsq_dispatch(segs[0].cfg.dtype, segs[0].cfg.bits, [&](auto dt, auto bits) {
+		lsq_encode_many_kernel<dt.value, bits.value>
+			<<<m.first_cta[nseg], LSQ_NT, 0, stream>>>(m);
+	});
 	return rcmoe_cuda_launch_status();
 }
 
@@ -565,11 +523,8 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
 		return RCMOE_ERR_INVALID;
 	if (lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)
 		return RCMOE_ERR_CUDA;
-	if (cfg->dtype == RCMOE_DT_BF16)
-		launch_bits<RCMOE_DT_BF16_>(&a, cfg->bits, stream);
-	else if (cfg->dtype == RCMOE_DT_FP16)
-		launch_bits<RCMOE_DT_FP16_>(&a, cfg->bits, stream);
-	else
-		launch_bits<RCMOE_DT_FP32_>(&a, cfg->bits, stream);
+	lsq_dispatch(cfg->dtype, cfg->bits, [&](auto dt, auto bits) {
+		lsq_encode_kernel<dt.value, bits.value><<<a.g.ntiles, LSQ_NT, 0, stream>>>(a);
+	});
 	return rcmoe_cuda_launch_status();
 }

@@ -15,6 +15,8 @@
 #ifndef RCMOE_LSQ_TILE_CUH
 #define RCMOE_LSQ_TILE_CUH
 
+#include <type_traits>
+
 #include "gpu_common.cuh"
 
 #define LSQ_NT    256
@@ -44,6 +46,46 @@ static inline void lsq_geometry(uint64_t n, uint32_t block, struct lsq_geom *g)
 	g->tb = LSQ_TILE >> log2b;
 	uint64_t nt = (g->nblocks + g->tb - 1) / g->tb;
 	g->ntiles = (uint32_t)(nt ? nt : 1);
+}
+
+/* Several streams in one launch (rcmoe_gpu_lsq_encode_many, rcmoe_gpu_lsq_decode_many): stream s
+ * has the CTAs [first_cta[s], first_cta[s + 1]) and its own kernel arguments, read in place from
+ * the parameter space (a __grid_constant__ kernel parameter): each CTA uses one entry. */
+template <class ARGS> struct lsq_many_args {
+	int nseg;
+	uint32_t first_cta[RCMOE_GPU_LSQ_MAX_SEGS + 1];
+	ARGS seg[RCMOE_GPU_LSQ_MAX_SEGS];
+};
+
+/* The stream of this CTA. */
+template <class ARGS>
+static __device__ __forceinline__ int lsq_many_seg(const struct lsq_many_args<ARGS> &m)
+{
+	int s = 0;
+	while (s + 1 < m.nseg && blockIdx.x >= m.first_cta[s + 1])
+		s++;
+	return s;
+}
+
+/* Call f(dt, bits) with the kernel instance's template arguments as std::integral_constant
+ * values, for a stream of `dtype` (RCMOE_DT_BF16, _FP16, else FP32) and `bits` (8, 4, else 2):
+ * the one place that maps run-time types and widths to the instances the launchers use. */
+template <class F> static void lsq_dispatch(int dtype, int bits, F f)
+{
+	auto by_bits = [&](auto dt) {
+		if (bits == 8)
+			f(dt, std::integral_constant<int, 8>());
+		else if (bits == 4)
+			f(dt, std::integral_constant<int, 4>());
+		else
+			f(dt, std::integral_constant<int, 2>());
+	};
+	if (dtype == RCMOE_DT_BF16)
+		by_bits(std::integral_constant<int, RCMOE_DT_BF16_>());
+	else if (dtype == RCMOE_DT_FP16)
+		by_bits(std::integral_constant<int, RCMOE_DT_FP16_>());
+	else
+		by_bits(std::integral_constant<int, RCMOE_DT_FP32_>());
 }
 
 /* Scratch: one look-back status per tile, then the ticket. */

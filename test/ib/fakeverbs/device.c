@@ -162,16 +162,17 @@ FV_EXPORT int ibv_dealloc_pd(struct rcmoe_ibv_pd *pd)
 	return 0;
 }
 
-FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_mr(struct rcmoe_ibv_pd *pd, void *addr, size_t len,
-					  int access)
+/* Real HCAs refuse remote write without local write. */
+static bool access_ok(int access)
 {
-	/* Real HCAs refuse remote write without local write. */
-	if (!pd || !addr ||
-	    ((access & RCMOE_IBV_ACCESS_REMOTE_WRITE) &&
-	     !(access & RCMOE_IBV_ACCESS_LOCAL_WRITE))) {
-		errno = EINVAL;
-		return NULL;
-	}
+	return !(access & RCMOE_IBV_ACCESS_REMOTE_WRITE) || (access & RCMOE_IBV_ACCESS_LOCAL_WRITE);
+}
+
+/* A registration of len bytes named by addr (host: NULL, the provider reaches addr itself; else
+ * where addr lies in its mapping map of map_len bytes), with a fresh key. */
+static struct rcmoe_ibv_mr *mr_add(struct rcmoe_ibv_pd *pd, void *addr, size_t len, int access,
+				   uint8_t *host, void *map, size_t map_len)
+{
 	struct fv_mr *m = calloc(1, sizeof(*m));
 	if (!m) {
 		errno = ENOMEM;
@@ -182,6 +183,9 @@ FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_mr(struct rcmoe_ibv_pd *pd, void *addr, s
 	m->ibv.addr = addr;
 	m->ibv.length = len;
 	m->access = access;
+	m->host = host;
+	m->map = map;
+	m->map_len = map_len;
 	pthread_mutex_lock(&fv_lock);
 	m->ibv.lkey = m->ibv.rkey = next_key;
 	next_key += 0x101;
@@ -190,6 +194,16 @@ FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_mr(struct rcmoe_ibv_pd *pd, void *addr, s
 	mr_regs++;
 	pthread_mutex_unlock(&fv_lock);
 	return &m->ibv;
+}
+
+FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_mr(struct rcmoe_ibv_pd *pd, void *addr, size_t len,
+					  int access)
+{
+	if (!pd || !addr || !access_ok(access)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return mr_add(pd, addr, len, access, NULL, NULL, 0);
 }
 
 FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_dmabuf_mr(struct rcmoe_ibv_pd *pd, uint64_t offset,
@@ -203,8 +217,7 @@ FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_dmabuf_mr(struct rcmoe_ibv_pd *pd, uint64
 	struct stat sb;
 	if (!pd || !iova || !len || fd < 0 || fstat(fd, &sb) != 0 ||
 	    offset > (uint64_t)sb.st_size || len > (uint64_t)sb.st_size - offset ||
-	    ((access & RCMOE_IBV_ACCESS_REMOTE_WRITE) &&
-	     !(access & RCMOE_IBV_ACCESS_LOCAL_WRITE))) {
+	    !access_ok(access)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -213,28 +226,11 @@ FV_EXPORT struct rcmoe_ibv_mr *ibv_reg_dmabuf_mr(struct rcmoe_ibv_pd *pd, uint64
 	void *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)start);
 	if (map == MAP_FAILED)
 		return NULL; /* errno from mmap */
-	struct fv_mr *m = calloc(1, sizeof(*m));
-	if (!m) {
+	struct rcmoe_ibv_mr *mr = mr_add(pd, (void *)(uintptr_t)iova, len, access,
+					 (uint8_t *)map + (offset - start), map, map_len);
+	if (!mr)
 		munmap(map, map_len);
-		errno = ENOMEM;
-		return NULL;
-	}
-	m->ibv.context = pd->context;
-	m->ibv.pd = pd;
-	m->ibv.addr = (void *)(uintptr_t)iova;
-	m->ibv.length = len;
-	m->access = access;
-	m->map = map;
-	m->map_len = map_len;
-	m->host = (uint8_t *)map + (offset - start);
-	pthread_mutex_lock(&fv_lock);
-	m->ibv.lkey = m->ibv.rkey = next_key;
-	next_key += 0x101;
-	m->next = fv_mrs;
-	fv_mrs = m;
-	mr_regs++;
-	pthread_mutex_unlock(&fv_lock);
-	return &m->ibv;
+	return mr;
 }
 
 FV_EXPORT int ibv_dereg_mr(struct rcmoe_ibv_mr *mr)
