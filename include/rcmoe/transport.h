@@ -118,6 +118,12 @@ struct rcmoe_transport_ops {
 	rcmoe_status_t (*reg_mr_dmabuf)(struct rcmoe_tsend *send, struct rcmoe_trecv *recv,
 					void *buf, size_t len, int fd, uint64_t offset,
 					struct rcmoe_tmr **out);
+	/* After a receive into `buf` (`len` bytes received, registered as `mr`) is done: make
+	 * the bytes the NIC wrote visible to the GPU before what the caller does next (NCCL's
+	 * iflush). *req NULL when there is nothing to do (host memory, 0 bytes); else tested like
+	 * a transfer. NULL in a transport that never writes GPU memory. */
+	rcmoe_status_t (*iflush)(struct rcmoe_trecv *comm, void *buf, size_t len,
+				 struct rcmoe_tmr *mr, struct rcmoe_treq **req);
 
 	/* Send `len` bytes (0 allowed) from host memory `buf`, registered as `mr` (NULL: not
 	 * registered, see rcmoe_place_fn), with `tag` and `flags`. The buffer must stay untouched

@@ -6,7 +6,8 @@
  * IBV_WC_REM_ACCESS_ERR and writes nothing; a source outside its lkey gives
  * IBV_WC_LOC_PROT_ERR; after an error the QP flushes; a peer QP that is gone gives
  * IBV_WC_RETRY_EXC_ERR within the QP's retry time; an inbox wraps cleanly whatever the room
- * left at its end.
+ * left at its end; RDMA read returns the bytes after the writes posted before it, and refuses
+ * regions without remote read.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -228,4 +229,75 @@ Test(fakeverbs, an_inbox_wraps_whatever_room_is_left_at_its_end, .timeout = 30)
 		cr_assert_eq(ib_verbs.destroy_qp(f.qp[0]), 0);
 		cr_assert_eq(ib_verbs.destroy_qp(f.qp[1]), 0);
 	}
+}
+
+static void read_into(struct fv_pair *f, void *dst, uint32_t len, uint32_t lkey, uint64_t raddr,
+		      uint32_t rkey)
+{
+	struct rcmoe_ibv_sge sge = { .addr = (uint64_t)(uintptr_t)dst,
+				     .length = len,
+				     .lkey = lkey };
+	struct rcmoe_ibv_send_wr wr = { .wr_id = 88,
+					.sg_list = &sge,
+					.num_sge = 1,
+					.opcode = RCMOE_IBV_WR_RDMA_READ,
+					.send_flags = RCMOE_IBV_SEND_SIGNALED };
+	wr.wr.rdma.remote_addr = raddr;
+	wr.wr.rdma.rkey = rkey;
+	struct rcmoe_ibv_send_wr *bad;
+	cr_assert_eq(rcmoe_ibv_post_send(f->qp[0], &wr, &bad), 0);
+}
+
+/* RDMA read: the bytes of a region with remote read come back into the local buffer, after a
+ * write posted before it has landed (RC order), with an IBV_WC_RDMA_READ completion; a region
+ * without remote read, or a range past it, gives IBV_WC_REM_ACCESS_ERR and the local buffer
+ * keeps its bytes. */
+Test(fakeverbs, rdma_read_returns_the_bytes_in_order)
+{
+	struct fv_pair f;
+	pair_open(&f, 20);
+	static uint8_t remote[65536], local[65536], wsrc[4096], noread[64];
+	st_fill(remote, sizeof(remote), 3);
+	st_fill(wsrc, sizeof(wsrc), 4);
+	struct rcmoe_ibv_mr *rmr =
+		ib_verbs.reg_mr(f.pd, remote, sizeof(remote),
+				RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_WRITE |
+					RCMOE_IBV_ACCESS_REMOTE_READ);
+	struct rcmoe_ibv_mr *lmr =
+		ib_verbs.reg_mr(f.pd, local, sizeof(local), RCMOE_IBV_ACCESS_LOCAL_WRITE);
+	struct rcmoe_ibv_mr *wmr = ib_verbs.reg_mr(f.pd, wsrc, sizeof(wsrc), 1);
+	struct rcmoe_ibv_mr *nmr = ib_verbs.reg_mr(f.pd, noread, sizeof(noread), 3);
+	cr_assert(rmr && lmr && wmr && nmr);
+	/* a plain write into the first 4 KiB, then a read of them: the read sees the write */
+	struct rcmoe_ibv_sge sge = { .addr = (uint64_t)(uintptr_t)wsrc,
+				     .length = sizeof(wsrc),
+				     .lkey = wmr->lkey };
+	struct rcmoe_ibv_send_wr wr = {
+		.wr_id = 1, .sg_list = &sge, .num_sge = 1, .opcode = RCMOE_IBV_WR_RDMA_WRITE
+	};
+	wr.wr.rdma.remote_addr = (uint64_t)(uintptr_t)remote;
+	wr.wr.rdma.rkey = rmr->rkey;
+	struct rcmoe_ibv_send_wr *bad;
+	cr_assert_eq(rcmoe_ibv_post_send(f.qp[0], &wr, &bad), 0);
+	read_into(&f, local, sizeof(local), lmr->lkey, (uint64_t)(uintptr_t)remote, rmr->rkey);
+	struct rcmoe_ibv_wc wc = wait_wc(f.cq[0]);
+	cr_assert_eq(wc.status, RCMOE_IBV_WC_SUCCESS);
+	cr_assert_eq(wc.opcode, RCMOE_IBV_WC_RDMA_READ);
+	cr_assert_eq(wc.wr_id, 88);
+	cr_assert(memcmp(local, wsrc, sizeof(wsrc)) == 0, "the read ran before the write");
+	cr_assert(memcmp(local + sizeof(wsrc), remote + sizeof(wsrc),
+			 sizeof(local) - sizeof(wsrc)) == 0);
+	/* no remote read */
+	memset(local, 0x77, 64);
+	read_into(&f, local, 64, lmr->lkey, (uint64_t)(uintptr_t)noread, nmr->rkey);
+	cr_assert_eq(wait_wc(f.cq[0]).status, RCMOE_IBV_WC_REM_ACCESS_ERR);
+	for (int i = 0; i < 64; i++)
+		cr_assert_eq(local[i], 0x77, "byte %d written by a refused read", i);
+	/* one byte past the region, on a fresh pair (the QP above is in error now) */
+	struct fv_pair g;
+	pair_open(&g, 20);
+	struct rcmoe_ibv_mr *rmr2 = ib_verbs.reg_mr(g.pd, remote, 4096, 7);
+	struct rcmoe_ibv_mr *lmr2 = ib_verbs.reg_mr(g.pd, local, sizeof(local), 1);
+	read_into(&g, local, 4097, lmr2->lkey, (uint64_t)(uintptr_t)remote, rmr2->rkey);
+	cr_assert_eq(wait_wc(g.cq[0]).status, RCMOE_IBV_WC_REM_ACCESS_ERR);
 }

@@ -392,3 +392,57 @@ Test(ib, dmabuf_registration_refusals_are_clear)
 	tt_exchange(&p, 100000, 100000, 3, 0);
 	tt_pair_close(&p);
 }
+
+/* iflush after a receive into DMA-BUF memory: an RDMA read through the comm's loopback flush
+ * QP, which really reads that memory (the word it lands in holds the buffer's first bytes);
+ * nothing to do (no request) for host memory and for 0 bytes; a range outside the
+ * registration is refused with a WARN; sockets have no iflush. */
+Test(ib, iflush_reads_received_dmabuf_memory_back)
+{
+	tt_init(NULL);
+	st_capture_warn();
+	struct tt_pair p;
+	tt_pair_open(&p, 0, 0);
+	struct fake_gpu g;
+	fake_gpu_open(&g, 1 << 20);
+	struct tt_buf src, host_dst;
+	tt_buf_alloc(&src, 1 << 20, p.s, NULL);
+	tt_buf_alloc(&host_dst, 1 << 20, NULL, p.r);
+	struct rcmoe_tmr *rmr = NULL;
+	const uint64_t off = 8192 + 24;
+	const size_t len = 100000;
+	cr_assert_eq(TT_OPS->reg_mr_dmabuf(NULL, p.r, g.iova + off, len, g.fd, off, &rmr),
+		     RCMOE_OK);
+	struct ib_comm *rc = IB_TO(struct ib_comm, p.r);
+	for (int round = 0; round < 40; round++) {
+		pattern(src.mem, len, 7u * (unsigned)round);
+		struct tt_place pg = { .dest = g.iova + off, .mr = rmr };
+		struct rcmoe_treq *rr = tt_irecv(p.r, len, 3, &pg);
+		struct rcmoe_treq *sr = tt_isend(p.s, src.mem, len, src.mr, 3, 0);
+		cr_assert_eq(tt_wait(sr, 10, NULL, NULL), RCMOE_OK);
+		cr_assert_eq(tt_wait(rr, 10, NULL, NULL), RCMOE_OK);
+		struct rcmoe_treq *fr = NULL;
+		memset(rc->flush_buf, 0, 4);
+		cr_assert_eq(TT_OPS->iflush(p.r, g.iova + off, len, rmr, &fr), RCMOE_OK);
+		cr_assert_not_null(fr, "a flush of DMA-BUF memory must read it");
+		cr_assert_eq(tt_wait(fr, 10, NULL, NULL), RCMOE_OK);
+		cr_assert(memcmp(rc->flush_buf, g.cpu + off, 4) == 0,
+			  "round %d: the flush did not read the received bytes", round);
+		cr_assert(memcmp(g.cpu + off, src.mem, len) == 0);
+	}
+	struct rcmoe_treq *none = (struct rcmoe_treq *)&none;
+	cr_assert_eq(TT_OPS->iflush(p.r, host_dst.mem, 1000, host_dst.mr, &none), RCMOE_OK);
+	cr_assert_null(none, "host memory needs no flush");
+	none = (struct rcmoe_treq *)&none;
+	cr_assert_eq(TT_OPS->iflush(p.r, g.iova + off, 0, rmr, &none), RCMOE_OK);
+	cr_assert_null(none, "0 bytes need no flush");
+	cr_assert_eq(TT_OPS->iflush(p.r, g.iova + off, len + 1, rmr, &none), RCMOE_ERR_INVALID);
+	cr_assert(strstr(st_last_warn(), "flush"), "%s", st_last_warn());
+	cr_assert_null(rcmoe_socket_ops.iflush, "sockets write no GPU memory");
+	cr_assert_eq(TT_OPS->dereg_mr(NULL, p.r, rmr), RCMOE_OK);
+	tt_exchange(&p, 5000, 5000, 9, 0);
+	tt_buf_free(&src);
+	tt_buf_free(&host_dst);
+	fake_gpu_close(&g);
+	tt_pair_close(&p);
+}

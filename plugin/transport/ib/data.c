@@ -327,7 +327,9 @@ rcmoe_status_t ib_test(struct rcmoe_treq *treq, int *done, size_t *len, uint32_t
 		return RCMOE_ERR_INVALID;
 	struct ib_comm *c = r->comm;
 	*done = 0;
-	if (r->state != IB_REQ_DONE)
+	if (r->state == IB_REQ_FLUSHING)
+		ib_flush_test(r);
+	else if (r->state != IB_REQ_DONE)
 		progress(c);
 	if (r->state == IB_REQ_DONE) {
 		*done = 1;

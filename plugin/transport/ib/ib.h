@@ -227,6 +227,7 @@ enum ib_req_state {
 	IB_REQ_WAIT_CTS, /* send: waiting for the receiver's entry */
 	IB_REQ_POSTED,   /* send: stripes written; recv: entry written */
 	IB_REQ_DONE,
+	IB_REQ_FLUSHING, /* recv: a flush's read is posted (flush.c) */
 };
 
 struct ib_comm;
@@ -268,6 +269,15 @@ struct ib_comm {
 	bool cts_busy[IB_MAX_REQS];
 	uint32_t qp_msgs[IB_MAX_QPS]; /* recv: stripes received on each QP */
 
+	/* recv, from its first DMA-BUF registration (flush.c): a QP connected to itself whose
+	 * RDMA reads of received GPU memory order the HCA's earlier writes before what follows */
+	struct rcmoe_ibv_cq *flush_cq;
+	struct rcmoe_ibv_qp *flush_qp;
+	uint32_t *flush_buf; /* where the read bytes land (host) */
+	struct rcmoe_ibv_mr *flush_mr;
+	struct ib_req flush_reqs[IB_MAX_REQS];
+	uint32_t flush_head;
+
 	rcmoe_status_t error; /* RCMOE_OK while healthy */
 	uint64_t eof_ns;      /* the side channel closed (0: not seen) */
 	uint64_t next_side_ns;
@@ -281,6 +291,16 @@ struct ib_comm {
 rcmoe_status_t ib_ep_create(struct ib_comm *c);
 void ib_ep_hello(const struct ib_comm *c, uint64_t magic, uint64_t secret, struct ib_hello *h);
 rcmoe_status_t ib_ep_connect(struct ib_comm *c, const struct ib_hello *peer);
+
+/* flush.c: ib_flush_create makes a receiving comm's flush QP (once; the service thread, at its
+ * first DMA-BUF registration); ib_iflush posts a read of the first bytes of `buf` (a DMA-BUF
+ * registration's memory: host memory needs none, *req NULL); ib_flush_test completes it;
+ * ib_flush_destroy frees what ib_flush_create made. */
+rcmoe_status_t ib_flush_create(struct ib_comm *c);
+rcmoe_status_t ib_iflush(struct rcmoe_trecv *comm, void *buf, size_t len, struct rcmoe_tmr *mr,
+			 struct rcmoe_treq **req);
+void ib_flush_test(struct ib_req *r);
+void ib_flush_destroy(struct ib_comm *c);
 
 /* conn.c */
 rcmoe_status_t ib_listen(int dev, void *handle, struct rcmoe_tlisten **out);

@@ -37,8 +37,13 @@ static rcmoe_status_t reg_mr_dmabuf(struct rcmoe_tsend *send, struct rcmoe_trecv
 		return RCMOE_ERR_INVALID;
 	struct ib_comm *c = comm_of(send, recv);
 	struct ib_mr *m = NULL;
+	/* a receiving comm flushes what lands in such memory (flush.c): its QP from now on */
+	if (recv)
+		RCMOE_CHECK(ib_flush_create(c));
+	/* remote read: the flush QP reads it */
 	RCMOE_CHECK(ib_mr_get_dmabuf(c->dev->hca, buf, len, fd, offset,
-				     RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_WRITE,
+				     RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_WRITE |
+					     RCMOE_IBV_ACCESS_REMOTE_READ,
 				     &m));
 	*out = IB_TO(struct rcmoe_tmr, m);
 	return RCMOE_OK;
@@ -90,6 +95,7 @@ const struct rcmoe_transport_ops rcmoe_ib_ops = {
 	.reg_mr = reg_mr,
 	.dereg_mr = dereg_mr,
 	.reg_mr_dmabuf = reg_mr_dmabuf,
+	.iflush = ib_iflush,
 	.isend = ib_isend,
 	.irecv = ib_irecv,
 	.test = ib_test,

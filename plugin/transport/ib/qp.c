@@ -180,6 +180,7 @@ void ib_comm_destroy(struct ib_comm *c)
 			ib_verbs.destroy_qp(c->qp[i]);
 	if (c->cq)
 		ib_verbs.destroy_cq(c->cq);
+	ib_flush_destroy(c);
 	if (c->fifo_mr)
 		ib_verbs.dereg_mr(c->fifo_mr);
 	if (c->cts_mr)

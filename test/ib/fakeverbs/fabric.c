@@ -185,7 +185,9 @@ static void complete_send(struct fv_qp *qp, struct fv_swr *w, int status)
 	if (w->signaled) {
 		struct rcmoe_ibv_wc wc = { .wr_id = w->wr_id,
 					   .status = status,
-					   .opcode = RCMOE_IBV_WC_RDMA_WRITE,
+					   .opcode = w->opcode == RCMOE_IBV_WR_RDMA_READ
+							     ? RCMOE_IBV_WC_RDMA_READ
+							     : RCMOE_IBV_WC_RDMA_WRITE,
 					   .byte_len = w->len,
 					   .qp_num = qp->ibv.qp_num };
 		fv_cq_push(cq, &wc);
@@ -209,6 +211,23 @@ static bool push(struct fv_qp *qp)
 		fv_peer_open(qp);
 		if (!qp->peer)
 			return moved;
+		if (w->opcode ==
+		    RCMOE_IBV_WR_RDMA_READ) { /* one request, answered with the bytes */
+			struct fv_pkt *p = ring_reserve(qp->peer, 0);
+			if (!p)
+				return moved;
+			*p = (struct fv_pkt){ .type = FV_READ,
+					      .raddr = w->raddr,
+					      .first_raddr = w->raddr,
+					      .total = w->len,
+					      .rkey = w->rkey };
+			ring_publish(qp->peer, p);
+			w->pushed = w->len;
+			qp->sq_push++;
+			moved = true;
+			qp->last_sign_ns = fv_now_ns();
+			continue;
+		}
 		uint32_t n = w->len - w->pushed;
 		if (n > FV_MAX_CHUNK)
 			n = FV_MAX_CHUNK;
@@ -262,6 +281,45 @@ static bool write_allowed(struct fv_qp *qp, const struct fv_pkt *p)
 	return false;
 }
 
+/* The registration a read of p may come from (rkey, remote read, bounds), or NULL. */
+static const struct fv_mr *read_allowed(const struct fv_pkt *p)
+{
+	for (const struct fv_mr *m = fv_mrs; m; m = m->next) {
+		uint64_t base = (uint64_t)(uintptr_t)m->ibv.addr;
+		if (m->ibv.rkey != p->rkey)
+			continue;
+		if ((m->access & RCMOE_IBV_ACCESS_REMOTE_READ) && p->raddr >= base &&
+		    p->total <= m->ibv.length && p->raddr - base <= m->ibv.length - p->total)
+			return m;
+		return NULL;
+	}
+	return NULL;
+}
+
+/* Answer a READ after every answer owed before it (RC order): the bytes, or a NAK. False when
+ * it must wait (earlier answers not sent yet, or no room in the requester's inbox). */
+static bool answer_read(struct fv_qp *qp, const struct fv_pkt *p)
+{
+	if (qp->ack_tail != qp->ack_head)
+		return false;
+	fv_peer_open(qp);
+	if (!qp->peer)
+		return false;
+	const struct fv_mr *m = p->total ? read_allowed(p) : NULL;
+	uint32_t n = m ? (uint32_t)p->total : 0;
+	struct fv_pkt *a = ring_reserve(qp->peer, n);
+	if (!a)
+		return false;
+	*a = (struct fv_pkt){ .type = FV_ACK,
+			      .len = n,
+			      .status = m || !p->total ? RCMOE_IBV_WC_SUCCESS
+						       : RCMOE_IBV_WC_REM_ACCESS_ERR };
+	if (n)
+		memcpy(a + 1, fv_host(m, p->raddr), n);
+	ring_publish(qp->peer, a);
+	return true;
+}
+
 /* Place a packet's payload; stores its last 8 bytes last, as a NIC writes in address order
  * (the transport's clear-to-send entries end with the word that says they are there). */
 static void place(const struct fv_qp *qp, const struct fv_pkt *p)
@@ -291,8 +349,19 @@ static bool drain(struct fv_qp *qp)
 	while ((p = ring_peek(qp->inbox))) {
 		if (p->type == FV_ACK) {
 			qp->last_sign_ns = fv_now_ns();
-			if (qp->sq_tail != qp->sq_push)
-				complete_send(qp, &qp->sq[qp->sq_tail % FV_SQ], (int)p->status);
+			if (qp->sq_tail != qp->sq_push) {
+				struct fv_swr *w = &qp->sq[qp->sq_tail % FV_SQ];
+				/* a read's answer brings its bytes */
+				if (w->opcode == RCMOE_IBV_WR_RDMA_READ && p->len &&
+				    p->status == RCMOE_IBV_WC_SUCCESS)
+					memcpy(w->lhost, p + 1, p->len < w->len ? p->len : w->len);
+				complete_send(qp, w, (int)p->status);
+			}
+		} else if (p->type == FV_READ && qp->ibv.state == RCMOE_IBV_QPS_ERR) {
+			/* dropped, as writes are */
+		} else if (p->type == FV_READ) {
+			if (!answer_read(qp, p))
+				break; /* earlier answers first, or no room: later */
 		} else if (p->type == FV_WRITE && qp->ibv.state == RCMOE_IBV_QPS_ERR) {
 			/* A QP in the error state drops what arrives, unanswered: the
 			 * requester's retries run out, as with a real HCA. */

@@ -13,7 +13,10 @@
  * progress thread per process (the "HCA") moves data: it pushes the packets of posted writes
  * into the peer's inbox, drains its own QPs' inboxes (placing writes in registered memory after
  * checking rkey, bounds and access, consuming a receive WR for each write with immediate), and
- * answers each write with an ack or a NAK, which completes the requester's WR.
+ * answers each write with an ack or a NAK, which completes the requester's WR. An RDMA read
+ * (at most 256 KiB) is a READ packet answered, in order with the acks, by an ack carrying the
+ * bytes, which the requester places in its local buffer; a QP may be connected to itself (its
+ * own QP number and GID), as NCCL's flush QP is.
  *
  * Faults, as real RC QPs show them: an rkey that is unknown, lacks remote write, or does not
  * cover the target gives the requester IBV_WC_REM_ACCESS_ERR; an lkey that does not cover the
@@ -98,7 +101,7 @@ struct fv_cq {
 };
 
 /* A packet in an inbox; `len` payload bytes follow, padded to 8. */
-enum { FV_PAD = 1, FV_WRITE, FV_ACK };
+enum { FV_PAD = 1, FV_WRITE, FV_ACK, FV_READ };
 enum { FV_FIRST = 1, FV_LAST = 2, FV_IMM = 4 };
 
 struct fv_pkt {
@@ -110,7 +113,7 @@ struct fv_pkt {
 	uint32_t rkey;
 	uint32_t imm;
 	uint32_t len;
-	uint32_t status; /* ACK */
+	uint32_t status; /* ACK (the answer to a READ carries the bytes read) */
 };
 
 struct fv_inbox {

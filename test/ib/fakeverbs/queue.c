@@ -243,9 +243,11 @@ int fv_post_send(struct rcmoe_ibv_qp *ibv, struct rcmoe_ibv_send_wr *wr,
 			err = EINVAL;
 			break;
 		}
+		bool read = wr->opcode == RCMOE_IBV_WR_RDMA_READ;
 		if ((wr->opcode != RCMOE_IBV_WR_RDMA_WRITE &&
-		     wr->opcode != RCMOE_IBV_WR_RDMA_WRITE_WITH_IMM) ||
-		    wr->num_sge > 1 || wr->num_sge < 0) {
+		     wr->opcode != RCMOE_IBV_WR_RDMA_WRITE_WITH_IMM && !read) ||
+		    wr->num_sge > 1 || wr->num_sge < 0 ||
+		    (read && wr->num_sge == 1 && wr->sg_list[0].length > FV_MAX_CHUNK)) {
 			err = EINVAL;
 			break;
 		}
@@ -266,8 +268,11 @@ int fv_post_send(struct rcmoe_ibv_qp *ibv, struct rcmoe_ibv_send_wr *wr,
 		if (wr->num_sge == 1) {
 			w->laddr = wr->sg_list[0].addr;
 			w->len = wr->sg_list[0].length;
+			/* a read writes its local buffer */
 			const struct fv_mr *m =
-				w->len ? find_mr(wr->sg_list[0].lkey, w->laddr, w->len, 0) : NULL;
+				w->len ? find_mr(wr->sg_list[0].lkey, w->laddr, w->len,
+						 read ? RCMOE_IBV_ACCESS_LOCAL_WRITE : 0)
+				       : NULL;
 			if (w->len && !m)
 				w->status = RCMOE_IBV_WC_LOC_PROT_ERR;
 			else if (m)
