@@ -37,6 +37,13 @@
  * take turns with its scratch in stream order, as all calls did on the one stream before. Calls
  * share nothing else on the GPU (each has its own pinned buffers and NCCL its own slots).
  *
+ * Launches. Each launch costs NCCL's proxy thread microseconds of CPU (more under MPS), and with
+ * about 27 per LSQ call that, not the GPU, set the pace (the lanes gave PTS +50% but LSQ only
+ * +25%, 2026-12-07). So an LSQ call batches: its shards are encoded in one launch
+ * (encode_shards), the owner's streams and the all-gather streams that arrive together are
+ * decoded in one (struct dec_batch), and short streams decode without a scratch fill
+ * (kernels/lsq_decode.cu): 9 to 11 launches per call at 4 ranks.
+ *
  * Validating streams runs on the proxy thread, inside test (rcmoe_coll__run_here), not on the
  * CPU codec workers as on the host path: it reads the compressed stream only (LSQ: one kind and
  * scale per block, a few microseconds for a 256 KiB call; PTS: its chunk tables and positions),
