@@ -88,28 +88,40 @@ float rcmoe_lsq_f16_widen(uint16_t h);
 struct rcmoe_wire_header rcmoe_lsq_header(size_t n, const struct rcmoe_lsq_cfg *cfg,
 					  uint64_t payload_len);
 
-/* Which build of the specialised CPU loops (LSQ encode and decode, PTS selection) runs: the
- * portable one (x86-64 baseline, SSE2) or, on x86-64 CPUs that have it, one compiled for AVX2
- * (cpu_isa.c). AUTO (the default) takes AVX2 when the CPU has it. rcmoe_cpu_isa: 0 portable,
- * 1 AVX2. rcmoe_cpu_set_isa is for tests and benchmarks, which compare both against the
- * reference; it returns 0, changing nothing, when the CPU or the build lacks the one asked for.
- * Not thread-safe against codecs running at the same time. */
+/* Which build of the specialised CPU loops (LSQ encode and decode, PTS selection and rounding,
+ * the collective sum, the window-dedup hash) runs: the portable one (x86-64 baseline, SSE2) or,
+ * on x86-64 CPUs that have them, one compiled for AVX2 or one for AVX-512 (F, BW, VL, DQ, with
+ * 512-bit vectors) (cpu_isa.c). AUTO (the default) takes the widest the CPU has.
+ * rcmoe_cpu_isa: 0 portable, 1 AVX2, 2 AVX-512. rcmoe_cpu_set_isa is for tests and benchmarks,
+ * which compare every build against the reference; it returns 0, changing nothing, when the
+ * CPU or the build lacks the one asked for. Not thread-safe against codecs running at the same
+ * time. gcc vectorises for 256 bits by default even with AVX-512 (prefer-vector-width), clang
+ * likewise (min_vector_width): both are told 512 here. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define RCMOE_CPU_HAVE_AVX2    1
 #define RCMOE_CPU_AVX2         __attribute__((target("avx2")))
 #define RCMOE_CPU_IF_AVX2(...) __VA_ARGS__
+#if defined(__clang__)
+#define RCMOE_CPU_AVX512                                                                           \
+	__attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq"), min_vector_width(512)))
+#else
+#define RCMOE_CPU_AVX512                                                                           \
+	__attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")))
+#endif
 #else
 #define RCMOE_CPU_HAVE_AVX2 0
 #define RCMOE_CPU_IF_AVX2(...)
 #endif
-enum { RCMOE_CPU_ISA_AUTO, RCMOE_CPU_ISA_PORTABLE, RCMOE_CPU_ISA_AVX2 };
+enum { RCMOE_CPU_ISA_AUTO, RCMOE_CPU_ISA_PORTABLE, RCMOE_CPU_ISA_AVX2, RCMOE_CPU_ISA_AVX512 };
+/* Rows of the per-build tables: portable, AVX2, AVX-512. */
+#define RCMOE_CPU_NISA 3
 
 /* A loop specialised per float datatype and per CPU build. BODY is an always-inline function
  * whose first parameter is the datatype and whose loops have fixed trip counts over restrict
  * pointers (what gcc -O2 vectorises); RCMOE_CPU_DTYPE_FNS(table, BODY, PARAMS, ARGS) defines it
- * as noinline functions for fp32, bf16 and fp16, each for the baseline and for AVX2 (one
+ * as noinline functions for fp32, bf16 and fp16, each for the baseline, AVX2 and AVX-512 (one
  * function each: gcc 12 does not vectorise such a loop once inlined into an enclosing loop), and
- * `table[isa][rcmoe_cpu_dtype_index(dtype)]` of them (the AVX2 row empty without AVX2). PARAMS
+ * `table[isa][rcmoe_cpu_dtype_index(dtype)]` of them (the x86 rows empty elsewhere). PARAMS
  * is the functions' parenthesised parameter list, ARGS the parenthesised names in it; the type
  * of an entry is rcmoe_cpu_fn_t(table). */
 static inline uint32_t rcmoe_cpu_dtype_index(int dtype)
@@ -131,9 +143,13 @@ static inline uint32_t rcmoe_cpu_dtype_index(int dtype)
 	typedef void(*table##_fn_t) PARAMS;                                                        \
 	RCMOE_CPU_FNS_ISA_(table, , , BODY, PARAMS, ARGS)                                          \
 	RCMOE_CPU_IF_AVX2(RCMOE_CPU_FNS_ISA_(table, _avx2, RCMOE_CPU_AVX2, BODY, PARAMS, ARGS))    \
-	static const table##_fn_t table[2][3] = {                                                  \
+	RCMOE_CPU_IF_AVX2(                                                                         \
+		RCMOE_CPU_FNS_ISA_(table, _avx512, RCMOE_CPU_AVX512, BODY, PARAMS, ARGS))          \
+	static const table##_fn_t table[RCMOE_CPU_NISA][3] = {                                     \
 		{ table##_fp32, table##_bf16, table##_fp16 },                                      \
 		RCMOE_CPU_IF_AVX2({ table##_fp32_avx2, table##_bf16_avx2, table##_fp16_avx2 }),    \
+		RCMOE_CPU_IF_AVX2(                                                                 \
+			{ table##_fp32_avx512, table##_bf16_avx512, table##_fp16_avx512 }),        \
 	};
 int rcmoe_cpu_isa(void);
 int rcmoe_cpu_set_isa(int isa);

@@ -156,11 +156,21 @@ __attribute__((noinline)) static uint64_t hash_run_portable(const uint8_t *restr
 {
 	return hash_run(p, i0);
 }
-RCMOE_CPU_IF_AVX2(RCMOE_CPU_AVX2 __attribute__((noinline)) static uint64_t hash_run_avx2(
-	const uint8_t *restrict p, uint64_t i0) { return hash_run(p, i0); })
-static const hash_run_fn hash_run_fns[2] = {
+#if RCMOE_CPU_HAVE_AVX2
+RCMOE_CPU_AVX2 __attribute__((noinline)) static uint64_t hash_run_avx2(const uint8_t *restrict p,
+								       uint64_t i0)
+{
+	return hash_run(p, i0);
+}
+RCMOE_CPU_AVX512 __attribute__((noinline)) static uint64_t
+hash_run_avx512(const uint8_t *restrict p, uint64_t i0)
+{
+	return hash_run(p, i0);
+}
+#endif
+static const hash_run_fn hash_run_fns[RCMOE_CPU_NISA] = {
 	hash_run_portable,
-	RCMOE_CPU_IF_AVX2(hash_run_avx2),
+	RCMOE_CPU_IF_AVX2(hash_run_avx2, hash_run_avx512),
 };
 
 uint64_t rcmoe_wdedup_block_hash(const uint8_t *p, uint32_t bb)

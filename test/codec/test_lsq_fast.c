@@ -222,6 +222,14 @@ Test(lsq_fast, avx2_build_matches_reference)
 	match_reference();
 }
 
+Test(lsq_fast, avx512_build_matches_reference)
+{
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX512))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX-512 (F, BW, VL, DQ): "
+			     "a narrower build is the one that runs here");
+	match_reference();
+}
+
 static void match_reference(void)
 {
 	struct tu_rng r = { 2024 };

@@ -473,6 +473,14 @@ Test(pts, known_answers_avx2_build)
 	known_answers();
 }
 
+Test(pts, known_answers_avx512_build)
+{
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX512))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX-512 (F, BW, VL, DQ): "
+			     "a narrower build is the one that runs here");
+	known_answers();
+}
+
 /* Every element of a stream, decoded, against the reference rule rcmoe_pts_select with the draw
  * rcmoe_rng_at(key, index): large ones bit-exact, small ones sign(g) * tau, dropped ones zero.
  * Random sizes (tails shorter than a chunk and than the selection loop's step), every datatype
@@ -544,5 +552,13 @@ Test(pts, avx2_build_follows_rule)
 	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX2))
 		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX2: the portable build "
 			     "is the one that runs here");
+	cr_assert_gt(selection_follows_rule(), 100000u, "too few sparse streams checked");
+}
+
+Test(pts, avx512_build_follows_rule)
+{
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX512))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX-512 (F, BW, VL, DQ): "
+			     "a narrower build is the one that runs here");
 	cr_assert_gt(selection_follows_rule(), 100000u, "too few sparse streams checked");
 }

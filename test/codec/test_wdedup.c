@@ -517,3 +517,11 @@ Test(wdedup, block_hash_avx2_build)
 			     "is the one that runs here");
 	block_hash_matches_definition();
 }
+
+Test(wdedup, block_hash_avx512_build)
+{
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX512))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX-512 (F, BW, VL, DQ): "
+			     "a narrower build is the one that runs here");
+	block_hash_matches_definition();
+}

@@ -99,6 +99,14 @@ Test(coll_sum, avx2_build_matches_definition)
 	cr_assert_gt(run_cases(), 1000000u);
 }
 
+Test(coll_sum, avx512_build_matches_definition)
+{
+	if (!rcmoe_cpu_set_isa(RCMOE_CPU_ISA_AVX512))
+		cr_skip_test("this CPU (or a non-x86-64 build) has no AVX-512 (F, BW, VL, DQ): "
+			     "a narrower build is the one that runs here");
+	cr_assert_gt(run_cases(), 1000000u);
+}
+
 Test(coll_sum, refuses_other_types_and_no_source)
 {
 	uint32_t a[4] = { 0 }, out[4];

@@ -8,7 +8,7 @@
  * compression ratio and the relative L2 error, medians of --reps repetitions.
  *
  *   rcmoe-cbench [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--reps N] [--json FILE]
- *                [--isa auto|portable|avx2] [--codec lsq,pts,wdedup] [--density D] [--dup F]
+ *                [--isa auto|portable|avx2|avx512] [--codec lsq,pts,wdedup] [--density D] [--dup F]
  *                [--threads N]
  *
  * With --threads N > 1, each LSQ and PTS row is followed by one of N threads encoding and
@@ -395,7 +395,7 @@ int main(int argc, char **argv)
 		case 't': b.threads = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: rcmoe-cbench [-b 64K] [-e 64M] [-f 4] [--reps 5] "
-					"[--json FILE] [--isa auto|portable|avx2] "
+					"[--json FILE] [--isa auto|portable|avx2|avx512] "
 					"[--codec lsq,pts,wdedup] [--density 0.01] [--dup 0.25] "
 					"[--threads N]\n");
 			return c == 'h' ? 0 : 2;
@@ -412,6 +412,7 @@ int main(int argc, char **argv)
 	}
 	int want = !strcmp(isa, "portable") ? RCMOE_CPU_ISA_PORTABLE
 		   : !strcmp(isa, "avx2")   ? RCMOE_CPU_ISA_AVX2
+		   : !strcmp(isa, "avx512") ? RCMOE_CPU_ISA_AVX512
 		   : !strcmp(isa, "auto")   ? RCMOE_CPU_ISA_AUTO
 					    : -1;
 	if (want < 0 || !rcmoe_cpu_set_isa(want)) {
