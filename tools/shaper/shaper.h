@@ -21,10 +21,13 @@
 
 /* Sends up to this many bytes are control messages: never delayed, still charged. */
 #define SHAPER_TINY_BYTES 512
-/* The bucket holds max(64 KiB, 50 us of the link): enough for one socket buffer's worth of
- * work per wake-up at low rates, without letting a fast link burst for long. */
-#define SHAPER_MIN_BURST (64u << 10)
-#define SHAPER_BURST_NS  50000
+/* The bucket holds max(64 KiB, 50 us of the link, 4x how late this host's sleeps wake): enough
+ * for one socket buffer's worth of work per wake-up at low rates, without letting a fast link
+ * burst for long, and without losing rate to late wake-ups (config.c measures them at load;
+ * about 0.1 ms on a quiet host, up to a few ms on a loaded VM). */
+#define SHAPER_MIN_BURST   (64u << 10)
+#define SHAPER_BURST_NS    50000
+#define SHAPER_LATE_FACTOR 4
 /* A non-blocking send waits at most this long for its turn, then fails with EAGAIN, so that a
  * poll loop neither blocks nor spins. */
 #define SHAPER_NB_WAIT_NS 2000000
