@@ -419,11 +419,11 @@ extern "C" size_t rcmoe_gpu_lsq_work_bytes(size_t n, const struct rcmoe_lsq_cfg 
 	return lsq_work_bytes(&g);
 }
 
-/* Check one stream's arguments and fill its kernel arguments, with its tile states at states
- * and its ticket at *ticket. */
+/* Check one stream's arguments and fill its kernel arguments, with its tile states at states;
+ * the caller places its ticket. */
 static rcmoe_status_t enc_args(const void *d_src, size_t n, const struct rcmoe_lsq_cfg *cfg,
 			       void *d_dst, size_t cap, void *d_work, unsigned long long *states,
-			       unsigned int *ticket, struct lsq_enc_args *a)
+			       struct lsq_enc_args *a)
 {
 	rcmoe_status_t st = rcmoe_lsq_check_cfg(cfg);
 	if (st != RCMOE_OK)
@@ -439,7 +439,6 @@ static rcmoe_status_t enc_args(const void *d_src, size_t n, const struct rcmoe_l
 	a->dst = (uint8_t *)d_dst;
 	a->key = rcmoe_rng_key(cfg->seed, cfg->op_id, cfg->rank);
 	a->states = states;
-	a->ticket = ticket;
 	a->vec = ((uintptr_t)d_src % 16) == 0;
 	return RCMOE_OK;
 }
@@ -484,12 +483,11 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode_many(const struct rcmoe_gpu_lsq_s
 		const struct rcmoe_gpu_lsq_seg *g = &segs[s];
 		if (g->cfg.dtype != segs[0].cfg.dtype || g->cfg.bits != segs[0].cfg.bits)
 			return RCMOE_ERR_INVALID; /* one kernel instance for all */
-		lsq_geometry(g->n, g->cfg.block, &m.seg[s].g);
-		unsigned int *ticket = (unsigned int *)((char *)d_work + need - 8ull * (nseg - s));
 		rcmoe_status_t st = enc_args(g->src, g->n, &g->cfg, g->dst, g->cap, d_work,
-					     states + tiles, ticket, &m.seg[s]);
+					     states + tiles, &m.seg[s]);
 		if (st != RCMOE_OK)
 			return st;
+		m.seg[s].ticket = (unsigned int *)((char *)d_work + need - 8ull * (nseg - s));
 		m.first_cta[s] = (uint32_t)tiles;
 		tiles += m.seg[s].g.ntiles;
 	}
@@ -509,16 +507,11 @@ extern "C" rcmoe_status_t rcmoe_gpu_lsq_encode(const void *d_src, size_t n,
 					       cudaStream_t stream)
 {
 	struct lsq_enc_args a;
-	struct lsq_geom g;
-	rcmoe_status_t st = rcmoe_lsq_check_cfg(cfg);
-	if (st != RCMOE_OK)
-		return st;
-	lsq_geometry(n, cfg->block, &g);
 	unsigned long long *states = (unsigned long long *)d_work;
-	st = enc_args(d_src, n, cfg, d_dst, cap, d_work, states,
-		      (unsigned int *)(states + g.ntiles), &a);
+	rcmoe_status_t st = enc_args(d_src, n, cfg, d_dst, cap, d_work, states, &a);
 	if (st != RCMOE_OK)
 		return st;
+	a.ticket = (unsigned int *)(states + a.g.ntiles);
 	if (work_bytes < lsq_work_bytes(&a.g))
 		return RCMOE_ERR_INVALID;
 	if (lsq_clear_tile_states(d_work, &a.g, stream) != RCMOE_OK)

@@ -44,11 +44,12 @@
  * decoded in one (struct dec_batch), and short streams decode without a scratch fill
  * (kernels/lsq_decode.cu): 9 to 11 launches per call at 4 ranks.
  *
- * Validating streams runs on the proxy thread, inside test (rcmoe_coll__run_here), not on the
- * CPU codec workers as on the host path: it reads the compressed stream only (LSQ: one kind and
- * scale per block, a few microseconds for a 256 KiB call; PTS: its chunk tables and positions),
- * while a worker's wake-up and the next test noticing it cost tens of microseconds per hop, and
- * an LSQ call had two such hops in its critical path.
+ * LSQ streams are validated on the proxy thread, inside test (rcmoe_coll__run_here), not on the
+ * CPU codec workers as on the host path: that reads one kind and scale per block and allocates
+ * nothing, a few microseconds for a 256 KiB call, while a worker's wake-up and the next test
+ * noticing it cost tens of microseconds per hop, and an LSQ call had two such hops in its
+ * critical path. PTS streams stay on a worker: their validation allocates a table of positions
+ * (rcmoe_pts_validate), which the proxy thread must not do per call.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -454,7 +455,7 @@ static rcmoe_status_t progress_pts(struct coll_call *k)
 	}
 	if (k->in_taken && !k->reduce_used && rcmoe_coll__all_done(k->xa_recv, n, r)) {
 		k->reduce_used = 1;
-		rcmoe_coll__run_here(k, &k->reduce, rcmoe_coll__job_pts_validate, 0);
+		rcmoe_coll__submit(k, &k->reduce, rcmoe_coll__job_pts_validate, 0);
 	}
 	if (k->reduce_used == 1 && rcmoe_cpu_job_done(&k->reduce)) {
 		k->reduce_used = 2;

@@ -39,8 +39,8 @@ rcmoe_status_t rcmoe_coll__take_job(struct coll_call *k, struct rcmoe_cpu_job *j
 void rcmoe_coll__xfer_init(struct coll_xfer *x, const void *sbuf, size_t len, void *dest,
 			   size_t max_len, int ready);
 
-/* Jobs the GPU path reuses, on the proxy thread (rcmoe_coll__run_here): validations that fill
- * k->srcs, k->lens and k->hdrs. */
+/* Jobs the GPU path reuses (LSQ's on the proxy thread, rcmoe_coll__run_here; PTS's on a worker):
+ * validations that fill k->srcs, k->lens and k->hdrs. */
 rcmoe_status_t rcmoe_coll__job_pts_validate(struct rcmoe_cpu_job *job);
 /* LSQ owner: the N streams of its shard (into hdrs[p]). */
 rcmoe_status_t rcmoe_coll__job_lsq_validate(struct rcmoe_cpu_job *job);

@@ -303,6 +303,20 @@ static void pattern(uint8_t *p, size_t n, unsigned seed)
 		p[i] = (uint8_t)((i * 2654435761u + seed) >> 13);
 }
 
+/* One message of len bytes from src (registered as smr) into dst (dmr), tag `tag`: both sides
+ * done, the whole message received. */
+static void transfer(struct tt_pair *p, const void *src, struct rcmoe_tmr *smr, void *dst,
+		     struct rcmoe_tmr *dmr, size_t len, int tag)
+{
+	struct tt_place pl = { .dest = dst, .mr = dmr };
+	struct rcmoe_treq *rr = tt_irecv(p->r, len, tag, &pl);
+	struct rcmoe_treq *sr = tt_isend(p->s, src, len, smr, tag, 0);
+	size_t got = 0;
+	cr_assert_eq(tt_wait(sr, 10, NULL, NULL), RCMOE_OK);
+	cr_assert_eq(tt_wait(rr, 10, &got, NULL), RCMOE_OK);
+	cr_assert_eq(got, len);
+}
+
 /* Bytes sent from DMA-BUF memory arrive; bytes written into DMA-BUF memory land at the fd's
  * offset, nothing around them changes; at page and odd offsets, sizes from 1 byte to 3 MiB. */
 Test(ib, dmabuf_memory_is_sent_and_received_without_the_cpu)
@@ -328,13 +342,7 @@ Test(ib, dmabuf_memory_is_sent_and_received_without_the_cpu)
 		cr_assert_eq(TT_OPS->reg_mr_dmabuf(p.s, NULL, g.iova + off, len, g.fd, off, &smr),
 			     RCMOE_OK, "case %zu", i);
 		memset(host_dst.mem, 0x5a, host_dst.len);
-		struct tt_place pl = { .dest = host_dst.mem, .mr = host_dst.mr };
-		struct rcmoe_treq *rr = tt_irecv(p.r, len, 7, &pl);
-		struct rcmoe_treq *sr = tt_isend(p.s, g.iova + off, len, smr, 7, 0);
-		size_t got = 0;
-		cr_assert_eq(tt_wait(sr, 10, NULL, NULL), RCMOE_OK);
-		cr_assert_eq(tt_wait(rr, 10, &got, NULL), RCMOE_OK);
-		cr_assert_eq(got, len);
+		transfer(&p, g.iova + off, smr, host_dst.mem, host_dst.mr, len, 7);
 		cr_assert(memcmp(host_dst.mem, g.cpu + off, len) == 0, "case %zu: GPU -> host", i);
 		cr_assert_eq(host_dst.mem[len], 0x5a, "case %zu: written past the message", i);
 		cr_assert_eq(TT_OPS->dereg_mr(p.s, NULL, smr), RCMOE_OK);
@@ -345,12 +353,7 @@ Test(ib, dmabuf_memory_is_sent_and_received_without_the_cpu)
 		pattern(host_src.mem, len, 99 + (unsigned)i);
 		cr_assert_eq(TT_OPS->reg_mr_dmabuf(NULL, p.r, g.iova + off, len, g.fd, off, &rmr),
 			     RCMOE_OK);
-		struct tt_place pg = { .dest = g.iova + off, .mr = rmr };
-		rr = tt_irecv(p.r, len, 8, &pg);
-		sr = tt_isend(p.s, host_src.mem, len, host_src.mr, 8, 0);
-		cr_assert_eq(tt_wait(sr, 10, NULL, NULL), RCMOE_OK);
-		cr_assert_eq(tt_wait(rr, 10, &got, NULL), RCMOE_OK);
-		cr_assert_eq(got, len);
+		transfer(&p, host_src.mem, host_src.mr, g.iova + off, rmr, len, 8);
 		cr_assert(memcmp(g.cpu + off, host_src.mem, len) == 0, "case %zu: host -> GPU", i);
 		for (size_t b = 0; b < g.size; b++)
 			if (b < off || b >= off + len)
@@ -416,11 +419,7 @@ Test(ib, iflush_reads_received_dmabuf_memory_back)
 	struct ib_comm *rc = IB_TO(struct ib_comm, p.r);
 	for (int round = 0; round < 40; round++) {
 		pattern(src.mem, len, 7u * (unsigned)round);
-		struct tt_place pg = { .dest = g.iova + off, .mr = rmr };
-		struct rcmoe_treq *rr = tt_irecv(p.r, len, 3, &pg);
-		struct rcmoe_treq *sr = tt_isend(p.s, src.mem, len, src.mr, 3, 0);
-		cr_assert_eq(tt_wait(sr, 10, NULL, NULL), RCMOE_OK);
-		cr_assert_eq(tt_wait(rr, 10, NULL, NULL), RCMOE_OK);
+		transfer(&p, src.mem, src.mr, g.iova + off, rmr, len, 3);
 		struct rcmoe_treq *fr = NULL;
 		memset(rc->flush_buf, 0, 4);
 		cr_assert_eq(TT_OPS->iflush(p.r, g.iova + off, len, rmr, &fr), RCMOE_OK);

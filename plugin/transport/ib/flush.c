@@ -17,64 +17,14 @@
 
 #define IB_FLUSH_BYTES 4u /* read: what NCCL's own flush reads too */
 
-static rcmoe_status_t flush_modify(struct ib_comm *c, struct rcmoe_ibv_qp_attr *a, int mask,
-				   const char *to)
-{
-	int err = ib_verbs.modify_qp(c->flush_qp, a, mask);
-	if (err) {
-		RCMOE_WARN("IB transport: the flush QP of the connection with %s cannot go to %s: "
-			   "%s",
-			   c->peer, to, strerror(err));
-		return RCMOE_ERR_SYSTEM;
-	}
-	return RCMOE_OK;
-}
-
-/* RESET -> INIT -> RTR -> RTS, towards itself. */
+/* INIT -> RTR -> RTS, towards itself (qp.c's transitions, as for the data QPs). */
 static rcmoe_status_t flush_connect(struct ib_comm *c)
 {
 	const struct ib_dev *d = c->dev;
-	struct rcmoe_ibv_qp_attr init = {
-		.qp_state = RCMOE_IBV_QPS_INIT,
-		.port_num = d->port,
-		.qp_access_flags = RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_READ,
-	};
-	RCMOE_CHECK(flush_modify(c, &init,
-				 RCMOE_IBV_QP_STATE | RCMOE_IBV_QP_PKEY_INDEX | RCMOE_IBV_QP_PORT |
-					 RCMOE_IBV_QP_ACCESS_FLAGS,
-				 "INIT"));
-	struct rcmoe_ibv_qp_attr rtr = {
-		.qp_state = RCMOE_IBV_QPS_RTR,
-		.path_mtu = d->mtu,
-		.dest_qp_num = c->flush_qp->qp_num,
-		.max_dest_rd_atomic = 1,
-		.min_rnr_timer = 12,
-		.ah_attr = { .dlid = d->lid, .port_num = d->port },
-	};
-	if (d->link_layer == RCMOE_IBV_LINK_LAYER_ETHERNET || d->lid == 0) {
-		rtr.ah_attr.is_global = 1;
-		rtr.ah_attr.grh.dgid = d->gid;
-		rtr.ah_attr.grh.sgid_index = (uint8_t)d->gid_index;
-		rtr.ah_attr.grh.hop_limit = 255;
-	}
-	RCMOE_CHECK(flush_modify(c, &rtr,
-				 RCMOE_IBV_QP_STATE | RCMOE_IBV_QP_AV | RCMOE_IBV_QP_PATH_MTU |
-					 RCMOE_IBV_QP_DEST_QPN | RCMOE_IBV_QP_RQ_PSN |
-					 RCMOE_IBV_QP_MAX_DEST_RD_ATOMIC |
-					 RCMOE_IBV_QP_MIN_RNR_TIMER,
-				 "RTR"));
-	struct rcmoe_ibv_qp_attr rts = {
-		.qp_state = RCMOE_IBV_QPS_RTS,
-		.timeout = (uint8_t)ib_global.params.ib_timeout,
-		.retry_cnt = 7,
-		.rnr_retry = 7,
-		.max_rd_atomic = 1,
-	};
-	return flush_modify(c, &rts,
-			    RCMOE_IBV_QP_STATE | RCMOE_IBV_QP_TIMEOUT | RCMOE_IBV_QP_RETRY_CNT |
-				    RCMOE_IBV_QP_RNR_RETRY | RCMOE_IBV_QP_SQ_PSN |
-				    RCMOE_IBV_QP_MAX_QP_RD_ATOMIC,
-			    "RTS");
+	RCMOE_CHECK(ib_qp_init(c, c->flush_qp, "the flush QP",
+			       RCMOE_IBV_ACCESS_LOCAL_WRITE | RCMOE_IBV_ACCESS_REMOTE_READ));
+	return ib_qp_connect(c, c->flush_qp, "the flush QP", c->flush_qp->qp_num, &d->gid, d->lid,
+			     d->mtu);
 }
 
 rcmoe_status_t ib_flush_create(struct ib_comm *c)

@@ -291,6 +291,13 @@ struct ib_comm {
 rcmoe_status_t ib_ep_create(struct ib_comm *c);
 void ib_ep_hello(const struct ib_comm *c, uint64_t magic, uint64_t secret, struct ib_hello *h);
 rcmoe_status_t ib_ep_connect(struct ib_comm *c, const struct ib_hello *peer);
+/* One RC QP of the comm (`what` names it in WARNs): to INIT with `access`; to RTR and RTS
+ * towards QP `dest_qpn` at (gid, lid), by GID where the link or a lid of 0 asks for it. */
+rcmoe_status_t ib_qp_init(const struct ib_comm *c, struct rcmoe_ibv_qp *qp, const char *what,
+			  int access);
+rcmoe_status_t ib_qp_connect(const struct ib_comm *c, struct rcmoe_ibv_qp *qp, const char *what,
+			     uint32_t dest_qpn, const union rcmoe_ibv_gid *gid, uint16_t lid,
+			     int mtu);
 
 /* flush.c: ib_flush_create makes a receiving comm's flush QP (once; the service thread, at its
  * first DMA-BUF registration); ib_iflush posts a read of the first bytes of `buf` (a DMA-BUF
